@@ -1,0 +1,1 @@
+"""Orchestration: Hydra configs -> plain dataclasses, run identity, run store, launch, skip."""

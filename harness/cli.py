@@ -1,0 +1,209 @@
+"""`harness <command> [key=value ...]` — the one entry point.
+
+    harness run [-m] [overrides]     one run, or a sweep with -m (Hydra multirun)
+    harness eval root=DIR eval=SUITE score saved checkpoints of finished runs (backfill)
+    harness status root=DIR          a table of a sweep's runs
+    harness cancel root=DIR          cancel a sweep's SLURM jobs
+    harness analyze root=DIR | source=gadre2024 path=DIR out=DIR
+    harness plot out=DIR             redraw every figure from stored tables
+
+Overrides use Hydra's syntax (`model=cpu-s train.lr=0.002`, with -m: `model=cpu-s,cpu-m`).
+Bad input exits non-zero with one line naming the key and value.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+_FAILED: list[str] = []
+
+
+def _die(msg: str, code: int = 2) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def group_options(group: str) -> list[str] | None:
+    """Options of a config group (a folder of conf/), or None if `group` is not one."""
+    folder = CONF_DIR / group
+    if not folder.is_dir():
+        return None
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def check_group_overrides(args: list[str]) -> None:
+    """Fail fast, in one line, on `group=option` naming an option that does not exist."""
+    for arg in args:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key.startswith("hydra/launcher"):
+            options = group_options("hydra/launcher")
+            options = sorted(set(options or []) | {"basic", "submitit_local", "submitit_slurm"})
+        else:
+            options = group_options(key)
+        if options is None or "(" in value or value in ("null", ""):
+            continue
+        for v in value.split(","):
+            if v not in options:
+                _die(f"{key}: unknown {key} '{v}' (known: {', '.join(options)})")
+
+
+def _compose(config_name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name=config_name, overrides=overrides)
+    except HydraException as err:
+        _die(str(err).splitlines()[0])
+
+
+def _guard(fn: Callable[[], None]) -> None:
+    """Run `fn`, turning the harness's own errors into one line and exit code 2."""
+    from train.errors import HarnessError
+
+    try:
+        fn()
+    except HarnessError as err:
+        _die(str(err))
+
+
+def cmd_run(args: list[str]) -> None:
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    from harness.config import run_spec
+    from harness.runner import execute
+    from harness.tracking import make_tracker
+
+    check_group_overrides(args)
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def job(cfg: DictConfig) -> str:
+        from train.errors import HarnessError
+
+        try:
+            spec = run_spec(cfg)
+            out_root = Path(cfg.out_root)
+            tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
+            outcome = execute(spec, out_root, tracker)
+        except HarnessError as err:
+            _die(str(err))
+        if outcome.status == "failed":
+            _FAILED.append(f"{outcome.run_id}: {outcome.failure}")
+        return outcome.status
+
+    sys.argv = ["harness run", *args]
+    job()
+    if _FAILED:
+        print(f"{len(_FAILED)} run(s) failed:\n  " + "\n  ".join(_FAILED), file=sys.stderr)
+        raise SystemExit(1)
+
+
+def cmd_analyze(args: list[str]) -> None:
+    check_group_overrides(args)
+    cfg = _compose("analyze", args)
+
+    def go() -> None:
+        from analysis.pipeline import analyze
+        from omegaconf import OmegaConf
+
+        from analysis.config import AnalysisConfig
+
+        acfg = AnalysisConfig.from_dict(OmegaConf.to_container(cfg.analysis, resolve=True))
+        if cfg.source == "harness":
+            from analysis.records import load_records
+
+            if not cfg.root:
+                _die("root: required with source=harness (the sweep's output directory)")
+            table = load_records(Path(cfg.root))
+            out = Path(cfg.out or cfg.root)
+        elif cfg.source == "gadre2024":
+            from analysis.gadre import load_testbed
+
+            if not cfg.path or not cfg.out:
+                _die("path/out: source=gadre2024 needs path=<exp_data dir> and out=<dir>")
+            table = load_testbed(Path(cfg.path))
+            out = Path(cfg.out)
+        else:
+            _die(f"source: unknown source '{cfg.source}' (known: harness, gadre2024)")
+        summary = analyze(table, out, acfg)
+        print(f"wrote {out / 'report.md'}")
+        if summary is not None and hasattr(summary, "headline"):
+            print(summary.headline())
+
+    _guard_analysis(go)
+
+
+def cmd_plot(args: list[str]) -> None:
+    cfg = _compose("analyze", args)
+
+    def go() -> None:
+        from analysis.pipeline import plot
+
+        out = cfg.out or cfg.root
+        if not out:
+            _die("out: required (an analysis output directory)")
+        for path in plot(Path(out)):
+            print(path)
+
+    _guard_analysis(go)
+
+
+def _guard_analysis(fn: Callable[[], None]) -> None:
+    from analysis.errors import AnalysisError
+
+    try:
+        _guard(fn)
+    except AnalysisError as err:
+        _die(str(err))
+
+
+def cmd_eval(args: list[str]) -> None:
+    from harness.backfill import backfill
+
+    check_group_overrides(args)
+    cfg = _compose("config", args)
+    _guard(lambda: backfill(cfg))
+
+
+def cmd_status(args: list[str]) -> None:
+    from harness.status import print_status
+
+    cfg = _compose("status", args)
+    _guard(lambda: print_status(cfg))
+
+
+def cmd_cancel(args: list[str]) -> None:
+    from harness.status import cancel
+
+    cfg = _compose("status", args)
+    _guard(lambda: cancel(cfg))
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "run": cmd_run, "eval": cmd_eval, "status": cmd_status, "cancel": cmd_cancel,
+    "analyze": cmd_analyze, "plot": cmd_plot,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return
+    cmd = argv.pop(0)
+    if cmd not in COMMANDS:
+        _die(f"command: unknown command '{cmd}' (known: {', '.join(COMMANDS)})")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    COMMANDS[cmd](argv)
+
+
+if __name__ == "__main__":
+    main()

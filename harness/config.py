@@ -1,0 +1,147 @@
+"""Hydra config -> plain, validated dataclasses (`train.specs`). The only place that reads
+OmegaConf; everything downstream takes the dataclasses.
+
+Every check raises `ConfigError` with one line naming the bad key and value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from train.errors import ConfigError
+from train.mixture import normalise_weights
+from train.schedule import SCHEDULES
+from train.sources import KINDS
+from train.specs import (
+    EvalSpec,
+    MixSpec,
+    ModelSpec,
+    RunSpec,
+    SourceSpec,
+    TokenizerSpec,
+    TrainSpec,
+    ValSetSpec,
+)
+
+SPLITS = {"toyworld": ("train", "val", "shifted"), "stdlib_code": ("train", "val"),
+          "files": ("train", "val"), "hf": None}
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def build_dataclass(cls: type, values: dict[str, Any], where: str):
+    """`cls(**values)`, rejecting unknown keys and coercing lists to tuples where the field is one."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(fields)})")
+    kwargs = {}
+    for key, val in values.items():
+        if isinstance(val, list) and "tuple" in str(fields[key].type):
+            val = tuple(val)
+        kwargs[key] = val
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _sources(cfg: dict) -> dict[str, SourceSpec]:
+    out = {}
+    for name, body in (cfg or {}).items():
+        body = dict(body)
+        kind = body.pop("kind", None)
+        if kind not in KINDS:
+            raise ConfigError(f"sources.{name}.kind: unknown source kind '{kind}' (known: {', '.join(KINDS)})")
+        out[name] = SourceSpec(name=name, kind=kind, options=body)
+    return out
+
+
+def _positive(where: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{where}: must be a positive number, got {value!r}")
+
+
+def _check_train(t: TrainSpec, model: ModelSpec) -> None:
+    if (t.tokens is None) == (t.tokens_per_param is None):
+        raise ConfigError(f"train.tokens / train.tokens_per_param: set exactly one "
+                          f"(got tokens={t.tokens}, tokens_per_param={t.tokens_per_param})")
+    _positive("train.tokens", t.tokens, allow_none=True)
+    _positive("train.tokens_per_param", t.tokens_per_param, allow_none=True)
+    for key in ("batch_size", "seq_len", "lr", "log_every"):
+        _positive(f"train.{key}", getattr(t, key))
+    if t.seq_len > model.max_seq_len:
+        raise ConfigError(f"train.seq_len: {t.seq_len} exceeds the context of model '{model.name}' "
+                          f"(max_seq_len {model.max_seq_len})")
+    if t.schedule not in SCHEDULES:
+        raise ConfigError(f"train.schedule: unknown schedule '{t.schedule}' (known: {', '.join(SCHEDULES)})")
+    if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
+        raise ConfigError(f"train.device: unknown device '{t.device}' (known: auto, cpu, cuda)")
+    if t.precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"train.precision: unknown precision '{t.precision}' (known: auto, fp32, bf16)")
+
+
+def _validation(cfg: dict, sources: dict[str, SourceSpec]) -> tuple[ValSetSpec, ...]:
+    max_tokens = int(cfg.get("max_tokens", 65536))
+    sets = []
+    for name, body in (cfg.get("sets") or {}).items():
+        src = body.get("source")
+        if src not in sources:
+            raise ConfigError(f"validation.sets.{name}.source: unknown source '{src}' "
+                              f"(known: {', '.join(sources)})")
+        split = body.get("split", "val")
+        allowed = SPLITS.get(sources[src].kind)
+        if allowed is not None and split not in allowed:
+            raise ConfigError(f"validation.sets.{name}.split: unknown split '{split}' for source '{src}' "
+                              f"(known: {', '.join(allowed)})")
+        sets.append(ValSetSpec(name=name, source=src, split=split,
+                               max_tokens=int(body.get("max_tokens", max_tokens))))
+    if not sets:
+        raise ConfigError("validation.sets: no validation sets configured")
+    return tuple(sets)
+
+
+def run_spec(cfg: DictConfig) -> RunSpec:
+    """Validate a composed `harness run` config and turn it into a `RunSpec`."""
+    c = _plain(cfg)
+    sources = _sources(c.get("sources"))
+    model = build_dataclass(ModelSpec, c["model"], "model")
+    tokenizer = build_dataclass(TokenizerSpec, c["tokenizer"], "tokenizer")
+    data = c["data"]
+    weights = {str(k): float(v) for k, v in (data.get("weights") or {}).items()}
+    for name in weights:
+        if name not in sources:
+            raise ConfigError(f"data.weights.{name}: unknown source '{name}' (known: {', '.join(sources)})")
+    mix = MixSpec(name=str(data.get("name", "mix")), weights=normalise_weights(weights))
+    train = build_dataclass(TrainSpec, c["train"], "train")
+    _check_train(train, model)
+    ev = build_dataclass(EvalSpec, c["eval"], "eval")
+    if ev.tasks_at not in ("all", "final"):
+        raise ConfigError(f"eval.tasks_at: unknown value '{ev.tasks_at}' (known: all, final)")
+    _positive("eval.num_checkpoints", ev.num_checkpoints)
+    seed = c.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed: must be an integer, got {seed!r}")
+    return RunSpec(sweep=str(c.get("sweep_name", "default")), seed=seed, model=model,
+                   tokenizer=tokenizer, sources=sources, mix=mix,
+                   validation=_validation(c.get("validation") or {}, sources), train=train, eval=ev,
+                   cache_dir=str(Path(c.get("cache_dir", ".cache/harness"))))
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass tree as plain JSON-able values."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj

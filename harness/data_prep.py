@@ -1,0 +1,98 @@
+"""Shared, content-addressed inputs of a run: tokenizer, token caches, validation windows,
+generated task data. Built once per cache root (safe under concurrent runs), then reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from train.cache_lock import build_once
+from train.errors import ConfigError
+from train.mixture import eval_windows
+from train.specs import RunSpec
+from train.token_cache import TokenCache, build_token_cache
+from train.tokenizer import load_tokenizer, tokenizer_key
+
+
+@dataclass
+class RunData:
+    tokenizer: object
+    tokenizer_id: str
+    train_caches: dict[str, TokenCache]
+    val_windows: dict[str, torch.Tensor]
+
+
+def _log(msg: str) -> None:
+    print(f"[harness] {msg}", file=sys.stderr, flush=True)
+
+
+def prepare_data(spec: RunSpec) -> RunData:
+    cache_dir = Path(spec.cache_dir)
+    tok = load_tokenizer(spec.tokenizer, spec.sources, cache_dir)
+    tok_id = tokenizer_key(spec.tokenizer, spec.sources)
+    caches = {}
+    for name in sorted(spec.mix.weights):
+        caches[name] = build_token_cache(spec.sources[name], "train", tok, tok_id, cache_dir)
+    windows = {}
+    for vs in spec.validation:
+        cache = build_token_cache(spec.sources[vs.source], vs.split, tok, tok_id, cache_dir)
+        windows[vs.name] = eval_windows(cache, spec.train.seq_len, vs.max_tokens)
+    return RunData(tok, tok_id, caches, windows)
+
+
+def _code_version(*modules) -> str:
+    """Hash of the generator's source: changing the generator invalidates the cached data."""
+    h = hashlib.sha256()
+    for m in modules:
+        h.update(inspect.getsource(m).encode())
+    return h.hexdigest()[:12]
+
+
+def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
+    """Generate the toy-world lm-eval tasks (once per world and code version); return their
+    folder (an lm-eval include path) and each task's chance level."""
+    import eval.toytasks as toytasks
+    import train.toyworld as toyworld
+
+    src = spec.sources.get("toyworld")
+    if src is None or src.kind != "toyworld":
+        raise ConfigError("eval.toy_tasks: needs a source named 'toyworld' of kind toyworld")
+    world_seed = int(src.options.get("world_seed", 0))
+    n_entities = int(src.options.get("n_entities", 400))
+    key = hashlib.sha256(repr((world_seed, n_entities, spec.eval.n_per_task,
+                               _code_version(toytasks, toyworld))).encode()).hexdigest()[:16]
+    target = Path(spec.cache_dir).resolve() / "toytasks" / key
+
+    def build(t: Path) -> None:
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix=".build.", dir=t.parent))
+        try:
+            world = toyworld.make_world(seed=world_seed, n_entities=n_entities)
+            # Task files name their data by absolute path, so generate in place of the final dir.
+            toytasks.write_toy_tasks(world, tmp, n_per_task=spec.eval.n_per_task, seed=world_seed)
+            _relocate(tmp, t)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    build_once(target, build)
+    specs = toytasks.load_task_specs(target)
+    return target, {name: s.chance for name, s in specs.items()}
+
+
+def _relocate(tmp: Path, target: Path) -> None:
+    """Move a generated task folder into place, rewriting absolute paths that name `tmp`."""
+    for f in tmp.rglob("*"):
+        if f.is_file() and f.suffix in (".yaml", ".json"):
+            text = f.read_text(encoding="utf-8")
+            if str(tmp) in text:
+                f.write_text(text.replace(str(tmp), str(target)), encoding="utf-8")
+    tmp.rename(target)

@@ -1,0 +1,205 @@
+"""One run, start to finish: identity -> skip or resume -> data -> model -> train (with
+evaluation at scheduled checkpoints) -> complete record. A failed run writes its reason and
+returns; the rest of a sweep goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from eval.lm_eval_runner import TaskRunner
+from eval.val_loss import validation_losses
+from harness.config import to_dict
+from harness.data_prep import _log, prepare_data, toy_task_dir
+from harness.identity import run_id, semantic_config
+from harness.store import SCHEMA_VERSION, git_sha, read_record, run_dir, write_record
+from harness.tracking import Tracker, null_tracker
+from train.checkpoint import latest_complete
+from train.errors import ConfigError
+from train.loop import Diverged, Preempted, StopFlag, pick_device, train
+from train.mixture import MixtureSampler
+from train.model import FLOPS_CONVENTION, build_model, model_stats, training_flops
+from train.specs import RunSpec
+
+_TASK_RUNNERS: dict[tuple, TaskRunner] = {}
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str  # complete | failed | skipped
+    path: Path
+    failure: str | None = None
+
+
+def eval_schedule(total_steps: int, tokens_per_step: int, n_points: int, every_tokens: int | None) -> list[int]:
+    """Steps at which to evaluate (and checkpoint); always ends with the final step.
+
+    Default: `n_points` log-spaced points, each twice the previous (…, T/4, T/2, T).
+    """
+    if every_tokens:
+        every = max(1, round(every_tokens / tokens_per_step))
+        steps = set(range(every, total_steps + 1, every))
+    else:
+        steps = {max(1, round(total_steps / 2**k)) for k in range(n_points)}
+    steps.add(total_steps)
+    return sorted(steps)
+
+
+def task_runner(spec: RunSpec) -> TaskRunner | None:
+    """The process-wide runner for this eval config (task objects are built once)."""
+    ev = spec.eval
+    if not ev.tasks:
+        return None
+    include = tuple(ev.include_paths)
+    chance: dict[str, float] = {}
+    if ev.toy_tasks:
+        folder, chance = toy_task_dir(spec)
+        include = include + (str(folder),)
+    key = (tuple(ev.tasks), include, str(ev.batch_size), ev.limit)
+    if key not in _TASK_RUNNERS:
+        _TASK_RUNNERS[key] = TaskRunner(list(ev.tasks), include, ev.batch_size, ev.limit, chance)
+    return _TASK_RUNNERS[key]
+
+
+def _new_record(spec: RunSpec, rid: str, stats, data, n_tokens: int, tasks_meta: dict) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": rid,
+        "sweep": spec.sweep,
+        "status": "running",
+        "failure": None,
+        "config": to_dict(spec),
+        "git_sha": git_sha(),
+        "seed": spec.seed,
+        "host": socket.gethostname(),
+        "model": {"size": spec.model.name, "n_params": stats.n_params,
+                  "n_params_nonembedding": stats.n_params_nonembedding, "d_model": spec.model.d_model,
+                  "n_layers": spec.model.n_layers, "n_heads": spec.model.n_heads,
+                  "vocab_size": len(data.tokenizer), "seq_len": spec.train.seq_len},
+        "data": {"mix": spec.mix.name, "weights": spec.mix.weights, "train_tokens": n_tokens},
+        "compute": {},
+        "tasks_meta": tasks_meta,
+        "checkpoints": [],
+    }
+
+
+def execute(spec: RunSpec, out_root: Path, tracker: Tracker | None = None) -> RunOutcome:
+    """Run `spec` under `out_root`, skipping it when its record is already complete."""
+    rid = run_id(spec)
+    path = run_dir(out_root, rid)
+    previous = read_record(path)
+    if previous and previous["status"] == "complete":
+        _log(f"skip {rid} ({spec.model.name}, {spec.mix.name}, seed {spec.seed}): complete")
+        return RunOutcome(rid, "skipped", path)
+    path.mkdir(parents=True, exist_ok=True)
+    _check_same_config(path, spec)
+    tracker = tracker or null_tracker()
+    t_start = time.time()
+
+    data = prepare_data(spec)
+    model = build_model(spec.model, len(data.tokenizer), seed=spec.seed)
+    stats = model_stats(model)
+    tokens_per_step = spec.train.batch_size * spec.train.seq_len
+    budget = spec.train.tokens or int(spec.train.tokens_per_param * stats.n_params)
+    total_steps = max(1, math.ceil(budget / tokens_per_step))
+    n_tokens = total_steps * tokens_per_step
+    schedule = eval_schedule(total_steps, tokens_per_step, spec.eval.num_checkpoints, spec.eval.every_tokens)
+    runner = task_runner(spec)
+    tasks_meta = {n: vars(i) for n, i in runner.info().items()} if runner else {}
+
+    record = _new_record(spec, rid, stats, data, n_tokens, tasks_meta)
+    resume_from = latest_complete(path / "checkpoints", log=lambda m: None)
+    if previous and resume_from is not None:
+        done_step = int(resume_from.name.split("_")[1])
+        record["checkpoints"] = [c for c in previous.get("checkpoints", []) if c["step"] <= done_step]
+        _log(f"resume {rid} from step {done_step}")
+    write_record(path, record)
+    tracker.start(rid, spec, record)
+    _log(f"run {rid}: {spec.model.name} ({stats.n_params:,} params), mix {spec.mix.name}, "
+         f"{n_tokens:,} tokens in {total_steps} steps, evaluating at steps {schedule}")
+
+    def evaluate(m: torch.nn.Module, step: int, tokens: int) -> None:
+        entry: dict[str, Any] = {"step": step, "tokens": tokens,
+                                 "flops": training_flops(stats.n_params, tokens),
+                                 "val_loss": validation_losses(m, data.val_windows)}
+        if runner and (spec.eval.tasks_at == "all" or step == total_steps):
+            entry["tasks"] = runner.evaluate(m, data.tokenizer, max_length=spec.model.max_seq_len)
+        else:
+            entry["tasks"] = {}
+        record["checkpoints"] = [c for c in record["checkpoints"] if c["step"] < step] + [entry]
+        write_record(path, record)
+        tracker.log_checkpoint(entry)
+        vl = ", ".join(f"{k} {v:.3f}" for k, v in entry["val_loss"].items())
+        _log(f"step {step}: val loss {vl}")
+
+    sampler = MixtureSampler(data.train_caches, spec.mix.weights, spec.train.seq_len,
+                             spec.train.batch_size, seed=spec.seed)
+    stop = StopFlag()
+    stop.install()
+    try:
+        result = train(model, data.tokenizer, sampler, spec.train, total_steps, set(schedule), path,
+                       evaluate, log_fn=tracker.log_step, stop=stop)
+    except Diverged as err:
+        record.update(status="failed", failure=f"diverged: {err}")
+        write_record(path, record)
+        tracker.finish(record)
+        _log(f"run {rid} failed: {err}")
+        return RunOutcome(rid, "failed", path, str(err))
+    except Preempted as err:
+        _log(f"run {rid} stopped: {err}; relaunch to resume")
+        tracker.finish(record, preempted=True)
+        raise
+    record["compute"] = {
+        "flops": training_flops(stats.n_params, n_tokens), "flops_convention": FLOPS_CONVENTION,
+        "tokens": n_tokens, "steps": total_steps, "wall_seconds": round(time.time() - t_start, 3),
+        "train_seconds": round(result.wall_seconds, 3),
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "device": str(pick_device(spec.train)), "torch_threads": torch.get_num_threads(),
+        "resumed_from_step": result.resumed_from, "peak_memory_bytes": result.peak_memory_bytes,
+    }
+    record["status"] = "complete"
+    write_record(path, record)
+    tracker.finish(record)
+    final = record["checkpoints"][-1]["val_loss"]
+    _log(f"done {rid}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items())
+         + f" ({result.tokens_per_second:,.0f} tok/s)")
+    return RunOutcome(rid, "complete", path)
+
+
+def _check_same_config(path: Path, spec: RunSpec) -> None:
+    """Same run id must mean same semantic config; anything else is a collision."""
+    cfg_path = path / "config.yaml"
+    semantic = semantic_config(spec)
+    if cfg_path.exists():
+        existing = yaml.safe_load(cfg_path.read_text()) or {}
+        if existing.get("semantic") != _yaml_roundtrip(semantic):
+            raise ConfigError(f"out_root: run directory '{path}' holds a run with a different config; "
+                              "use another out_root or delete it")
+        return
+    from train.atomic import write_text
+
+    write_text(cfg_path, yaml.safe_dump({"semantic": semantic, "full": to_dict(spec)}, sort_keys=False))
+
+
+def _yaml_roundtrip(obj: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(obj, sort_keys=False))
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def log_exception(err: BaseException) -> None:
+    print(f"error: {err}", file=sys.stderr)

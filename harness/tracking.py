@@ -1,0 +1,125 @@
+"""Experiment tracking mirrors (W&B). Records on disk stay the source of truth: analysis
+never reads W&B, and a tracker failure never fails a run.
+
+One W&B run per harness run, id = run_id with resume allowed, so a requeued job appends to
+the same W&B run. With no API key configured the tracker runs offline — never a login prompt.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from train.specs import RunSpec
+
+
+class Tracker:
+    """The no-op tracker; subclasses mirror a run somewhere."""
+
+    def start(self, run_id: str, spec: RunSpec, record: dict[str, Any]) -> None: ...
+
+    def log_step(self, row: dict[str, Any]) -> None: ...
+
+    def log_checkpoint(self, entry: dict[str, Any]) -> None: ...
+
+    def finish(self, record: dict[str, Any], preempted: bool = False) -> None: ...
+
+
+def null_tracker() -> Tracker:
+    return Tracker()
+
+
+def flat_config(spec: RunSpec, record: dict[str, Any]) -> dict[str, Any]:
+    """Top-level keys W&B users filter on, then the rest of the config flattened with '/'."""
+    flat: dict[str, Any] = {
+        "size": spec.model.name, "mix": spec.mix.name, "seed": spec.seed, "sweep": spec.sweep,
+        "val_sets": [v.name for v in spec.validation], "n_params": record["model"]["n_params"],
+        "train_tokens": record["data"]["train_tokens"],
+    }
+
+    def walk(prefix: str, obj: Any) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{prefix}/{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = obj
+
+    walk("", {k: v for k, v in record["config"].items() if k != "sources"})
+    return flat
+
+
+def api_key_configured() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+class WandbTracker(Tracker):
+    def __init__(self, project: str, entity: str | None = None, mode: str = "auto", directory: str | None = None):
+        self.project, self.entity, self.directory = project, entity, directory
+        self.mode = ("online" if api_key_configured() else "offline") if mode == "auto" else mode
+        self.run = None
+
+    def start(self, run_id: str, spec: RunSpec, record: dict[str, Any]) -> None:
+        import wandb
+
+        kwargs = dict(project=self.project, entity=self.entity, id=run_id, resume="allow",
+                      group=spec.sweep, job_type="train",
+                      name=f"{spec.model.name}-{spec.mix.name}-s{spec.seed}",
+                      config=flat_config(spec, record), dir=self.directory,
+                      settings=wandb.Settings(init_timeout=60, silent=True, console="off"))
+        if self.directory:
+            Path(self.directory).mkdir(parents=True, exist_ok=True)
+        try:
+            self.run = wandb.init(mode=self.mode, **kwargs)
+        except Exception as err:  # bad key, no network: keep the run, log offline
+            print(f"warning: wandb {self.mode} init failed ({str(err).splitlines()[0]}); logging offline",
+                  file=sys.stderr)
+            self.run = wandb.init(mode="offline", **kwargs)
+
+    def log_step(self, row: dict[str, Any]) -> None:
+        if self.run:
+            self.run.log({"train/loss": row["loss"], "train/lr": row["lr"],
+                          "train/tokens_per_second": row["tokens_per_second"],
+                          "train/grad_norm": row["grad_norm"], "tokens": row["tokens"]}, step=row["step"])
+
+    def log_checkpoint(self, entry: dict[str, Any]) -> None:
+        if not self.run:
+            return
+        data: dict[str, Any] = {f"val/{k}": v for k, v in entry["val_loss"].items()}
+        for task, metrics in entry.get("tasks", {}).items():
+            for m, v in metrics.items():
+                data[f"task/{task}/{m}"] = v
+        data["tokens"] = entry["tokens"]
+        data["flops"] = entry["flops"]
+        self.run.log(data, step=entry["step"])
+
+    def finish(self, record: dict[str, Any], preempted: bool = False) -> None:
+        if not self.run:
+            return
+        summary: dict[str, Any] = {"status": record["status"], "n_params": record["model"]["n_params"],
+                                   "n_params_nonembedding": record["model"]["n_params_nonembedding"]}
+        summary.update({f"compute/{k}": v for k, v in record.get("compute", {}).items() if v is not None})
+        if record["checkpoints"]:
+            last = record["checkpoints"][-1]
+            summary.update({f"final/val/{k}": v for k, v in last["val_loss"].items()})
+            for task, metrics in last.get("tasks", {}).items():
+                summary.update({f"final/task/{task}/{m}": v for m, v in metrics.items()})
+        self.run.summary.update(summary)
+        self.run.finish(exit_code=1 if preempted else 0)
+        self.run = None
+
+
+def make_tracker(cfg: dict[str, Any], out_root: Path) -> Tracker:
+    kind = cfg.get("kind", "none")
+    if kind == "none":
+        return null_tracker()
+    if kind == "wandb":
+        return WandbTracker(project=cfg.get("project", "scaling-harness"), entity=cfg.get("entity"),
+                            mode=cfg.get("mode", "auto"), directory=cfg.get("dir") or str(out_root))
+    from train.errors import ConfigError
+
+    raise ConfigError(f"logger.kind: unknown logger '{kind}' (known: none, wandb)")

@@ -1,0 +1,136 @@
+"""Checkpoints: a Hugging Face model directory plus the trainer state to resume from.
+
+`checkpoints/step_<N>/` holds `model.safetensors` + config + tokenizer files (loadable by
+`AutoModelForCausalLM.from_pretrained`), `trainer_state.pt` (optimizer, scheduler, RNG,
+step) and, written last, `manifest.json` listing every file's size and sha256. A directory
+without a manifest, or whose files disagree with it, is incomplete: it is skipped and the
+previous checkpoint is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from train.atomic import write_json
+
+MANIFEST = "manifest.json"
+STATE = "trainer_state.pt"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states as plain lists and tensors, so the state file loads with weights_only=True."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                      has_gauss, gauss],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(ckpt_root: Path, step: int, model, tokenizer, trainer_state: dict[str, Any]) -> Path:
+    """Write `step_<step>/` into a temporary directory, then rename it into place."""
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"step_{step}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".step_{step}.", dir=ckpt_root))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        torch.save(trainer_state, tmp / STATE)
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+                 for p in sorted(tmp.iterdir()) if p.is_file()}
+        write_json(tmp / MANIFEST, {"step": step, "files": files})
+        for p in tmp.iterdir():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+def verify_checkpoint(path: Path, deep: bool = True) -> str | None:
+    """None when `path` is a complete checkpoint, else the reason it is not."""
+    manifest = path / MANIFEST
+    if not manifest.exists():
+        return "no manifest (interrupted while saving)"
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (json.JSONDecodeError, KeyError):
+        return "unreadable manifest"
+    for name, meta in files.items():
+        f = path / name
+        if not f.exists():
+            return f"missing file {name}"
+        if f.stat().st_size != meta["bytes"]:
+            return f"file {name} has {f.stat().st_size} bytes, manifest says {meta['bytes']}"
+        if deep and _sha256(f) != meta["sha256"]:
+            return f"file {name} does not match its sha256"
+    return None
+
+
+def checkpoint_steps(ckpt_root: Path) -> list[int]:
+    """Steps of all checkpoint directories (complete or not), ascending."""
+    if not ckpt_root.exists():
+        return []
+    steps = []
+    for p in ckpt_root.iterdir():
+        if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit():
+            steps.append(int(p.name[5:]))
+    return sorted(steps)
+
+
+def latest_complete(ckpt_root: Path, log=print) -> Path | None:
+    """The newest checkpoint that verifies; broken newer ones are reported and skipped."""
+    for step in reversed(checkpoint_steps(ckpt_root)):
+        path = ckpt_root / f"step_{step}"
+        reason = verify_checkpoint(path)
+        if reason is None:
+            return path
+        log(f"warning: skipping checkpoint {path}: {reason}")
+    return None
+
+
+def load_trainer_state(path: Path) -> dict[str, Any]:
+    # weights_only: a checkpoint from elsewhere can never run code when it is loaded.
+    return torch.load(path / STATE, map_location="cpu", weights_only=True)
+
+
+def prune_checkpoints(ckpt_root: Path, keep: int, protect: set[int]) -> None:
+    """Delete all but the newest `keep` checkpoints, never those in `protect`."""
+    if keep <= 0:
+        return
+    steps = checkpoint_steps(ckpt_root)
+    for step in steps[:-keep]:
+        if step not in protect:
+            shutil.rmtree(ckpt_root / f"step_{step}", ignore_errors=True)

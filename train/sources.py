@@ -1,0 +1,164 @@
+"""Text sources: the generated toy world, the stdlib's Python code, local files, HF datasets.
+
+Every source yields documents (str) for a split: `train`, `val`, and for the toy world
+`shifted`. The readers are deterministic so a token cache keyed by the spec is reusable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+from train.errors import ConfigError, DataError
+from train.specs import SourceSpec
+
+KINDS = ("toyworld", "stdlib_code", "files", "hf")
+
+
+def iter_documents(spec: SourceSpec, split: str) -> Iterator[str]:
+    """Documents of `split` from the source described by `spec`."""
+    readers = {
+        "toyworld": _toyworld,
+        "stdlib_code": _stdlib_code,
+        "files": _files,
+        "hf": _hf,
+    }
+    if spec.kind not in readers:
+        raise ConfigError(f"sources.{spec.name}.kind: unknown source kind '{spec.kind}' "
+                          f"(known: {', '.join(KINDS)})")
+    yield from readers[spec.kind](spec, split)
+
+
+def _toyworld(spec: SourceSpec, split: str) -> Iterator[str]:
+    from train.toyworld import DOMAINS, documents, make_world
+
+    opts = spec.options
+    world = make_world(seed=int(opts.get("world_seed", 0)), n_entities=int(opts.get("n_entities", 400)))
+    docs_per_split = opts.get("docs", {})
+    if split not in docs_per_split:
+        raise ConfigError(f"sources.{spec.name}.docs: no document count for split '{split}' "
+                          f"(have: {', '.join(docs_per_split) or 'none'})")
+    domains = list(opts.get("domains", DOMAINS))
+    n_total = int(docs_per_split[split])
+    split_seed = int(opts.get("seed", 0))
+    for i, domain in enumerate(domains):
+        n = n_total // len(domains) + (1 if i < n_total % len(domains) else 0)
+        yield from documents(world, domain, n, split, seed=split_seed)
+
+
+def _stable_fraction(key: str) -> float:
+    """A number in [0, 1) fixed by `key`, independent of Python's hash seed."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+def stdlib_files(max_bytes: int = 200_000) -> list[Path]:
+    """The running interpreter's standard-library .py files, sorted, tests and vendored code out."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = ("site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__", "ensurepip")
+    files = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if any(part in skip for part in rel.parts[:-1]) or path.stat().st_size > max_bytes:
+            continue
+        files.append(path)
+    return files
+
+
+def _split_of(key: str, val_fraction: float) -> str:
+    return "val" if _stable_fraction(key) < val_fraction else "train"
+
+
+def _stdlib_code(spec: SourceSpec, split: str) -> Iterator[str]:
+    val_fraction = float(spec.options.get("val_fraction", 0.05))
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for path in stdlib_files():
+        rel = str(path.relative_to(root))
+        if _split_of(rel, val_fraction) == split:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if text.strip():
+                yield text
+
+
+def _read_file_docs(path: Path, fmt: str, text_field: str) -> Iterator[str]:
+    if not path.exists():
+        raise DataError(f"data file not found: '{path}'")
+    if fmt == "text":
+        try:
+            yield path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"data file is not UTF-8 text: '{path}' ({err.reason} at byte {err.start})") from None
+    elif fmt == "jsonl":
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    raise DataError(f"bad JSON in '{path}' line {lineno}") from None
+                if text_field not in row:
+                    raise DataError(f"text_field '{text_field}' missing in '{path}' line {lineno}")
+                yield str(row[text_field])
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=[text_field])
+        yield from (str(t) for t in table.column(text_field).to_pylist())
+    else:
+        raise ConfigError(f"format: unknown file format '{fmt}' (known: text, jsonl, parquet)")
+
+
+def _files(spec: SourceSpec, split: str) -> Iterator[str]:
+    opts = spec.options
+    paths = [Path(p) for p in opts.get("paths", [])]
+    if not paths:
+        raise ConfigError(f"sources.{spec.name}.paths: no files given")
+    fmt = opts.get("format", "text")
+    text_field = opts.get("text_field", "text")
+    val_fraction = float(opts.get("val_fraction", 0.05))
+    for path in paths:
+        for i, doc in enumerate(_read_file_docs(path, fmt, text_field)):
+            if _split_of(f"{path.name}:{i}", val_fraction) == split:
+                yield doc
+
+
+def _hf(spec: SourceSpec, split: str) -> Iterator[str]:
+    """A Hugging Face dataset through `datasets.load_dataset` (hub name or a local builder)."""
+    import datasets
+
+    opts = dict(spec.options)
+    hf_split = opts.get("splits", {}).get(split, split)
+    max_docs = opts.get("max_docs", {}).get(split)
+    text_field = opts.get("text_field", "text")
+    kwargs = {k: v for k, v in opts.items() if k in ("name", "data_files", "data_dir", "revision")}
+    try:
+        ds = datasets.load_dataset(opts["path"], split=hf_split, streaming=bool(opts.get("streaming", False)),
+                                   **kwargs)
+    except KeyError:
+        raise ConfigError(f"sources.{spec.name}.path: missing dataset path") from None
+    except Exception as err:  # hub unreachable, unknown split, missing files
+        raise DataError(f"sources.{spec.name}: could not load dataset '{opts.get('path')}' split "
+                        f"'{hf_split}': {str(err).splitlines()[0] if str(err) else type(err).__name__}. "
+                        "Offline? Pre-cache it on a connected machine with datasets.load_dataset, "
+                        "then set HF_DATASETS_OFFLINE=1.") from None
+    for i, row in enumerate(ds):
+        if max_docs is not None and i >= int(max_docs):
+            break
+        if text_field not in row:
+            raise DataError(f"sources.{spec.name}.text_field: '{text_field}' not a column of '{opts['path']}'")
+        yield str(row[text_field])
+
+
+def source_fingerprint(spec: SourceSpec) -> str:
+    """A content key for the spec (files add size and mtime, so edits invalidate caches)."""
+    payload: dict = {"name": spec.name, "kind": spec.kind, "options": spec.options}
+    if spec.kind == "files":
+        stats = []
+        for p in spec.options.get("paths", []):
+            path = Path(p)
+            stats.append([str(path.resolve()), *( [path.stat().st_size, path.stat().st_mtime_ns] if path.exists() else [None])])
+        payload["stats"] = stats
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,90 @@
+"""Tokenizers: a byte-level BPE trained with HF `tokenizers` on the sweep's sources (cached by
+content hash, so every run of a sweep shares one), or a pretrained one loaded by name.
+
+All runs of a study must share one tokenizer: losses in nats per token are only comparable
+across data mixes when the token alphabet is the same, so the BPE trains on a fixed list of
+sources, not on each run's mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tempfile
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from train.cache_lock import build_once
+from train.errors import ConfigError, DataError
+from train.sources import iter_documents, source_fingerprint
+from train.specs import SourceSpec, TokenizerSpec
+
+EOS = "<|endoftext|>"
+PAD = "<|pad|>"
+
+
+def tokenizer_key(spec: TokenizerSpec, sources: dict[str, SourceSpec]) -> str:
+    """Content key: the spec plus the fingerprints of the sources it trains on."""
+    if spec.kind == "pretrained":
+        payload = {"kind": spec.kind, "name": spec.name}
+    else:
+        fps = {n: source_fingerprint(sources[n]) for n in spec.train_sources}
+        payload = {"kind": spec.kind, "vocab": spec.vocab_size, "docs": spec.train_docs, "sources": fps}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _train_bpe(spec: TokenizerSpec, sources: dict[str, SourceSpec], target: Path) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    def corpus():
+        for name in spec.train_sources:
+            yield from itertools.islice(iter_documents(sources[name], "train"), spec.train_docs)
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size,
+        special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus(), trainer=trainer)
+    if tok.get_vocab_size() < 300:
+        raise DataError(f"tokenizer.train_sources: corpus {list(spec.train_sources)} is too small "
+                        f"to train a BPE (vocabulary came out at {tok.get_vocab_size()})")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=EOS,
+                                   model_max_length=1_000_000)
+    tmp = Path(tempfile.mkdtemp(prefix=".tok.", dir=target.parent))
+    fast.save_pretrained(tmp)
+    tmp.rename(target)
+
+
+def load_tokenizer(spec: TokenizerSpec, sources: dict[str, SourceSpec], cache_dir: Path) -> PreTrainedTokenizerFast:
+    """The study's tokenizer: trained once into the cache, or loaded by name."""
+    if spec.kind == "pretrained":
+        if not spec.name:
+            raise ConfigError("tokenizer.name: required when tokenizer.kind is 'pretrained'")
+        try:
+            tok = AutoTokenizer.from_pretrained(spec.name, trust_remote_code=spec.trust_remote_code)
+        except OSError as err:
+            raise DataError(f"tokenizer.name: cannot load '{spec.name}' ({str(err).splitlines()[0]})") from None
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return tok
+    if spec.kind != "bpe":
+        raise ConfigError(f"tokenizer.kind: unknown kind '{spec.kind}' (known: bpe, pretrained)")
+    for name in spec.train_sources:
+        if name not in sources:
+            raise ConfigError(f"tokenizer.train_sources: unknown source '{name}' (known: {', '.join(sources)})")
+    target = cache_dir / "tokenizers" / tokenizer_key(spec, sources)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    build_once(target, lambda t: _train_bpe(spec, sources, t))
+    return PreTrainedTokenizerFast.from_pretrained(str(target))
+
+
+def save_tokenizer(tok: PreTrainedTokenizerFast, out_dir: Path) -> None:
+    """Write tokenizer files beside a checkpoint so it loads with AutoTokenizer."""
+    tok.save_pretrained(out_dir)
