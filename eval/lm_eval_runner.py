@@ -96,15 +96,23 @@ class TaskRunner:
 
     def evaluate(self, model, tokenizer, max_length: int) -> dict[str, dict[str, float]]:
         """{task: {metric: value, metric_stderr: value}} for the model as it is now."""
-        import lm_eval
+        from lm_eval.evaluator import evaluate as lm_eval_evaluate
         from lm_eval.models.huggingface import HFLM
 
         from eval.continuous import continuous_metrics
 
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, max_length=max_length,
                   device=str(next(model.parameters()).device))
-        out = lm_eval.evaluator.evaluate(lm=lm, task_dict=self.task_dict, limit=self.limit,
-                                         log_samples=True, bootstrap_iters=100, verbosity="WARNING")
+        quiet = os.environ.get("TQDM_DISABLE")
+        os.environ["TQDM_DISABLE"] = "1"  # lm-eval's per-request bars would drown the run's own
+        try:
+            out = lm_eval_evaluate(lm=lm, task_dict=self.task_dict, limit=self.limit,
+                                   log_samples=True, bootstrap_iters=100, verbosity="WARNING")
+        finally:
+            if quiet is None:
+                os.environ.pop("TQDM_DISABLE")
+            else:
+                os.environ["TQDM_DISABLE"] = quiet
         results: dict[str, dict[str, float]] = {}
         for lm_name, metrics in out["results"].items():
             name = to_harness_name(lm_name)

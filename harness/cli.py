@@ -202,6 +202,10 @@ def main(argv: list[str] | None = None) -> None:
     if cmd not in COMMANDS:
         _die(f"command: unknown command '{cmd}' (known: {', '.join(COMMANDS)})")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-save "Writing model shards" bars
+    hf_logging.set_verbosity_error()
     COMMANDS[cmd](argv)
 
 

@@ -71,15 +71,17 @@ def _split_of(key: str, val_fraction: float) -> str:
     return "val" if _stable_fraction(key) < val_fraction else "train"
 
 
-def _stdlib_code(spec: SourceSpec, split: str) -> Iterator[str]:
-    val_fraction = float(spec.options.get("val_fraction", 0.05))
+def stdlib_split_files(split: str, val_fraction: float = 0.05) -> list[Path]:
+    """The stdlib files of one split; the split is fixed by each file's relative path."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    for path in stdlib_files():
-        rel = str(path.relative_to(root))
-        if _split_of(rel, val_fraction) == split:
-            text = path.read_text(encoding="utf-8", errors="replace")
-            if text.strip():
-                yield text
+    return [p for p in stdlib_files() if _split_of(str(p.relative_to(root)), val_fraction) == split]
+
+
+def _stdlib_code(spec: SourceSpec, split: str) -> Iterator[str]:
+    for path in stdlib_split_files(split, float(spec.options.get("val_fraction", 0.05))):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if text.strip():
+            yield text
 
 
 def _read_file_docs(path: Path, fmt: str, text_field: str) -> Iterator[str]:

@@ -1,0 +1,191 @@
+"""Synthetic toy-world corpus: render a World (train/toyworld_entities.py) into documents.
+
+Public API: ``make_world``, ``World``, ``DOMAINS``, ``SPLITS``, ``documents``,
+``iter_documents``. Document i of (world, domain, split, seed) has its own RNG stream, so
+``documents(..., n_docs=10)`` is a prefix of ``documents(..., n_docs=1000)`` and output is
+byte-identical across processes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from train import toyworld_templates as T
+from train.toyworld_entities import (
+    COLOURS,
+    FOODS,
+    OBJECTS,
+    PROFESSIONS,
+    SPECIES,
+    City,
+    Country,
+    Person,
+    World,
+    make_world,
+    stable_seed,
+)
+
+__all__ = ["DOMAINS", "SPLITS", "World", "documents", "iter_documents", "make_world",
+           "person_fields", "COLOURS", "FOODS", "PROFESSIONS", "SPECIES", "OBJECTS"]
+
+DOMAINS = ("encyclopedia", "narrative", "arithmetic")
+SPLITS = ("train", "val", "shifted")
+
+
+def _check(domain: str, split: str) -> None:
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown toyworld domain {domain!r} (known: {', '.join(DOMAINS)})")
+    if split not in SPLITS:
+        raise ValueError(f"unknown toyworld split {split!r} (known: {', '.join(SPLITS)})")
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def person_fields(world: World, p: Person) -> dict[str, str]:
+    """Placeholder values for one person (shared with eval/toytasks.py so probes match)."""
+    city: City = world.cities[p.city]
+    country: Country = world.countries[city.country]
+    f = p.gender == "f"
+    return {
+        "n": p.name, "P": "She" if f else "He", "p": "she" if f else "he",
+        "Pos": "Her" if f else "His", "pos": "her" if f else "his", "obj_pr": "her" if f else "him",
+        "colour": p.colour, "food": p.food, "profession": p.profession, "age": str(p.age),
+        "city": city.name, "country": country.name, "lang": country.language,
+        "capital": world.cities[country.capital].name, "dish": city.dish, "size": city.size,
+        "pet": p.pet_name, "species": p.pet_species, "obj": p.obj, "objc": p.obj_colour,
+        "friend": world.people[p.friend].name,
+        "parent": world.people[p.parent].name if p.parent is not None else "",
+        "kids": _join([world.people[k].name for k in world.children.get(p.idx, [])] or ["-"]),
+    }
+
+
+def _pick(rng: random.Random, pair: tuple[tuple[str, ...], tuple[str, ...]], shifted: bool) -> str:
+    return rng.choice(pair[1] if shifted else pair[0])
+
+
+def _subjects(world: World, shifted: bool) -> list[Person]:
+    # Shifted documents are about unseen people only; train/val never mention them.
+    return world.unseen_people if shifted else world.seen_people
+
+
+def _person_facts(world: World, p: Person, rng: random.Random, shifted: bool,
+                  kinds: list[str] | None = None) -> list[str]:
+    fields = person_fields(world, p)
+    if kinds is None:
+        kinds = ["colour", "food", "profession", "age", "city", "pet", "obj", "friend"]
+        # Composed person->country facts are withheld for half the people (two-hop probes),
+        # and always withheld for unseen people, whose country is only derivable.
+        if p.country_stated and not p.unseen:
+            kinds.append("country")
+        if p.parent is not None:
+            kinds.append("parent")
+        if p.idx in world.children:
+            kinds.append("kids")
+        rng.shuffle(kinds)
+    return [_pick(rng, T.PERSON_FACTS[k], shifted).format_map(fields) for k in kinds]
+
+
+def _bio(world: World, rng: random.Random, shifted: bool) -> str:
+    p = rng.choice(_subjects(world, shifted))
+    fields = person_fields(world, p)
+    sents = [_pick(rng, T.PERSON_INTROS, shifted).format_map(fields)]
+    sents += _person_facts(world, p, rng, shifted)
+    text = " ".join(sents)
+    if rng.random() < 0.5 and not shifted:
+        # A second paragraph about the friend (a seen person) lengthens docs and repeats facts.
+        fr = world.people[p.friend]
+        kinds = rng.sample(["colour", "food", "profession", "age", "city", "pet"], 3)
+        text += "\n\n" + " ".join(_person_facts(world, fr, rng, shifted, kinds))
+    return text
+
+
+def _place_article(world: World, rng: random.Random, shifted: bool) -> str:
+    # Shifted articles pick a city with unseen residents so every document is about them.
+    pool = [world.cities[p.city] for p in world.unseen_people] if shifted else world.cities
+    city = rng.choice(pool)
+    country = world.countries[city.country]
+    fields = {"city": city.name, "country": country.name, "size": city.size, "dish": city.dish,
+              "capital": world.cities[country.capital].name, "lang": country.language}
+    sents = [_pick(rng, T.CITY_FACTS[k], shifted).format_map(fields) for k in ("country", "dish")]
+    sents += [_pick(rng, T.COUNTRY_FACTS[k], shifted).format_map(fields)
+              for k in ("capital", "lang")]
+    residents = [p for p in _subjects(world, shifted) if p.city == city.idx]
+    rng.shuffle(residents)
+    paras = [" ".join(sents)]
+    for p in residents[: rng.randint(2, 8)]:
+        kinds = ["city"] + rng.sample(["colour", "food", "profession", "age", "pet", "obj"], 2)
+        paras.append(" ".join(_person_facts(world, p, rng, shifted, kinds)))
+    return "\n\n".join(paras)
+
+
+def _encyclopedia(world: World, rng: random.Random, shifted: bool) -> str:
+    return _bio(world, rng, shifted) if rng.random() < 0.75 else _place_article(world, rng, shifted)
+
+
+def _narrative(world: World, rng: random.Random, shifted: bool) -> str:
+    p = rng.choice(_subjects(world, shifted))
+    fields = person_fields(world, p)
+    events = list(T.STORY_EVENTS[1] if shifted else T.STORY_EVENTS[0])
+    k = rng.randint(4, 20)
+    # Without replacement first, so short stories don't repeat one event back to back.
+    chosen = rng.sample(events, min(k, len(events))) + [rng.choice(events) for _ in
+                                                        range(k - len(events))]
+    lines = [_pick(rng, T.STORY_OPEN, shifted)] + chosen + [_pick(rng, T.STORY_CLOSE, shifted)]
+    return " ".join(line.format_map(fields) for line in lines)
+
+
+def _arith_values(rng: random.Random, tmpl: str) -> dict[str, str]:
+    if ("*" in tmpl and "{m}" not in tmpl) or "Multiplying" in tmpl or "boxes" in tmpl:
+        a, b = rng.randint(2, 12), rng.randint(2, 12)
+        return {"a": str(a), "b": str(b), "r": str(a * b)}
+    hi = 99 if rng.random() < 0.8 else 999
+    a, b, c = rng.randint(0, hi), rng.randint(0, hi), rng.randint(2, 9)
+    if "-" in tmpl or "spent" in tmpl:
+        a, b = max(a, b), min(a, b)  # keep results non-negative, as in a school worksheet
+        return {"a": str(a), "b": str(b), "r": str(a - b)}
+    if "{m} * {c}" in tmpl:
+        a, b = a % 20, b % 20
+        return {"a": str(a), "b": str(b), "c": str(c), "m": str(a + b), "r": str((a + b) * c)}
+    if "{m} + {c}" in tmpl:
+        c = rng.randint(0, hi)
+        return {"a": str(a), "b": str(b), "c": str(c), "m": str(a + b), "r": str(a + b + c)}
+    return {"a": str(a), "b": str(b), "r": str(a + b)}
+
+
+def _arithmetic(world: World, rng: random.Random, shifted: bool) -> str:
+    heads = ("Practice sheet.", "Exercises:", "Worked examples:", "Arithmetic drill.")
+    items = [rng.choice(heads)]
+    people = _subjects(world, shifted)
+    for _ in range(rng.randint(6, 30)):
+        if rng.random() < 0.25:
+            tmpl = _pick(rng, T.WORD_PROBLEMS, shifted)
+            vals = person_fields(world, rng.choice(people)) | _arith_values(rng, tmpl)
+        else:
+            tmpl = _pick(rng, T.ARITH_LINES, shifted)
+            vals = _arith_values(rng, tmpl)
+        items.append(tmpl.format_map(vals))
+    return "\n".join(items)
+
+
+_RENDER = {"encyclopedia": _encyclopedia, "narrative": _narrative, "arithmetic": _arithmetic}
+
+
+def iter_documents(world: World, domain: str, n_docs: int, split: str = "train",
+                   seed: int = 0) -> Iterator[str]:
+    """Yield ``n_docs`` documents; validates domain/split before yielding anything."""
+    _check(domain, split)
+    render, shifted = _RENDER[domain], split == "shifted"
+    for i in range(n_docs):
+        # Per-document stream: train and val differ only by the split key -> same distribution.
+        rng = random.Random(stable_seed("doc", world.seed, domain, split, seed, i))
+        yield render(world, rng, shifted)
+
+
+def documents(world: World, domain: str, n_docs: int, split: str = "train",
+              seed: int = 0) -> list[str]:
+    """Render ``n_docs`` documents of one domain and split (see module docstring)."""
+    _check(domain, split)  # eager so a bad key fails here, not at first iteration
+    return list(iter_documents(world, domain, n_docs, split, seed))
