@@ -1,0 +1,44 @@
+# Two commands on a fresh machine:  make demo  |  make test
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+OUT ?= outputs/demo
+# Tests and the demo never touch the network.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=true
+
+.PHONY: install install-dev demo test lint checks bench-smoke clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# torch first and pinned: the pinned CPU build, not an unpinned multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
+	$(PIP) install -c constraints.txt torch
+	$(PIP) install -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(OFFLINE) $(VENV)/bin/harness run -m sweep=demo out_root=$(OUT)
+	$(OFFLINE) $(VENV)/bin/harness analyze root=$(OUT)
+	@echo "demo outputs: $(OUT)/{runs,report.md,figures,tables}"
+
+test: install-dev
+	$(OFFLINE) $(PY) -m pytest -q -ra
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+checks: lint test
+
+bench-smoke: install
+	$(OFFLINE) $(PY) bench/train_throughput.py --smoke
+
+clean:
+	rm -rf outputs .cache
