@@ -81,6 +81,7 @@ class TaskRunner:
         self.batch_size = batch_size
         self.limit = limit
         self.chance = dict(chance or {})
+        self.last_samples: dict[str, list[dict[str, Any]]] = {}  # per-item logs of the last call
 
     def info(self) -> dict[str, TaskInfo]:
         out = {}
@@ -113,6 +114,7 @@ class TaskRunner:
                 os.environ.pop("TQDM_DISABLE")
             else:
                 os.environ["TQDM_DISABLE"] = quiet
+        self.last_samples = {to_harness_name(k): v for k, v in out.get("samples", {}).items()}
         results: dict[str, dict[str, float]] = {}
         for lm_name, metrics in out["results"].items():
             name = to_harness_name(lm_name)

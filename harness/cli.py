@@ -111,10 +111,10 @@ def cmd_analyze(args: list[str]) -> None:
     cfg = _compose("analyze", args)
 
     def go() -> None:
-        from analysis.pipeline import analyze
         from omegaconf import OmegaConf
 
         from analysis.config import AnalysisConfig
+        from analysis.pipeline import analyze
 
         acfg = AnalysisConfig.from_dict(OmegaConf.to_container(cfg.analysis, resolve=True))
         if cfg.source == "harness":

@@ -6,14 +6,13 @@ returns; the rest of a sweep goes on.
 from __future__ import annotations
 
 import math
+import os
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
@@ -83,6 +82,7 @@ def _new_record(spec: RunSpec, rid: str, stats, data, n_tokens: int, tasks_meta:
         "git_sha": git_sha(),
         "seed": spec.seed,
         "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "model": {"size": spec.model.name, "n_params": stats.n_params,
                   "n_params_nonembedding": stats.n_params_nonembedding, "d_model": spec.model.d_model,
                   "n_layers": spec.model.n_layers, "n_heads": spec.model.n_heads,
@@ -194,12 +194,3 @@ def _check_same_config(path: Path, spec: RunSpec) -> None:
 
 def _yaml_roundtrip(obj: Any) -> Any:
     return yaml.safe_load(yaml.safe_dump(obj, sort_keys=False))
-
-
-def seed_everything(seed: int) -> None:
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def log_exception(err: BaseException) -> None:
-    print(f"error: {err}", file=sys.stderr)

@@ -1,0 +1,92 @@
+"""`harness status` / `harness cancel`: a sweep's runs from its run directories and squeue."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from harness.store import iter_run_dirs, read_record
+from train.errors import ConfigError
+
+
+def squeue_jobs() -> dict[str, str]:
+    """{job id: state} of this user's SLURM jobs; empty when SLURM is absent or unreachable."""
+    if shutil.which("squeue") is None:
+        return {}
+    try:
+        out = subprocess.run(["squeue", "-h", "--me", "-o", "%i %T"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    jobs = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            jobs[parts[0]] = parts[1]
+    return jobs
+
+
+def _last_log(path: Path) -> dict:
+    log = path / "train_log.jsonl"
+    if not log.exists():
+        return {}
+    lines = log.read_text().splitlines()
+    return json.loads(lines[-1]) if lines else {}
+
+
+def status_rows(root: Path) -> list[dict]:
+    jobs = squeue_jobs()
+    rows = []
+    for path in iter_run_dirs(root):
+        rec = read_record(path)
+        last = _last_log(path)
+        job = (rec or {}).get("slurm_job_id")
+        state = (rec or {}).get("status", "pending")
+        if state == "running" and job and job not in jobs:
+            state = "interrupted"  # record says running but no live job: relaunch to resume
+        ckpts = (rec or {}).get("checkpoints") or []
+        val = ckpts[-1]["val_loss"] if ckpts else {}
+        first = next(iter(val.items()), (None, None))
+        rows.append({
+            "run_id": path.name, "size": (rec or {}).get("model", {}).get("size", "?"),
+            "mix": (rec or {}).get("data", {}).get("mix", "?"), "state": state,
+            "step": last.get("step", 0), "tokens": last.get("tokens", 0),
+            "val_loss": f"{first[0]}={first[1]:.4f}" if first[0] else "-",
+            "slurm_job": f"{job} ({jobs[job]})" if job in jobs else (job or "-"),
+        })
+    return rows
+
+
+def print_status(cfg: DictConfig) -> None:
+    if not cfg.get("root"):
+        raise ConfigError("root: required (the sweep's output directory)")
+    rows = status_rows(Path(cfg.root))
+    if not rows:
+        print(f"no runs under {cfg.root}")
+        return
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+
+
+def cancel(cfg: DictConfig) -> None:
+    """scancel every live SLURM job recorded by a run of this sweep."""
+    if not cfg.get("root"):
+        raise ConfigError("root: required (the sweep's output directory)")
+    jobs = squeue_jobs()
+    ids = sorted({(read_record(p) or {}).get("slurm_job_id") for p in iter_run_dirs(Path(cfg.root))} & set(jobs))
+    if not ids:
+        print("no live SLURM jobs for this sweep")
+        return
+    subprocess.run(["scancel", *ids], check=False, timeout=30)
+    print(f"cancelled {len(ids)} job(s): {' '.join(ids)}")
