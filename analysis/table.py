@@ -50,3 +50,16 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
             out[col] = pd.NA
         out[col] = out[col].astype(dtype)
     return out[list(COLUMNS)].reset_index(drop=True)
+
+
+def with_all_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` plus any missing contract column, filled with the dtype's missing value.
+
+    (`conform` fills with pd.NA, which float64 columns reject under pandas >= 3.)
+    """
+    out = df.copy()
+    for col, dtype in COLUMNS.items():
+        if col not in out:
+            out[col] = pd.Series(pd.NA if dtype != "float64" else float("nan"),
+                                 index=out.index, dtype=dtype)
+    return out

@@ -1,0 +1,144 @@
+"""Typed settings of the analysis (mirrored by conf/analysis/default.yaml).
+
+Plain dataclasses (no Hydra here): `AnalysisConfig.from_dict` takes the YAML/CLI dict,
+rejects unknown keys with a one-line error naming the key, and fills the rest from the
+defaults, which equal conf/analysis/default.yaml (a test checks this).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis.errors import AnalysisError
+
+
+@dataclass
+class ClassifyConfig:
+    """Thresholds of the trend rules (see analysis.classify for the rules themselves)."""
+
+    min_models: int = 6  # fewer final models -> "insufficient", not classified
+    max_bins: int = 6  # models are grouped into <= this many equal-count loss bins
+    min_per_bin: int = 4  # ... with at least this many models per bin
+    z_trend: float = 3.0  # largest bin-to-bin difference, in standard errors, for any trend
+    min_effect: float = 0.02  # ... and in absolute accuracy
+    chance_margin: float = 0.02  # best bin must beat chance by this, else trendless
+    z_step: float = 2.0  # a rise/drop between two bins counts when this many SEs ...
+    min_step: float = 0.01  # ... and this large in absolute accuracy
+    r2_min: float = 0.7  # R^2 of the exponential law: predictable above, noisy below
+    flat_frac: float = 0.15  # breakthrough: the first two bins rise < this share of the rise
+    jump_frac: float = 0.5  # breakthrough: one adjacent-bin step >= this share of the rise
+    plateau_frac: float = 0.15  # breakthrough: the last step < this share of the rise
+
+
+@dataclass
+class FitConfig:
+    """Fitting settings shared by the loss and downstream laws."""
+
+    gamma_max: float = 20.0  # bounds of the exponential law, as in the paper
+    gamma_steps: int = 81  # grid over gamma (closed-form eps, k at each point)
+    ln_k_max: float = 20.0
+    huber_delta: float = 1e-3  # Huber delta on log residuals (Hoffmann et al.)
+    refine: bool = True  # local least-squares refinement of the point estimate
+
+
+@dataclass
+class BootstrapConfig:
+    """Resampling of models (with replacement) for intervals and category stability."""
+
+    n_resamples: int = 1000
+    loss_law_resamples: int = 200  # loss-law bootstraps refit a nonlinear law: fewer
+    ci: float = 0.9  # central interval reported everywhere
+    seed: int = 0
+
+
+@dataclass
+class FlipConfig:
+    """Flip detection between settings."""
+
+    loss_grid_points: int = 25  # losses compared within the corpora's overlapping range
+    alpha: float = 0.05  # a gap/slope is significant when its bootstrap interval excludes 0
+    min_gap: float = 0.01  # ... and it is at least this large (accuracy)
+
+
+@dataclass
+class ExtrapolateConfig:
+    """Backtests: which runs train the laws and which are predicted."""
+
+    val_set: str = "c4_val"  # loss the laws use (falls back to the first val set present)
+    testbed_train_max_params: float = 0.5e9  # Gadre testbed: fit on runs up to 0.411B ...
+    testbed_train_multipliers: list[float] = field(default_factory=lambda: [1.0])
+    testbed_extra_train: list[str] = field(default_factory=lambda: ["d=96_l=8_h=4@16.0"])
+    testbed_error_extra: list[str] = field(default_factory=lambda: ["open_lm_1b@1.0"])
+    average_tasks: list[str] = field(
+        default_factory=lambda: [
+            "bigbench_operators", "pubmed_qa_labeled", "hellaswag_zeroshot", "boolq",
+            "arc_easy", "coqa", "bigbench_dyck_languages", "lambada_openai",
+            "bigbench_novel_concepts", "winograd", "bigbench_cs_algorithms",
+            "commonsense_qa", "bigbench_qa_wikidata", "hellaswag", "copa", "squad", "piqa",
+        ]
+    )
+
+
+@dataclass
+class PlotConfig:
+    """Figures."""
+
+    grid_val_sets: list[str] = field(default_factory=lambda: ["c4_val", "paloma_code"])
+    max_flip_figures: int = 6
+    flip_tasks: list[str] = field(default_factory=lambda: ["hellaswag", "coqa"])  # drawn first
+    dpi: int = 90
+
+
+@dataclass
+class AnalysisConfig:
+    """Everything `analysis.pipeline.analyze` needs besides the table."""
+
+    accuracy_metric: str = "acc"  # task metric classified and fitted
+    task_loss_metrics: list[str] = field(default_factory=lambda: ["bpb", "logprob"])
+    reference_val_set: str = "c4_val"  # x-axis of the headline tables and task grid
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    flips: FlipConfig = field(default_factory=FlipConfig)
+    extrapolate: ExtrapolateConfig = field(default_factory=ExtrapolateConfig)
+    plot: PlotConfig = field(default_factory=PlotConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> AnalysisConfig:
+        """Build from a (possibly partial) nested dict; unknown keys raise AnalysisError."""
+        return _from_dict(cls, d or {}, "analysis")
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> AnalysisConfig:
+        """Read a YAML file such as conf/analysis/default.yaml."""
+        import yaml
+
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
+    if not isinstance(d, dict):
+        raise AnalysisError(f"config {where}: expected a mapping, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        if key not in fields:
+            raise AnalysisError(f"unknown config key '{where}.{key}'")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _from_dict(type(default), value or {}, f"{where}.{key}")
+        elif isinstance(default, list):
+            kwargs[key] = list(value)
+        elif isinstance(default, bool):
+            kwargs[key] = bool(value)
+        elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+            raise AnalysisError(f"config key '{where}.{key}' must be a number, got {value!r}")
+        else:
+            kwargs[key] = type(default)(value) if isinstance(default, float) else value
+    return cls(**kwargs)

@@ -1,0 +1,97 @@
+"""Harness run records (`<root>/runs/<run_id>/record.json`) -> the analysis table.
+
+One row per (run, checkpoint, measurement): every validation loss, and every task metric
+(`acc`, `acc_norm`, `logprob`, `bpb`, ...) with its `<metric>_stderr` when recorded.
+Only `status == "complete"` records are used; others and unparseable files are skipped
+with a warning naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import AnalysisError, warn
+from analysis.table import conform, with_all_columns
+
+
+def _num(x: Any) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+    return v if math.isfinite(v) else float("nan")
+
+
+def record_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of one parsed record (raises KeyError/TypeError/ValueError when malformed)."""
+    model, data = rec["model"], rec.get("data") or {}
+    n_params = _num(model["n_params"])
+    train_tokens = _num(data.get("train_tokens", rec.get("compute", {}).get("tokens")))
+    meta = rec.get("tasks_meta") or {}
+    checkpoints = rec["checkpoints"]
+    if not checkpoints:
+        raise ValueError("no checkpoints")
+    base = {
+        "run_id": str(rec["run_id"]), "source": "harness", "sweep": str(rec.get("sweep", "")),
+        "corpus": str(data.get("mix", "")), "size": str(model.get("size", "")),
+        "seed": rec.get("seed"), "n_params": n_params,
+        "n_params_nonembedding": _num(model.get("n_params_nonembedding")),
+        "train_tokens": train_tokens, "multiplier": train_tokens / (20.0 * n_params),
+    }
+    rows: list[dict[str, Any]] = []
+    for i, ck in enumerate(checkpoints):
+        tokens = _num(ck.get("tokens"))
+        flops = _num(ck.get("flops"))
+        if not math.isfinite(flops):
+            flops = 6.0 * n_params * tokens
+        cbase = {**base, "step": int(ck["step"]), "tokens": tokens, "flops": flops,
+                 "final": i == len(checkpoints) - 1}
+        for vname, loss in (ck.get("val_loss") or {}).items():
+            rows.append({**cbase, "kind": "val_loss", "name": vname, "task": vname, "setup": "",
+                         "metric": "loss", "value": _num(loss)})
+        for tname, metrics in (ck.get("tasks") or {}).items():
+            tm = meta.get(tname) or {}
+            task, _, setup = tname.partition("@")
+            for metric, value in metrics.items():
+                if metric.endswith("_stderr"):
+                    continue
+                rows.append({**cbase, "kind": "task", "name": tname,
+                             "task": tm.get("task", task), "setup": tm.get("setup", setup),
+                             "metric": metric, "value": _num(value),
+                             "stderr": _num(metrics.get(f"{metric}_stderr")),
+                             "n_samples": _num(tm.get("n_samples")),
+                             "chance": _num(tm.get("chance"))})
+    return rows
+
+
+def load_records(root: Path | str) -> pd.DataFrame:
+    """All complete runs under `root/runs/*/record.json` as the analysis table."""
+    root = Path(root)
+    paths = sorted((root / "runs").glob("*/record.json"))
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            rec = json.loads(path.read_text())
+            status = rec.get("status")
+            if status != "complete":
+                warn(f"skipping {path}: status is {status!r}, not 'complete'")
+                continue
+            rows.extend(record_rows(rec))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            warn(f"skipping unreadable record {path}: {exc!r}")
+    if not rows:
+        raise AnalysisError(f"no usable run records under {root / 'runs'} ({len(paths)} found)")
+    table = conform(with_all_columns(pd.DataFrame(rows)))
+    bad = table["value"].isna()
+    if bad.any():
+        for (run, name), _ in table[bad].groupby(["run_id", "name"]):
+            warn(f"run {run}: non-numeric value for {name}; dropped")
+        table = table[~bad].reset_index(drop=True)
+    table["stderr"] = table["stderr"].astype(float).where(np.isfinite(table["stderr"]))
+    return table
