@@ -76,13 +76,18 @@ def pick_device(spec: TrainSpec) -> torch.device:
 
 
 def build_optimizer(model: torch.nn.Module, spec: TrainSpec, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms and biases (1-D parameters)."""
+    """AdamW; no weight decay on norms and biases (1-D parameters).
+
+    Fused kernels on CUDA; on CPU the multi-tensor (foreach) path, which for tiny models is
+    ~1.5x faster per step than the default per-parameter loop (bench/train_throughput.py).
+    """
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": spec.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2),
-                             fused=device.type == "cuda")
+    if device.type == "cuda":
+        return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), fused=True)
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), foreach=True)
 
 
 def _restore(model, optimizer, scheduler, ckpt: Path) -> tuple[int, list[float]]:
@@ -159,7 +164,7 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
             loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip, foreach=True)
             optimizer.step()
             scheduler.step()
             interval_loss += loss.detach()
