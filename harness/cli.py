@@ -18,7 +18,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+# Cluster presets (group `cluster`, `+cluster=<name>`) live beside the cluster scripts.
+SEARCHPATH = f"hydra.searchpath=[file://{ROOT / 'slurm'}]"
 _FAILED: list[str] = []
 
 
@@ -29,7 +32,7 @@ def _die(msg: str, code: int = 2) -> None:
 
 def group_options(group: str) -> list[str] | None:
     """Options of a config group (a folder of conf/), or None if `group` is not one."""
-    folder = CONF_DIR / group
+    folder = CONF_DIR / group if group != "cluster" else ROOT / "slurm" / "cluster"
     if not folder.is_dir():
         return None
     return sorted(p.stem for p in folder.glob("*.yaml"))
@@ -59,7 +62,7 @@ def _compose(config_name: str, overrides: list[str]):
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=config_name, overrides=overrides)
+            return compose(config_name=config_name, overrides=[*overrides, SEARCHPATH])
     except HydraException as err:
         _die(str(err).splitlines()[0])
 
@@ -99,7 +102,7 @@ def cmd_run(args: list[str]) -> None:
             _FAILED.append(f"{outcome.run_id}: {outcome.failure}")
         return outcome.status
 
-    sys.argv = ["harness run", *args]
+    sys.argv = ["harness run", *args, SEARCHPATH]
     job()
     if _FAILED:
         print(f"{len(_FAILED)} run(s) failed:\n  " + "\n  ".join(_FAILED), file=sys.stderr)

@@ -5,6 +5,7 @@ returns; the rest of a sweep goes on.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import socket
@@ -15,17 +16,20 @@ from typing import Any
 
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from eval.lm_eval_runner import TaskRunner
 from eval.val_loss import validation_losses
 from harness.config import to_dict
 from harness.data_prep import _log, prepare_data, toy_task_dir
 from harness.identity import run_id, semantic_config
+from harness.preemption import Preemption
 from harness.store import SCHEMA_VERSION, git_sha, read_record, run_dir, write_record
 from harness.tracking import Tracker, null_tracker
-from train.checkpoint import latest_complete
+from train.cache_lock import file_lock
+from train.checkpoint import latest_complete, verify_checkpoint
 from train.errors import ConfigError
-from train.loop import Diverged, Preempted, StopFlag, pick_device, train
+from train.loop import Diverged, Preempted, pick_device, train
 from train.mixture import MixtureSampler
 from train.model import FLOPS_CONVENTION, build_model, model_stats, training_flops
 from train.specs import RunSpec
@@ -71,6 +75,13 @@ def task_runner(spec: RunSpec) -> TaskRunner | None:
     return _TASK_RUNNERS[key]
 
 
+def slurm_job_id() -> str | None:
+    """The id squeue and scancel use for this job ("<array>_<task>" for array tasks)."""
+    if "SLURM_ARRAY_JOB_ID" in os.environ and "SLURM_ARRAY_TASK_ID" in os.environ:
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
 def _new_record(spec: RunSpec, rid: str, stats, data, n_tokens: int, tasks_meta: dict) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
@@ -82,7 +93,7 @@ def _new_record(spec: RunSpec, rid: str, stats, data, n_tokens: int, tasks_meta:
         "git_sha": git_sha(),
         "seed": spec.seed,
         "host": socket.gethostname(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_job_id": slurm_job_id(),
         "model": {"size": spec.model.name, "n_params": stats.n_params,
                   "n_params_nonembedding": stats.n_params_nonembedding, "d_model": spec.model.d_model,
                   "n_layers": spec.model.n_layers, "n_heads": spec.model.n_heads,
@@ -95,9 +106,20 @@ def _new_record(spec: RunSpec, rid: str, stats, data, n_tokens: int, tasks_meta:
 
 
 def execute(spec: RunSpec, out_root: Path, tracker: Tracker | None = None) -> RunOutcome:
-    """Run `spec` under `out_root`, skipping it when its record is already complete."""
+    """Run `spec` under `out_root`, skipping it when its record is already complete.
+
+    A per-run lock (`<run_dir>/.lock`, released by the kernel even on kill -9) makes a second
+    process launched for the same run id wait, then skip (complete) or resume (interrupted):
+    two launchers never train one run concurrently.
+    """
     rid = run_id(spec)
     path = run_dir(out_root, rid)
+    path.mkdir(parents=True, exist_ok=True)
+    with file_lock(path / ".lock"):
+        return _execute_locked(spec, out_root, rid, path, tracker)
+
+
+def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker: Tracker | None) -> RunOutcome:
     previous = read_record(path)
     if previous and previous["status"] == "complete":
         _log(f"skip {rid} ({spec.model.name}, {spec.mix.name}, seed {spec.seed}): complete")
@@ -143,9 +165,12 @@ def execute(spec: RunSpec, out_root: Path, tracker: Tracker | None = None) -> Ru
         vl = ", ".join(f"{k} {v:.3f}" for k, v in entry["val_loss"].items())
         _log(f"step {step}: val loss {vl}")
 
+    if previous is None and resume_from is not None:
+        _evaluate_missing(model, resume_from, schedule, record, evaluate, tokens_per_step)
+
     sampler = MixtureSampler(data.train_caches, spec.mix.weights, spec.train.seq_len,
                              spec.train.batch_size, seed=spec.seed)
-    stop = StopFlag()
+    stop = Preemption()
     stop.install()
     try:
         result = train(model, data.tokenizer, sampler, spec.train, total_steps, set(schedule), path,
@@ -159,7 +184,23 @@ def execute(spec: RunSpec, out_root: Path, tracker: Tracker | None = None) -> Ru
     except Preempted as err:
         _log(f"run {rid} stopped: {err}; relaunch to resume")
         tracker.finish(record, preempted=True)
+        stop.after_checkpoint(_log)
         raise
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Disk full (typically mid-checkpoint; the partial one is discarded): fail this run so
+        # the sweep goes on; relaunched with space, it resumes from the last complete checkpoint.
+        record.update(status="failed", failure=f"disk full: {err}")
+        try:
+            write_record(path, record)
+        except OSError:
+            _log(f"run {rid}: could not write the failed record either (disk still full)")
+        tracker.finish(record)
+        _log(f"run {rid} failed: disk full: {err}")
+        return RunOutcome(rid, "failed", path, f"disk full: {err}")
+    finally:
+        stop.restore()
     record["compute"] = {
         "flops": training_flops(stats.n_params, n_tokens), "flops_convention": FLOPS_CONVENTION,
         "tokens": n_tokens, "steps": total_steps, "wall_seconds": round(time.time() - t_start, 3),
@@ -194,3 +235,26 @@ def _check_same_config(path: Path, spec: RunSpec) -> None:
 
 def _yaml_roundtrip(obj: Any) -> Any:
     return yaml.safe_load(yaml.safe_dump(obj, sort_keys=False))
+
+
+def _evaluate_missing(model: torch.nn.Module, resume_from: Path, schedule: list[int], record: dict[str, Any],
+                      evaluate, tokens_per_step: int) -> None:
+    """Re-score the eval points up to `resume_from` when the record holding them was lost or
+    corrupt: their checkpoints are never pruned, so the resumed run still ends with the same
+    record as an uninterrupted one (instead of lacking early points, or crashing when the
+    newest checkpoint is the final step and nothing is evaluated again)."""
+    done_step = int(resume_from.name.split("_")[1])
+    steps = [s for s in schedule if s <= done_step]
+    if steps:
+        _log(f"record missing or corrupt: re-scoring checkpoint(s) {steps} from saved weights")
+    for step in steps:
+        ckpt = resume_from.parent / f"step_{step}"
+        if verify_checkpoint(ckpt) is not None:
+            _log(f"warning: checkpoint {ckpt} is not usable; its evaluation is missing from the record")
+            continue
+        model.load_state_dict(load_file(ckpt / "model.safetensors"), strict=False)
+        if model.config.tie_word_embeddings:
+            model.tie_weights()
+        model.eval()
+        evaluate(model, step, step * tokens_per_step)
+    model.train()  # train() restores the newest checkpoint's weights itself

@@ -8,9 +8,11 @@ the same W&B run. With no API key configured the tracker runs offline — never 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from train.specs import RunSpec
 
@@ -58,8 +60,10 @@ def api_key_configured() -> bool:
 
 
 class WandbTracker(Tracker):
-    def __init__(self, project: str, entity: str | None = None, mode: str = "auto", directory: str | None = None):
+    def __init__(self, project: str, entity: str | None = None, mode: str = "auto", directory: str | None = None,
+                 init_timeout: float = 20.0):
         self.project, self.entity, self.directory = project, entity, directory
+        self.init_timeout = init_timeout
         self.mode = ("online" if api_key_configured() else "offline") if mode == "auto" else mode
         self.run = None
 
@@ -70,15 +74,27 @@ class WandbTracker(Tracker):
                       group=spec.sweep, job_type="train",
                       name=f"{spec.model.name}-{spec.mix.name}-s{spec.seed}",
                       config=flat_config(spec, record), dir=self.directory,
-                      settings=wandb.Settings(init_timeout=60, silent=True, console="off"))
+                      settings=wandb.Settings(init_timeout=self.init_timeout, silent=True, console="off"))
         if self.directory:
             Path(self.directory).mkdir(parents=True, exist_ok=True)
-        try:
-            self.run = wandb.init(mode=self.mode, **kwargs)
-        except Exception as err:  # bad key, no network: keep the run, log offline
-            print(f"warning: wandb {self.mode} init failed ({str(err).splitlines()[0]}); logging offline",
+        if self.mode == "online" and not _reachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")):
+            print("warning: W&B server unreachable; logging offline (sync later with `wandb sync`)",
                   file=sys.stderr)
+            self.mode = "offline"
+        if self.mode != "offline":
+            try:
+                self.run = wandb.init(mode=self.mode, **kwargs)
+                return
+            except Exception as err:  # bad key, server error: keep the run, log offline
+                print(f"warning: wandb {self.mode} init failed ({_first_line(err)}); logging offline",
+                      file=sys.stderr)
+            wandb.teardown()  # drop the failed online session, which still holds the run id
+        try:
             self.run = wandb.init(mode="offline", **kwargs)
+        except Exception as err:
+            print(f"warning: wandb offline init failed too ({_first_line(err)}); not tracking this run",
+                  file=sys.stderr)
+            self.run = None
 
     def log_step(self, row: dict[str, Any]) -> None:
         if self.run:
@@ -113,13 +129,29 @@ class WandbTracker(Tracker):
         self.run = None
 
 
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Can a TCP connection to the W&B server be opened quickly? (No network: fail fast.)"""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
 def make_tracker(cfg: dict[str, Any], out_root: Path) -> Tracker:
     kind = cfg.get("kind", "none")
     if kind == "none":
         return null_tracker()
     if kind == "wandb":
         return WandbTracker(project=cfg.get("project", "scaling-harness"), entity=cfg.get("entity"),
-                            mode=cfg.get("mode", "auto"), directory=cfg.get("dir") or str(out_root))
+                            mode=cfg.get("mode", "auto"), directory=cfg.get("dir") or str(out_root),
+                            init_timeout=float(cfg.get("init_timeout", 20)))
     from train.errors import ConfigError
 
     raise ConfigError(f"logger.kind: unknown logger '{kind}' (known: none, wandb)")

@@ -1,0 +1,69 @@
+"""W&B mirror: offline by default without an API key, one W&B run per harness run, and
+every promised metric in the offline run file (read back, not mocked)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import run_spec
+from harness.runner import execute
+from harness.tracking import WandbTracker, make_tracker
+from tests.conftest import compose, tiny_overrides
+from tests.wandb_offline import read_offline_run
+from train.errors import ConfigError
+
+
+@pytest.fixture
+def no_key(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+
+
+def test_offline_run_holds_every_metric(no_key, shared_cache, tmp_path):
+    out = tmp_path / "out"
+    ov = tiny_overrides(shared_cache, out, tasks=True) + ["logger=wandb", "sweep_name=wbtest"]
+    cfg = compose(ov)
+    tracker = make_tracker(dict(cfg.logger), out)
+    assert isinstance(tracker, WandbTracker) and tracker.mode == "offline"
+    outcome = execute(run_spec(cfg), out, tracker)
+    run_dirs = list((out / "wandb").glob("offline-run-*"))
+    assert len(run_dirs) == 1
+    logged = read_offline_run(run_dirs[0])
+    assert logged["run"]["id"] == outcome.run_id and logged["run"]["group"] == "wbtest"
+    cfg_keys = logged["config"]
+    assert cfg_keys["size"] == "cpu-50k" and cfg_keys["mix"] == "toy" and cfg_keys["seed"] == 0
+    assert cfg_keys["val_sets"] == ["toy", "toy_shifted", "code"]
+    keys = set().union(*(h.keys() for h in logged["history"]))
+    for key in ("train/loss", "train/lr", "train/tokens_per_second", "val/toy", "val/code",
+                "task/toy_recall/acc", "task/toy_recall/acc_stderr", "task/toy_recall/bpb"):
+        assert key in keys, key
+    summary = logged["summary"]
+    for key in ("final/val/toy", "final/task/toy_arith/acc", "n_params", "compute/flops",
+                "compute/tokens_per_second"):
+        assert key in summary, key
+    assert summary["status"] == "complete"
+
+
+def test_unreachable_server_with_a_key_falls_back_offline(monkeypatch, shared_cache, tmp_path):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    out = tmp_path / "out"
+    cfg = compose(tiny_overrides(shared_cache, out) + ["logger=wandb"])
+    tracker = make_tracker(dict(cfg.logger), out)
+    assert tracker.mode == "online"
+    outcome = execute(run_spec(cfg), out, tracker)
+    assert outcome.status == "complete"
+    assert list((out / "wandb").glob("offline-run-*"))
+
+
+def test_logger_none_writes_nothing(shared_cache, tmp_path):
+    out = tmp_path / "out"
+    execute(run_spec(compose(tiny_overrides(shared_cache, out))), out, make_tracker({"kind": "none"}, out))
+    assert not (out / "wandb").exists()
+
+
+def test_unknown_logger():
+    with pytest.raises(ConfigError, match="logger.kind: unknown logger 'tensorboard'"):
+        make_tracker({"kind": "tensorboard"}, None)
