@@ -1,0 +1,96 @@
+"""Sweeps on a real SLURM cluster through the Hydra submitit launcher: submit, requeue,
+resume, status. Skipped with a reason when no cluster answers (slurm/local_cluster.sh)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.config import run_spec
+from harness.runner import execute
+from tests.conftest import compose, tiny_overrides
+from tests.slurm_util import slurm_available
+
+ok, reason = slurm_available()
+pytestmark = [pytest.mark.slurm, pytest.mark.skipif(not ok, reason=reason)]
+
+ENV = {**os.environ, "HARNESS_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def harness(*args: str, cwd: Path, **kw):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, **kw)
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/record.json"))]
+
+
+def test_three_run_sweep_through_the_launcher(tmp_path, shared_cache):
+    out = tmp_path / "out"
+    ov = [a for a in tiny_overrides(shared_cache, out) if not a.startswith("model=")]
+    res = harness("run", "-m", "hydra/launcher=slurm", "+cluster=local", "model=cpu-50k", "seed=0,1,2",
+                  "sweep_name=slurm3", *ov, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    recs = records(out)
+    assert len(recs) == 3 and all(r["status"] == "complete" for r in recs)
+    assert sorted(r["seed"] for r in recs) == [0, 1, 2]
+    assert all(r["slurm_job_id"] for r in recs)
+    status = harness("status", f"root={out}", cwd=tmp_path, timeout=60)
+    assert status.returncode == 0 and "3 complete" in status.stdout
+
+
+def _wait(predicate, timeout: float, what: str):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_requeued_run_resumes_to_the_uninterrupted_result(tmp_path, shared_cache):
+    ov = tiny_overrides(shared_cache, tmp_path / "ref") + [
+        "model=cpu-100k", "train.tokens=400000", "train.checkpoint_every=5", "train.num_threads=1",
+        "eval.num_checkpoints=2", "sweep_name=requeue"]
+    ref = execute(run_spec(compose(ov)), tmp_path / "ref")
+    ref_rec = json.loads((ref.path / "record.json").read_text())
+
+    out = tmp_path / "slurm"
+    sweep_ov = [a.replace(str(tmp_path / "ref"), str(out)) for a in ov]
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "-m", "hydra/launcher=slurm",
+                             "+cluster=local", *sweep_ov], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        run_dir = out / "runs" / ref.run_id
+        log = run_dir / "train_log.jsonl"
+        _wait(lambda: log.exists() and len(log.read_text().splitlines()) >= 10, 120, "training to start")
+        rec = json.loads((run_dir / "record.json").read_text())
+        job = rec["slurm_job_id"]
+        assert subprocess.run(["scontrol", "requeue", job], capture_output=True, timeout=30).returncode == 0
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output[-3000:]
+    rec = json.loads((run_dir / "record.json").read_text())
+    assert rec["status"] == "complete" and rec["run_id"] == ref.run_id
+    assert rec["compute"]["resumed_from_step"] is not None  # it really was interrupted
+    final, ref_final = rec["checkpoints"][-1]["val_loss"], ref_rec["checkpoints"][-1]["val_loss"]
+    for name, value in ref_final.items():
+        assert abs(final[name] - value) < 1e-5, (name, final[name], value)
+
+
+def test_unknown_partition_is_a_clear_error(tmp_path, shared_cache):
+    out = tmp_path / "out"
+    res = harness("run", "-m", "hydra/launcher=slurm", "+cluster=local", "hydra.launcher.partition=nosuch",
+                  *tiny_overrides(shared_cache, out), cwd=tmp_path, timeout=120)
+    assert res.returncode != 0
+    assert "invalid partition specified: nosuch" in res.stderr
+    assert not records(out)
