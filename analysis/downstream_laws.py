@@ -29,6 +29,12 @@ from analysis.config import FitConfig
 _TINY = 1e-300
 
 
+def r_squared(sse: np.ndarray, sst: np.ndarray) -> np.ndarray:
+    """1 - SSE/SST, NaN where the data have no variance."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sst > 0, 1.0 - sse / sst, np.nan)
+
+
 @dataclass
 class ExpGrid:
     """Batched exp-law fits: arrays (R, T). ``acc(L) = 1 - eps + exp(ln_k - gamma * L)``.
@@ -44,8 +50,7 @@ class ExpGrid:
 
     @property
     def r2(self) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.sst > 0, 1.0 - self.sse / self.sst, np.nan)
+        return r_squared(self.sse, self.sst)
 
 
 @dataclass
@@ -221,8 +226,7 @@ class SigmoidFits:
 
     @property
     def r2(self) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.sst > 0, 1.0 - self.sse / self.sst, np.nan)
+        return r_squared(self.sse, self.sst)
 
 
 def sigmoid_acc(x: np.ndarray, a, b, s, x0) -> np.ndarray:

@@ -3,27 +3,19 @@ sees a half-written table or figure, even when two analyses write the same folde
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from train.atomic import atomic_path
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call write(tmp_path) then move tmp_path onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Call write(tmp_path) then move tmp_path onto `path` (train.atomic's one mechanism)."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -16,11 +16,15 @@ from typing import Any
 
 
 @contextmanager
-def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success rename it over `target`."""
+def atomic_path(target: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success rename it over `target`.
+
+    The temporary name ends with the target's suffix, so writers that infer a format from
+    it (matplotlib, pandas) behave as they would on the target.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
