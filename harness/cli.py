@@ -86,6 +86,7 @@ def cmd_run(args: list[str]) -> None:
     from harness.tracking import make_tracker
 
     check_group_overrides(args)
+    _FAILED.clear()  # main() may be called more than once in a process (tests, notebooks)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from train.cache_lock import build_once
-from train.errors import ConfigError
+from train.errors import ConfigError, DataError
 from train.mixture import eval_windows
 from train.specs import RunSpec
 from train.token_cache import TokenCache, build_token_cache
@@ -84,7 +84,10 @@ def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     build_once(target, build)
-    specs = toytasks.load_task_specs(target)
+    try:
+        specs = toytasks.load_task_specs(target)
+    except ValueError as err:  # a cached task file was edited or damaged
+        raise DataError(f"{err}; delete {target} to regenerate the toy tasks") from None
     return target, {name: s.chance for name, s in specs.items()}
 
 

@@ -28,7 +28,7 @@ from harness.store import SCHEMA_VERSION, git_sha, read_record, run_dir, write_r
 from harness.tracking import Tracker, null_tracker
 from train.cache_lock import file_lock
 from train.checkpoint import latest_complete, verify_checkpoint
-from train.errors import ConfigError
+from train.errors import ConfigError, HarnessError
 from train.loop import Diverged, Preempted, pick_device, train
 from train.mixture import MixtureSampler
 from train.model import FLOPS_CONVENTION, build_model, model_stats, training_flops
@@ -130,6 +130,9 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
     t_start = time.time()
 
     data = prepare_data(spec)
+    # Everything that can reject the input happens before the first record is written.
+    sampler = MixtureSampler(data.train_caches, spec.mix.weights, spec.train.seq_len,
+                             spec.train.batch_size, seed=spec.seed)
     model = build_model(spec.model, len(data.tokenizer), seed=spec.seed)
     stats = model_stats(model)
     tokens_per_step = spec.train.batch_size * spec.train.seq_len
@@ -168,8 +171,6 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
     if previous is None and resume_from is not None:
         _evaluate_missing(model, resume_from, schedule, record, evaluate, tokens_per_step)
 
-    sampler = MixtureSampler(data.train_caches, spec.mix.weights, spec.train.seq_len,
-                             spec.train.batch_size, seed=spec.seed)
     stop = Preemption()
     stop.install()
     try:
@@ -199,6 +200,11 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
         tracker.finish(record)
         _log(f"run {rid} failed: disk full: {err}")
         return RunOutcome(rid, "failed", path, f"disk full: {err}")
+    except HarnessError as err:  # e.g. a task dataset that cannot load mid-run
+        record.update(status="failed", failure=str(err))
+        write_record(path, record)
+        tracker.finish(record)
+        raise
     finally:
         stop.restore()
     record["compute"] = {

@@ -89,9 +89,11 @@ def _read_file_docs(path: Path, fmt: str, text_field: str) -> Iterator[str]:
         raise DataError(f"data file not found: '{path}'")
     if fmt == "text":
         try:
-            yield path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
             raise DataError(f"data file is not UTF-8 text: '{path}' ({err.reason} at byte {err.start})") from None
+        if text.strip():  # an empty file is no document, so an empty corpus is reported as such
+            yield text
     elif fmt == "jsonl":
         with open(path, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
