@@ -10,6 +10,7 @@ task without a YAML of its own (built from the base task's config with num_fewsh
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import os
 import re
@@ -106,23 +107,14 @@ class TaskRunner:
     def evaluate(self, model, tokenizer, max_length: int) -> dict[str, dict[str, float]]:
         """{task: {metric: value, metric_stderr: value}} for the model as it is now."""
         from lm_eval.evaluator import evaluate as lm_eval_evaluate
-        from lm_eval.models.huggingface import HFLM
 
         from eval.continuous import continuous_metrics
 
         # HFLM around an in-memory model only wraps it: cheap, so built per call.
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, max_length=max_length,
-                  device=str(next(model.parameters()).device))
-        quiet = os.environ.get("TQDM_DISABLE")
-        os.environ["TQDM_DISABLE"] = "1"  # lm-eval's per-request bars would drown the run's own
-        try:
-            out = lm_eval_evaluate(lm=lm, task_dict=self.task_dict, limit=self.limit,
-                                   log_samples=True, bootstrap_iters=100, verbosity="WARNING")
-        finally:
-            if quiet is None:
-                os.environ.pop("TQDM_DISABLE")
-            else:
-                os.environ["TQDM_DISABLE"] = quiet
+        lm = _quiet_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size,
+                           max_length=max_length, device=str(next(model.parameters()).device))
+        out = lm_eval_evaluate(lm=lm, task_dict=self.task_dict, limit=self.limit,
+                               log_samples=True, bootstrap_iters=100, verbosity="WARNING")
         self.last_samples = {to_harness_name(k): v for k, v in out.get("samples", {}).items()}
         results: dict[str, dict[str, float]] = {}
         for lm_name, metrics in out["results"].items():
@@ -186,6 +178,24 @@ def _build_requests_once(task: Any) -> None:
         task._instances = built["instances"]
 
     task.build_all_requests = build_once
+
+
+@functools.cache
+def _quiet_hflm() -> type:
+    """HFLM without its per-request progress bars, which would drown the run's own."""
+    from lm_eval.models.huggingface import HFLM
+
+    class QuietHFLM(HFLM):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            return super().loglikelihood(requests, disable_tqdm=True)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            return super().loglikelihood_rolling(requests, disable_tqdm=True)
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            return super().generate_until(requests, disable_tqdm=True)
+
+    return QuietHFLM
 
 
 def _leaf_tasks(task_dict: dict) -> dict[str, Any]:
