@@ -8,6 +8,7 @@ predictable.csv, sensitivity.csv, gaps.csv and `<out>/analysis_config.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -84,6 +85,7 @@ def analyze(table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = Non
     table = conform(with_all_columns(table))
     if table.empty:
         raise AnalysisError("empty table: no runs to analyse")
+    cfg = _with_present_reference(cfg, table)
     with warnings.catch_warnings(record=True) as caught, _limit_threads():
         warnings.simplefilter("always", AnalysisWarning)
         results = _compute(table, cfg)
@@ -109,6 +111,15 @@ def analyze(table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = Non
         frac_predictable={r.val_set: (r.frac, r.ci_low, r.ci_high) for r in frac.itertuples()},
         n_flips=results["flips"]["kind"].value_counts().to_dict(), files=files,
         warnings=msgs, seconds=time.time() - t0)
+
+
+def _with_present_reference(cfg: AnalysisConfig, table: pd.DataFrame) -> AnalysisConfig:
+    """Use the table's first validation set as the x-axis when the configured one is absent
+    (the default names the testbed's C4 set; a harness sweep names its own sets)."""
+    present = list(dict.fromkeys(table.loc[table["kind"] == "val_loss", "name"]))
+    if not present or cfg.reference_val_set in present:
+        return cfg
+    return dataclasses.replace(cfg, reference_val_set=present[0])
 
 
 def _compute(table: pd.DataFrame, cfg: AnalysisConfig) -> dict:

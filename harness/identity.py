@@ -16,7 +16,7 @@ from harness.config import to_dict
 from train.specs import RunSpec
 
 OPERATIONAL_TRAIN_KEYS = ("device", "num_threads", "log_every", "checkpoint_every", "keep_checkpoints",
-                          "compile")
+                          "compile", "compile_mode", "loss_chunk", "activation_checkpointing")
 KEYED_EVAL_KEYS = ("num_checkpoints", "every_tokens")
 
 

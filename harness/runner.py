@@ -24,10 +24,11 @@ from harness.config import to_dict
 from harness.data_prep import _log, prepare_data, toy_task_dir
 from harness.identity import run_id, semantic_config
 from harness.preemption import Preemption
-from harness.store import SCHEMA_VERSION, git_sha, read_record, run_dir, write_record
+from harness.store import SCHEMA_VERSION, git_sha, is_complete, read_record, run_dir, write_record
 from harness.tracking import Tracker, null_tracker
 from train.cache_lock import file_lock
 from train.checkpoint import latest_complete, verify_checkpoint
+from train.distributed import dist_info
 from train.errors import ConfigError, HarnessError
 from train.loop import Diverged, Preempted, pick_device, train
 from train.mixture import MixtureSampler
@@ -115,8 +116,40 @@ def execute(spec: RunSpec, out_root: Path, tracker: Tracker | None = None) -> Ru
     rid = run_id(spec)
     path = run_dir(out_root, rid)
     path.mkdir(parents=True, exist_ok=True)
+    if not dist_info().is_main:  # torchrun rank > 0: rank 0 holds the lock and writes
+        return _execute_follower(spec, rid, path)
     with file_lock(path / ".lock"):
         return _execute_locked(spec, out_root, rid, path, tracker)
+
+
+def _plan(spec: RunSpec, n_params: int) -> tuple[int, int, list[int]]:
+    """(total steps, tokens per step, evaluation steps): the same on every rank."""
+    tokens_per_step = spec.train.batch_size * spec.train.seq_len
+    budget = spec.train.tokens or int(spec.train.tokens_per_param * n_params)
+    total_steps = max(1, math.ceil(budget / tokens_per_step))
+    schedule = eval_schedule(total_steps, tokens_per_step, spec.eval.num_checkpoints, spec.eval.every_tokens)
+    return total_steps, tokens_per_step, schedule
+
+
+def _execute_follower(spec: RunSpec, rid: str, path: Path) -> RunOutcome:
+    """A data-parallel worker: trains its slice of every batch, writes nothing."""
+    if is_complete(path):
+        return RunOutcome(rid, "skipped", path)
+    data = prepare_data(spec)
+    sampler = MixtureSampler(data.train_caches, spec.mix.weights, spec.train.seq_len,
+                             spec.train.batch_size, seed=spec.seed)
+    model = build_model(spec.model, len(data.tokenizer), seed=spec.seed)
+    total_steps, _, schedule = _plan(spec, model_stats(model).n_params)
+    stop = Preemption()
+    stop.install()
+    try:
+        train(model, data.tokenizer, sampler, spec.train, total_steps, set(schedule), path,
+              lambda *args: None, log_fn=None, stop=stop)
+    except (Diverged, Preempted):
+        pass  # rank 0 records the outcome
+    finally:
+        stop.restore()
+    return RunOutcome(rid, "follower", path)
 
 
 def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker: Tracker | None) -> RunOutcome:
@@ -135,11 +168,8 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
                              spec.train.batch_size, seed=spec.seed)
     model = build_model(spec.model, len(data.tokenizer), seed=spec.seed)
     stats = model_stats(model)
-    tokens_per_step = spec.train.batch_size * spec.train.seq_len
-    budget = spec.train.tokens or int(spec.train.tokens_per_param * stats.n_params)
-    total_steps = max(1, math.ceil(budget / tokens_per_step))
+    total_steps, tokens_per_step, schedule = _plan(spec, stats.n_params)
     n_tokens = total_steps * tokens_per_step
-    schedule = eval_schedule(total_steps, tokens_per_step, spec.eval.num_checkpoints, spec.eval.every_tokens)
     runner = task_runner(spec)
     tasks_meta = {n: vars(i) for n, i in runner.info().items()} if runner else {}
 
@@ -214,6 +244,8 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
         "tokens_per_second": round(result.tokens_per_second, 1),
         "device": str(pick_device(spec.train)), "torch_threads": torch.get_num_threads(),
         "resumed_from_step": result.resumed_from, "peak_memory_bytes": result.peak_memory_bytes,
+        "peak_memory_kind": result.extra.get("peak_memory_kind"),
+        "world_size": result.extra.get("world_size", 1),
     }
     record["status"] = "complete"
     write_record(path, record)

@@ -134,9 +134,6 @@ def test_sigkill_mid_run_with_corrupt_record_keeps_early_eval_points(reference, 
     assert not record_differences(ref.path, run)
 
 
-@pytest.mark.xfail(strict=True, reason="train/loop.py: the partial log interval (interval_loss, "
-                   "interval_n) is not in the checkpoint, so resuming from a checkpoint that is not "
-                   "on a log_every boundary logs a different mean loss for the next row")
 def test_resume_from_checkpoint_between_log_steps_is_exact(shared_cache, tmp_path):
     extra = ["train.checkpoint_every=3", "train.log_every=2"]
     spec = make_spec(shared_cache, tmp_path / "ref", extra)

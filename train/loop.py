@@ -7,19 +7,22 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import signal
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 from tqdm import tqdm
 
+from train import distributed
+from train.atomic import write_text
 from train.checkpoint import (
     latest_complete,
     load_trainer_state,
@@ -28,9 +31,13 @@ from train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from train.errors import ConfigError
+from train.fast_loss import CausalLMLoss
 from train.mixture import MixtureSampler
 from train.schedule import lr_multiplier
 from train.specs import TrainSpec
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class Diverged(RuntimeError):
@@ -90,7 +97,7 @@ def build_optimizer(model: torch.nn.Module, spec: TrainSpec, device: torch.devic
     return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), foreach=True)
 
 
-def _restore(model, optimizer, scheduler, ckpt: Path) -> tuple[int, list[float]]:
+def _restore(model, optimizer, scheduler, ckpt: Path) -> tuple[int, list[float], list]:
     state = load_trainer_state(ckpt)
     model.load_state_dict(load_file(ckpt / "model.safetensors"), strict=False)
     if model.config.tie_word_embeddings:
@@ -98,16 +105,25 @@ def _restore(model, optimizer, scheduler, ckpt: Path) -> tuple[int, list[float]]
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
-    return int(state["step"]), list(state.get("loss_window", []))
+    # the unlogged part of the current log interval: a checkpoint between log steps (a
+    # preemption) must resume to the same logged means as an uninterrupted run
+    return int(state["step"]), list(state.get("loss_window", [])), list(state.get("interval", [0.0, 0]))
 
 
 def _truncate_log(log_path: Path, max_step: int) -> None:
-    """Drop log lines past the resumed step: the resumed run writes them again, identically."""
+    """Drop log lines past the resumed step: the resumed run writes them again, identically.
+    A torn last line (killed mid-write) is dropped too."""
     if not log_path.exists():
         return
-    keep = [ln for ln in log_path.read_text().splitlines()
-            if ln.strip() and json.loads(ln)["step"] <= max_step]
-    log_path.write_text("".join(ln + "\n" for ln in keep))
+    keep = []
+    for ln in log_path.read_text().splitlines():
+        try:
+            row = json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+        if row["step"] <= max_step:
+            keep.append(ln)
+    write_text(log_path, "".join(ln + "\n" for ln in keep))
 
 
 def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_steps: int,
@@ -119,10 +135,16 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
 
     After each step in `eval_steps` it calls `evaluate(model, step, tokens)` and then saves a
     checkpoint, so every evaluated point can be re-scored later (backfill) and resumed from.
+    Under torchrun (WORLD_SIZE > 1) every rank calls this; each trains on its slice of the
+    global batch, and only rank 0 evaluates, logs and writes checkpoints (the others wait).
     """
-    device = pick_device(spec)
-    if device.type == "cpu" and spec.num_threads:
-        torch.set_num_threads(spec.num_threads)
+    info = distributed.init(pick_device(spec).type)
+    device = distributed.local_device(pick_device(spec), info)
+    if device.type == "cpu":
+        torch.set_num_threads(spec.num_threads or distributed.cpu_threads(info))
+    else:
+        torch.cuda.set_device(device)
+        torch.cuda.reset_peak_memory_stats(device)
     model.to(device)
     optimizer = build_optimizer(model, spec, device)
     warmup = int(round(spec.warmup_frac * total_steps))
@@ -130,38 +152,66 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
         s, total_steps, warmup, spec.schedule, spec.min_lr_ratio, spec.decay_frac))
     ckpt_root = run_dir / "checkpoints"
     log_path = run_dir / "train_log.jsonl"
-    start, loss_window, resumed_from = 0, [], None
-    ckpt = latest_complete(ckpt_root, log=lambda m: print(m, file=sys.stderr))
+    start, loss_window, resumed_from, interval = 0, [], None, [0.0, 0]
+    ckpt = latest_complete(ckpt_root, log=lambda m: print(m, file=sys.stderr) if info.is_main else None)
     if ckpt is not None:
-        start, loss_window = _restore(model, optimizer, scheduler, ckpt)
+        start, loss_window, interval = _restore(model, optimizer, scheduler, ckpt)
         resumed_from = start
-    _truncate_log(log_path, start)
+    if info.is_main:
+        _truncate_log(log_path, start)
+    distributed.barrier(info)
 
     use_bf16 = device.type == "cuda" and spec.precision in ("auto", "bf16")
-    step_fn = torch.compile(model) if (spec.compile and device.type == "cuda") else model
-    tokens_per_step = sampler.batch_size * sampler.seq_len
+    if spec.activation_checkpointing:
+        # recompute each layer's activations in backward: less memory for ~1/3 more compute
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    step_fn = _step_module(model, spec, device, info)
+    if device.type == "cpu" and not spec.num_threads and not info.enabled and start < total_steps:
+        torch.set_num_threads(_pick_cpu_threads(step_fn, model, sampler.batch(start)))
+    cudagraphs = spec.compile and device.type == "cuda" and spec.compile_mode == "reduce-overhead"
+    tokens_per_step = sampler.batch_size * sampler.seq_len  # the global batch: exact accounting
+    batches = _Prefetcher(sampler, distributed.local_rows(sampler.batch_size, info), device, total_steps)
 
     def checkpoint(step: int) -> None:
-        state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "rng": rng_state(), "loss_window": loss_window}
-        save_checkpoint(ckpt_root, step, model, tokenizer, state)
-        prune_checkpoints(ckpt_root, spec.keep_checkpoints, protect=eval_steps)
+        if info.is_main:
+            state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "rng": rng_state(), "loss_window": loss_window,
+                     "interval": [float(interval_loss.item()), interval_n]}
+            save_checkpoint(ckpt_root, step, model, tokenizer, state)
+            prune_checkpoints(ckpt_root, spec.keep_checkpoints, protect=eval_steps)
+        distributed.barrier(info)
 
     t0 = time.time()
     bar = tqdm(total=total_steps, initial=start, unit="step", dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 15.0, file=sys.stderr,
-               disable=os.environ.get("HARNESS_NO_PROGRESS") == "1")
-    interval_loss = torch.zeros((), device=device)
-    interval_t, interval_n = time.time(), 0
+               disable=os.environ.get("HARNESS_NO_PROGRESS") == "1" or not info.is_main)
+    interval_loss = torch.tensor(float(interval[0]), device=device)
+    interval_t, interval_n = time.time(), int(interval[1])
     paused = 0.0  # seconds spent evaluating and checkpointing
+    log_fh = open(log_path, "a") if info.is_main else None
+    pending: _PendingRow | None = None  # on CUDA a logged row is read back one step later
+
+    def flush() -> None:
+        nonlocal pending
+        if pending is None:
+            return
+        row, pending = pending.resolve(), None
+        _check_divergence(row["loss"], loss_window, spec.spike_factor, row["step"])
+        if log_fh is not None:
+            log_fh.write(json.dumps(row) + "\n")
+            log_fh.flush()
+            if log_fn:
+                log_fn(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_second']:,.0f}", refresh=False)
+
     model.train()
-    with open(log_path, "a") as log_fh:
+    try:
         for step in range(start, total_steps):
-            window = sampler.batch(step).to(device, non_blocking=True)
-            inputs, targets = window[:, :-1], window[:, 1:]
+            window = batches.get(step)
+            if cudagraphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = step_fn(input_ids=inputs).logits
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+                loss = step_fn(window[:, :-1], window[:, 1:])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip, foreach=True)
@@ -169,43 +219,148 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
             scheduler.step()
             interval_loss += loss.detach()
             interval_n += 1
+            flush()  # the previous step's row: its values are ready by now, no stall
             done = step + 1
-            if done % spec.log_every == 0 or done == total_steps or done in eval_steps:
-                mean_loss = (interval_loss / interval_n).item()  # the only sync per interval
-                _check_divergence(mean_loss, loss_window, spec.spike_factor, done)
+            log_step = done % spec.log_every == 0 or done == total_steps or done in eval_steps
+            if log_step:
                 elapsed = time.time() - interval_t
-                tps = interval_n * tokens_per_step / max(elapsed, 1e-9)
-                row = {"step": done, "tokens": done * tokens_per_step, "loss": mean_loss,
-                       "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                       "tokens_per_second": tps}
-                log_fh.write(json.dumps(row) + "\n")
-                log_fh.flush()
-                if log_fn:
-                    log_fn(row)
-                bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
+                stats = distributed.mean_across(torch.stack([interval_loss / interval_n,
+                                                             grad_norm.detach().float()]), info)
+                pending = _PendingRow(stats, {"step": done, "tokens": done * tokens_per_step,
+                                              "lr": scheduler.get_last_lr()[0],
+                                              "tokens_per_second": interval_n * tokens_per_step
+                                              / max(elapsed, 1e-9)})
+                if device.type != "cuda":
+                    flush()  # nothing to overlap with on CPU; keeps signals and logs step-exact
                 interval_loss.zero_()
                 interval_t, interval_n = time.time(), 0
             bar.update(1)
             if done in eval_steps or (spec.checkpoint_every and done % spec.checkpoint_every == 0):
+                flush()
                 t_pause = time.time()
                 if done in eval_steps:
                     model.eval()
-                    evaluate(model, done, done * tokens_per_step)
+                    if info.is_main:
+                        evaluate(model, done, done * tokens_per_step)
                     model.train()
                 checkpoint(done)
                 paused += time.time() - t_pause
                 interval_t = time.time()  # tokens/s measures training only
-            if stop is not None and stop.signum is not None and done < total_steps:
+            stopping = stop is not None and stop.signum is not None
+            if info.enabled:  # agree on stopping; a collective, so only at logging steps
+                stopping = log_step and distributed.any_across(stopping, info)
+            if stopping and done < total_steps:
+                flush()
                 if done not in eval_steps:
                     checkpoint(done)
-                bar.close()
-                raise Preempted(f"signal {stop.signum} at step {done}; checkpoint saved")
-    bar.close()
+                raise Preempted(f"signal {stop.signum if stop else None} at step {done}; checkpoint saved")
+        flush()
+    finally:
+        bar.close()
+        batches.close()
+        if log_fh is not None:
+            log_fh.close()
+        if spec.activation_checkpointing:
+            model.activation_checkpointing_disable()
     wall = time.time() - t0 - paused
     steps_run = total_steps - start
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return LoopResult(total_steps, total_steps * tokens_per_step, wall,
-                      steps_run * tokens_per_step / max(wall, 1e-9), resumed_from, peak)
+                      steps_run * tokens_per_step / max(wall, 1e-9), resumed_from, peak_memory(device),
+                      extra={"world_size": info.world_size, "torch_threads": torch.get_num_threads(),
+                             "peak_memory_kind":
+                             "cuda_max_allocated" if device.type == "cuda" else "cpu_max_rss"})
+
+
+def _step_module(model: torch.nn.Module, spec: TrainSpec, device: torch.device,
+                 info: distributed.DistInfo) -> torch.nn.Module:
+    """The loss module the step calls: (chunked) loss fused in, DDP-wrapped, compiled on CUDA."""
+    if spec.compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"train.compile_mode: unknown mode '{spec.compile_mode}' "
+                          f"(known: {', '.join(COMPILE_MODES)})")
+    module = distributed.wrap(CausalLMLoss(model, spec.loss_chunk), device, info)
+    if spec.compile and device.type == "cuda":
+        return torch.compile(module, mode=None if spec.compile_mode == "default" else spec.compile_mode)
+    return module
+
+
+def _pick_cpu_threads(step_fn: torch.nn.Module, model: torch.nn.Module, window: torch.Tensor) -> int:
+    """All cores, unless one thread measures >10% faster on this model's forward + backward.
+
+    When other processes share the cores, OpenMP's all-core kernels (spinning at barriers) can
+    run several times slower than one thread for these tiny tensors (bench: cpu-200k 2.7k vs
+    11k tok/s on a loaded 2-core box). The gradients are discarded and no RNG is drawn, and
+    the kernels give bitwise the same results at either thread count (tests/test_fastpath.py),
+    so the choice is operational only.
+    """
+    cores = torch.get_num_threads()
+    if cores <= 1:
+        return cores
+    best: dict[int, float] = {}
+    for _ in range(2):
+        for n in (cores, 1):
+            torch.set_num_threads(n)
+            t = time.perf_counter()
+            step_fn(window[:, :-1], window[:, 1:]).backward()
+            best[n] = min(best.get(n, math.inf), time.perf_counter() - t)
+    model.zero_grad(set_to_none=True)
+    return 1 if best[1] < 0.9 * best[cores] else cores
+
+
+class _PendingRow:
+    """A log row whose device values are being copied to the host without blocking the step."""
+
+    def __init__(self, stats: torch.Tensor, row: dict[str, Any]):
+        self.row = row
+        if stats.device.type == "cuda":
+            self.host = torch.empty(stats.shape, dtype=stats.dtype, pin_memory=True)
+            self.host.copy_(stats, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host, self.event = stats, None
+
+    def resolve(self) -> dict[str, Any]:
+        if self.event is not None:
+            self.event.synchronize()
+        loss, grad_norm = self.host.tolist()
+        row = dict(self.row)
+        row.update(loss=loss, grad_norm=grad_norm)
+        return {k: row[k] for k in ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_second")}
+
+
+class _Prefetcher:
+    """This rank's rows of each step's batch. On CUDA the next batch is sampled and pinned on a
+    worker thread while the GPU runs the current step, then copied without blocking."""
+
+    def __init__(self, sampler: MixtureSampler, rows: slice, device: torch.device, total_steps: int):
+        self.sampler, self.rows, self.device, self.total = sampler, rows, device, total_steps
+        self.pool = ThreadPoolExecutor(1) if device.type == "cuda" else None
+        self.next: tuple[int, Future] | None = None
+
+    def _load(self, step: int) -> torch.Tensor:
+        return self.sampler.batch(step)[self.rows].pin_memory()
+
+    def get(self, step: int) -> torch.Tensor:
+        if self.pool is None:
+            return self.sampler.batch(step)[self.rows]
+        if self.next is not None and self.next[0] == step:
+            host = self.next[1].result()
+        else:
+            host = self._load(step)
+        self.next = (step + 1, self.pool.submit(self._load, step + 1)) if step + 1 < self.total else None
+        return host.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+
+def peak_memory(device: torch.device) -> int:
+    """Peak bytes: allocated on the GPU, else this process's peak resident set (CPU runs)."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
 
 
 def _check_divergence(loss: float, window: list[float], factor: float, step: int) -> None:
