@@ -93,6 +93,7 @@ def cmd_run(args: list[str]) -> None:
         from train.errors import HarnessError
 
         try:
+            _export_slurm_ranks()
             spec = run_spec(cfg)
             out_root = Path(cfg.out_root)
             tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
@@ -108,6 +109,15 @@ def cmd_run(args: list[str]) -> None:
     if _FAILED:
         print(f"{len(_FAILED)} run(s) failed:\n  " + "\n  ".join(_FAILED), file=sys.stderr)
         raise SystemExit(1)
+
+
+def _export_slurm_ranks() -> None:
+    """Several SLURM tasks for one run (launcher tasks_per_node > 1, started by srun): give
+    torch.distributed the RANK/WORLD_SIZE/MASTER_* that torchrun would have set."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "WORLD_SIZE" not in os.environ:
+        import submitit
+
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
 def cmd_analyze(args: list[str]) -> None:

@@ -94,3 +94,37 @@ def test_unknown_partition_is_a_clear_error(tmp_path, shared_cache):
     assert res.returncode != 0
     assert "invalid partition specified: nosuch" in res.stderr
     assert not records(out)
+
+
+def test_two_slurm_tasks_train_one_run_data_parallel(tmp_path, shared_cache):
+    """tasks_per_node=2: srun starts two ranks of one run (gloo on CPU); one record, world size
+    2, the same losses as one process on the same global batch."""
+    ov = tiny_overrides(shared_cache, tmp_path / "one") + ["train.num_threads=1"]
+    ref = execute(run_spec(compose(ov)), tmp_path / "one")
+    out = tmp_path / "two"
+    two = [a.replace(str(tmp_path / "one"), str(out)) for a in ov]
+    res = harness("run", "-m", "hydra/launcher=slurm", "+cluster=local", "hydra.launcher.tasks_per_node=2",
+                  *two, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (rec,) = records(out)
+    assert rec["status"] == "complete" and rec["compute"]["world_size"] == 2 and rec["run_id"] == ref.run_id
+    ref_rec = json.loads((ref.path / "record.json").read_text())
+    for a, b in zip(ref_rec["checkpoints"], rec["checkpoints"], strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+
+
+def test_cancel_stops_a_sweeps_jobs(tmp_path, shared_cache):
+    out = tmp_path / "out"
+    ov = tiny_overrides(shared_cache, out) + ["train.tokens=5000000", "model=cpu-400k"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "-m", "hydra/launcher=slurm",
+                             "+cluster=local", *ov], cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        _wait(lambda: records(out) and records(out)[0].get("slurm_job_id"), 120, "the job to start")
+        job = records(out)[0]["slurm_job_id"]
+        res = harness("cancel", f"root={out}", cwd=tmp_path, timeout=60)
+        assert res.returncode == 0 and f"cancelled 1 job(s): {job}" in res.stdout
+        _wait(lambda: job not in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
+                                                text=True).stdout.split(), 60, "the job to leave the queue")
+    finally:
+        proc.kill()
