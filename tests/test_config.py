@@ -23,11 +23,15 @@ def test_default_config_composes(tmp_path):
     assert abs(sum(spec.mix.weights.values()) - 1) < 1e-9
 
 
-@pytest.mark.parametrize("sweep", ["demo"])
+@pytest.mark.parametrize("sweep", ["demo", "gpu_ladder"])
 def test_sweep_presets_compose(sweep):
     cfg = compose([f"sweep={sweep}"], hydra_node=True)
     assert cfg.sweep_name == sweep
-    assert "model" in cfg.hydra.sweeper.params
+    params = cfg.hydra.sweeper.params
+    for model in params.model.split(","):
+        for data in params.data.split(","):
+            spec = run_spec(compose([f"sweep={sweep}", f"model={model}", f"data={data}"]))
+            assert spec.sweep == sweep and spec.model.name == model
 
 
 def test_every_model_in_ladder_builds_a_spec():
