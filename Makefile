@@ -13,6 +13,7 @@ $(PY):
 
 # torch first and pinned: the pinned CPU build, not an unpinned multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
+	@echo "[$$(date +%T)] installing into $(VENV)"
 	$(PIP) install -c constraints.txt torch
 	$(PIP) install -c constraints.txt -e .
 	touch $@
@@ -25,9 +26,11 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
+	@echo "[$$(date +%T)] sweep: 5 sizes x 2 data mixes"
 	$(OFFLINE) $(VENV)/bin/harness run -m sweep=demo out_root=$(OUT)
+	@echo "[$$(date +%T)] analysis"
 	$(OFFLINE) $(VENV)/bin/harness analyze root=$(OUT)
-	@echo "demo outputs: $(OUT)/{runs,report.md,figures,tables}"
+	@echo "[$$(date +%T)] demo outputs: $(OUT)/{runs,report.md,figures,tables}"
 
 test: install-dev
 	$(OFFLINE) $(PY) -m pytest -q -ra

@@ -112,9 +112,9 @@ def task_grids(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
             if not d.trends.empty else pd.DataFrame()
         names = list(t.sort_values(["category", "name"], key=lambda s: s.map(order).fillna(
             99) if s.name == "category" else s)["name"]) if not t.empty else list(d.acc.columns)
-        ncol = min(6, max(len(names), 1))
+        ncol = min(6, max(math.ceil(math.sqrt(len(names))), 1))  # roughly square, 6 wide at most
         nrow = math.ceil(len(names) / ncol)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol, 2.0 * nrow), squeeze=False)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.5 * nrow + 0.6), squeeze=False)
         for ax, name in zip(axes.flat, names, strict=False):
             _panel(ax, d, v, name, d.corpora, head)
         for ax in axes.flat[len(names):]:
