@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from train.atomic import shareable
 from train.cache_lock import build_once
 from train.errors import ConfigError, DataError
 from train.mixture import eval_windows
@@ -74,6 +75,7 @@ def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
         import tempfile
 
         tmp = Path(tempfile.mkdtemp(prefix=".build.", dir=t.parent))
+        shareable(tmp, is_dir=True)
         try:
             world = toyworld.make_world(seed=world_seed, n_entities=n_entities)
             # Task files name their data by absolute path, so generate in place of the final dir.

@@ -60,6 +60,12 @@ def test_tiny_run_writes_complete_record_and_skips_relaunch(shared_cache, tmp_pa
     assert rec["checkpoints"][-1]["val_loss"]["toy"] < rec["checkpoints"][0]["val_loss"]["toy"]
     again = execute(spec, tmp_path)
     assert again.status == "skipped"
+    # atomic writes keep the umask's permissions (mkstemp alone would make them private)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (outcome.path / "record.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    ckpt = latest_complete(outcome.path / "checkpoints")
+    assert ckpt.stat().st_mode & 0o777 == 0o777 & ~mask
 
 
 def test_checkpoint_loads_as_transformers_model(shared_cache, tmp_path):

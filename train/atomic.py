@@ -15,6 +15,18 @@ from pathlib import Path
 from typing import Any
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def shareable(path: Path, is_dir: bool = False) -> None:
+    """Give a mkstemp/mkdtemp result the mode a plain open()/mkdir() would have had
+    (they create 0600/0700, which would hide records and checkpoints from a research group)."""
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~_current_umask())
+
+
 @contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it over `target`.
@@ -27,6 +39,7 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    shareable(tmp_path)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:

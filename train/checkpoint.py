@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from train.atomic import write_json
+from train.atomic import shareable, write_json
 
 MANIFEST = "manifest.json"
 STATE = "trainer_state.pt"
@@ -60,6 +60,7 @@ def save_checkpoint(ckpt_root: Path, step: int, model, tokenizer, trainer_state:
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step_{step}"
     tmp = Path(tempfile.mkdtemp(prefix=f".step_{step}.", dir=ckpt_root))
+    shareable(tmp, is_dir=True)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from train.atomic import shareable
 from train.cache_lock import build_once
 from train.errors import ConfigError, DataError
 from train.sources import iter_documents, source_fingerprint
@@ -58,6 +59,7 @@ def _train_bpe(spec: TokenizerSpec, sources: dict[str, SourceSpec], target: Path
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=EOS,
                                    model_max_length=1_000_000)
     tmp = Path(tempfile.mkdtemp(prefix=".tok.", dir=target.parent))
+    shareable(tmp, is_dir=True)
     fast.save_pretrained(tmp)
     tmp.rename(target)
 
