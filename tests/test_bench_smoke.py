@@ -1,0 +1,33 @@
+"""The benchmarks run (CPU smoke mode) and write their result tables; figures are not asserted
+(speed targets are shown by the benches' printed ratios, never by timed tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "HARNESS_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_train_throughput_smoke(tmp_path):
+    res = bench("train_throughput.py", "--smoke", "--out", str(tmp_path / "t.json"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads((tmp_path / "t.json").read_text())
+    assert {"sizes", "small", "cpu_demo"} <= set(out)
+    assert "after/before" in res.stdout
+
+
+def test_tokenize_throughput_smoke(tmp_path):
+    res = bench("tokenize_throughput.py", "--mb", "0.3", "--repeats", "1", "--out", str(tmp_path / "k.json"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads((tmp_path / "k.json").read_text())
+    assert out["tokens"] > 0 and out["ratio"] > 0
