@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from harness.config import run_spec
-from harness.data_prep import _log
+from harness.data_prep import log
 from harness.runner import task_runner
 from harness.store import iter_run_dirs, read_record, write_record
 from train.errors import ConfigError, DataError
@@ -70,7 +70,7 @@ def backfill(cfg: DictConfig) -> int:
             scores = runner.evaluate(model, tok, max_length=max_len)
             entry.setdefault("tasks", {}).update({t: scores[t] for t in missing if t in scores})
             updated += 1
-            _log(f"{path.name} step {entry['step']}: added {', '.join(missing)}")
+            log(f"{path.name} step {entry['step']}: added {', '.join(missing)}")
         write_record(path, record)
-    _log(f"backfill: {updated} checkpoint(s) gained results across {len(runs)} run(s)")
+    log(f"backfill: {updated} checkpoint(s) gained results across {len(runs)} run(s)")
     return updated

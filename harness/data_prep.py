@@ -29,7 +29,7 @@ class RunData:
     val_windows: dict[str, torch.Tensor]
 
 
-def _log(msg: str) -> None:
+def log(msg: str) -> None:
     print(f"[harness] {msg}", file=sys.stderr, flush=True)
 
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from eval.lm_eval_runner import TaskRunner
 from eval.val_loss import validation_losses
 from harness.config import to_dict
-from harness.data_prep import _log, prepare_data, toy_task_dir
+from harness.data_prep import log, prepare_data, toy_task_dir
 from harness.identity import run_id, semantic_config
 from harness.preemption import Preemption
 from harness.store import SCHEMA_VERSION, git_sha, is_complete, read_record, run_dir, write_record
@@ -155,7 +155,7 @@ def _execute_follower(spec: RunSpec, rid: str, path: Path) -> RunOutcome:
 def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker: Tracker | None) -> RunOutcome:
     previous = read_record(path)
     if previous and previous["status"] == "complete":
-        _log(f"skip {rid} ({spec.model.name}, {spec.mix.name}, seed {spec.seed}): complete")
+        log(f"skip {rid} ({spec.model.name}, {spec.mix.name}, seed {spec.seed}): complete")
         return RunOutcome(rid, "skipped", path)
     path.mkdir(parents=True, exist_ok=True)
     _check_same_config(path, spec)
@@ -178,10 +178,10 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
     if previous and resume_from is not None:
         done_step = int(resume_from.name.split("_")[1])
         record["checkpoints"] = [c for c in previous.get("checkpoints", []) if c["step"] <= done_step]
-        _log(f"resume {rid} from step {done_step}")
+        log(f"resume {rid} from step {done_step}")
     write_record(path, record)
     tracker.start(rid, spec, record)
-    _log(f"run {rid}: {spec.model.name} ({stats.n_params:,} params), mix {spec.mix.name}, "
+    log(f"run {rid}: {spec.model.name} ({stats.n_params:,} params), mix {spec.mix.name}, "
          f"{n_tokens:,} tokens in {total_steps} steps, evaluating at steps {schedule}")
 
     def evaluate(m: torch.nn.Module, step: int, tokens: int) -> None:
@@ -196,7 +196,7 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
         write_record(path, record)
         tracker.log_checkpoint(entry)
         vl = ", ".join(f"{k} {v:.3f}" for k, v in entry["val_loss"].items())
-        _log(f"step {step}: val loss {vl}")
+        log(f"step {step}: val loss {vl}")
 
     if previous is None and resume_from is not None:
         _evaluate_missing(model, resume_from, schedule, record, evaluate, tokens_per_step)
@@ -210,12 +210,12 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
         record.update(status="failed", failure=f"diverged: {err}")
         write_record(path, record)
         tracker.finish(record)
-        _log(f"run {rid} failed: {err}")
+        log(f"run {rid} failed: {err}")
         return RunOutcome(rid, "failed", path, str(err))
     except Preempted as err:
-        _log(f"run {rid} stopped: {err}; relaunch to resume")
+        log(f"run {rid} stopped: {err}; relaunch to resume")
         tracker.finish(record, preempted=True)
-        stop.after_checkpoint(_log)
+        stop.after_checkpoint(log)
         raise
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -226,9 +226,9 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
         try:
             write_record(path, record)
         except OSError:
-            _log(f"run {rid}: could not write the failed record either (disk still full)")
+            log(f"run {rid}: could not write the failed record either (disk still full)")
         tracker.finish(record)
-        _log(f"run {rid} failed: disk full: {err}")
+        log(f"run {rid} failed: disk full: {err}")
         return RunOutcome(rid, "failed", path, f"disk full: {err}")
     except HarnessError as err:  # e.g. a task dataset that cannot load mid-run
         record.update(status="failed", failure=str(err))
@@ -251,7 +251,7 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
     write_record(path, record)
     tracker.finish(record)
     final = record["checkpoints"][-1]["val_loss"]
-    _log(f"done {rid}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items())
+    log(f"done {rid}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items())
          + f" ({result.tokens_per_second:,.0f} tok/s)")
     return RunOutcome(rid, "complete", path)
 
@@ -284,11 +284,11 @@ def _evaluate_missing(model: torch.nn.Module, resume_from: Path, schedule: list[
     done_step = int(resume_from.name.split("_")[1])
     steps = [s for s in schedule if s <= done_step]
     if steps:
-        _log(f"record missing or corrupt: re-scoring checkpoint(s) {steps} from saved weights")
+        log(f"record missing or corrupt: re-scoring checkpoint(s) {steps} from saved weights")
     for step in steps:
         ckpt = resume_from.parent / f"step_{step}"
         if verify_checkpoint(ckpt) is not None:
-            _log(f"warning: checkpoint {ckpt} is not usable; its evaluation is missing from the record")
+            log(f"warning: checkpoint {ckpt} is not usable; its evaluation is missing from the record")
             continue
         model.load_state_dict(load_file(ckpt / "model.safetensors"), strict=False)
         if model.config.tie_word_embeddings:
