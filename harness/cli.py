@@ -83,9 +83,11 @@ def cmd_run(args: list[str]) -> None:
 
     from harness.config import run_spec
     from harness.runner import execute
+    from harness.slurm_check import preflight as slurm_preflight
     from harness.tracking import make_tracker
 
     check_group_overrides(args)
+    _guard(lambda: slurm_preflight(args))
     _FAILED.clear()  # main() may be called more than once in a process (tests, notebooks)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")

@@ -91,9 +91,24 @@ def test_unknown_partition_is_a_clear_error(tmp_path, shared_cache):
     out = tmp_path / "out"
     res = harness("run", "-m", "hydra/launcher=slurm", "+cluster=local", "hydra.launcher.partition=nosuch",
                   *tiny_overrides(shared_cache, out), cwd=tmp_path, timeout=120)
-    assert res.returncode != 0
-    assert "invalid partition specified: nosuch" in res.stderr
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == \
+        "error: hydra.launcher.partition: unknown partition 'nosuch' (known: debug)"
     assert not records(out)
+
+
+def test_unreachable_controller_is_a_clear_error(tmp_path, shared_cache):
+    conf = tmp_path / "slurm.conf"
+    lines = [ln for ln in Path("/etc/slurm/slurm.conf").read_text().splitlines()
+             if not ln.startswith("SlurmctldPort")]
+    conf.write_text("\n".join(lines + ["SlurmctldPort=9"]) + "\n")  # nothing listens there
+    env = {**ENV, "SLURM_CONF": str(conf)}
+    t0 = time.time()
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "run", "-m", "hydra/launcher=slurm",
+                          "+cluster=local", *tiny_overrides(shared_cache, tmp_path / "out")], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and time.time() - t0 < 60
+    assert "error: hydra/launcher=slurm: no SLURM controller answers" in res.stderr
 
 
 def test_two_slurm_tasks_train_one_run_data_parallel(tmp_path, shared_cache):
