@@ -57,6 +57,8 @@ class SyntheticSampler:
 
 
 def load_anchor(path: Path) -> ModuleType:
+    if not path.exists():
+        sys.exit(f"error: --anchor: '{path}' not found (pass the path of shared/anchors/gpu_anchor.py)")
     spec = importlib.util.spec_from_file_location("gpu_anchor", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
