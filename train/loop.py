@@ -8,14 +8,13 @@ import json
 import math
 import os
 import resource
-import signal
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load_file
@@ -59,21 +58,11 @@ class LoopResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class StopFlag:
-    """Set by SIGTERM/SIGUSR1 (SLURM's pre-timeout warning); checked at step boundaries."""
+class StopFlag(Protocol):
+    """Anything whose `signum` becomes set when the run must stop (harness.preemption sets it
+    from SLURM's signals); the loop checks it at step boundaries, checkpoints and raises."""
 
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            try:
-                signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread
-                pass
-
-    def _handler(self, signum, frame) -> None:
-        self.signum = signum
+    signum: int | None
 
 
 def pick_device(spec: TrainSpec) -> torch.device:
