@@ -70,6 +70,9 @@ class WandbTracker(Tracker):
     def start(self, run_id: str, spec: RunSpec, record: dict[str, Any]) -> None:
         import wandb
 
+        if os.environ.get("WANDB_MODE") == "":  # `export WANDB_MODE=` makes wandb reject its settings
+            del os.environ["WANDB_MODE"]
+
         kwargs = dict(project=self.project, entity=self.entity, id=run_id, resume="allow",
                       group=spec.sweep, job_type="train",
                       name=f"{spec.model.name}-{spec.mix.name}-s{spec.seed}",

@@ -67,3 +67,11 @@ def test_logger_none_writes_nothing(shared_cache, tmp_path):
 def test_unknown_logger():
     with pytest.raises(ConfigError, match="logger.kind: unknown logger 'tensorboard'"):
         make_tracker({"kind": "tensorboard"}, None)
+
+
+def test_empty_wandb_mode_env_still_logs_offline(no_key, monkeypatch, shared_cache, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "")  # `export WANDB_MODE=` in a job script
+    out = tmp_path / "out"
+    cfg = compose(tiny_overrides(shared_cache, out) + ["logger=wandb"])
+    execute(run_spec(cfg), out, make_tracker(dict(cfg.logger), out))
+    assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))
