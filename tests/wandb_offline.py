@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK = 32768
@@ -37,14 +38,32 @@ def _payloads(data: bytes):
             break
 
 
-def read_offline_run(run_dir: Path) -> dict:
-    """{"run": {...}, "history": [ {key: value} ], "config": {...}, "summary": {...}}."""
+def read_offline_run(run_dir: Path, wait_s: float = 30.0) -> dict:
+    """{"run": {...}, "history": [ {key: value} ], "config": {...}, "summary": {...}}.
+
+    wandb's service process writes the file asynchronously and may still be flushing when
+    `finish()` has returned on a loaded machine, so wait (bounded) until the run record and
+    the final summary are both there.
+    """
+    deadline = time.time() + wait_s
+    while True:
+        out = _read(Path(run_dir))
+        if (out["run"] and out["summary"]) or time.time() > deadline:
+            return out
+        time.sleep(0.5)
+
+
+def _read(run_dir: Path) -> dict:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    path = next(Path(run_dir).glob("run-*.wandb"))
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
     out: dict = {"run": {}, "history": [], "config": {}, "summary": {}}
+    paths = list(run_dir.glob("run-*.wandb"))
+    if not paths:
+        return out
+    path = paths[0]
+    data = path.read_bytes()
+    if data[:4] != b":W&B":
+        return out
     for payload in _payloads(data):
         rec = pb.Record()
         rec.ParseFromString(payload)
