@@ -88,6 +88,7 @@ def cmd_run(args: list[str]) -> None:
 
     check_group_overrides(args)
     _guard(lambda: slurm_preflight(args))
+    _quiet_transformers()
     _FAILED.clear()  # main() may be called more than once in a process (tests, notebooks)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -186,6 +187,7 @@ def cmd_eval(args: list[str]) -> None:
 
     check_group_overrides(args)
     cfg = _compose("config", args)
+    _quiet_transformers()
     _guard(lambda: backfill(cfg))
 
 
@@ -218,11 +220,16 @@ def main(argv: list[str] | None = None) -> None:
     if cmd not in COMMANDS:
         _die(f"command: unknown command '{cmd}' (known: {', '.join(COMMANDS)})")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    COMMANDS[cmd](argv)
+
+
+def _quiet_transformers() -> None:
+    """No per-save "Writing model shards" bars. Only the commands that load models pay for
+    importing transformers; status, analyze and plot stay quick."""
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # per-save "Writing model shards" bars
+    hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    COMMANDS[cmd](argv)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from harness.identity import run_id, semantic_config
 from harness.preemption import Preemption
 from harness.store import SCHEMA_VERSION, git_sha, is_complete, read_record, run_dir, write_record
 from harness.tracking import Tracker, null_tracker
+from train.atomic import write_text
 from train.cache_lock import file_lock
 from train.checkpoint import latest_complete, verify_checkpoint
 from train.distributed import dist_info
@@ -174,7 +175,9 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
     tasks_meta = {n: vars(i) for n, i in runner.info().items()} if runner else {}
 
     record = _new_record(spec, rid, stats, data, n_tokens, tasks_meta)
-    resume_from = latest_complete(path / "checkpoints", log=lambda m: None)
+    # sizes only: train() hashes the checkpoint it restores; a newer one that fails there is
+    # re-evaluated by the loop, replacing its entry
+    resume_from = latest_complete(path / "checkpoints", log=lambda m: None, deep=False)
     if previous and resume_from is not None:
         done_step = int(resume_from.name.split("_")[1])
         record["checkpoints"] = [c for c in previous.get("checkpoints", []) if c["step"] <= done_step]
@@ -182,7 +185,7 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
     write_record(path, record)
     tracker.start(rid, spec, record)
     log(f"run {rid}: {spec.model.name} ({stats.n_params:,} params), mix {spec.mix.name}, "
-         f"{n_tokens:,} tokens in {total_steps} steps, evaluating at steps {schedule}")
+        f"{n_tokens:,} tokens in {total_steps} steps, evaluating at steps {schedule}")
 
     def evaluate(m: torch.nn.Module, step: int, tokens: int) -> None:
         entry: dict[str, Any] = {"step": step, "tokens": tokens,
@@ -207,10 +210,7 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
         result = train(model, data.tokenizer, sampler, spec.train, total_steps, set(schedule), path,
                        evaluate, log_fn=tracker.log_step, stop=stop)
     except Diverged as err:
-        record.update(status="failed", failure=f"diverged: {err}")
-        write_record(path, record)
-        tracker.finish(record)
-        log(f"run {rid} failed: {err}")
+        _fail(path, record, tracker, f"diverged: {err}")
         return RunOutcome(rid, "failed", path, str(err))
     except Preempted as err:
         log(f"run {rid} stopped: {err}; relaunch to resume")
@@ -222,18 +222,10 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
             raise
         # Disk full (typically mid-checkpoint; the partial one is discarded): fail this run so
         # the sweep goes on; relaunched with space, it resumes from the last complete checkpoint.
-        record.update(status="failed", failure=f"disk full: {err}")
-        try:
-            write_record(path, record)
-        except OSError:
-            log(f"run {rid}: could not write the failed record either (disk still full)")
-        tracker.finish(record)
-        log(f"run {rid} failed: disk full: {err}")
+        _fail(path, record, tracker, f"disk full: {err}")
         return RunOutcome(rid, "failed", path, f"disk full: {err}")
     except HarnessError as err:  # e.g. a task dataset that cannot load mid-run
-        record.update(status="failed", failure=str(err))
-        write_record(path, record)
-        tracker.finish(record)
+        _fail(path, record, tracker, str(err))
         raise
     finally:
         stop.restore()
@@ -242,7 +234,7 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
         "tokens": n_tokens, "steps": total_steps, "wall_seconds": round(time.time() - t_start, 3),
         "train_seconds": round(result.wall_seconds, 3),
         "tokens_per_second": round(result.tokens_per_second, 1),
-        "device": str(pick_device(spec.train)), "torch_threads": torch.get_num_threads(),
+        "device": str(pick_device(spec.train)), "torch_threads": result.extra.get("torch_threads"),
         "resumed_from_step": result.resumed_from, "peak_memory_bytes": result.peak_memory_bytes,
         "peak_memory_kind": result.extra.get("peak_memory_kind"),
         "world_size": result.extra.get("world_size", 1),
@@ -252,8 +244,19 @@ def _execute_locked(spec: RunSpec, out_root: Path, rid: str, path: Path, tracker
     tracker.finish(record)
     final = record["checkpoints"][-1]["val_loss"]
     log(f"done {rid}: " + ", ".join(f"{k} {v:.3f}" for k, v in final.items())
-         + f" ({result.tokens_per_second:,.0f} tok/s)")
+        + f" ({result.tokens_per_second:,.0f} tok/s)")
     return RunOutcome(rid, "complete", path)
+
+
+def _fail(path: Path, record: dict[str, Any], tracker: Tracker, reason: str) -> None:
+    """Mark the run failed with `reason`; a record that cannot be written (disk full) is said."""
+    record.update(status="failed", failure=reason)
+    try:
+        write_record(path, record)
+    except OSError as err:
+        log(f"run {record['run_id']}: could not write the failed record ({err})")
+    tracker.finish(record)
+    log(f"run {record['run_id']} failed: {reason}")
 
 
 def _check_same_config(path: Path, spec: RunSpec) -> None:
@@ -266,8 +269,6 @@ def _check_same_config(path: Path, spec: RunSpec) -> None:
             raise ConfigError(f"out_root: run directory '{path}' holds a run with a different config; "
                               "use another out_root or delete it")
         return
-    from train.atomic import write_text
-
     write_text(cfg_path, yaml.safe_dump({"semantic": semantic, "full": to_dict(spec)}, sort_keys=False))
 
 

@@ -111,11 +111,15 @@ def checkpoint_steps(ckpt_root: Path) -> list[int]:
     return sorted(steps)
 
 
-def latest_complete(ckpt_root: Path, log=print) -> Path | None:
-    """The newest checkpoint that verifies; broken newer ones are reported and skipped."""
+def latest_complete(ckpt_root: Path, log=print, deep: bool = True) -> Path | None:
+    """The newest checkpoint that verifies; broken newer ones are reported and skipped.
+
+    deep=False checks the manifest and file sizes only, without hashing the files (cheap
+    enough to ask before the loop, which hashes when it actually restores).
+    """
     for step in reversed(checkpoint_steps(ckpt_root)):
         path = ckpt_root / f"step_{step}"
-        reason = verify_checkpoint(path)
+        reason = verify_checkpoint(path, deep=deep)
         if reason is None:
             return path
         log(f"warning: skipping checkpoint {path}: {reason}")
