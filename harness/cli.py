@@ -141,15 +141,12 @@ def cmd_analyze(args: list[str]) -> None:
                 _die("root: required with source=harness (the sweep's output directory)")
             table = load_records(Path(cfg.root))
             out = Path(cfg.out or cfg.root)
-        elif cfg.source == "gadre2024":
-            from analysis.gadre import load_testbed
-
-            if not cfg.path or not cfg.out:
-                _die("path/out: source=gadre2024 needs path=<exp_data dir> and out=<dir>")
-            table = load_testbed(Path(cfg.path))
-            out = Path(cfg.out)
         else:
-            _die(f"source: unknown source '{cfg.source}' (known: harness, gadre2024)")
+            from analysis import testbeds
+
+            # the shipped copy unless path= overrides it; outputs/<source> by default
+            table = testbeds.get(str(cfg.source)).load(cfg.path or None)
+            out = Path(cfg.out or f"outputs/{cfg.source}")
         summary = analyze(table, out, acfg)
         print(f"wrote {out / 'report.md'}")
         if summary is not None and hasattr(summary, "headline"):
