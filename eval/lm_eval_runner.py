@@ -18,8 +18,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from common.errors import ConfigError, DataError
 from eval.suites.paths import Registered, prepare_include_paths
-from train.errors import ConfigError, DataError
 
 VARIANT_SEP_LM_EVAL = "__"
 VARIANT_SEP = "@"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from common.errors import ConfigError, DataError
 from harness.config import run_spec
 from harness.data_prep import log
 from harness.runner import task_runner
 from harness.store import iter_run_dirs, read_record, write_record
-from train.errors import ConfigError, DataError
 from train.specs import SourceSpec
 
 

@@ -69,7 +69,7 @@ def _compose(config_name: str, overrides: list[str]):
 
 def _guard(fn: Callable[[], None]) -> None:
     """Run `fn`, turning the harness's own errors into one line and exit code 2."""
-    from train.errors import HarnessError
+    from common.errors import HarnessError
 
     try:
         fn()
@@ -93,7 +93,7 @@ def cmd_run(args: list[str]) -> None:
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> str:
-        from train.errors import HarnessError
+        from common.errors import HarnessError
 
         try:
             _export_slurm_ranks()

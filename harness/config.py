@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from train.errors import ConfigError
+from common.errors import ConfigError
 from train.mixture import normalise_weights
 from train.schedule import SCHEDULES
 from train.sources import KINDS

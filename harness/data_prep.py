@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from train.atomic import shareable
+from common.atomic import shareable
+from common.errors import ConfigError, DataError
+from common.log import log  # noqa: F401 - re-exported: harness.data_prep.log was public
 from train.cache_lock import build_once
-from train.errors import ConfigError, DataError
 from train.mixture import eval_windows
 from train.specs import RunSpec
 from train.token_cache import TokenCache, build_token_cache
 from train.tokenizer import load_tokenizer, tokenizer_key
+from train.toyworld_entities import world_options
 
 
 @dataclass
@@ -27,10 +28,6 @@ class RunData:
     tokenizer_id: str
     train_caches: dict[str, TokenCache]
     val_windows: dict[str, torch.Tensor]
-
-
-def log(msg: str) -> None:
-    print(f"[harness] {msg}", file=sys.stderr, flush=True)
 
 
 def prepare_data(spec: RunSpec) -> RunData:
@@ -64,8 +61,7 @@ def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
     src = spec.sources.get("toyworld")
     if src is None or src.kind != "toyworld":
         raise ConfigError("eval.toy_tasks: needs a source named 'toyworld' of kind toyworld")
-    world_seed = int(src.options.get("world_seed", 0))
-    n_entities = int(src.options.get("n_entities", 400))
+    world_seed, n_entities = world_options(src.options)
     key = hashlib.sha256(repr((world_seed, n_entities, spec.eval.n_per_task,
                                _code_version(toytasks, toyworld))).encode()).hexdigest()[:16]
     target = Path(spec.cache_dir).resolve() / "toytasks" / key

@@ -18,6 +18,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from common.atomic import write_text
+from common.errors import ConfigError, HarnessError
 from eval.lm_eval_runner import TaskRunner
 from eval.val_loss import validation_losses
 from harness.config import to_dict
@@ -26,11 +28,9 @@ from harness.identity import run_id, semantic_config
 from harness.preemption import Preemption
 from harness.store import SCHEMA_VERSION, git_sha, is_complete, read_record, run_dir, write_record
 from harness.tracking import Tracker, null_tracker
-from train.atomic import write_text
 from train.cache_lock import file_lock
 from train.checkpoint import latest_complete, verify_checkpoint
 from train.distributed import dist_info
-from train.errors import ConfigError, HarnessError
 from train.loop import Diverged, Preempted, pick_device, train
 from train.mixture import MixtureSampler
 from train.model import FLOPS_CONVENTION, build_model, model_stats, training_flops

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from train.errors import ConfigError
+from common.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

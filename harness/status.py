@@ -9,8 +9,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from common.errors import ConfigError
 from harness.store import iter_run_dirs, read_record
-from train.errors import ConfigError
 
 
 def squeue_jobs() -> dict[str, str]:

@@ -155,6 +155,6 @@ def make_tracker(cfg: dict[str, Any], out_root: Path) -> Tracker:
         return WandbTracker(project=cfg.get("project", "scaling-harness"), entity=cfg.get("entity"),
                             mode=cfg.get("mode", "auto"), directory=cfg.get("dir") or str(out_root),
                             init_timeout=float(cfg.get("init_timeout", 20)))
-    from train.errors import ConfigError
+    from common.errors import ConfigError
 
     raise ConfigError(f"logger.kind: unknown logger '{kind}' (known: none, wandb)")

@@ -5,6 +5,9 @@
 step) and, written last, `manifest.json` listing every file's size and sha256. A directory
 without a manifest, or whose files disagree with it, is incomplete: it is skipped and the
 previous checkpoint is used.
+
+The resume decision (`plan_resume`) and the loading of saved weights (`load_weights`) live
+here and only here: the runner, the training loop and backfill all go through them.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import os
 import random
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
-from train.atomic import shareable, write_json
+from common.atomic import shareable, write_json
 
 MANIFEST = "manifest.json"
 STATE = "trainer_state.pt"
@@ -124,6 +129,38 @@ def latest_complete(ckpt_root: Path, log=print, deep: bool = True) -> Path | Non
             return path
         log(f"warning: skipping checkpoint {path}: {reason}")
     return None
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """Where a run starts: the newest checkpoint that verified (hashes included), or nothing."""
+
+    checkpoint: Path | None
+
+    @property
+    def step(self) -> int:
+        """The step training continues after (0: from scratch)."""
+        return checkpoint_step(self.checkpoint) if self.checkpoint is not None else 0
+
+
+def plan_resume(ckpt_root: Path, log=print) -> ResumePlan:
+    """Decide, once per run and process, which checkpoint the run resumes from: files are
+    hashed here, so the loop restores exactly what the runner planned its record around."""
+    return ResumePlan(latest_complete(ckpt_root, log=log, deep=True))
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step of a `step_<N>` checkpoint directory."""
+    return int(Path(path).name.split("_")[1])
+
+
+def load_weights(model: torch.nn.Module, checkpoint: Path) -> torch.nn.Module:
+    """Load the weights saved in `checkpoint` into `model` (built with the same config): the one
+    place checkpoint weights are read. strict=False: a tied output matrix is not stored."""
+    model.load_state_dict(load_file(Path(checkpoint) / "model.safetensors"), strict=False)
+    if model.config.tie_word_embeddings:
+        model.tie_weights()
+    return model
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:

@@ -1,13 +1,5 @@
-"""Errors a user can fix: each message is one line naming the bad key and value."""
+"""Kept for old imports: the errors live in common/errors.py, shared by every layer."""
 
+from common.errors import ConfigError, DataError, HarnessError, RecordError
 
-class HarnessError(Exception):
-    """Bad input or an unusable artifact; the CLI prints the message and exits non-zero."""
-
-
-class ConfigError(HarnessError):
-    """A config key holds a value the harness cannot use."""
-
-
-class DataError(HarnessError):
-    """A data source is missing, empty or unreadable."""
+__all__ = ["ConfigError", "DataError", "HarnessError", "RecordError"]

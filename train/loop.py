@@ -20,8 +20,9 @@ import torch
 from safetensors.torch import load_file
 from tqdm import tqdm
 
+from common.atomic import write_text
+from common.errors import ConfigError
 from train import distributed
-from train.atomic import write_text
 from train.checkpoint import (
     latest_complete,
     load_trainer_state,
@@ -30,7 +31,6 @@ from train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from train.errors import ConfigError
 from train.fast_loss import CausalLMLoss
 from train.mixture import MixtureSampler
 from train.schedule import lr_multiplier

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from train.errors import ConfigError, DataError
+from common.errors import ConfigError, DataError
 from train.token_cache import TokenCache
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from train.errors import ConfigError
+from common.errors import ConfigError
 from train.specs import ModelSpec
 
 FLOPS_CONVENTION = "6*N*D, N = total parameters, D = training tokens"

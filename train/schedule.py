@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from train.errors import ConfigError
+from common.errors import ConfigError
 
 SCHEDULES = ("cosine", "wsd")
 

@@ -12,7 +12,7 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
-from train.errors import ConfigError, DataError
+from common.errors import ConfigError, DataError
 from train.specs import SourceSpec
 
 KINDS = ("toyworld", "stdlib_code", "files", "hf")
@@ -33,10 +33,12 @@ def iter_documents(spec: SourceSpec, split: str) -> Iterator[str]:
 
 
 def _toyworld(spec: SourceSpec, split: str) -> Iterator[str]:
-    from train.toyworld import DOMAINS, documents, make_world
+    from train.toyworld import DOMAINS, corpus_options, documents, domain_counts, make_world
+    from train.toyworld_entities import world_options
 
     opts = spec.options
-    world = make_world(seed=int(opts.get("world_seed", 0)), n_entities=int(opts.get("n_entities", 400)))
+    world_seed, n_entities = world_options(opts)
+    world = make_world(seed=world_seed, n_entities=n_entities)
     docs_per_split = opts.get("docs", {})
     if split not in docs_per_split:
         raise ConfigError(f"sources.{spec.name}.docs: no document count for split '{split}' "
@@ -44,9 +46,11 @@ def _toyworld(spec: SourceSpec, split: str) -> Iterator[str]:
     domains = list(opts.get("domains", DOMAINS))
     n_total = int(docs_per_split[split])
     split_seed = int(opts.get("seed", 0))
-    for i, domain in enumerate(domains):
-        n = n_total // len(domains) + (1 if i < n_total % len(domains) else 0)
-        yield from documents(world, domain, n, split, seed=split_seed)
+    where = f"sources.{spec.name}"
+    corpus = corpus_options(opts, where)
+    counts = domain_counts(n_total, domains, opts.get("domain_weights"), where)
+    for domain, n in zip(domains, counts, strict=True):
+        yield from documents(world, domain, n, split, seed=split_seed, options=corpus)
 
 
 def _stable_fraction(key: str) -> float:

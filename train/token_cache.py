@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from train.atomic import atomic_path, write_json
+from common.atomic import atomic_path, write_json
+from common.errors import DataError
 from train.cache_lock import build_once
-from train.errors import DataError
 from train.sources import iter_documents, source_fingerprint
 from train.specs import SourceSpec
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from train.atomic import shareable
+from common.atomic import shareable
+from common.errors import ConfigError, DataError
 from train.cache_lock import build_once
-from train.errors import ConfigError, DataError
 from train.sources import iter_documents, source_fingerprint
 from train.specs import SourceSpec, TokenizerSpec
 

@@ -115,7 +115,19 @@ def _unique(rng: random.Random, used: set[str], make) -> str:
             return name
 
 
-def make_world(seed: int, n_entities: int = 1000) -> World:
+# The one place the toy world's defaults live (conf/sources/default.yaml states the same
+# values explicitly); train.sources and harness.data_prep read them through world_options().
+DEFAULT_WORLD_SEED = 0
+DEFAULT_N_ENTITIES = 400
+
+
+def world_options(options: dict) -> tuple[int, int]:
+    """(world seed, number of entities) of a toyworld source's options, defaults filled in."""
+    return (int(options.get("world_seed", DEFAULT_WORLD_SEED)),
+            int(options.get("n_entities", DEFAULT_N_ENTITIES)))
+
+
+def make_world(seed: int, n_entities: int = DEFAULT_N_ENTITIES) -> World:
     """Build a world with ``n_entities`` people; places scale with it (~1 city per 12 people,
     ~1 country per 5 cities). 10% of people are 'unseen' (shifted split only); for half of the
     seen people the corpus never states the composed person->country fact (two-hop probes)."""

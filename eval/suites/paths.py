@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from train.errors import ConfigError
+from common.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER = "{lm_eval_tasks}"

@@ -1,0 +1,1 @@
+"""Utilities every layer may import: errors, atomic writes, logging. Standard library only."""
