@@ -17,6 +17,7 @@ from train.mixture import normalise_weights
 from train.schedule import SCHEDULES
 from train.sources import KINDS
 from train.specs import (
+    PARALLEL_MODES,
     EvalSpec,
     MixSpec,
     ModelSpec,
@@ -87,6 +88,8 @@ def _check_train(t: TrainSpec, model: ModelSpec) -> None:
         raise ConfigError(f"train.device: unknown device '{t.device}' (known: auto, cpu, cuda)")
     if t.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"train.precision: unknown precision '{t.precision}' (known: auto, fp32, bf16)")
+    if t.parallel not in PARALLEL_MODES:
+        raise ConfigError(f"train.parallel: unknown mode '{t.parallel}' (known: {', '.join(PARALLEL_MODES)})")
 
 
 def _validation(cfg: dict, sources: dict[str, SourceSpec]) -> tuple[ValSetSpec, ...]:

@@ -2,8 +2,9 @@
 
 Keyed: model shape, tokenizer, the sources the run reads, the mix, validation sets, the
 optimisation settings, the checkpoint schedule and the seed. Not keyed: paths, launcher,
-logger, device and thread count, logging/checkpoint cadence, and the list of downstream
-tasks — adding a task to a finished sweep is a backfill (`harness eval`), not a new model.
+logger, device and thread count, parallelism (ddp/fsdp), logging/checkpoint cadence, and the
+list of downstream tasks — adding a task to a finished sweep is a backfill (`harness eval`),
+not a new model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from harness.config import to_dict
 from train.specs import RunSpec
 
 OPERATIONAL_TRAIN_KEYS = ("device", "num_threads", "log_every", "checkpoint_every", "keep_checkpoints",
-                          "compile", "compile_mode", "loss_chunk", "activation_checkpointing")
+                          "compile", "compile_mode", "loss_chunk", "activation_checkpointing",
+                          "parallel")
 KEYED_EVAL_KEYS = ("num_checkpoints", "every_tokens")
 
 

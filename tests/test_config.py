@@ -46,7 +46,7 @@ def test_run_id_changes_only_with_semantic_fields(tmp_path):
     base = spec_for([], tmp_path)
     same = [
         ["train.device=cpu"], ["train.num_threads=1"], ["train.log_every=5"], ["out_root=/elsewhere"],
-        ["cache_dir=/elsewhere"], ["logger=wandb"], ["eval.tasks=[toy_arith]"],
+        ["cache_dir=/elsewhere"], ["logger=wandb"], ["eval.tasks=[toy_arith]"], ["train.parallel=fsdp"],
     ]
     for extra in same:
         assert run_id(spec_for(extra, tmp_path)) == run_id(base), extra
@@ -66,6 +66,7 @@ def test_run_id_changes_only_with_semantic_fields(tmp_path):
     (["train.tokens_per_param=2"], "train.tokens / train.tokens_per_param: set exactly one"),
     (["train.schedule=linear"], "train.schedule: unknown schedule 'linear'"),
     (["train.device=tpu"], "train.device: unknown device 'tpu'"),
+    (["train.parallel=zero"], "train.parallel: unknown mode 'zero' (known: ddp, fsdp, auto)"),
     (["+train.lrr=1"], "train.lrr: unknown key"),
     (["train.batch_size=0"], "train.batch_size: must be a positive number, got 0"),
     (["validation.sets.toy.source=nosuch"], "validation.sets.toy.source: unknown source 'nosuch'"),

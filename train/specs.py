@@ -60,6 +60,9 @@ class ValSetSpec:
     max_tokens: int = 65536
 
 
+PARALLEL_MODES = ("ddp", "fsdp", "auto")  # how several processes share one run (train/fsdp.py)
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     """Optimisation and budget. Exactly one of `tokens` / `tokens_per_param` is set."""
@@ -88,6 +91,7 @@ class TrainSpec:
     compile_mode: str = "default"  # torch.compile mode on CUDA: default | reduce-overhead | max-autotune
     loss_chunk: int = 0  # rows per chunk of the fused linear + cross-entropy; 0 = full logits
     activation_checkpointing: bool = False  # recompute layer activations in backward (less memory)
+    parallel: str = "ddp"  # several processes: ddp | fsdp (sharded, train/fsdp.py) | auto (fsdp > 1B params)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,171 @@
+"""Fully sharded data parallelism (FSDP2, `torch.distributed.fsdp.fully_shard`) for one run.
+
+DDP keeps a full copy of the weights, gradients and AdamW moments on every device (16 bytes
+per parameter in fp32): a 1.4B model needs ~22 GiB before activations, a 7B one ~110 GiB.
+FSDP2 shards all three along dim 0 over the ranks and all-gathers one decoder layer's
+weights at a time for forward and backward, so each device holds 16/world bytes per
+parameter plus one layer in full.
+
+Layout: every `LlamaDecoderLayer` is its own FSDP group; the loss module (`CausalLMLoss`
+around the causal LM) is the root, whose group holds the embedding, the final norm and the
+head (tied or not). The batch is split exactly as under DDP (`distributed.local_rows`) and
+FSDP averages the reduce-scattered gradients over ranks, so the update is the one-process
+update up to float rounding (tests/test_fsdp.py).
+
+Checkpoints stay Hugging Face directories: the full weights are gathered to rank 0 and
+written as `model.safetensors` (loadable by `AutoModelForCausalLM.from_pretrained`); the
+optimizer state stays sharded, written by every rank with `torch.distributed.checkpoint`
+into `optimizer/` inside the step directory. Resuming reads the full weights on every rank
+(each keeps its shard) and the sharded optimizer state, possibly at another world size.
+
+Evaluation runs on rank 0 alone, which cannot call a sharded model (its forward needs every
+rank), so rank 0 keeps one unsharded replica that the gathered weights are copied into.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from safetensors.torch import load_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
+
+from train.distributed import DistInfo
+from train.errors import ConfigError
+from train.fast_loss import CausalLMLoss
+from train.specs import PARALLEL_MODES
+
+# `auto` shards models above this many parameters when several processes train one run:
+# from ~1B on, AdamW state replicated by DDP (16 B/param) no longer leaves room for activations
+# on a 40-80 GB card.
+AUTO_FSDP_MIN_PARAMS = 1_000_000_000
+OPTIMIZER_DIR = "optimizer"
+
+
+def wants_fsdp(parallel: str, n_params: int, info: DistInfo) -> bool:
+    """Whether this run trains sharded. `ddp` (the default) never; `fsdp` always, even in
+    one process (a mesh of one: the sharded code path without a second device); `auto` when
+    several processes train a model of more than AUTO_FSDP_MIN_PARAMS parameters."""
+    if parallel not in PARALLEL_MODES:
+        raise ConfigError(f"train.parallel: unknown mode '{parallel}' (known: {', '.join(PARALLEL_MODES)})")
+    if parallel == "fsdp":
+        return True
+    return parallel == "auto" and info.enabled and n_params > AUTO_FSDP_MIN_PARAMS
+
+
+def init_group(device: torch.device, info: DistInfo) -> None:
+    """A process group for FSDP. torchrun launches already joined one (distributed.init); a
+    single process gets a group of one over an in-memory store, so no port is needed."""
+    if dist.is_initialized():
+        return
+    if info.enabled:
+        raise RuntimeError("FSDP with several ranks needs distributed.init() first")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                            store=dist.HashStore(), rank=0, world_size=1)
+
+
+def shard(model: torch.nn.Module, device: torch.device, loss_chunk: int, compile_layers: bool) -> CausalLMLoss:
+    """Shard `model` in place (its parameters become DTensors) and return the loss module to
+    step. Build the optimizer after this, over `model.parameters()`.
+
+    compile_layers: compile each decoder layer in place before sharding (per-block compile,
+    the FSDP2 pattern: FSDP's hooks stay outside the compiled graphs, and the parameter
+    names - hence the HF checkpoint keys - are unchanged).
+    """
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    # fp32 parameters all-gathered as they are; bf16 comes from the loop's autocast, exactly
+    # as under DDP, and gradients are reduced in fp32.
+    policy = MixedPrecisionPolicy(reduce_dtype=torch.float32)
+    model.to(device)
+    loss = CausalLMLoss(model, loss_chunk)
+    for layer in model.model.layers:
+        if compile_layers:
+            layer.compile()
+        fully_shard(layer, mesh=mesh, mp_policy=policy)
+    fully_shard(loss, mesh=mesh, mp_policy=policy)
+    return loss
+
+
+def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """`clip_grad_norm_` over sharded gradients: the total norm is a reduction over ranks
+    (a DTensor); it is materialised once so the clip and the logged value are plain tensors."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads, 2.0, foreach=True)
+    if isinstance(total, DTensor):
+        total = total.full_tensor()
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
+    return total
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The full (unsharded) weights on rank 0's CPU; {} on the other ranks. Collective."""
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_full_weights(model: torch.nn.Module, safetensors_path: Path) -> None:
+    """Every rank reads the HF checkpoint's full weights and keeps its own shard.
+
+    `save_pretrained` drops the head when it is tied to the embedding; the tied parameter
+    is one object under FSDP too, so loading the embedding restores both (strict=False)."""
+    sd = load_file(safetensors_path)
+    expected = set(model.state_dict())
+    missing = expected - set(sd)
+    if missing - {"lm_head.weight"} or (missing and not model.config.tie_word_embeddings):
+        raise RuntimeError(f"checkpoint {safetensors_path} lacks {sorted(missing)[:5]}")
+    set_model_state_dict(model, sd, options=StateDictOptions(full_state_dict=True, strict=False))
+
+
+def save_optimizer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Every rank writes its shard of the optimizer state under `path`. Collective."""
+    osd = get_optimizer_state_dict(model, optimizer)
+    dcp.save({"optimizer": osd}, checkpoint_id=str(path))
+
+
+def load_optimizer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Read the sharded optimizer state saved by `save_optimizer` (any world size). Collective."""
+    osd = get_optimizer_state_dict(model, optimizer)  # the template: this rank's shards
+    dcp.load({"optimizer": osd}, checkpoint_id=str(path))
+    set_optimizer_state_dict(model, optimizer, osd)
+
+
+def staging_dir(ckpt_root: Path, step: int) -> Path:
+    """Where the ranks write the sharded optimizer state before rank 0 moves it into the
+    step directory (same name on every rank; a leftover from a crash is overwritten)."""
+    return ckpt_root / f".optimizer_step_{step}"
+
+
+class Replica:
+    """Rank 0's unsharded copy of the model, for evaluation and the HF checkpoint.
+
+    Built once (on the CPU, then moved) and refreshed from the gathered weights at each
+    evaluation or checkpoint; it lives on the training device only while evaluating."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.config = model.config
+        self.cls = type(model)  # the causal LM itself is not an FSDP module (its layers are)
+        self.model: torch.nn.Module | None = None
+
+    def update(self, full_sd: dict[str, Any]) -> torch.nn.Module:
+        if self.model is None:
+            self.model = self.cls(self.config)
+        self.model.load_state_dict(full_sd, strict=False)
+        if self.config.tie_word_embeddings:
+            self.model.tie_weights()
+        return self.model
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
