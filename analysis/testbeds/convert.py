@@ -1,0 +1,61 @@
+"""Rebuild a shipped testbed's compact file from the raw upstream folder.
+
+    .venv/bin/python -m analysis.testbeds.convert olmo_ladder ../shared/external/olmo_ladder
+    .venv/bin/python -m analysis.testbeds.convert pythia ../shared/external/pythia
+
+Reads the raw layout with the testbed's own importer (so the shipped table is exactly what
+`path=<raw folder>` gives), writes `<name>.parquet` (zstd) atomically into the shipped folder
+and copies the upstream LICENSE beside it.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+from analysis import io
+from analysis.errors import AnalysisError, AnalysisWarning
+
+HERE = Path(__file__).resolve().parent
+
+#: testbed -> (module with read_raw, compact file name)
+CONVERTERS = {"olmo_ladder": ("analysis.olmo_ladder", "olmo_ladder.parquet"),
+              "pythia": ("analysis.pythia", "pythia.parquet")}
+
+
+def convert(name: str, raw: Path, dest: Path | None = None) -> Path:
+    """Write the compact table of testbed `name` read from `raw`; returns its path."""
+    import importlib
+
+    if name not in CONVERTERS:
+        raise AnalysisError(f"testbed: unknown testbed '{name}' (known: {', '.join(CONVERTERS)})")
+    module, fname = CONVERTERS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AnalysisWarning)
+        table = importlib.import_module(module).read_raw(Path(raw))
+    dest = Path(dest) if dest else HERE / name
+    dest.mkdir(parents=True, exist_ok=True)
+    out = io.atomic_write(dest / fname, lambda p: table.to_parquet(
+        p, index=False, compression="zstd", compression_level=19))
+    lic = Path(raw) / "LICENSE"
+    if lic.is_file():
+        io.write_text(dest / "LICENSE", lic.read_text())
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(__doc__.strip().splitlines()[0], file=sys.stderr)
+        return 2
+    try:
+        path = convert(argv[1], Path(argv[2]))
+    except AnalysisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
