@@ -7,13 +7,23 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from common.errors import ConfigError
 from train import toyworld_templates as T
-from train.toyworld import DOMAINS, SPLITS, documents, make_world, person_fields
+from train.toyworld import (
+    DOMAINS,
+    SPLITS,
+    CorpusOptions,
+    corpus_options,
+    documents,
+    domain_counts,
+    make_world,
+    person_fields,
+    subject_weights,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 N_DOCS = 60
@@ -186,8 +196,61 @@ def test_two_hop_facts_derivable_not_stated(world):
     assert derived >= 20
 
 
-def test_generation_speed(world):
-    t0 = time.perf_counter()
-    n = sum(len(d) for dom in DOMAINS for d in documents(make_world(0), dom, 400, "train", 0))
-    rate = n / (time.perf_counter() - t0)
-    assert n > 400_000 and rate > 1e6, f"{rate / 1e6:.2f} MB/s"  # >=1 MB/s even on a busy box
+def test_default_corpus_options_reproduce_the_original_corpus(world):
+    # CorpusOptions() must not move a single byte: run ids and losses of existing configs
+    # depend on it (the golden digest below was taken before the options existed).
+    assert _digest(world) == _digest_with(world, CorpusOptions())
+    for domain in DOMAINS:
+        assert documents(world, domain, 30, "train", 0, CorpusOptions(subject_zipf=0.0)) == \
+            documents(world, domain, 30, "train", 0)
+
+
+def _digest_with(world, options) -> str:
+    h = hashlib.sha256()
+    for domain in DOMAINS:
+        for split in SPLITS:
+            for doc in documents(world, domain, 20, split, 0, options):
+                h.update(doc.encode() + b"\0")
+    return h.hexdigest()
+
+
+def _subject_counts(world, options, n_docs: int = 400) -> list[int]:
+    docs = documents(world, "encyclopedia", n_docs, "train", 0, options)
+    docs += documents(world, "narrative", n_docs, "train", 0, options)
+    # A biography or story names its subject in its first sentence (place articles: a city).
+    firsts = [d.split(". ")[0] for d in docs]
+    return [sum(p.name in f for f in firsts) for p in world.seen_people]
+
+
+def test_subject_zipf_grades_fact_frequency(world):
+    uniform = _subject_counts(world, CorpusOptions())
+    zipf = _subject_counts(world, CorpusOptions(subject_zipf=1.0))
+    head, tail = slice(0, 5), slice(-30, None)
+    # Zipf: the first-ranked people are written about many times more often than the last.
+    assert sum(zipf[head]) / 5 > 6 * sum(zipf[tail]) / 30
+    assert sum(uniform[head]) / 5 < 2 * sum(uniform[tail]) / 30
+    w = subject_weights(world, 1.0)
+    assert abs(sum(w) - 1) < 1e-9 and w[0] / w[9] == pytest.approx(10.0)
+    # Shifted documents stay about unseen people, whatever the option.
+    unseen = {p.name for p in world.unseen_people}
+    for doc in documents(world, "encyclopedia", 40, "shifted", 0, CorpusOptions(subject_zipf=1.0)):
+        assert any(n in doc for n in unseen)
+
+
+@pytest.mark.parametrize("bad", [-1, 5, "x", True])
+def test_corpus_option_errors_name_key_and_value(bad):
+    with pytest.raises(ConfigError, match=r"^sources\.toy\.subject_zipf: .*" + re.escape(repr(bad))):
+        corpus_options({"subject_zipf": bad}, "sources.toy")
+
+
+def test_domain_counts():
+    assert domain_counts(10, list(DOMAINS)) == [4, 3, 3]  # the original equal split
+    assert domain_counts(10, list(DOMAINS), {"encyclopedia": 3, "narrative": 1,
+                                             "arithmetic": 1}) == [6, 2, 2]
+    assert sum(domain_counts(1001, list(DOMAINS), {"encyclopedia": 2, "narrative": 1,
+                                                   "arithmetic": 1})) == 1001
+    assert domain_counts(9, list(DOMAINS), {"narrative": 1}) == [0, 9, 0]
+    with pytest.raises(ConfigError, match=r"domain_weights\.poems: not one of"):
+        domain_counts(9, list(DOMAINS), {"poems": 1})
+    with pytest.raises(ConfigError, match=r"domain_weights\.narrative: must be a number >= 0"):
+        domain_counts(9, list(DOMAINS), {"narrative": -1})

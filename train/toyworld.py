@@ -1,17 +1,21 @@
 """Synthetic toy-world corpus: render a World (train/toyworld_entities.py) into documents.
 
 Public API: ``make_world``, ``World``, ``DOMAINS``, ``SPLITS``, ``documents``,
-``iter_documents``. Document i of (world, domain, split, seed) has its own RNG stream, so
-``documents(..., n_docs=10)`` is a prefix of ``documents(..., n_docs=1000)`` and output is
-byte-identical across processes.
+``iter_documents``, ``CorpusOptions``. Document i of (world, domain, split, seed) has its own
+RNG stream, so ``documents(..., n_docs=10)`` is a prefix of ``documents(..., n_docs=1000)``
+and output is byte-identical across processes. ``CorpusOptions()`` (the default) renders the
+original corpus byte for byte; its knobs only change the output when set.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from train import toyworld_templates as T
+from train.errors import ConfigError
 from train.toyworld_entities import (
     COLOURS,
     FOODS,
@@ -26,11 +30,65 @@ from train.toyworld_entities import (
     stable_seed,
 )
 
-__all__ = ["DOMAINS", "SPLITS", "World", "documents", "iter_documents", "make_world",
-           "person_fields", "COLOURS", "FOODS", "PROFESSIONS", "SPECIES", "OBJECTS"]
+__all__ = ["DOMAINS", "SPLITS", "CorpusOptions", "World", "documents", "iter_documents",
+           "make_world", "person_fields", "subject_weights", "COLOURS", "FOODS", "PROFESSIONS",
+           "SPECIES", "OBJECTS"]
 
 DOMAINS = ("encyclopedia", "narrative", "arithmetic")
 SPLITS = ("train", "val", "shifted")
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    """How the corpus talks about the world (not what the world is).
+
+    subject_zipf: 0 draws the subject of a biography or story uniformly from the seen people
+    (the original corpus). s > 0 draws the seen person of rank r (0 = first in
+    ``World.seen_people``) with probability proportional to (r + 1)^-s, so a few people are
+    written about often and most rarely: facts come with graded frequency, and a model with
+    more capacity memorises more of the tail. Shifted documents stay uniform over unseen people.
+    """
+
+    subject_zipf: float = 0.0
+
+
+def corpus_options(options: dict, where: str = "sources.toyworld") -> CorpusOptions:
+    """CorpusOptions from a toyworld source's options; a bad value is a one-line ConfigError."""
+    zipf = options.get("subject_zipf", 0.0)
+    if isinstance(zipf, bool) or not isinstance(zipf, (int, float)) or not 0 <= zipf <= 4:
+        raise ConfigError(f"{where}.subject_zipf: must be a number in [0, 4], got {zipf!r}")
+    return CorpusOptions(subject_zipf=float(zipf))
+
+
+def domain_counts(n_total: int, domains: list[str], weights: dict | None = None,
+                  where: str = "sources.toyworld") -> list[int]:
+    """Documents per domain. No weights: an equal split, the remainder to the first domains
+    (the original corpus). Weights: proportional, largest remainders first, summing to n_total."""
+    if weights is None:
+        return [n_total // len(domains) + (1 if i < n_total % len(domains) else 0)
+                for i in range(len(domains))]
+    for d, w in weights.items():
+        if d not in domains:
+            raise ConfigError(f"{where}.domain_weights.{d}: not one of the source's domains "
+                              f"({', '.join(domains)})")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise ConfigError(f"{where}.domain_weights.{d}: must be a number >= 0, got {w!r}")
+    ws = [float(weights.get(d, 0.0)) for d in domains]
+    if sum(ws) <= 0:
+        raise ConfigError(f"{where}.domain_weights: all weights are zero")
+    exact = [n_total * w / sum(ws) for w in ws]
+    counts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(domains)), key=lambda i: (counts[i] - exact[i], i))
+    for i in by_remainder[: n_total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def subject_weights(world: World, zipf: float) -> list[float]:
+    """Probability of each seen person (``World.seen_people`` order) being a document's subject."""
+    raw = [(r + 1) ** -zipf for r in range(len(world.seen_people))]
+    total = sum(raw)
+    return [w / total for w in raw]
 
 
 def _check(domain: str, split: str) -> None:
@@ -88,8 +146,23 @@ def _person_facts(world: World, p: Person, rng: random.Random, shifted: bool,
     return [_pick(rng, T.PERSON_FACTS[k], shifted).format_map(fields) for k in kinds]
 
 
-def _bio(world: World, rng: random.Random, shifted: bool) -> str:
-    p = rng.choice(_subjects(world, shifted))
+class _Subjects:
+    """Draws document subjects; uniform draws use rng.choice exactly as the original corpus."""
+
+    def __init__(self, world: World, opts: CorpusOptions):
+        self.zipf = opts.subject_zipf
+        self.cum = list(itertools.accumulate(subject_weights(world, self.zipf))) \
+            if self.zipf > 0 else None
+
+    def pick(self, world: World, rng: random.Random, shifted: bool) -> Person:
+        people = _subjects(world, shifted)
+        if self.cum is None or shifted:
+            return rng.choice(people)
+        return rng.choices(people, cum_weights=self.cum)[0]
+
+
+def _bio(world: World, rng: random.Random, shifted: bool, subj: _Subjects) -> str:
+    p = subj.pick(world, rng, shifted)
     fields = person_fields(world, p)
     sents = [_pick(rng, T.PERSON_INTROS, shifted).format_map(fields)]
     sents += _person_facts(world, p, rng, shifted)
@@ -102,7 +175,7 @@ def _bio(world: World, rng: random.Random, shifted: bool) -> str:
     return text
 
 
-def _place_article(world: World, rng: random.Random, shifted: bool) -> str:
+def _place_article(world: World, rng: random.Random, shifted: bool, subj: _Subjects) -> str:
     # Shifted articles pick a city with unseen residents so every document is about them.
     pool = [world.cities[p.city] for p in world.unseen_people] if shifted else world.cities
     city = rng.choice(pool)
@@ -121,12 +194,13 @@ def _place_article(world: World, rng: random.Random, shifted: bool) -> str:
     return "\n\n".join(paras)
 
 
-def _encyclopedia(world: World, rng: random.Random, shifted: bool) -> str:
-    return _bio(world, rng, shifted) if rng.random() < 0.75 else _place_article(world, rng, shifted)
+def _encyclopedia(world: World, rng: random.Random, shifted: bool, subj: _Subjects) -> str:
+    article = _bio if rng.random() < 0.75 else _place_article
+    return article(world, rng, shifted, subj)
 
 
-def _narrative(world: World, rng: random.Random, shifted: bool) -> str:
-    p = rng.choice(_subjects(world, shifted))
+def _narrative(world: World, rng: random.Random, shifted: bool, subj: _Subjects) -> str:
+    p = subj.pick(world, rng, shifted)
     fields = person_fields(world, p)
     events = list(T.STORY_EVENTS[1] if shifted else T.STORY_EVENTS[0])
     k = rng.randint(4, 20)
@@ -155,7 +229,7 @@ def _arith_values(rng: random.Random, tmpl: str) -> dict[str, str]:
     return {"a": str(a), "b": str(b), "r": str(a + b)}
 
 
-def _arithmetic(world: World, rng: random.Random, shifted: bool) -> str:
+def _arithmetic(world: World, rng: random.Random, shifted: bool, subj: _Subjects) -> str:
     heads = ("Practice sheet.", "Exercises:", "Worked examples:", "Arithmetic drill.")
     items = [rng.choice(heads)]
     people = _subjects(world, shifted)
@@ -174,18 +248,19 @@ _RENDER = {"encyclopedia": _encyclopedia, "narrative": _narrative, "arithmetic":
 
 
 def iter_documents(world: World, domain: str, n_docs: int, split: str = "train",
-                   seed: int = 0) -> Iterator[str]:
+                   seed: int = 0, options: CorpusOptions | None = None) -> Iterator[str]:
     """Yield ``n_docs`` documents; validates domain/split before yielding anything."""
     _check(domain, split)
     render, shifted = _RENDER[domain], split == "shifted"
+    subj = _Subjects(world, options or CorpusOptions())
     for i in range(n_docs):
         # Per-document stream: train and val differ only by the split key -> same distribution.
         rng = random.Random(stable_seed("doc", world.seed, domain, split, seed, i))
-        yield render(world, rng, shifted)
+        yield render(world, rng, shifted, subj)
 
 
 def documents(world: World, domain: str, n_docs: int, split: str = "train",
-              seed: int = 0) -> list[str]:
+              seed: int = 0, options: CorpusOptions | None = None) -> list[str]:
     """Render ``n_docs`` documents of one domain and split (see module docstring)."""
     _check(domain, split)  # eager so a bad key fails here, not at first iteration
-    return list(iter_documents(world, domain, n_docs, split, seed))
+    return list(iter_documents(world, domain, n_docs, split, seed, options))
