@@ -6,7 +6,7 @@ OUT ?= outputs/demo
 # Tests and the demo never touch the network.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=true
 
-.PHONY: install install-dev demo test lint checks bench-smoke clean
+.PHONY: install install-dev demo test lint checks bench-smoke gpu-check clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -42,6 +42,11 @@ checks: lint test
 
 bench-smoke: install
 	$(OFFLINE) $(PY) bench/train_throughput.py --smoke
+
+# One GPU, <= 8 minutes: gpu tests, a train=gpu run through lm-eval, the throughput bench;
+# one JSON (outputs/gpu_check/gpu_check.json) and a table. Needs a CUDA build of torch.
+gpu-check: install-dev
+	$(OFFLINE) $(PY) bench/gpu_check.py
 
 clean:
 	rm -rf outputs .cache
