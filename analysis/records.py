@@ -3,7 +3,8 @@
 One row per (run, checkpoint, measurement): every validation loss, and every task metric
 (`acc`, `acc_norm`, `logprob`, `bpb`, ...) with its `<metric>_stderr` when recorded.
 Only `status == "complete"` records are used; others and unparseable files are skipped
-with a warning naming the file.
+with a warning naming the file. Records are parsed and validated by `RunRecord`
+(common/record.py), the schema's one definition.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 
 from analysis.errors import AnalysisError, warn
 from analysis.table import conform, with_all_columns
+from common.record import RunRecord
 
 
 def _num(x: Any) -> float:
@@ -28,34 +30,39 @@ def _num(x: Any) -> float:
     return v if math.isfinite(v) else float("nan")
 
 
-def record_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of one parsed record (raises KeyError/TypeError/ValueError when malformed)."""
-    model, data = rec["model"], rec.get("data") or {}
-    n_params = _num(model["n_params"])
-    train_tokens = _num(data.get("train_tokens", rec.get("compute", {}).get("tokens")))
-    meta = rec.get("tasks_meta") or {}
-    checkpoints = rec["checkpoints"]
+def record_rows(rec: RunRecord | dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of one record, or of a record.json object (RecordError, a ValueError, when it does
+    not match the schema)."""
+    if not isinstance(rec, RunRecord):
+        rec = RunRecord.from_json(rec)
+    model, data = rec.model, rec.data
+    n_params = _num(model.n_params)
+    tokens_known = data.train_tokens if data.train_tokens is not None else (
+        rec.compute.tokens if rec.compute else None)
+    train_tokens = _num(tokens_known)
+    meta = rec.tasks_meta
+    checkpoints = rec.checkpoints
     if not checkpoints:
         raise ValueError("no checkpoints")
     base = {
-        "run_id": str(rec["run_id"]), "source": "harness", "sweep": str(rec.get("sweep", "")),
-        "corpus": str(data.get("mix", "")), "size": str(model.get("size", "")),
-        "seed": rec.get("seed"), "n_params": n_params,
-        "n_params_nonembedding": _num(model.get("n_params_nonembedding")),
+        "run_id": rec.run_id, "source": "harness", "sweep": rec.sweep or "",
+        "corpus": data.mix or "", "size": model.size or "",
+        "seed": rec.seed, "n_params": n_params,
+        "n_params_nonembedding": _num(model.n_params_nonembedding),
         "train_tokens": train_tokens, "multiplier": train_tokens / (20.0 * n_params),
     }
     rows: list[dict[str, Any]] = []
     for i, ck in enumerate(checkpoints):
-        tokens = _num(ck.get("tokens"))
-        flops = _num(ck.get("flops"))
+        tokens = _num(ck.tokens)
+        flops = _num(ck.flops)
         if not math.isfinite(flops):
             flops = 6.0 * n_params * tokens
-        cbase = {**base, "step": int(ck["step"]), "tokens": tokens, "flops": flops,
+        cbase = {**base, "step": ck.step, "tokens": tokens, "flops": flops,
                  "final": i == len(checkpoints) - 1}
-        for vname, loss in (ck.get("val_loss") or {}).items():
+        for vname, loss in ck.val_loss.items():
             rows.append({**cbase, "kind": "val_loss", "name": vname, "task": vname, "setup": "",
                          "metric": "loss", "value": _num(loss)})
-        for tname, metrics in (ck.get("tasks") or {}).items():
+        for tname, metrics in ck.tasks.items():
             tm = meta.get(tname) or {}
             task, _, setup = tname.partition("@")
             for metric, value in metrics.items():
@@ -77,10 +84,9 @@ def load_records(root: Path | str) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for path in paths:
         try:
-            rec = json.loads(path.read_text())
-            status = rec.get("status")
-            if status != "complete":
-                warn(f"skipping {path}: status is {status!r}, not 'complete'")
+            rec = RunRecord.from_json(json.loads(path.read_text()))
+            if not rec.is_complete:
+                warn(f"skipping {path}: status is {rec.status!r}, not 'complete'")
                 continue
             rows.extend(record_rows(rec))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

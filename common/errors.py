@@ -16,5 +16,6 @@ class DataError(HarnessError):
     """A data source is missing, empty or unreadable."""
 
 
-class RecordError(HarnessError):
-    """A run record (record.json) does not match the RunRecord schema."""
+class RecordError(HarnessError, ValueError):
+    """A run record (record.json) does not match the RunRecord schema. A ValueError too, so a
+    reader that skips malformed input (analysis) needs no harness-specific except clause."""

@@ -12,25 +12,29 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from common.errors import ConfigError, DataError
+from common.log import log
 from harness.config import run_spec
-from harness.data_prep import log
-from harness.runner import task_runner
+from harness.run_setup import task_runner
 from harness.store import iter_run_dirs, read_record, write_record
 from train.specs import SourceSpec
 
 
 def _load_checkpoint(path: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model in eval mode, tokenizer) of a saved checkpoint: the architecture from its
+    config.json, the weights through train.checkpoint.load_weights like every other load."""
+    from safetensors import SafetensorError
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from train.checkpoint import verify_checkpoint
+    from train.checkpoint import load_weights, verify_checkpoint
 
     reason = verify_checkpoint(path, deep=False)
     if reason is not None:
         raise DataError(f"checkpoint '{path}' does not load: {reason}")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        model = load_weights(AutoModelForCausalLM.from_config(config, trust_remote_code=False), path)
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise DataError(f"checkpoint '{path}' does not load: {str(err).splitlines()[0]}") from None
     return model.eval(), tok
 
@@ -43,7 +47,7 @@ def backfill(cfg: DictConfig) -> int:
     root = cfg.get("root")
     if not root:
         raise ConfigError("root: required (the sweep's output directory, e.g. outputs/demo)")
-    runs = [p for p in iter_run_dirs(Path(root)) if (rec := read_record(p)) and rec["status"] == "complete"]
+    runs = [p for p in iter_run_dirs(Path(root)) if (rec := read_record(p)) and rec.is_complete]
     if not runs:
         raise DataError(f"root: no complete runs under '{root}'")
     base = run_spec(cfg)
@@ -52,25 +56,25 @@ def backfill(cfg: DictConfig) -> int:
     updated = 0
     for path in runs:
         record = read_record(path)
-        sources = {n: SourceSpec(n, s["kind"], s["options"]) for n, s in record["config"]["sources"].items()}
+        # the run's own sources: toy tasks are generated from the world that run trained on
+        sources = {n: SourceSpec(n, s["kind"], s["options"]) for n, s in record.config_block("sources").items()}
         spec = dataclasses.replace(base, sources=sources)
         runner = task_runner(spec)
-        info = runner.info()
-        record.setdefault("tasks_meta", {}).update({n: vars(i) for n, i in info.items()})
-        max_len = int(record["config"]["model"]["max_seq_len"])
-        for entry in record["checkpoints"]:
-            missing = [t for t in runner.names if t not in entry.get("tasks", {})]
+        record.tasks_meta.update({n: vars(i) for n, i in runner.info().items()})
+        max_len = int(record.config_block("model")["max_seq_len"])
+        for entry in record.checkpoints:
+            missing = [t for t in runner.names if t not in entry.tasks]
             if not missing:
                 continue
-            ckpt = path / "checkpoints" / f"step_{entry['step']}"
+            ckpt = path / "checkpoints" / f"step_{entry.step}"
             if not ckpt.exists():
-                print(f"warning: {path.name} step {entry['step']}: checkpoint not kept; skipped", file=sys.stderr)
+                print(f"warning: {path.name} step {entry.step}: checkpoint not kept; skipped", file=sys.stderr)
                 continue
             model, tok = _load_checkpoint(ckpt)
             scores = runner.evaluate(model, tok, max_length=max_len)
-            entry.setdefault("tasks", {}).update({t: scores[t] for t in missing if t in scores})
+            entry.tasks.update({t: scores[t] for t in missing if t in scores})
             updated += 1
-            log(f"{path.name} step {entry['step']}: added {', '.join(missing)}")
+            log(f"{path.name} step {entry.step}: added {', '.join(missing)}")
         write_record(path, record)
     log(f"backfill: {updated} checkpoint(s) gained results across {len(runs)} run(s)")
     return updated

@@ -44,16 +44,15 @@ def status_rows(root: Path) -> list[dict]:
     for path in iter_run_dirs(root):
         rec = read_record(path)
         last = _last_log(path)
-        job = (rec or {}).get("slurm_job_id")
-        state = (rec or {}).get("status", "pending")
+        job = rec.slurm_job_id if rec else None
+        state = rec.status if rec else "pending"
         if state == "running" and job and job not in jobs:
             state = "interrupted"  # record says running but no live job: relaunch to resume
-        ckpts = (rec or {}).get("checkpoints") or []
-        val = ckpts[-1]["val_loss"] if ckpts else {}
+        val = rec.final.val_loss if rec and rec.final else {}
         first = next(iter(val.items()), (None, None))
         rows.append({
-            "run_id": path.name, "size": (rec or {}).get("model", {}).get("size", "?"),
-            "mix": (rec or {}).get("data", {}).get("mix", "?"), "state": state,
+            "run_id": path.name, "size": (rec.model.size if rec else None) or "?",
+            "mix": (rec.data.mix if rec else None) or "?", "state": state,
             "step": last.get("step", 0), "tokens": last.get("tokens", 0),
             "val_loss": f"{first[0]}={first[1]:.4f}" if first[0] else "-",
             "slurm_job": f"{job} ({jobs[job]})" if job in jobs else (job or "-"),
@@ -84,7 +83,8 @@ def cancel(cfg: DictConfig) -> None:
     if not cfg.get("root"):
         raise ConfigError("root: required (the sweep's output directory)")
     jobs = squeue_jobs()
-    ids = sorted({(read_record(p) or {}).get("slurm_job_id") for p in iter_run_dirs(Path(cfg.root))} & set(jobs))
+    recorded = {rec.slurm_job_id for p in iter_run_dirs(Path(cfg.root)) if (rec := read_record(p))}
+    ids = sorted(recorded & set(jobs))
     if not ids:
         print("no live SLURM jobs for this sweep")
         return

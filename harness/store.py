@@ -1,5 +1,8 @@
 """The run store: `<out_root>/runs/<run_id>/{config.yaml, record.json, train_log.jsonl,
 checkpoints/}`. Records are the source of truth; every write is atomic.
+
+The store owns record.json: it is read and written here only, as a `RunRecord`
+(common/record.py, which defines and validates the schema).
 """
 
 from __future__ import annotations
@@ -8,20 +11,22 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from train.atomic import write_json
+from common.atomic import write_json
+from common.errors import RecordError
+from common.record import SCHEMA_VERSION, STATUSES, RunRecord
 
-SCHEMA_VERSION = 1
-STATUSES = ("running", "complete", "failed")
+__all__ = ["SCHEMA_VERSION", "STATUSES", "RunRecord", "git_sha", "is_complete", "iter_run_dirs",
+           "read_record", "run_dir", "write_record"]
 
 
 def run_dir(out_root: Path, run_id: str) -> Path:
     return Path(out_root) / "runs" / run_id
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    """The record at `path` (a run dir or a record.json), or None when absent or unreadable."""
+def read_record(path: Path) -> RunRecord | None:
+    """The record at `path` (a run dir or a record.json), or None when absent or unreadable
+    (said on stderr: the run is then treated as not done and redone or resumed)."""
     path = Path(path)
     if path.is_dir():
         path = path / "record.json"
@@ -32,19 +37,20 @@ def read_record(path: Path) -> dict[str, Any] | None:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         print(f"warning: corrupt record {path}: {err}; treating the run as not done", file=sys.stderr)
         return None
-    if not isinstance(rec, dict) or rec.get("status") not in STATUSES:
-        print(f"warning: record {path} has no valid status; treating the run as not done", file=sys.stderr)
+    try:
+        return RunRecord.from_json(rec)
+    except RecordError as err:
+        print(f"warning: {path}: {err}; treating the run as not done", file=sys.stderr)
         return None
-    return rec
 
 
-def write_record(run_path: Path, record: dict[str, Any]) -> None:
-    write_json(Path(run_path) / "record.json", record)
+def write_record(run_path: Path, record: RunRecord) -> None:
+    write_json(Path(run_path) / "record.json", record.to_json())
 
 
 def is_complete(run_path: Path) -> bool:
     rec = read_record(run_path)
-    return rec is not None and rec["status"] == "complete"
+    return rec is not None and rec.is_complete
 
 
 def git_sha() -> str:

@@ -14,31 +14,32 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from common.record import CheckpointEntry, RunRecord
 from train.specs import RunSpec
 
 
 class Tracker:
     """The no-op tracker; subclasses mirror a run somewhere."""
 
-    def start(self, run_id: str, spec: RunSpec, record: dict[str, Any]) -> None: ...
+    def start(self, run_id: str, spec: RunSpec, record: RunRecord) -> None: ...
 
     def log_step(self, row: dict[str, Any]) -> None: ...
 
-    def log_checkpoint(self, entry: dict[str, Any]) -> None: ...
+    def log_checkpoint(self, entry: CheckpointEntry) -> None: ...
 
-    def finish(self, record: dict[str, Any], preempted: bool = False) -> None: ...
+    def finish(self, record: RunRecord, preempted: bool = False) -> None: ...
 
 
 def null_tracker() -> Tracker:
     return Tracker()
 
 
-def flat_config(spec: RunSpec, record: dict[str, Any]) -> dict[str, Any]:
+def flat_config(spec: RunSpec, record: RunRecord) -> dict[str, Any]:
     """Top-level keys W&B users filter on, then the rest of the config flattened with '/'."""
     flat: dict[str, Any] = {
         "size": spec.model.name, "mix": spec.mix.name, "seed": spec.seed, "sweep": spec.sweep,
-        "val_sets": [v.name for v in spec.validation], "n_params": record["model"]["n_params"],
-        "train_tokens": record["data"]["train_tokens"],
+        "val_sets": [v.name for v in spec.validation], "n_params": record.model.n_params,
+        "train_tokens": record.data.train_tokens,
     }
 
     def walk(prefix: str, obj: Any) -> None:
@@ -48,7 +49,7 @@ def flat_config(spec: RunSpec, record: dict[str, Any]) -> dict[str, Any]:
         else:
             flat[prefix] = obj
 
-    walk("", {k: v for k, v in record["config"].items() if k != "sources"})
+    walk("", {k: v for k, v in record.config.items() if k != "sources"})
     return flat
 
 
@@ -67,7 +68,7 @@ class WandbTracker(Tracker):
         self.mode = ("online" if api_key_configured() else "offline") if mode == "auto" else mode
         self.run = None
 
-    def start(self, run_id: str, spec: RunSpec, record: dict[str, Any]) -> None:
+    def start(self, run_id: str, spec: RunSpec, record: RunRecord) -> None:
         import wandb
 
         if os.environ.get("WANDB_MODE") == "":  # `export WANDB_MODE=` makes wandb reject its settings
@@ -105,27 +106,28 @@ class WandbTracker(Tracker):
                           "train/tokens_per_second": row["tokens_per_second"],
                           "train/grad_norm": row["grad_norm"], "tokens": row["tokens"]}, step=row["step"])
 
-    def log_checkpoint(self, entry: dict[str, Any]) -> None:
+    def log_checkpoint(self, entry: CheckpointEntry) -> None:
         if not self.run:
             return
-        data: dict[str, Any] = {f"val/{k}": v for k, v in entry["val_loss"].items()}
-        for task, metrics in entry.get("tasks", {}).items():
+        data: dict[str, Any] = {f"val/{k}": v for k, v in entry.val_loss.items()}
+        for task, metrics in entry.tasks.items():
             for m, v in metrics.items():
                 data[f"task/{task}/{m}"] = v
-        data["tokens"] = entry["tokens"]
-        data["flops"] = entry["flops"]
-        self.run.log(data, step=entry["step"])
+        data["tokens"] = entry.tokens
+        data["flops"] = entry.flops
+        self.run.log(data, step=entry.step)
 
-    def finish(self, record: dict[str, Any], preempted: bool = False) -> None:
+    def finish(self, record: RunRecord, preempted: bool = False) -> None:
         if not self.run:
             return
-        summary: dict[str, Any] = {"status": record["status"], "n_params": record["model"]["n_params"],
-                                   "n_params_nonembedding": record["model"]["n_params_nonembedding"]}
-        summary.update({f"compute/{k}": v for k, v in record.get("compute", {}).items() if v is not None})
-        if record["checkpoints"]:
-            last = record["checkpoints"][-1]
-            summary.update({f"final/val/{k}": v for k, v in last["val_loss"].items()})
-            for task, metrics in last.get("tasks", {}).items():
+        summary: dict[str, Any] = {"status": record.status, "n_params": record.model.n_params,
+                                   "n_params_nonembedding": record.model.n_params_nonembedding}
+        compute = vars(record.compute) if record.compute else {}
+        summary.update({f"compute/{k}": v for k, v in compute.items() if v is not None})
+        last = record.final
+        if last is not None:
+            summary.update({f"final/val/{k}": v for k, v in last.val_loss.items()})
+            for task, metrics in last.tasks.items():
                 summary.update({f"final/task/{task}/{m}": v for m, v in metrics.items()})
         self.run.summary.update(summary)
         self.run.finish(exit_code=1 if preempted else 0)

@@ -78,19 +78,20 @@ def test_concurrent_toy_task_builds_agree(tmp_path):
 
 
 def _hammer(args: tuple[str, int]) -> int:
-    from harness.store import write_record
+    from common.atomic import write_json  # what harness.store.write_record writes records with
 
     path, who = args
     for i in range(150):
-        write_record(Path(path), {"status": "running", "writer": who, "i": i, "pad": "x" * (2000 * (who + 1))})
+        write_json(Path(path) / "record.json", {"status": "running", "writer": who, "i": i,
+                                                "pad": "x" * (2000 * (who + 1))})
     return who
 
 
 def test_concurrent_record_writes_are_never_torn(tmp_path):
     """Two writers replace one record.json while this process reads it: every read parses."""
-    from harness.store import write_record
+    from common.atomic import write_json
 
-    write_record(tmp_path, {"status": "running", "writer": -1, "i": 0, "pad": ""})
+    write_json(tmp_path / "record.json", {"status": "running", "writer": -1, "i": 0, "pad": ""})
     reads = 0
     with mp.get_context("spawn").Pool(2) as pool:
         pending = pool.map_async(_hammer, [(str(tmp_path), 0), (str(tmp_path), 1)])

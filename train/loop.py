@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from common.atomic import write_text
 from common.errors import ConfigError
 from train import distributed
 from train.checkpoint import (
-    latest_complete,
+    ResumePlan,
     load_trainer_state,
+    load_weights,
+    plan_resume,
     prune_checkpoints,
     rng_state,
     save_checkpoint,
@@ -88,9 +89,7 @@ def build_optimizer(model: torch.nn.Module, spec: TrainSpec, device: torch.devic
 
 def _restore(model, optimizer, scheduler, ckpt: Path) -> tuple[int, list[float], list]:
     state = load_trainer_state(ckpt)
-    model.load_state_dict(load_file(ckpt / "model.safetensors"), strict=False)
-    if model.config.tie_word_embeddings:
-        model.tie_weights()
+    load_weights(model, ckpt)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
@@ -119,8 +118,9 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
           eval_steps: set[int], run_dir: Path,
           evaluate: Callable[[torch.nn.Module, int, int], None],
           log_fn: Callable[[dict[str, Any]], None] | None = None,
-          stop: StopFlag | None = None) -> LoopResult:
-    """Train to `total_steps`, resuming from the newest complete checkpoint in `run_dir`.
+          stop: StopFlag | None = None, resume: ResumePlan | None = None) -> LoopResult:
+    """Train to `total_steps`, resuming from `resume` (the caller's plan; by default the newest
+    complete checkpoint in `run_dir`, see train.checkpoint.plan_resume).
 
     After each step in `eval_steps` it calls `evaluate(model, step, tokens)` and then saves a
     checkpoint, so every evaluated point can be re-scored later (backfill) and resumed from.
@@ -142,9 +142,10 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
     ckpt_root = run_dir / "checkpoints"
     log_path = run_dir / "train_log.jsonl"
     start, loss_window, resumed_from, interval = 0, [], None, [0.0, 0]
-    ckpt = latest_complete(ckpt_root, log=lambda m: print(m, file=sys.stderr) if info.is_main else None)
-    if ckpt is not None:
-        start, loss_window, interval = _restore(model, optimizer, scheduler, ckpt)
+    if resume is None:
+        resume = plan_resume(ckpt_root, log=lambda m: print(m, file=sys.stderr) if info.is_main else None)
+    if resume.checkpoint is not None:
+        start, loss_window, interval = _restore(model, optimizer, scheduler, resume.checkpoint)
         resumed_from = start
     if info.is_main:
         _truncate_log(log_path, start)
