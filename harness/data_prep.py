@@ -19,7 +19,7 @@ from train.mixture import eval_windows
 from train.specs import RunSpec
 from train.token_cache import TokenCache, build_token_cache
 from train.tokenizer import load_tokenizer, tokenizer_key
-from train.toyworld_entities import world_options
+from train.toyworld_entities import world_from_options, world_options
 
 
 @dataclass
@@ -62,7 +62,10 @@ def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
     if src is None or src.kind != "toyworld":
         raise ConfigError("eval.toy_tasks: needs a source named 'toyworld' of kind toyworld")
     world_seed, n_entities = world_options(src.options)
-    key = hashlib.sha256(repr((world_seed, n_entities, spec.eval.n_per_task,
+    # n_unseen changes the world; only named in the key when set, so existing keys stand
+    world_key = (world_seed, n_entities) + ((int(src.options["n_unseen"]),)
+                                            if src.options.get("n_unseen") is not None else ())
+    key = hashlib.sha256(repr((*world_key, spec.eval.n_per_task,
                                _code_version(toytasks, toyworld))).encode()).hexdigest()[:16]
     target = Path(spec.cache_dir).resolve() / "toytasks" / key
 
@@ -73,7 +76,7 @@ def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
         tmp = Path(tempfile.mkdtemp(prefix=".build.", dir=t.parent))
         shareable(tmp, is_dir=True)
         try:
-            world = toyworld.make_world(seed=world_seed, n_entities=n_entities)
+            world = world_from_options(src.options)
             # Task files name their data by absolute path, so generate in place of the final dir.
             toytasks.write_toy_tasks(world, tmp, n_per_task=spec.eval.n_per_task, seed=world_seed)
             _relocate(tmp, t)

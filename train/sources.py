@@ -33,12 +33,11 @@ def iter_documents(spec: SourceSpec, split: str) -> Iterator[str]:
 
 
 def _toyworld(spec: SourceSpec, split: str) -> Iterator[str]:
-    from train.toyworld import DOMAINS, corpus_options, documents, domain_counts, make_world
-    from train.toyworld_entities import world_options
+    from train.toyworld import DOMAINS, corpus_options, documents, domain_counts
+    from train.toyworld_entities import world_from_options
 
     opts = spec.options
-    world_seed, n_entities = world_options(opts)
-    world = make_world(seed=world_seed, n_entities=n_entities)
+    world = world_from_options(opts)
     docs_per_split = opts.get("docs", {})
     if split not in docs_per_split:
         raise ConfigError(f"sources.{spec.name}.docs: no document count for split '{split}' "

@@ -127,12 +127,23 @@ def world_options(options: dict) -> tuple[int, int]:
             int(options.get("n_entities", DEFAULT_N_ENTITIES)))
 
 
-def make_world(seed: int, n_entities: int = DEFAULT_N_ENTITIES) -> World:
+def world_from_options(options: dict) -> World:
+    """The world a toyworld source's options describe (world_seed, n_entities, n_unseen)."""
+    seed, n_entities = world_options(options)
+    n_unseen = options.get("n_unseen")
+    return make_world(seed, n_entities, None if n_unseen is None else int(n_unseen))
+
+
+def make_world(seed: int, n_entities: int = DEFAULT_N_ENTITIES,
+               n_unseen: int | None = None) -> World:
     """Build a world with ``n_entities`` people; places scale with it (~1 city per 12 people,
-    ~1 country per 5 cities). 10% of people are 'unseen' (shifted split only); for half of the
-    seen people the corpus never states the composed person->country fact (two-hop probes)."""
+    ~1 country per 5 cities). ``n_unseen`` people (default: 10%, at least 2) are 'unseen'
+    (shifted split only); for half of the seen people the corpus never states the composed
+    person->country fact (two-hop probes)."""
     if n_entities < 20:
         raise ValueError(f"toyworld n_entities must be >= 20, got {n_entities}")
+    if n_unseen is not None and not 2 <= n_unseen <= n_entities // 2:
+        raise ValueError(f"toyworld n_unseen must be in [2, n_entities/2], got {n_unseen}")
     rng = random.Random(stable_seed("world", seed, n_entities))
     used: set[str] = set()
     n_cities = max(6, n_entities // 12)
@@ -162,7 +173,7 @@ def make_world(seed: int, n_entities: int = DEFAULT_N_ENTITIES) -> World:
                  for _ in range(max(20, n_entities // 4))]
 
     full: set[str] = set()
-    n_unseen = max(2, n_entities // 10)
+    n_unseen = max(2, n_entities // 10) if n_unseen is None else n_unseen
     people: list[Person] = []
     for i in range(n_entities):
         gender = "f" if rng.random() < 0.5 else "m"
