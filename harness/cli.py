@@ -147,10 +147,8 @@ def cmd_analyze(args: list[str]) -> None:
             # the shipped copy unless path= overrides it; outputs/<source> by default
             table = testbeds.get(str(cfg.source)).load(cfg.path or None)
             out = Path(cfg.out or f"outputs/{cfg.source}")
-        summary = analyze(table, out, acfg)
+        analyze(table, out, acfg)
         print(f"wrote {out / 'report.md'}")
-        if summary is not None and hasattr(summary, "headline"):
-            print(summary.headline())
 
     _guard_analysis(go)
 
