@@ -6,7 +6,7 @@ OUT ?= outputs/demo
 # Tests and the demo never touch the network.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=true
 
-.PHONY: install install-dev demo test lint checks bench-smoke gpu-check clean
+.PHONY: install install-dev demo test test-fast lint format checks bench-smoke gpu-check clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -35,8 +35,17 @@ demo: install
 test: install-dev
 	$(OFFLINE) $(PY) -m pytest -q -ra
 
+# The edit-test loop: everything but the tests marked slow (end-to-end runs, lm-eval indexing).
+test-fast: install-dev
+	$(OFFLINE) $(PY) -m pytest -q -ra -m "not slow"
+
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install-dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 checks: lint test
 

@@ -19,6 +19,8 @@ from train.loop import train
 from train.model import build_model
 from train.specs import TrainSpec
 
+pytestmark = pytest.mark.slow  # torchrun with two processes
+
 STEPS = 6
 SPEC = TrainSpec(tokens=4096, lr=3e-3, log_every=1, device="cpu", warmup_frac=0.0)
 

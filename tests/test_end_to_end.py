@@ -8,8 +8,11 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from tests.conftest import tiny_overrides
+
+pytestmark = pytest.mark.slow  # end to end: a sweep, analysis and plots in subprocesses
 
 
 def harness(*args: str, cwd) -> subprocess.CompletedProcess:

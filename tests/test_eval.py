@@ -29,6 +29,7 @@ def read(path):
     return json.loads((path / "record.json").read_text())
 
 
+@pytest.mark.slow
 def test_every_checkpoint_has_accuracy_and_continuous_metrics(finished_run):
     _, _, outcome = finished_run
     rec = read(outcome.path)
@@ -49,6 +50,7 @@ def test_every_checkpoint_has_accuracy_and_continuous_metrics(finished_run):
     assert last["toy_recall"] != last["toy_recall@letters"]
 
 
+@pytest.mark.slow
 def test_continuous_metrics_match_a_hand_computation(finished_run):
     """lm-eval's logged log-likelihoods, recomputed directly from the model's logits."""
     cache, out, outcome = finished_run
@@ -95,6 +97,7 @@ def test_item_metrics_by_hand():
     assert m["brier"] == pytest.approx(0.25 + 0.0625 * 2)
 
 
+@pytest.mark.slow
 def test_backfill_adds_a_task_and_skips_what_is_there(finished_run, run_cli):
     cache, out, outcome = finished_run
     before = read(outcome.path)
@@ -115,6 +118,7 @@ def test_backfill_adds_a_task_and_skips_what_is_there(finished_run, run_cli):
     ("[toy_recal]", "eval.tasks: unknown task 'toy_recal' (did you mean: toy_recall"),
     ("[toy_recall,toy_recall]", "eval.tasks: task 'toy_recall' is listed twice"),
 ])
+@pytest.mark.slow
 def test_bad_task_names(finished_run, run_cli, tasks, message):
     cache, out, outcome = finished_run
     before = (outcome.path / "record.json").read_bytes()
@@ -125,6 +129,7 @@ def test_bad_task_names(finished_run, run_cli, tasks, message):
     assert (outcome.path / "record.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_backfill_reports_a_checkpoint_that_does_not_load(finished_run, run_cli, tmp_path):
     import shutil
 

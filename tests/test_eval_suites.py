@@ -19,6 +19,8 @@ from tests.conftest import ROOT, compose, tiny_overrides
 from tests.fixtures.eval_standin import write_standin
 from train.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # lm-eval task indexing and runs scored on stand-in suites
+
 CORE = ["hellaswag", "arc_easy", "arc_challenge", "piqa", "winogrande", "openbookqa", "boolq", "copa",
         "lambada_openai", "sciq", "mmlu"]
 STANDIN_TASKS = ["arc_easy", "arc_easy@mc", "arc_easy@5shot", "arc_easy@2shot", "hellaswag", "hellaswag@5shot"]

@@ -71,6 +71,7 @@ def finished(tmp_path_factory, shared_cache):
     return out, outcome.run_id
 
 
+@pytest.mark.slow
 def test_corrupt_record_is_reported_and_rebuilt(run_cli, finished, tmp_path, shared_cache):
     out, rid = finished
     copy = tmp_path / "sweep"
@@ -82,6 +83,7 @@ def test_corrupt_record_is_reported_and_rebuilt(run_cli, finished, tmp_path, sha
     assert not record_differences(out / "runs" / rid, copy / "runs" / rid)
 
 
+@pytest.mark.slow
 def test_corrupt_newest_checkpoint_resumes_from_the_previous(run_cli, finished, tmp_path, shared_cache):
     """As if killed while the final record was being written, with the newest checkpoint damaged."""
     out, rid = finished
@@ -103,6 +105,7 @@ def test_corrupt_newest_checkpoint_resumes_from_the_previous(run_cli, finished, 
     assert not record_differences(out / "runs" / rid, run)
 
 
+@pytest.mark.slow
 def test_cached_task_file_missing_a_field(run_cli, tmp_path, shared_cache):
     from harness.config import run_spec
     from harness.data_prep import toy_task_dir
@@ -127,6 +130,7 @@ def _analyze(root: Path) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_analysis_root_without_complete_records(tmp_path):
     (tmp_path / "runs" / "a").mkdir(parents=True)
     (tmp_path / "runs" / "a" / "record.json").write_text(json.dumps({"status": "failed", "failure": "x"}))
@@ -138,6 +142,7 @@ def test_analysis_root_without_complete_records(tmp_path):
     assert errors == [f"error: no usable run records under {tmp_path / 'runs'} (2 found)"]
 
 
+@pytest.mark.slow
 def test_analysis_skips_corrupt_and_failed_records(tmp_path):
     from tests.fixtures.analysis_make import sweep_records, write_records
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, compose, tiny_overrides
 from tests.fault_injection import child_env
 
@@ -31,6 +33,7 @@ def _no_temporaries(root: Path) -> None:
     assert not left, left
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_sweep_write_concurrently(shared_cache, tmp_path):
     """Two SLURM-array-like processes, different runs, same out_root: both records complete."""
     base = tiny_overrides(shared_cache, tmp_path) + ["train.num_threads=1"]
@@ -44,6 +47,7 @@ def test_two_runs_of_one_sweep_write_concurrently(shared_cache, tmp_path):
     _no_temporaries(tmp_path)
 
 
+@pytest.mark.slow
 def test_same_run_launched_twice_trains_once(shared_cache, tmp_path):
     """The per-run lock: the second process waits, then skips the completed run."""
     args = tiny_overrides(shared_cache, tmp_path) + ["train.num_threads=1", "train.tokens=65536"]

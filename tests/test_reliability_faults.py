@@ -15,6 +15,8 @@ from tests.conftest import compose, tiny_overrides
 from tests.fault_injection import inject, record_differences
 from train.checkpoint import checkpoint_steps, latest_complete
 
+pytestmark = pytest.mark.slow  # each test kills and relaunches real runs
+
 
 @pytest.fixture(autouse=True)
 def fresh_cli_failures(monkeypatch):

@@ -114,6 +114,7 @@ SECRETS = {"WANDB_API_KEY": "sk-test-PLANTED-123", "HF_TOKEN": "hf_PLANTED456",
 
 
 @pytest.mark.parametrize("logger", ["none", "wandb"])
+@pytest.mark.slow
 def test_planted_secrets_never_reach_outputs(shared_cache, tmp_path, logger):
     out = tmp_path / "out"
     extra = ["logger=wandb", "logger.mode=offline"] if logger == "wandb" else ["logger=none"]

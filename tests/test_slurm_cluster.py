@@ -24,7 +24,7 @@ from tests.slurm_util import (
     wait_for_state,
 )
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 WAIT_S = 60  # every wait on the scheduler is bounded by this
 

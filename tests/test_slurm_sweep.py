@@ -18,7 +18,7 @@ from tests.conftest import compose, tiny_overrides
 from tests.slurm_util import slurm_available
 
 ok, reason = slurm_available()
-pytestmark = [pytest.mark.slurm, pytest.mark.skipif(not ok, reason=reason)]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.skipif(not ok, reason=reason)]
 
 ENV = {**os.environ, "HARNESS_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 

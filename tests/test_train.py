@@ -45,6 +45,7 @@ def test_eval_schedule_log_spaced_and_ends_at_total():
     assert eval_schedule(100, 10, 4, 250) == [25, 50, 75, 100]
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_complete_record_and_skips_relaunch(shared_cache, tmp_path):
     spec = make_spec(shared_cache, tmp_path)
     outcome = execute(spec, tmp_path)
@@ -68,6 +69,7 @@ def test_tiny_run_writes_complete_record_and_skips_relaunch(shared_cache, tmp_pa
     assert ckpt.stat().st_mode & 0o777 == 0o777 & ~mask
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_as_transformers_model(shared_cache, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -80,6 +82,7 @@ def test_checkpoint_loads_as_transformers_model(shared_cache, tmp_path):
     assert verify_checkpoint(ckpt) is None
 
 
+@pytest.mark.slow
 def test_resume_after_preemption_equals_uninterrupted(shared_cache, tmp_path):
     spec = make_spec(shared_cache, tmp_path / "a", ["train.checkpoint_every=2"])
     ref = execute(spec, tmp_path / "a")
@@ -97,6 +100,7 @@ def test_resume_after_preemption_equals_uninterrupted(shared_cache, tmp_path):
         assert ca["val_loss"] == pytest.approx(cb["val_loss"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_to_previous(shared_cache, tmp_path):
     outcome = execute(make_spec(shared_cache, tmp_path, ["train.checkpoint_every=2"]), tmp_path)
     root = outcome.path / "checkpoints"
@@ -112,6 +116,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(shared_cache, tmp_path
     assert latest_complete(root, log=messages.append) == root / f"step_{steps[-3]}"
 
 
+@pytest.mark.slow
 def test_divergence_marks_run_failed(shared_cache, tmp_path):
     spec = make_spec(shared_cache, tmp_path, ["train.lr=50.0", "train.grad_clip=1e9", "train.spike_factor=1.5",
                                               "train.warmup_frac=0"])

@@ -21,6 +21,7 @@ def no_key(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
 
 
+@pytest.mark.slow
 def test_offline_run_holds_every_metric(no_key, shared_cache, tmp_path):
     out = tmp_path / "out"
     ov = tiny_overrides(shared_cache, out, tasks=True) + ["logger=wandb", "sweep_name=wbtest"]
@@ -46,6 +47,7 @@ def test_offline_run_holds_every_metric(no_key, shared_cache, tmp_path):
     assert summary["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_unreachable_server_with_a_key_falls_back_offline(monkeypatch, shared_cache, tmp_path):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
@@ -58,6 +60,7 @@ def test_unreachable_server_with_a_key_falls_back_offline(monkeypatch, shared_ca
     assert list((out / "wandb").glob("offline-run-*"))
 
 
+@pytest.mark.slow
 def test_logger_none_writes_nothing(shared_cache, tmp_path):
     out = tmp_path / "out"
     execute(run_spec(compose(tiny_overrides(shared_cache, out))), out, make_tracker({"kind": "none"}, out))
@@ -69,6 +72,7 @@ def test_unknown_logger():
         make_tracker({"kind": "tensorboard"}, None)
 
 
+@pytest.mark.slow
 def test_empty_wandb_mode_env_still_logs_offline(no_key, monkeypatch, shared_cache, tmp_path):
     monkeypatch.setenv("WANDB_MODE", "")  # `export WANDB_MODE=` in a job script
     out = tmp_path / "out"
