@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from train.atomic import atomic_path
+from common.atomic import atomic_path
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
