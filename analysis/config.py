@@ -17,20 +17,30 @@ from analysis.errors import AnalysisError
 
 @dataclass
 class ClassifyConfig:
-    """Thresholds of the trend rules (see analysis.classify for the rules themselves)."""
+    """Thresholds of the trend rules (the rules and features: analysis.classify).
+
+    The defaults are the thresholds calibrated on the paper's 24 public labels
+    (analysis.calibrate; the report prints their cross-validated agreement).
+    """
 
     min_models: int = 6  # fewer final models -> "insufficient", not classified
-    max_bins: int = 6  # models are grouped into <= this many equal-count loss bins
+    max_bins: int = 8  # models are grouped into <= this many equal-count loss bins ...
     min_per_bin: int = 4  # ... with at least this many models per bin
-    z_trend: float = 3.0  # largest bin-to-bin difference, in standard errors, for any trend
-    min_effect: float = 0.02  # ... and in absolute accuracy
-    chance_margin: float = 0.02  # best bin must beat chance by this, else trendless
-    z_step: float = 2.0  # a rise/drop between two bins counts when this many SEs ...
-    min_step: float = 0.01  # ... and this large in absolute accuracy
-    r2_min: float = 0.7  # R^2 of the exponential law: predictable above, noisy below
-    flat_frac: float = 0.15  # breakthrough: the first two bins rise < this share of the rise
-    jump_frac: float = 0.5  # breakthrough: one adjacent-bin step >= this share of the rise
-    plateau_frac: float = 0.15  # breakthrough: the last step < this share of the rise
+    snr_pred: float = 3.0  # noise-corrected range / scatter: predictable at or above
+    snr_min: float = 0.0  # below: trendless (no larger than noise alone would give; fixed)
+    dir_frac: float = 0.5  # |end - start| / range: inverse or rising beyond, else flat
+    nm_frac: float = 0.5  # nonmonotonic: both a rise and a drop of this share of the range
+    snr_nm: float = 1.6  # ... on a curve at least this far above its scatter
+    plateau_frac: float = 0.1  # breakthrough: last-quarter gain <= this share of the steepest
+
+
+@dataclass
+class CalibrationConfig:
+    """Agreement of the rules with published labels (analysis.calibrate), in the report."""
+
+    labels: str | None = "auto"  # TSV task -> category; auto: the testbed's shipped labels
+    prior_predictable: float = 0.3913  # published share predictable (18 of 46 tasks) ...
+    prior_tolerance: int = 2  # ... which the tuned rules must meet within this many tasks
 
 
 @dataclass
@@ -100,6 +110,7 @@ class AnalysisConfig:
     task_loss_metrics: list[str] = field(default_factory=lambda: ["bpb", "logprob"])
     reference_val_set: str = "c4_val"  # x-axis of the headline tables and task grid
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     flips: FlipConfig = field(default_factory=FlipConfig)

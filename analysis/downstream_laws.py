@@ -10,7 +10,8 @@ every task and every bootstrap resample is fitted by batched numpy linear algebr
   interior solution and the clipped optima on the four box edges; we take the best gamma
   on a grid and then refine gamma by a vectorised golden-section search (point fits only).
 * ``sigmoid``: the second step of a two-step ladder (Bhagia et al. 2024),
-  ``acc = a / (1 + exp(-s (x - x0))) + b``; (a, b) closed form over a grid of (s, x0).
+  ``acc = a / (1 + exp(-s (x - x0))) + b``; (a, b) closed form over a grid of (|s|, x0),
+  reported in the canonical branch a >= 0 (the direction is the sign of s).
 * ``linear``: linear after a monotone transform, ``logit((acc - chance) / (1 - chance))
   = alpha + beta * L`` (normalised accuracy clipped to [0.01, 0.99]); R^2 in that space.
 
@@ -71,6 +72,19 @@ class ExpLawFit:
 def exp_law_acc(loss: np.ndarray, eps, ln_k, gamma) -> np.ndarray:
     """Accuracy of the exp law: ``1 - eps + exp(ln_k - gamma * L)`` (broadcasting)."""
     return 1.0 - eps + np.exp(np.minimum(ln_k - gamma * loss, 50.0))
+
+
+def stable_argmin(a: np.ndarray, axis: int, rtol: float = 1e-9) -> np.ndarray:
+    """Index of the minimum along `axis`, the lowest index among values within `rtol` of it.
+
+    Sums computed by BLAS differ in the last bits between thread counts and CPUs; a plain
+    argmin would then pick between near-equal grid points by rounding noise, so the same
+    data could give different fits on different machines.
+    """
+    a = np.where(np.isfinite(a), a, np.inf)
+    m = np.min(a, axis=axis, keepdims=True)
+    near = a <= m + rtol * np.abs(m) + 1e-300
+    return np.argmax(near, axis=axis)
 
 
 def _edge_solutions(Sw, Su, Suu, Sy, Syy, Suy, klo, khi):
@@ -148,7 +162,7 @@ def fit_exp_grid(x: np.ndarray, Y: np.ndarray, W: np.ndarray, cfg: FitConfig | N
         Suy = (w @ EU).reshape(r, T, G)
         e, k, s = _edge_solutions(Sw[..., None], Su, Suu, Sy[..., None], Syy[..., None], Suy,
                                   klo, khi)
-        g = np.argmin(s, axis=2)
+        g = stable_argmin(s, axis=2)
 
         def take(a, g=g):
             return np.take_along_axis(a, g[..., None], 2)[..., 0]
@@ -236,7 +250,13 @@ def sigmoid_acc(x: np.ndarray, a, b, s, x0) -> np.ndarray:
 
 def fit_sigmoid_batch(x: np.ndarray, Y: np.ndarray, W: np.ndarray, n_s: int = 24,
                       n_x0: int = 32) -> SigmoidFits:
-    """Grid over slope s (both signs, log-spaced) and midpoint x0; (a, b) in closed form."""
+    """Grid over slope magnitude (log-spaced) and midpoint x0; (a, b) in closed form.
+
+    Canonical form: the law is symmetric under (a, b, s) -> (-a, b + a, -s), so without a
+    convention two machines can return either mirror image of one curve. The grid uses
+    positive slopes only (the closed-form a carries the direction) and the result is then
+    mapped to a >= 0, s of either sign: a is the amplitude, sign(s) the direction.
+    """
     x = np.asarray(x, float)
     Y = np.atleast_2d(np.asarray(Y, float).T).T
     W = np.atleast_2d(np.asarray(W, float))
@@ -248,8 +268,7 @@ def fit_sigmoid_batch(x: np.ndarray, Y: np.ndarray, W: np.ndarray, n_s: int = 24
     if xf.size < 4 or np.ptp(xf) <= 0:
         return SigmoidFits(nan, nan, nan, nan, nan, nan)
     span, lo = np.ptp(xf), xf.min()
-    mags = np.geomspace(1.0, 60.0, n_s // 2) / span
-    slopes = np.concatenate([-mags[::-1], mags])
+    slopes = np.geomspace(1.0, 60.0, n_s // 2) / span
     x0s = np.linspace(lo - 0.25 * span, lo + 1.25 * span, n_x0)
     S = 1.0 / (1.0 + np.exp(np.clip(-slopes[None, :, None] * (np.where(
         np.isfinite(x), x, lo)[:, None, None] - x0s[None, None, :]), -50, 50)))
@@ -271,15 +290,18 @@ def fit_sigmoid_batch(x: np.ndarray, Y: np.ndarray, W: np.ndarray, n_s: int = 24
             sse = (Syy[:, None] - 2 * a * Ssy - 2 * b * Sy[:, None] + a * a * Sss
                    + 2 * a * b * Ss + b * b * Sw[:, None])
         sse = np.where(np.isfinite(sse) & (det > 1e-12), sse, np.inf)
-        j = np.argmin(sse, axis=1)  # (R, T)
+        j = stable_argmin(sse, axis=1)  # (R, T)
         sj = np.take_along_axis(sse, j[:, None], 1)[:, 0]
-        take = sj < best["sse"]
+        take = sj < best["sse"] * (1 - 1e-9)  # an earlier chunk wins near-ties
         idx = p0 + j
         for key, val in (("a", np.take_along_axis(a, j[:, None], 1)[:, 0]),
                          ("b", np.take_along_axis(b, j[:, None], 1)[:, 0]),
                          ("s", slopes[idx // n_x0]), ("x0", x0s[idx % n_x0]), ("sse", sj)):
             best[key] = np.where(take, val, best[key])
         del q
+    flip = best["a"] < 0  # canonical mirror image: a >= 0
+    best["b"] = np.where(flip, best["b"] + best["a"], best["b"])
+    best["a"], best["s"] = np.abs(best["a"]), np.where(flip, -best["s"], best["s"])
     with np.errstate(divide="ignore", invalid="ignore"):
         sst = np.maximum(Syy - Sy * Sy / Sw, 0.0)
     bad = Sw < 5  # 4 parameters: need at least 5 points

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import io
+from analysis.calibrate import CALIBRATION_TABLES, calibration_tables
 from analysis.classify import (
     GroupTrends,
     classify_group,
@@ -89,6 +90,8 @@ def analyze(table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = Non
     with warnings.catch_warnings(record=True) as caught, _limit_threads():
         warnings.simplefilter("always", AnalysisWarning)
         results = _compute(table, cfg)
+        results.update(calibration_tables(sorted(table["source"].dropna().unique()),
+                                          results["_trends"], results["trends"], cfg))
     msgs = list(dict.fromkeys(str(w.message) for w in caught
                               if issubclass(w.category, AnalysisWarning)))
     files = _write(out_dir, table, cfg, results, msgs)
@@ -147,7 +150,7 @@ def _compute(table: pd.DataFrame, cfg: AnalysisConfig) -> dict:
     gaps = corpus_gaps(trends, val_sets, sorted({c for _, c in trends}), cfg.flips)
     sens = sensitivity(headline, cfg.classify)
     extrap, loss_fits = _extrapolate(table, cfg, val_sets)
-    return {"trends": trend_df, "predictable": pd.DataFrame(pred_rows), "flips": flips,
+    return {"_trends": trends, "trends": trend_df, "predictable": pd.DataFrame(pred_rows), "flips": flips,
             "gaps": gaps.drop(columns=["boot"]) if not gaps.empty else gaps,
             "sensitivity": sens, "extrapolation": extrap,
             "fits": pd.DataFrame(fit_rows + loss_fits, columns=FIT_COLUMNS)}
@@ -196,6 +199,9 @@ def _write(out_dir: Path, table: pd.DataFrame, cfg: AnalysisConfig, res: dict,
                      ("predictable", res["predictable"]), ("sensitivity", res["sensitivity"]),
                      ("gaps", res["gaps"])):
         files.append(io.write_csv(tdir / f"{name}.csv", df))
+    for name in CALIBRATION_TABLES:  # agreement with published labels, when there are some
+        if name in res and not res[name].empty:
+            files.append(io.write_csv(tdir / f"{name}.csv", res[name]))
     files.append(io.write_text(out_dir / "analysis_config.json",
                                json.dumps(cfg.to_dict(), indent=2)))
     files.append(io.write_text(tdir / "warnings.txt", "\n".join(msgs) + ("\n" if msgs else "")))

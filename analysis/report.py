@@ -11,6 +11,7 @@ import pandas as pd
 from analysis import classify, io
 from analysis.config import AnalysisConfig
 from analysis.matrix import POOLED
+from analysis.report_calibration import calibration_section, corpus_section
 
 
 def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -65,6 +66,8 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
         counts = counts.loc[:, (counts > 0).any()]
         s.append("\nCategory counts:\n\n" + _md(counts.reset_index()))
 
+    s.append(calibration_section(t, _md))
+    s.append(corpus_section(t, _md, ref))
     s.append("\n## Classification rules\n\n")
     s.append("```\n" + classify.__doc__.strip() + "\n```\n")
     s.append("Thresholds (`classify` in conf/analysis/default.yaml):\n\n")

@@ -28,6 +28,7 @@ class Testbed:
     loader: str
     shipped: Path
     description: str
+    labels: Path | None = None  # published per-task categories, to check the rules against
 
     def load(self, path: Path | str | None = None) -> pd.DataFrame:
         """Read the testbed from `path`, or from the shipped copy when `path` is None."""
@@ -53,6 +54,7 @@ register(Testbed(
     loader="analysis.gadre:load_testbed",
     shipped=HERE / "gadre2024" / "exp_data",
     description="Gadre et al. (2024): 104 open_lm models, 46 tasks, 8 validation losses",
+    labels=HERE / "gadre2024" / "lourie2025_calibration.tsv",
 ))
 
 
