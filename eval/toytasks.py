@@ -24,10 +24,11 @@ import yaml
 
 from train.atomic import write_text
 from train.sources import stdlib_split_files
-from train.toyworld import COLOURS, FOODS, PROFESSIONS, World, person_fields
+from train.toyworld import COLOURS, FOODS, PROFESSIONS, SPECIES, World, person_fields
 from train.toyworld_entities import stable_seed
 
-TASKS = ("toy_recall", "toy_twohop", "toy_arith", "toy_grammar", "toy_override", "toy_code")
+TASKS = ("toy_recall", "toy_twohop", "toy_arith", "toy_grammar", "toy_override", "toy_code",
+         "toy_facts", "toy_unseen")
 # Setups per task; "" is the default cloze setup.
 SETUPS: dict[str, tuple[str, ...]] = {t: ("", "3shot", "letters") for t in TASKS}
 SETUPS["toy_grammar"] = ("", "prefix", "3shot")
@@ -79,6 +80,35 @@ def _recall(world: World, rng: random.Random) -> dict:
     choices, gold = _mc(rng, fields[attr], pool)
     return {"key": f"{p.idx}:{attr}", "query": cloze.format_map(fields), "choices": choices,
             "gold": gold, "person": p.name, "attr": attr}
+
+
+# toy_facts / toy_unseen: one cloze per (person, attribute), each the first train template of
+# its fact, so the wording is familiar and only the binding person -> value is tested.
+_FACT_CLOZES = {"colour": "{n}'s favourite colour is", "food": "{n}'s favourite food is",
+                "profession": "{n}'s profession is", "species": "{n} owns a pet",
+                "city": "{n} lives in"}
+
+
+def _fact_item(world: World, rng: random.Random, people: list) -> dict:
+    p = rng.choice(people)
+    attr = rng.choice(sorted(_FACT_CLOZES))
+    fields = person_fields(world, p)
+    pools = {"colour": COLOURS, "food": FOODS, "profession": PROFESSIONS, "species": SPECIES,
+             "city": [c.name for c in world.cities]}
+    choices, gold = _mc(rng, fields[attr], pools[attr])
+    return {"key": f"{p.idx}:{attr}", "query": _FACT_CLOZES[attr].format_map(fields),
+            "choices": choices, "gold": gold, "person": p.name, "attr": attr}
+
+
+def _facts(world: World, rng: random.Random) -> dict:
+    # People the corpus writes about (with subject_zipf, some often and most rarely).
+    return _fact_item(world, rng, world.seen_people)
+
+
+def _unseen(world: World, rng: random.Random) -> dict:
+    # The same questions about people who never occur in training text: their answers are
+    # not in the data, so no amount of scale should lift accuracy above chance.
+    return _fact_item(world, rng, world.unseen_people)
 
 
 def _twohop(world: World, rng: random.Random) -> dict:
@@ -186,7 +216,8 @@ def _code_items(rng: random.Random, n: int) -> list[dict]:
 
 
 _GEN = {"toy_recall": _recall, "toy_twohop": _twohop, "toy_arith": _arith,
-        "toy_grammar": _grammar, "toy_override": _override}
+        "toy_grammar": _grammar, "toy_override": _override, "toy_facts": _facts,
+        "toy_unseen": _unseen}
 
 
 def make_items(world: World, task: str, n: int, seed: int = 0) -> list[dict]:

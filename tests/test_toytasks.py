@@ -18,11 +18,11 @@ from eval.toytasks import (
     make_items,
     write_toy_tasks,
 )
-from train.toyworld import DOMAINS, documents, make_world, person_fields
+from train.toyworld import DOMAINS, CorpusOptions, documents, make_world, person_fields
 
 N = 20
 CHANCE = {"toy_recall": 0.25, "toy_twohop": 0.25, "toy_arith": 0.25, "toy_grammar": 0.5,
-          "toy_override": 0.25, "toy_code": 0.25}
+          "toy_override": 0.25, "toy_code": 0.25, "toy_facts": 0.25, "toy_unseen": 0.25}
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,12 @@ def test_answers_consistent_with_world(world, task_dir):
         assert it["world_value"] in it["choices"]
         assert it["choices"][it["gold"]] != it["world_value"]
         assert f" {it['choices'][it['gold']]}. " in it["query"]  # the prompt states the answer
+    for task, unseen in (("toy_facts", False), ("toy_unseen", True)):
+        for it in make_items(world, task, N):
+            p = by_name[it["person"]]
+            assert p.unseen == unseen
+            assert it["choices"][it["gold"]] == person_fields(world, p)[it["attr"]]
+            assert it["query"].startswith(p.name) and it["choices"][it["gold"]] not in it["query"]
     for it in make_items(world, "toy_arith", N):
         assert eval(it["query"].rstrip(" =")) == int(it["choices"][it["gold"]])
     for it in make_items(world, "toy_grammar", N):
@@ -119,6 +125,37 @@ def test_answers_consistent_with_world(world, task_dir):
         else:
             assert " walk to " in good
             assert it["prefix"] + " " + it["prefix_choices"][it["gold"]] == good
+
+
+# The demo's corpus options: the answers of toy_unseen must stay out of the training text
+# however the corpus is rendered.
+DEMO_CORPUS = CorpusOptions(subject_zipf=1.0, recap_prob=0.5)
+
+
+def test_unseen_answers_not_in_training_text(world):
+    train = "\n".join(d for dom in DOMAINS for d in documents(world, dom, 200, "train", 0,
+                                                                DEMO_CORPUS))
+    unseen = {it["person"] for it in make_items(world, "toy_unseen", N)}
+    seen = {it["person"] for it in make_items(world, "toy_facts", N)}
+    assert unseen and not [n for n in unseen if n in train]
+    # ... while the people toy_facts asks about are written about in it
+    assert sum(n in train for n in seen) >= 0.8 * len(seen)
+
+
+def test_frequency_prior_scores_chance(world):
+    # A guesser that knows only how often each answer occurs in training text (no binding
+    # of person to value) must sit at chance: otherwise the task leaks its answers.
+    from collections import Counter
+
+    big = make_world(seed=1, n_entities=400, n_unseen=100)
+    train = " ".join(d for dom in DOMAINS for d in documents(big, dom, 300, "train", 0,
+                                                             DEMO_CORPUS))
+    freq = Counter(train.replace(".", " ").replace(",", " ").split())
+    for task in ("toy_facts", "toy_unseen"):
+        items = make_items(big, task, 400)[24:]
+        hits = [max(range(len(it["choices"])), key=lambda i: freq[it["choices"][i]])
+                == it["gold"] for it in items]
+        assert len(items) == 400 and abs(sum(hits) / len(hits) - 0.25) < 0.07, task
 
 
 def test_fewshot_pool_disjoint_from_test(world):

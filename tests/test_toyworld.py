@@ -239,7 +239,8 @@ def test_subject_zipf_grades_fact_frequency(world):
 
 @pytest.mark.parametrize("bad", [-1, 5, "x", True])
 def test_corpus_option_errors_name_key_and_value(bad):
-    with pytest.raises(ConfigError, match=r"^sources\.toy\.subject_zipf: .*" + re.escape(repr(bad))):
+    msg = r"^sources\.toy\.subject_zipf: .*" + re.escape(repr(bad))
+    with pytest.raises(ConfigError, match=msg):
         corpus_options({"subject_zipf": bad}, "sources.toy")
 
 
@@ -254,3 +255,23 @@ def test_domain_counts():
         domain_counts(9, list(DOMAINS), {"poems": 1})
     with pytest.raises(ConfigError, match=r"domain_weights\.narrative: must be a number >= 0"):
         domain_counts(9, list(DOMAINS), {"narrative": -1})
+
+
+def test_recap_restates_facts_of_the_same_biography(world):
+    plain = documents(world, "encyclopedia", 80, "train", 0)
+    recap = documents(world, "encyclopedia", 80, "train", 0, CorpusOptions(recap_prob=0.5))
+    assert not any("In short," in d for d in plain)
+    with_recap = [d for d in recap if "In short," in d]
+    assert 20 <= len(with_recap) <= 60
+    by_name = {p.name: p for p in world.people}
+    for doc in with_recap:
+        first = doc.split("\n\n")[0]
+        head, tail = first.split(" In short, ")
+        subject = next(n for n in by_name if tail.startswith(n))
+        assert subject in head.split(". ")[0]  # the biography's own subject
+        fields = person_fields(world, by_name[subject])
+        truths = {T.PERSON_FACTS[k][0][0].format_map(fields) for k in T.PERSON_FACTS}
+        sents = [s if s.endswith(".") else s + "." for s in tail.split(". ")]
+        # two true facts, in the probes' wording
+        assert len(sents) == 2 and set(sents) <= truths, sents
+

@@ -50,14 +50,21 @@ class CorpusOptions:
     """
 
     subject_zipf: float = 0.0
+    #: probability that a biography ends its first paragraph with a recap ("In short, ...")
+    #: restating two of its facts in the cloze wording the probes use; text often repeats
+    #: itself, and a model learns from it to copy a fact stated earlier in the document
+    recap_prob: float = 0.0
 
 
 def corpus_options(options: dict, where: str = "sources.toyworld") -> CorpusOptions:
     """CorpusOptions from a toyworld source's options; a bad value is a one-line ConfigError."""
-    zipf = options.get("subject_zipf", 0.0)
-    if isinstance(zipf, bool) or not isinstance(zipf, (int, float)) or not 0 <= zipf <= 4:
-        raise ConfigError(f"{where}.subject_zipf: must be a number in [0, 4], got {zipf!r}")
-    return CorpusOptions(subject_zipf=float(zipf))
+    values = {}
+    for key, hi in (("subject_zipf", 4.0), ("recap_prob", 1.0)):
+        v = options.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
+            raise ConfigError(f"{where}.{key}: must be a number in [0, {hi:g}], got {v!r}")
+        values[key] = float(v)
+    return CorpusOptions(**values)
 
 
 def domain_counts(n_total: int, domains: list[str], weights: dict | None = None,
@@ -146,11 +153,15 @@ def _person_facts(world: World, p: Person, rng: random.Random, shifted: bool,
     return [_pick(rng, T.PERSON_FACTS[k], shifted).format_map(fields) for k in kinds]
 
 
+_RECAP_KINDS = ("colour", "food", "profession", "pet", "city")
+
+
 class _Subjects:
     """Draws document subjects; uniform draws use rng.choice exactly as the original corpus."""
 
     def __init__(self, world: World, opts: CorpusOptions):
         self.zipf = opts.subject_zipf
+        self.recap_prob = opts.recap_prob
         self.cum = list(itertools.accumulate(subject_weights(world, self.zipf))) \
             if self.zipf > 0 else None
 
@@ -166,6 +177,9 @@ def _bio(world: World, rng: random.Random, shifted: bool, subj: _Subjects) -> st
     fields = person_fields(world, p)
     sents = [_pick(rng, T.PERSON_INTROS, shifted).format_map(fields)]
     sents += _person_facts(world, p, rng, shifted)
+    if subj.recap_prob > 0 and rng.random() < subj.recap_prob:  # no draw at the default
+        kinds = rng.sample(_RECAP_KINDS, 2)
+        sents += ["In short,"] + [T.PERSON_FACTS[k][0][0].format_map(fields) for k in kinds]
     text = " ".join(sents)
     if rng.random() < 0.5 and not shifted:
         # A second paragraph about the friend (a seen person) lengthens docs and repeats facts.
