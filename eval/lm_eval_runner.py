@@ -4,7 +4,12 @@ The `TaskManager` (which indexes every task YAML lm-eval ships, plus our include
 objects and each task's requests are built once per process and reused for every checkpoint and
 run. Variant names: a task scored under another evaluation setup is registered with lm-eval as
 `<task>__<setup>` and reported by the harness as `<task>@<setup>`; `<task>@<N>shot` works for any
-task without a YAML of its own (built from the base task's config with num_fewshot overridden).
+task without a YAML of its own (a generated YAML that `include`s the base task's file and sets
+num_fewshot: lm-eval's documented way to derive a task).
+
+Only lm-eval's public API is used (TaskManager, get_task_dict, evaluate, HFLM, task attributes
+without a leading underscore), except for one documented shim, `_build_requests_once`, whose
+assumptions tests/test_library_shims.py checks against the installed lm-eval.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import functools
 import logging
 import os
 import re
-import traceback
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from common.errors import ConfigError, DataError
 from eval.suites.paths import Registered, prepare_include_paths
@@ -84,7 +92,7 @@ class TaskRunner:
         try:
             self.task_dict = get_task_dict(specs, tm)
         except Exception as err:  # noqa: BLE001 - dataset download failures surface here
-            raise DataError(_load_error_message(err)) from None
+            raise DataError(_failed_task_message(self.names, specs, tm, err)) from None
         for task in _leaf_tasks(self.task_dict).values():
             _build_requests_once(task)
         self.batch_size = batch_size
@@ -145,24 +153,27 @@ def _spec(name: str, tm: Any) -> str | dict[str, Any]:
         if entry.yaml_path is None or entry.kind.name != "TASK":
             raise ConfigError(f"eval.tasks: '{name}': only a single YAML task gets automatic @<N>shot "
                               f"variants; '{shot['base']}' is a group or tag - define a variant YAML")
-        from lm_eval.tasks._yaml_loader import load_yaml
-
-        cfg = load_yaml(entry.yaml_path, resolve_func=True)
-        for key in ("tag", "group", "task_list"):
-            cfg.pop(key, None)
-        return cfg | {"task": lm_name, "num_fewshot": int(shot["n"])}
+        return str(_variant_yaml(lm_name, Path(entry.yaml_path), int(shot["n"])))
     near = difflib.get_close_matches(lm_name, index, n=5, cutoff=0.6)
     hint = f" (did you mean: {', '.join(to_harness_name(n) for n in near)})" if near else ""
     raise ConfigError(f"eval.tasks: unknown task '{name}'{hint}")
 
 
 def _build_requests_once(task: Any) -> None:
-    """Make `task.build_all_requests` (which lm-eval's `evaluate` calls every time) build the
-    prompts once and hand back the same Instances with fresh response slots afterwards.
+    """THE shim (the adapter's one use of lm-eval internals): make `task.build_all_requests`,
+    which lm-eval's `evaluate` calls on every call, build the prompts once and hand back the
+    same Instances with fresh response slots afterwards. Rebuilding them costs more than
+    scoring a tiny model; this keeps the adapter ~6x faster than the `lm_eval` command line
+    (bench/eval_speed.py).
 
-    Not lm-eval's `cache_requests`: its disk cache is keyed by task name and shots only, so a
-    regenerated toy task with the same name would be served stale prompts, and it unpickles
-    every call. New lists (not cleared ones) keep the previous call's logged samples intact.
+    lm-eval has no public way to reuse built requests. Not its `cache_requests`: that disk
+    cache is keyed by task name and shots only, so a regenerated toy task with the same name
+    would be served stale prompts, and it unpickles every call. New lists (not cleared ones)
+    keep the previous call's logged samples intact.
+
+    It relies on: `evaluate` calling `task.build_all_requests(**kwargs)` and then reading
+    `task.instances`, which returns `task._instances`; Instances having `resps` and
+    `filtered_resps`. tests/test_library_shims.py checks each against the installed lm-eval.
     """
     build = task.build_all_requests
     built: dict[str, Any] = {}
@@ -208,34 +219,82 @@ def _leaf_tasks(task_dict: dict) -> dict[str, Any]:
     return out
 
 
-def _failed_dataset(err: BaseException) -> tuple[str | None, str | None, str | None]:
-    """(task, dataset_path, dataset_name) of the task whose construction raised `err`: the
-    innermost frame whose `self` is a task config holder (lm-eval loads data in the task's
-    constructor), following the exception chain."""
-    found: tuple[str | None, str | None, str | None] = (None, None, None)
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        for frame, _ in traceback.walk_tb(err.__traceback__):
-            obj = frame.f_locals.get("self")
-            cfg = getattr(obj, "config", None) if obj is not None else None
-            path = getattr(cfg, "dataset_path", None) if cfg is not None else None
-            if isinstance(path, str):
-                found = (getattr(cfg, "task", None), path, getattr(cfg, "dataset_name", None))
-        err = err.__cause__ or err.__context__
-    return found
+_VARIANT_DIR: list[tempfile.TemporaryDirectory] = []  # held for the process; removed at exit
 
 
-def _load_error_message(err: Exception) -> str:
+def _variant_dir() -> Path:
+    """This process's folder of generated variant YAMLs."""
+    if not _VARIANT_DIR:
+        _VARIANT_DIR.append(tempfile.TemporaryDirectory(prefix="harness-lm-eval-variants-"))
+    return Path(_VARIANT_DIR[0].name)
+
+
+def _variant_yaml(lm_name: str, base_yaml: Path, num_fewshot: int) -> Path:
+    """A task YAML deriving `lm_name` from the base task's YAML with another shot count. The base
+    file is included, not copied: its relative `!function` and `include` paths keep working.
+    A `tag` of the base does not make the variant a member: lm-eval drops tags when it builds a
+    task from a file, and the file is never indexed."""
+    path = _variant_dir() / f"{lm_name}.yaml"
+    path.write_text(yaml.safe_dump({"include": str(base_yaml.resolve()), "task": lm_name,
+                                    "num_fewshot": num_fewshot}, sort_keys=False))
+    return path
+
+
+class _AnyTagLoader(yaml.SafeLoader):
+    """Reads task YAMLs without running them: `!function` and other tags load as None."""
+
+
+_AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def _yaml_keys(path: Path, depth: int = 0) -> dict[str, Any]:
+    """A task YAML's keys with its `include`s merged under them (the file's own keys win)."""
+    raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader) or {}  # noqa: S506 - tags load as None
+    if not isinstance(raw, dict):
+        return {}
+    includes = raw.pop("include", None) or []
+    merged: dict[str, Any] = {}
+    for inc in [includes] if isinstance(includes, str) else includes:
+        inc_path = Path(inc) if Path(inc).is_absolute() else path.parent / inc
+        if depth < 8 and inc_path.is_file():
+            merged.update(_yaml_keys(inc_path, depth + 1))
+    return merged | raw
+
+
+def _dataset_of(spec: str | dict[str, Any], tm: Any) -> tuple[str | None, str | None]:
+    """(dataset_path, dataset_name) a task spec names in its YAML; (None, None) for groups,
+    tags and tasks without a YAML."""
+    entry = tm.task_index.get(spec) if isinstance(spec, str) else None
+    path = Path(entry.yaml_path) if entry is not None and entry.yaml_path else Path(str(spec))
+    if entry is not None and entry.kind.name != "TASK" or not path.is_file():
+        return None, None
+    keys = _yaml_keys(path)
+    return keys.get("dataset_path"), keys.get("dataset_name")
+
+
+def _failed_task_message(names: list[str], specs: list, tm: Any, err: Exception) -> str:
+    """The one-line error for tasks that could not be built. Which task failed is found by
+    building each alone (on this error path only), its dataset from its YAML."""
+    from lm_eval.tasks import get_task_dict
+
+    for name, spec in zip(names, specs, strict=True):
+        try:
+            get_task_dict([spec], tm)
+        except Exception as one:  # noqa: BLE001 - the same failure, now attributed to one task
+            return _load_error_message(one, name, *_dataset_of(spec, tm))
+    return _load_error_message(err, None, None, None)
+
+
+def _load_error_message(err: Exception, task: str | None, path: str | None, name: str | None) -> str:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
     where = " while offline" if offline else ""
-    task, path, name = _failed_dataset(err)
     if path is None:
-        return (f"eval.tasks: the tasks could not be built{where} ({text}); if a dataset is missing, "
+        what = f"task '{task}'" if task else "the tasks"
+        return (f"eval.tasks: {what} could not be built{where} ({text}); if a dataset is missing, "
                 "pre-cache it on a machine with hub access and copy ~/.cache/huggingface (or set HF_HOME)")
     args = f"'{path}'" + (f", '{name}'" if name else "")
-    return (f"eval.tasks: dataset {path}{f' ({name})' if name else ''} for task '{to_harness_name(task or '?')}' "
+    return (f"eval.tasks: dataset {path}{f' ({name})' if name else ''} for task '{task}' "
             f"could not be loaded{where} ({text}); pre-cache it on a machine with hub access: "
             f"python -c \"import datasets; datasets.load_dataset({args})\", then copy ~/.cache/huggingface "
             "here (or point HF_HOME at it)")

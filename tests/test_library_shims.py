@@ -1,0 +1,81 @@
+"""What the harness assumes about lm-eval and Hydra beyond their public API, checked against the
+installed versions: a minor upgrade that breaks an assumption fails here, by name, instead of
+silently changing scores or launch behaviour."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import lm_eval
+import pytest
+import yaml
+
+from tests.conftest import ROOT, compose
+
+
+def test_lm_eval_evaluate_builds_then_reads_task_instances():
+    """eval.lm_eval_runner._build_requests_once replaces build_all_requests per task and
+    hands back `_instances`; evaluate must still call the one and read the other."""
+    from lm_eval import evaluator
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.task import Task
+
+    src = inspect.getsource(evaluator.evaluate)
+    version = lm_eval.__version__
+    assert "task.build_all_requests(" in src, f"lm-eval {version}: evaluate no longer builds requests per task"
+    assert "task.instances" in src, f"lm-eval {version}: evaluate no longer reads task.instances"
+    prop = inspect.getsource(Task.instances.fget)
+    assert "self._instances" in prop, f"lm-eval {version}: Task.instances no longer returns _instances"
+    assert "self._instances =" in inspect.getsource(Task.build_all_requests), \
+        f"lm-eval {version}: build_all_requests no longer stores its Instances in _instances"
+    fields = set(inspect.signature(Instance).parameters)
+    assert {"resps", "filtered_resps"} <= fields, f"lm-eval {version}: Instance lost resps/filtered_resps"
+
+
+@pytest.mark.slow  # indexing lm-eval's task files takes tens of seconds on a busy machine
+def test_variant_yaml_derives_a_task_with_other_shots(tmp_path):
+    """@<N>shot variants are generated YAMLs that `include` the base task: public lm-eval."""
+    from lm_eval.tasks import TaskManager
+
+    from eval.lm_eval_runner import _spec
+
+    base = tmp_path / "t_base.yaml"
+    base.write_text(yaml.safe_dump({
+        "tag": ["my_tag"], "task": "t_base", "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(tmp_path / "d.jsonl")}}, "test_split": "test",
+        "output_type": "multiple_choice", "doc_to_text": "{{q}}", "doc_to_target": "{{gold}}",
+        "doc_to_choice": "{{choices}}", "num_fewshot": 0}))
+    (tmp_path / "d.jsonl").write_text('{"q": "1+1=", "gold": 0, "choices": ["2", "3"]}\n' * 4)
+    tm = TaskManager(include_path=[str(tmp_path)])
+    spec = _spec("t_base@3shot", tm)
+    variant = yaml.safe_load(Path(spec).read_text())
+    assert variant == {"include": str(base), "task": "t_base__3shot", "num_fewshot": 3}
+    from lm_eval.tasks import get_task_dict
+
+    (task,) = get_task_dict([spec], tm).values()
+    assert task.config.num_fewshot == 3 and task.config.task == "t_base__3shot"
+    assert "t_base__3shot" not in tm.task_index
+
+
+@pytest.mark.slow
+def test_failed_dataset_is_named_without_tracebacks(tmp_path):
+    from lm_eval.tasks import TaskManager
+
+    from common.errors import DataError
+    from eval.lm_eval_runner import TaskRunner
+
+    (tmp_path / "t_gone.yaml").write_text(yaml.safe_dump({
+        "task": "t_gone", "dataset_path": str(tmp_path / "no_such_dataset"), "dataset_name": "cfg",
+        "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "q",
+        "doc_to_target": 0, "doc_to_choice": ["a", "b"]}))
+    TaskManager(include_path=[str(tmp_path)])
+    with pytest.raises(DataError, match=r"dataset .*no_such_dataset \(cfg\) for task 't_gone'"):
+        TaskRunner(["t_gone"], (str(tmp_path),))
+
+
+def test_local_launcher_is_hydras_basic_launcher_by_public_name():
+    text = (ROOT / "conf" / "hydra" / "launcher" / "local.yaml").read_text()
+    assert "_internal" not in text
+    launcher = compose([], hydra_node=True).hydra.launcher
+    assert launcher._target_.endswith("BasicLauncher")  # what Hydra's `basic` option resolves to
