@@ -36,12 +36,20 @@ from common.atomic import write_text  # noqa: E402
 
 BUDGET_S = 480
 # (d, L, reference kind, minimum ratio harness / reference)
-TARGETS = [(d, L, ref, need) for d, L in ((512, 8), (768, 12), (1024, 24))
-           for ref, need in (("hf_compile", 1.15), ("mini_compile", 1.0))] + [(256, 6, "mini_compile", 1.5)]
+TARGETS = [
+    (d, L, ref, need)
+    for d, L in ((512, 8), (768, 12), (1024, 24))
+    for ref, need in (("hf_compile", 1.15), ("mini_compile", 1.0))
+] + [(256, 6, "mini_compile", 1.5)]
 # the share of the budget each phase may use at most (of what is left when it starts)
 TESTS_S, RUN_S = 200, 120
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline",
-       "HARNESS_NO_PROGRESS": "1"}
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "WANDB_MODE": "offline",
+    "HARNESS_NO_PROGRESS": "1",
+}
 
 
 def run_phase(name: str, cmd: list[str], timeout: float, log_dir: Path) -> dict[str, Any]:
@@ -52,8 +60,9 @@ def run_phase(name: str, cmd: list[str], timeout: float, log_dir: Path) -> dict[
         return {"phase": name, "status": "skipped: budget spent", "seconds": 0.0}
     with open(log, "w") as fh:
         try:
-            rc = subprocess.run(cmd, cwd=ROOT, env=ENV, stdout=fh, stderr=subprocess.STDOUT,
-                                timeout=timeout).returncode
+            rc = subprocess.run(
+                cmd, cwd=ROOT, env=ENV, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout
+            ).returncode
             status = "ok" if rc == 0 else f"failed (exit {rc})"
         except subprocess.TimeoutExpired:
             status = f"timed out after {timeout:.0f} s"
@@ -78,14 +87,19 @@ def junit_counts(path: Path) -> dict[str, Any]:
 
 def run_record(out_root: Path) -> dict[str, Any]:
     """The harness run's record, reduced to what the check reports."""
-    recs = sorted(out_root.glob("runs/*/record.json"))
+    from harness.store import iter_run_dirs, read_record  # records are read as RunRecord
+
+    recs = [rec for path in iter_run_dirs(out_root) if (rec := read_record(path)) is not None]
     if not recs:
         return {}
-    rec = json.loads(recs[-1].read_text())
-    last = (rec.get("checkpoints") or [{}])[-1]
-    return {"status": rec.get("status"), "failure": rec.get("failure"), "compute": rec.get("compute"),
-            "final_val_loss": last.get("val_loss"),
-            "final_acc": {t: m.get("acc") for t, m in (last.get("tasks") or {}).items()}}
+    rec, last = recs[-1], recs[-1].final
+    return {
+        "status": rec.status,
+        "failure": rec.failure,
+        "compute": vars(rec.compute) if rec.compute else None,
+        "final_val_loss": last.val_loss if last else None,
+        "final_acc": {t: m.get("acc") for t, m in (last.tasks if last else {}).items()},
+    }
 
 
 def verdicts(bench: dict[str, Any]) -> list[dict[str, Any]]:
@@ -97,44 +111,71 @@ def verdicts(bench: dict[str, Any]) -> list[dict[str, Any]]:
         got = ratios.get((d, L), {}).get(f"harness/{ref}")
         if got is None:
             got = small.get((d, L), {}).get(f"best/{ref}")
-        verdict = "missing" if got is None else ("met" if got >= need else f"missed by {need - got:.3f}")
+        verdict = (
+            "missing" if got is None else ("met" if got >= need else f"missed by {need - got:.3f}")
+        )
         out.append({"d": d, "L": L, "vs": ref, "target": need, "ratio": got, "verdict": verdict})
     return out
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"# gpu-check on {results['card']} (torch {results['torch']}), {results['seconds']:.0f} s",
-             "", "| phase | status | seconds |", "|---|---|---|"]
+    lines = [
+        f"# gpu-check on {results['card']} (torch {results['torch']}), {results['seconds']:.0f} s",
+        "",
+        "| phase | status | seconds |",
+        "|---|---|---|",
+    ]
     lines += [f"| {p['phase']} | {p['status']} | {p['seconds']} |" for p in results["phases"]]
     tests = results.get("tests") or {}
     if tests:
-        lines += ["", f"tests: {len(tests['passed'])} passed, {len(tests['failed'])} failed, "
-                  f"{len(tests['skipped'])} skipped" + (f" (failed: {', '.join(tests['failed'])})"
-                                                         if tests["failed"] else "")]
+        lines += [
+            "",
+            f"tests: {len(tests['passed'])} passed, {len(tests['failed'])} failed, "
+            f"{len(tests['skipped'])} skipped"
+            + (f" (failed: {', '.join(tests['failed'])})" if tests["failed"] else ""),
+        ]
     run = results.get("run") or {}
     if run:
         c = run.get("compute") or {}
-        lines += ["", f"harness run gpu-d256-l6 (toy): {run.get('status')}, "
-                  f"{c.get('tokens_per_second') or 0:,.0f} tok/s, peak {(c.get('peak_memory_bytes') or 0) / 2**30:.2f} GiB, "
-                  f"val loss {run.get('final_val_loss')}, acc {run.get('final_acc')}"]
+        peak_gib = (c.get("peak_memory_bytes") or 0) / 2**30
+        lines += [
+            "",
+            f"harness run gpu-d256-l6 (toy): {run.get('status')}, "
+            f"{c.get('tokens_per_second') or 0:,.0f} tok/s, peak {peak_gib:.2f} GiB, "
+            f"val loss {run.get('final_val_loss')}, acc {run.get('final_acc')}",
+        ]
     bench = results.get("bench") or {}
     for section in ("sizes", "small"):
         rows = bench.get(section, {}).get("rows", [])
         if not rows:
             continue
-        lines += ["", f"| {section} | d | L | tok/s | MFU (989) | peak GiB |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"| {section} | d | L | tok/s | MFU (989) | peak GiB |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in rows:
             if "error" in r:
-                lines.append(f"| {r['kind']} | {r['d']} | {r['L']} | error: {r['error'][:60]} | | |")
+                lines.append(
+                    f"| {r['kind']} | {r['d']} | {r['L']} | error: {r['error'][:60]} | | |"
+                )
                 continue
             mfu = "n/a" if r.get("mfu_vs_989") is None else f"{r['mfu_vs_989']:.3f}"
-            lines.append(f"| {r['kind']} | {r['d']} | {r['L']} | {r['tokens_per_s']:,.0f} | {mfu} | "
-                         f"{r['peak_mem_gib']:.2f} |")
+            lines.append(
+                f"| {r['kind']} | {r['d']} | {r['L']} | {r['tokens_per_s']:,.0f} | {mfu} | "
+                f"{r['peak_mem_gib']:.2f} |"
+            )
     if results.get("targets"):
-        lines += ["", "| d | L | harness / | target | measured | verdict |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| d | L | harness / | target | measured | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
         for v in results["targets"]:
             got = "n/a" if v["ratio"] is None else f"{v['ratio']:.3f}"
-            lines.append(f"| {v['d']} | {v['L']} | {v['vs']} | {v['target']} | {got} | {v['verdict']} |")
+            lines.append(
+                f"| {v['d']} | {v['L']} | {v['vs']} | {v['target']} | {got} | {v['verdict']} |"
+            )
     return "\n".join(lines)
 
 
@@ -146,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print(f"error: gpu-check: no CUDA device (torch {torch.__version__} sees none)", file=sys.stderr)
+        print(
+            f"error: gpu-check: no CUDA device (torch {torch.__version__} sees none)",
+            file=sys.stderr,
+        )
         return 2
     t0 = time.time()
     work = args.out.parent
@@ -157,22 +201,80 @@ def main(argv: list[str] | None = None) -> int:
         return rest if cap is None else min(cap, rest)
 
     py = sys.executable
-    phases = [run_phase("tests", [py, "-m", "pytest", "-q", "-m", "gpu", "-rs", "tests/test_gpu.py",
-                                  f"--junitxml={work / 'tests.xml'}"], left(TESTS_S), work)]
+    phases = [
+        run_phase(
+            "tests",
+            [
+                py,
+                "-m",
+                "pytest",
+                "-q",
+                "-m",
+                "gpu",
+                "-rs",
+                "tests/test_gpu.py",
+                f"--junitxml={work / 'tests.xml'}",
+            ],
+            left(TESTS_S),
+            work,
+        )
+    ]
     run_root = work / "run"
-    phases.append(run_phase("harness_run", [
-        py, "-m", "harness.cli", "run", "train=gpu", "model=gpu-d256-l6", "data=toy_code", "eval=toy",
-        "train.tokens=8000000", "train.tokens_per_param=null", "eval.num_checkpoints=2", "eval.n_per_task=100",
-        f"out_root={run_root}", f"cache_dir={work / 'cache'}"], left(RUN_S), work))
+    phases.append(
+        run_phase(
+            "harness_run",
+            [
+                py,
+                "-m",
+                "harness.cli",
+                "run",
+                "train=gpu",
+                "model=gpu-d256-l6",
+                "data=toy_code",
+                "eval=toy",
+                "train.tokens=8000000",
+                "train.tokens_per_param=null",
+                "eval.num_checkpoints=2",
+                "eval.n_per_task=100",
+                f"out_root={run_root}",
+                f"cache_dir={work / 'cache'}",
+            ],
+            left(RUN_S),
+            work,
+        )
+    )
     bench_json = work / "throughput.json"
-    phases.append(run_phase("throughput", [
-        py, "bench/train_throughput.py", "--out", str(bench_json), "--refs", "hf_compile,mini_compile",
-        "--small-refs", "mini_compile", "--small-variants", "harness,harness+chunked_ce"], left() - 5, work))
+    phases.append(
+        run_phase(
+            "throughput",
+            [
+                py,
+                "bench/train_throughput.py",
+                "--out",
+                str(bench_json),
+                "--refs",
+                "hf_compile,mini_compile",
+                "--small-refs",
+                "mini_compile",
+                "--small-variants",
+                "harness,harness+chunked_ce",
+            ],
+            left() - 5,
+            work,
+        )
+    )
     bench = json.loads(bench_json.read_text()) if bench_json.exists() else {}
-    results = {"card": torch.cuda.get_device_name(), "torch": torch.__version__,
-               "device_count": torch.cuda.device_count(), "seconds": time.time() - t0, "phases": phases,
-               "tests": junit_counts(work / "tests.xml"), "run": run_record(run_root), "bench": bench,
-               "targets": verdicts(bench)}
+    results = {
+        "card": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "device_count": torch.cuda.device_count(),
+        "seconds": time.time() - t0,
+        "phases": phases,
+        "tests": junit_counts(work / "tests.xml"),
+        "run": run_record(run_root),
+        "bench": bench,
+        "targets": verdicts(bench),
+    }
     write_text(args.out, json.dumps(results, indent=1, default=str))
     print(table(results))
     print(f"\nwritten: {args.out}")

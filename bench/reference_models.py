@@ -26,7 +26,9 @@ from torch import nn
 KINDS = ("hf_eager", "hf_compile", "mini_eager", "mini_compile")
 
 
-def flops_per_token(n_params: int, input_embedding: int, n_layers: int, d_model: int, seq: int) -> float:
+def flops_per_token(
+    n_params: int, input_embedding: int, n_layers: int, d_model: int, seq: int
+) -> float:
     """PaLM convention: 6 FLOPs per matmul weight per token (the input embedding is a lookup,
     not a matmul; a tied head is counted through the embedding) plus attention's 12·L·d·T."""
     return 6.0 * (n_params - input_embedding) + 12.0 * n_layers * d_model * seq
@@ -42,7 +44,9 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
 
 
-def rotary_tables(head_dim: int, seq: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_tables(
+    head_dim: int, seq: int, theta: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin of the rotary angles, [seq, head_dim], in the rotate-half layout HF Llama uses."""
     freqs = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = torch.arange(seq, dtype=torch.float32)[:, None] * freqs[None, :]
@@ -70,9 +74,14 @@ class Layer(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(self.attn_norm(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v,
-                                           is_causal=True)
+        q, k, v = (
+            self.qkv(self.attn_norm(x))
+            .view(b, t, 3, self.heads, d // self.heads)
+            .permute(2, 0, 3, 1, 4)
+        )
+        y = F.scaled_dot_product_attention(
+            apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v, is_causal=True
+        )
         x = x + self.out(y.transpose(1, 2).reshape(b, t, d))
         gate, up = self.gate_up(self.mlp_norm(x)).split(self.ffn, dim=-1)
         return x + self.down(F.silu(gate) * up)
@@ -108,9 +117,18 @@ class MiniLlama(nn.Module):
 def hf_llama(vocab: int, d: int, n_layers: int, heads: int, ffn: int, seq: int) -> nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=d, intermediate_size=ffn, num_hidden_layers=n_layers,
-                      num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=seq,
-                      tie_word_embeddings=False, rms_norm_eps=1e-5, attn_implementation="sdpa")
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=d,
+        intermediate_size=ffn,
+        num_hidden_layers=n_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=seq,
+        tie_word_embeddings=False,
+        rms_norm_eps=1e-5,
+        attn_implementation="sdpa",
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -130,8 +148,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_reference(kind: str, shape: tuple[int, int, int, int], seq: int, batch: int, vocab: int,
-                  steps: int, warm: int, device: torch.device) -> dict[str, Any]:
+def run_reference(
+    kind: str,
+    shape: tuple[int, int, int, int],
+    seq: int,
+    batch: int,
+    vocab: int,
+    steps: int,
+    warm: int,
+    device: torch.device,
+) -> dict[str, Any]:
     """Train `kind` for warm + steps steps on fixed random tokens; tokens/s is the median over
     the timed steps (each step synchronised on CUDA so one slow step cannot hide)."""
     if kind not in KINDS:
@@ -169,10 +195,20 @@ def run_reference(kind: str, shape: tuple[int, int, int, int], seq: int, batch: 
         _sync(device)
         times.append(time.perf_counter() - t)
     tps = batch * seq / statistics.median(times[warm:])
-    row = dict(kind=kind, d=d, L=n_layers, B=batch, T=seq, params=n_params, tokens_per_s=tps,
-               flops_per_token=fpt, warmup_s=sum(times[:warm]), wall_s=time.perf_counter() - t_start,
-               peak_mem_gib=torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
-               loss=loss.item())
+    row = dict(
+        kind=kind,
+        d=d,
+        L=n_layers,
+        B=batch,
+        T=seq,
+        params=n_params,
+        tokens_per_s=tps,
+        flops_per_token=fpt,
+        warmup_s=sum(times[:warm]),
+        wall_s=time.perf_counter() - t_start,
+        peak_mem_gib=torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
+        loss=loss.item(),
+    )
     if not math.isfinite(row["loss"]):
         row["error"] = f"loss is {row['loss']}"
     del model, step_loss, opt, fn

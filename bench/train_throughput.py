@@ -96,8 +96,17 @@ def _finish(row: dict[str, Any], fpt: float, peak: float | None) -> dict[str, An
     return row
 
 
-def bench_ref(kind: str, shape: tuple, seq: int, batch: int, vocab: int, steps: int, warm: int,
-              device: str, peak: float | None) -> dict[str, Any]:
+def bench_ref(
+    kind: str,
+    shape: tuple,
+    seq: int,
+    batch: int,
+    vocab: int,
+    steps: int,
+    warm: int,
+    device: str,
+    peak: float | None,
+) -> dict[str, Any]:
     """One of this project's references (bench/reference_models.py); a failure is a row."""
     if device == "cpu":
         torch.set_num_threads(CORES)
@@ -110,33 +119,80 @@ def bench_ref(kind: str, shape: tuple, seq: int, batch: int, vocab: int, steps: 
     return _finish(r, r["flops_per_token"], peak)
 
 
-def bench_harness(name: str, ms: ModelSpec, vocab: int, batch: int, seq: int, steps: int, warm: int,
-                  device: str, peak: float | None, **train_kw: Any) -> dict[str, Any]:
+def bench_harness(
+    name: str,
+    ms: ModelSpec,
+    vocab: int,
+    batch: int,
+    seq: int,
+    steps: int,
+    warm: int,
+    device: str,
+    peak: float | None,
+    **train_kw: Any,
+) -> dict[str, Any]:
     """The harness's own `train()`: tokens/s is the median of per-step log rows after warm-up."""
     torch.manual_seed(0)
     model = build_model(ms, vocab, seed=0)
     fpt = flops_per_token(model, seq)
     rows: list[dict[str, Any]] = []
     cuda = device == "cuda"
-    spec = TrainSpec(tokens=1, batch_size=batch, seq_len=seq, device=device, log_every=1, warmup_frac=0.0,
-                     precision="bf16" if cuda else "fp32", compile=cuda, **train_kw)
+    spec = TrainSpec(
+        tokens=1,
+        batch_size=batch,
+        seq_len=seq,
+        device=device,
+        log_every=1,
+        warmup_frac=0.0,
+        precision="bf16" if cuda else "fp32",
+        compile=cuda,
+        **train_kw,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        res = train(model, None, SyntheticSampler(vocab, batch, seq), spec, warm + steps, set(), Path(tmp),
-                    evaluate=lambda m, s, t: None, log_fn=rows.append)
+        res = train(
+            model,
+            None,
+            SyntheticSampler(vocab, batch, seq),
+            spec,
+            warm + steps,
+            set(),
+            Path(tmp),
+            evaluate=lambda m, s, t: None,
+            log_fn=rows.append,
+        )
         wall = time.perf_counter() - t0
     tps = statistics.median(r["tokens_per_second"] for r in rows[warm:])
-    out = dict(kind=name, d=ms.d_model, L=ms.n_layers, B=batch, T=seq, tokens_per_s=tps,
-               warmup_s=wall - (steps * batch * seq) / tps, peak_mem_gib=res.peak_memory_bytes / 2**30,
-               loss=rows[-1]["loss"], options=train_kw, threads=res.extra["torch_threads"])
+    out = dict(
+        kind=name,
+        d=ms.d_model,
+        L=ms.n_layers,
+        B=batch,
+        T=seq,
+        tokens_per_s=tps,
+        warmup_s=wall - (steps * batch * seq) / tps,
+        peak_mem_gib=res.peak_memory_bytes / 2**30,
+        loss=rows[-1]["loss"],
+        options=train_kw,
+        threads=res.extra["torch_threads"],
+    )
     del model
     if cuda:
         torch.cuda.empty_cache()
     return _finish(out, fpt, peak)
 
 
-def bench_plain(name: str, ms: ModelSpec, vocab: int, batch: int, seq: int, steps: int, warm: int,
-                hf_loss: bool, foreach: bool) -> dict[str, Any]:
+def bench_plain(
+    name: str,
+    ms: ModelSpec,
+    vocab: int,
+    batch: int,
+    seq: int,
+    steps: int,
+    warm: int,
+    hf_loss: bool,
+    foreach: bool,
+) -> dict[str, Any]:
     """A plain CPU loop for before/after. hf_loss: the model's own loss (labels=) with default
     AdamW and per-parameter clipping; else the loop as it was before issue 7 (full logits, fp32
     cross-entropy, foreach AdamW and clipping)."""
@@ -154,7 +210,9 @@ def bench_plain(name: str, ms: ModelSpec, vocab: int, batch: int, seq: int, step
             loss = model(input_ids=w[:, :-1], labels=w[:, :-1]).loss
         else:
             logits = model(input_ids=w[:, :-1]).logits
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), w[:, 1:].reshape(-1))
+            loss = F.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)), w[:, 1:].reshape(-1)
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=foreach)
@@ -162,12 +220,32 @@ def bench_plain(name: str, ms: ModelSpec, vocab: int, batch: int, seq: int, step
         loss.item()
         times.append(time.perf_counter() - t)
     tps = batch * seq / statistics.median(times[warm:])
-    return _finish(dict(kind=name, d=ms.d_model, L=ms.n_layers, B=batch, T=seq, tokens_per_s=tps,
-                        peak_mem_gib=peak_memory(torch.device("cpu")) / 2**30, loss=float(loss)), fpt, None)
+    return _finish(
+        dict(
+            kind=name,
+            d=ms.d_model,
+            L=ms.n_layers,
+            B=batch,
+            T=seq,
+            tokens_per_s=tps,
+            peak_mem_gib=peak_memory(torch.device("cpu")) / 2**30,
+            loss=float(loss),
+        ),
+        fpt,
+        None,
+    )
 
 
-def bench_anchor(anchor: ModuleType, kind: str, shape: tuple, seq: int, batch: int, steps: int, warm: int,
-                 peak: float | None) -> dict[str, Any]:
+def bench_anchor(
+    anchor: ModuleType,
+    kind: str,
+    shape: tuple,
+    seq: int,
+    batch: int,
+    steps: int,
+    warm: int,
+    peak: float | None,
+) -> dict[str, Any]:
     """The optional anchor's row (../shared/anchors/gpu_anchor.py), named `anchor:<kind>`."""
     d, L, h, ff = shape
     if anchor.dev == "cpu":
@@ -199,20 +277,35 @@ def ratio(a: dict | None, b: dict | None) -> float | None:
 
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n## {title}")
-    print(f"{'kind':<28} {'d':>5} {'L':>3} {'B':>4} {'tok/s':>12} {'TFLOP/s':>8} {'MFU989':>7} "
-          f"{'MFUpeak':>7} {'peak GiB':>9}")
+    print(
+        f"{'kind':<28} {'d':>5} {'L':>3} {'B':>4} {'tok/s':>12} {'TFLOP/s':>8} {'MFU989':>7} "
+        f"{'MFUpeak':>7} {'peak GiB':>9}"
+    )
     for r in rows:
         if "error" in r:
             print(f"{r['kind']:<28} {r['d']:>5} {r['L']:>3} ERROR {r['error'][:100]}")
             continue
         mfu = "n/a" if r.get("mfu_vs_989") is None else f"{r['mfu_vs_989']:.3f}"
-        mfup = "n/a" if r.get("mfu_vs_measured_peak") is None else f"{r['mfu_vs_measured_peak']:.3f}"
-        print(f"{r['kind']:<28} {r['d']:>5} {r['L']:>3} {r['B']:>4} {r['tokens_per_s']:>12,.0f} "
-              f"{r['tflops']:>8.3f} {mfu:>7} {mfup:>7} {r['peak_mem_gib']:>9.3f}")
+        mfup = (
+            "n/a" if r.get("mfu_vs_measured_peak") is None else f"{r['mfu_vs_measured_peak']:.3f}"
+        )
+        print(
+            f"{r['kind']:<28} {r['d']:>5} {r['L']:>3} {r['B']:>4} {r['tokens_per_s']:>12,.0f} "
+            f"{r['tflops']:>8.3f} {mfu:>7} {mfup:>7} {r['peak_mem_gib']:>9.3f}"
+        )
 
 
-def size_section(anchor: ModuleType | None, plan: list[tuple], seq: int, vocab: int, steps: int, warm: int,
-                 device: str, peak: float | None, refs: tuple[str, ...]) -> tuple[list, list]:
+def size_section(
+    anchor: ModuleType | None,
+    plan: list[tuple],
+    seq: int,
+    vocab: int,
+    steps: int,
+    warm: int,
+    device: str,
+    peak: float | None,
+    refs: tuple[str, ...],
+) -> tuple[list, list]:
     """Per size: the harness beside each reference in `refs` (and the anchor's minimal model
     when present); ratios harness / each."""
     rows, ratios = [], []
@@ -221,16 +314,29 @@ def size_section(anchor: ModuleType | None, plan: list[tuple], seq: int, vocab: 
         h = bench_harness("harness", ms, vocab, batch, seq, steps, warm, device, peak)
         got = {k: bench_ref(k, shape, seq, batch, vocab, steps, warm, device, peak) for k in refs}
         if anchor is not None:
-            got[f"anchor:{anchor_kind(device)}"] = bench_anchor(anchor, anchor_kind(device), shape, seq, batch,
-                                                                steps, warm, peak)
+            got[f"anchor:{anchor_kind(device)}"] = bench_anchor(
+                anchor, anchor_kind(device), shape, seq, batch, steps, warm, peak
+            )
         rows += [h, *got.values()]
-        ratios.append({"d": shape[0], "L": shape[1], **{f"harness/{k}": ratio(h, r) for k, r in got.items()}})
+        ratios.append(
+            {"d": shape[0], "L": shape[1], **{f"harness/{k}": ratio(h, r) for k, r in got.items()}}
+        )
     return rows, ratios
 
 
-def small_section(anchor: ModuleType | None, shapes: list[tuple], seq: int, vocab: int, steps: int,
-                  warm: int, device: str, peak: float | None, batch: int, variants: tuple[str, ...],
-                  refs: tuple[str, ...]) -> tuple[list, list]:
+def small_section(
+    anchor: ModuleType | None,
+    shapes: list[tuple],
+    seq: int,
+    vocab: int,
+    steps: int,
+    warm: int,
+    device: str,
+    peak: float | None,
+    batch: int,
+    variants: tuple[str, ...],
+    refs: tuple[str, ...],
+) -> tuple[list, list]:
     """Small models: each harness variant beside the references; the best variant's ratios."""
     rows, ratios = [], []
     for shape in shapes:
@@ -238,21 +344,44 @@ def small_section(anchor: ModuleType | None, shapes: list[tuple], seq: int, voca
         got = {}
         for name in variants:
             try:
-                got[name] = bench_harness(name, ms, vocab, batch, seq, steps, warm, device, peak,
-                                          **small_variants(device)[name])
+                got[name] = bench_harness(
+                    name,
+                    ms,
+                    vocab,
+                    batch,
+                    seq,
+                    steps,
+                    warm,
+                    device,
+                    peak,
+                    **small_variants(device)[name],
+                )
             except Exception as e:  # noqa: BLE001 - report the variant as failed, keep the rest
                 got[name] = dict(kind=name, d=shape[0], L=shape[1], error=repr(e)[:300])
-        ref_rows = {k: bench_ref(k, shape, seq, batch, vocab, steps, warm, device, peak) for k in refs}
+        ref_rows = {
+            k: bench_ref(k, shape, seq, batch, vocab, steps, warm, device, peak) for k in refs
+        }
         if anchor is not None:
-            ref_rows[f"anchor:{anchor_kind(device)}"] = bench_anchor(anchor, anchor_kind(device), shape, seq,
-                                                                     batch, steps, warm, peak)
+            ref_rows[f"anchor:{anchor_kind(device)}"] = bench_anchor(
+                anchor, anchor_kind(device), shape, seq, batch, steps, warm, peak
+            )
         rows += [*got.values(), *ref_rows.values()]
         ok = [r for r in got.values() if "tokens_per_s" in r]
         best = max(ok, key=lambda r: r["tokens_per_s"]) if ok else None
-        ratios.append({"d": shape[0], "L": shape[1], "best_variant": best["kind"] if best else None,
-                       **{f"best/{k}": ratio(best, r) for k, r in ref_rows.items()},
-                       **{f"{v}/{k}": ratio(got[v], r) for v in got for k, r in ref_rows.items()
-                          if v != (best or {}).get("kind")}})
+        ratios.append(
+            {
+                "d": shape[0],
+                "L": shape[1],
+                "best_variant": best["kind"] if best else None,
+                **{f"best/{k}": ratio(best, r) for k, r in ref_rows.items()},
+                **{
+                    f"{v}/{k}": ratio(got[v], r)
+                    for v in got
+                    for k, r in ref_rows.items()
+                    if v != (best or {}).get("kind")
+                },
+            }
+        )
     return rows, ratios
 
 
@@ -260,9 +389,12 @@ def small_variants(device: str) -> dict[str, dict[str, Any]]:
     """The harness configurations tried on small models (train.* settings)."""
     if device != "cuda":
         return {"harness": {}, "harness+chunked_ce": {"loss_chunk": CPU_CONF["loss_chunk"]}}
-    return {"harness": {}, "harness+chunked_ce": {"loss_chunk": 8192},
-            "harness+cudagraphs": {"compile_mode": "reduce-overhead"},
-            "harness+chunked+cudagraphs": {"loss_chunk": 8192, "compile_mode": "reduce-overhead"}}
+    return {
+        "harness": {},
+        "harness+chunked_ce": {"loss_chunk": 8192},
+        "harness+cudagraphs": {"compile_mode": "reduce-overhead"},
+        "harness+chunked+cudagraphs": {"loss_chunk": 8192, "compile_mode": "reduce-overhead"},
+    }
 
 
 def anchor_kind(device: str) -> str:
@@ -270,7 +402,7 @@ def anchor_kind(device: str) -> str:
 
 
 def matmul_tflops(device: torch.device, n: int = 8192, reps: int = 10) -> float:
-    """The card's measured dense bf16 matmul rate (TFLOP/s): the ceiling MFU is also read against."""
+    """The card's measured dense bf16 matmul rate (TFLOP/s), a second ceiling for MFU."""
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     for _ in range(3):
@@ -289,23 +421,44 @@ def demo_before_after(rounds: int, steps: int) -> dict[str, Any]:
     ms = ModelSpec("cpu-200k", 48, 4, 4, max_seq_len=256)
     best: dict[str, dict] = {}
     for _ in range(rounds):
-        for r in (bench_plain("plain (HF loss, default AdamW)", ms, 2048, 16, 128, steps, 2, True, False),
-                  bench_plain("before (loop at HEAD)", ms, 2048, 16, 128, steps, 2, False, True),
-                  bench_harness("after (harness train())", ms, 2048, 16, 128, steps, 2, "cpu", None,
-                                loss_chunk=CPU_CONF["loss_chunk"])):
+        for r in (
+            bench_plain("plain (HF loss, default AdamW)", ms, 2048, 16, 128, steps, 2, True, False),
+            bench_plain("before (loop at HEAD)", ms, 2048, 16, 128, steps, 2, False, True),
+            bench_harness(
+                "after (harness train())",
+                ms,
+                2048,
+                16,
+                128,
+                steps,
+                2,
+                "cpu",
+                None,
+                loss_chunk=CPU_CONF["loss_chunk"],
+            ),
+        ):
             if r["kind"] not in best or r["tokens_per_s"] > best[r["kind"]]["tokens_per_s"]:
                 best[r["kind"]] = r
     rows = list(best.values())
     print_table("CPU demo, cpu-200k, batch 16 x seq 128 (best of interleaved rounds)", rows)
     after = rows[-1]["tokens_per_s"]
-    out = {"rows": rows, "loss_chunk": CPU_CONF["loss_chunk"], "after/before": after / rows[1]["tokens_per_s"],
-           "after/plain": after / rows[0]["tokens_per_s"], "threads": rows[-1]["threads"]}
-    print(f"after/before {out['after/before']:.3f}   after/plain {out['after/plain']:.3f}   "
-          f"threads picked by the trainer {out['threads']} of {CORES}")
+    out = {
+        "rows": rows,
+        "loss_chunk": CPU_CONF["loss_chunk"],
+        "after/before": after / rows[1]["tokens_per_s"],
+        "after/plain": after / rows[0]["tokens_per_s"],
+        "threads": rows[-1]["threads"],
+    }
+    print(
+        f"after/before {out['after/before']:.3f}   after/plain {out['after/plain']:.3f}   "
+        f"threads picked by the trainer {out['threads']} of {CORES}"
+    )
     return out
 
 
-def _kinds(text: str | None, default: tuple[str, ...], known: tuple[str, ...], flag: str) -> tuple[str, ...]:
+def _kinds(
+    text: str | None, default: tuple[str, ...], known: tuple[str, ...], flag: str
+) -> tuple[str, ...]:
     if text is None:
         return default
     kinds = tuple(k for k in text.split(",") if k)
@@ -320,27 +473,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, a few steps")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    ap.add_argument("--anchor", type=Path, default=None,
-                    help=f"optional extra column (default: {DEFAULT_ANCHOR} when it exists)")
+    ap.add_argument(
+        "--anchor",
+        type=Path,
+        default=None,
+        help=f"optional extra column (default: {DEFAULT_ANCHOR} when it exists)",
+    )
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--refs", default=None, help=f"references beside the harness at each size ({', '.join(KINDS)})")
+    ap.add_argument(
+        "--refs",
+        default=None,
+        help=f"references beside the harness at each size ({', '.join(KINDS)})",
+    )
     ap.add_argument("--small-refs", default=None, help="references beside the small models")
-    ap.add_argument("--small-variants", default=None, help="harness variants tried on the small models")
-    ap.add_argument("--no-demo", action="store_true", help="CPU: skip the demo before/after section")
+    ap.add_argument(
+        "--small-variants", default=None, help="harness variants tried on the small models"
+    )
+    ap.add_argument(
+        "--no-demo", action="store_true", help="CPU: skip the demo before/after section"
+    )
     args = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
     anchor = load_anchor(args.anchor)
     if anchor is not None:
         anchor.dev = device  # the anchor picks its device from its own argv; follow ours
-    info: dict[str, Any] = {"torch": torch.__version__, "device": device,
-                            "card": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-                            "threads": torch.get_num_threads(), "anchor": None if anchor is None else anchor.__file__}
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "device": device,
+        "card": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "anchor": None if anchor is None else anchor.__file__,
+    }
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         peak = matmul_tflops(torch.device("cuda"))
         seq, vocab, steps, warm = 1024, VOCAB, args.steps or 20, 4
         plan = [((512, 8, 8, 1408), 64), ((768, 12, 12, 2048), 32), ((1024, 24, 16, 2816), 16)]
-        refs, small_refs = ("hf_eager", "hf_compile", "mini_compile"), ("hf_compile", "mini_compile")
+        refs, small_refs = (
+            ("hf_eager", "hf_compile", "mini_compile"),
+            ("hf_compile", "mini_compile"),
+        )
         small_batch, small = 32, [(128, 4, 4, 352), (256, 6, 4, 704)]
     else:
         peak = None  # no meaningful CPU peak: MFU is n/a
@@ -348,25 +520,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if anchor is not None:
             anchor.VOCAB = vocab  # the anchor's reference models follow the smoke vocabulary
         plan = [((64, 2, 4, 172), 8), ((128, 4, 4, 352), 8)]
-        refs, small_refs = ("hf_eager", "mini_eager"), ("mini_eager",)  # no compile: says nothing of a GPU
+        refs, small_refs = (
+            ("hf_eager", "mini_eager"),
+            ("mini_eager",),
+        )  # no compile: says nothing of a GPU
         small_batch, small = 8, [shape for shape, _ in plan]  # the smoke sizes again, chunk applies
     refs = _kinds(args.refs, refs, KINDS, "--refs")
     small_refs = _kinds(args.small_refs, small_refs, KINDS, "--small-refs")
-    variants = _kinds(args.small_variants, tuple(small_variants(device)), tuple(small_variants(device)),
-                      "--small-variants")
+    variants = _kinds(
+        args.small_variants,
+        tuple(small_variants(device)),
+        tuple(small_variants(device)),
+        "--small-variants",
+    )
     info["bf16_matmul_tflops"] = peak
     print(json.dumps(info), flush=True)
     results: dict[str, Any] = {"info": info}
     rows, ratios = size_section(anchor, plan, seq, vocab, steps, warm, device, peak, refs)
     print_table(f"sizes (seq {seq}, vocab {vocab})", rows)
     for r in ratios:
-        print("ratios", json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}))
+        print(
+            "ratios",
+            json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}),
+        )
     results["sizes"] = {"rows": rows, "ratios": ratios}
-    rows, ratios = small_section(anchor, small, seq, vocab, steps, warm, device, peak, small_batch,
-                                 variants, small_refs)
+    rows, ratios = small_section(
+        anchor, small, seq, vocab, steps, warm, device, peak, small_batch, variants, small_refs
+    )
     print_table("small models", rows)
     for r in ratios:
-        print("small", json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}))
+        print(
+            "small",
+            json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}),
+        )
     results["small"] = {"rows": rows, "ratios": ratios}
     if device == "cpu" and not args.no_demo:
         results["cpu_demo"] = demo_before_after(rounds=2 if args.smoke else 4, steps=steps + 3)

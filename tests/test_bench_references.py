@@ -34,13 +34,16 @@ def copy_hf_into_mini(hf: torch.nn.Module, mini: MiniLlama) -> None:
 
 def test_mini_llama_equals_transformers_llama():
     torch.manual_seed(0)
-    hf = hf_llama(SHAPE["vocab"], SHAPE["d"], SHAPE["n_layers"], SHAPE["heads"], SHAPE["ffn"], SHAPE["seq"])
+    hf = hf_llama(
+        SHAPE["vocab"], SHAPE["d"], SHAPE["n_layers"], SHAPE["heads"], SHAPE["ffn"], SHAPE["seq"]
+    )
     mini = MiniLlama(**SHAPE)
     copy_hf_into_mini(hf, mini)
     assert sum(p.numel() for p in mini.parameters()) == sum(p.numel() for p in hf.parameters())
     w = torch.randint(0, SHAPE["vocab"], (3, SHAPE["seq"] + 1))
-    ref = torch.nn.functional.cross_entropy(hf(input_ids=w[:, :-1]).logits.float().reshape(-1, SHAPE["vocab"]),
-                                            w[:, 1:].reshape(-1))
+    ref = torch.nn.functional.cross_entropy(
+        hf(input_ids=w[:, :-1]).logits.float().reshape(-1, SHAPE["vocab"]), w[:, 1:].reshape(-1)
+    )
     assert mini(w[:, :-1], w[:, 1:]).item() == pytest.approx(ref.item(), abs=1e-5)
 
 
@@ -51,8 +54,9 @@ def test_flops_per_token_palm_convention():
 
 @pytest.mark.parametrize("kind", ["hf_eager", "mini_eager"])
 def test_reference_rows_report_a_finite_loss(kind):
-    row = run_reference(kind, (32, 2, 4, 88), seq=16, batch=2, vocab=96, steps=2, warm=1,
-                        device=torch.device("cpu"))
+    row = run_reference(
+        kind, (32, 2, 4, 88), seq=16, batch=2, vocab=96, steps=2, warm=1, device=torch.device("cpu")
+    )
     assert row["tokens_per_s"] > 0 and "error" not in row
     assert row["params"] == sum(p.numel() for p in MiniLlama(96, 32, 2, 4, 88, 16).parameters())
 

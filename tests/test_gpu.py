@@ -38,10 +38,13 @@ from train.loop import build_optimizer, train  # noqa: E402
 from train.model import build_model  # noqa: E402
 from train.specs import ModelSpec, TrainSpec  # noqa: E402
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (no GPU on this machine)")]
-TWO_GPUS = pytest.mark.skipif(torch.cuda.device_count() < 2,
-                              reason=f"needs 2 GPUs (found {torch.cuda.device_count()})")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (no GPU on this machine)"),
+]
+TWO_GPUS = pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason=f"needs 2 GPUs (found {torch.cuda.device_count()})"
+)
 
 STEPS = 200
 CURVE_TOL = 0.08
@@ -49,16 +52,36 @@ CURVE_TAIL_TOL = 0.03
 RESUME_BF16_TOL = 0.02
 MODEL = ModelSpec("gpu-test", d_model=128, n_layers=4, n_heads=4, max_seq_len=256)
 VOCAB = 2048
-FP32_EAGER = TrainSpec(tokens=1, batch_size=16, seq_len=256, lr=3e-3, warmup_frac=0.05, log_every=1,
-                       device="cuda", precision="fp32", compile=False, loss_chunk=0)
+FP32_EAGER = TrainSpec(
+    tokens=1,
+    batch_size=16,
+    seq_len=256,
+    lr=3e-3,
+    warmup_frac=0.05,
+    log_every=1,
+    device="cuda",
+    precision="fp32",
+    compile=False,
+    loss_chunk=0,
+)
 FAST = dataclasses.replace(FP32_EAGER, precision="bf16", compile=True, loss_chunk=1024)
 
 
-def train_run(run_dir: Path, spec: TrainSpec, steps: int = STEPS, eval_steps: frozenset = frozenset()):
+def train_run(
+    run_dir: Path, spec: TrainSpec, steps: int = STEPS, eval_steps: frozenset = frozenset()
+):
     run_dir.mkdir(parents=True, exist_ok=True)
     model = build_model(MODEL, VOCAB, seed=0)
-    return train(model, StubTokenizer(), RandomSampler(VOCAB, spec.batch_size, spec.seq_len), spec,
-                 total_steps=steps, eval_steps=set(eval_steps), run_dir=run_dir, evaluate=lambda m, s, t: None)
+    return train(
+        model,
+        StubTokenizer(),
+        RandomSampler(VOCAB, spec.batch_size, spec.seq_len),
+        spec,
+        total_steps=steps,
+        eval_steps=set(eval_steps),
+        run_dir=run_dir,
+        evaluate=lambda m, s, t: None,
+    )
 
 
 def losses(run_dir: Path) -> list[float]:
@@ -78,7 +101,9 @@ def test_fast_path_follows_the_fp32_eager_curve(curves):
     assert len(eager) == len(fast) == STEPS
     assert eager[-1] < eager[0] - 1.0  # it learns: the comparison is not between two flat lines
     diffs = [abs(a - b) for a, b in zip(eager, fast, strict=True)]
-    assert max(diffs) <= CURVE_TOL, f"max |diff| {max(diffs):.4f} at step {diffs.index(max(diffs)) + 1}"
+    assert max(diffs) <= CURVE_TOL, (
+        f"max |diff| {max(diffs):.4f} at step {diffs.index(max(diffs)) + 1}"
+    )
     tail = sum(diffs[-20:]) / 20
     assert tail <= CURVE_TAIL_TOL, f"mean |diff| over the last 20 steps {tail:.4f}"
 
@@ -101,14 +126,18 @@ def test_resume_after_kill_is_exact_in_fp32(curves, tmp_path):
     try:
         ref = tmp_path / "ref"
         train_run(ref, dataclasses.replace(FP32_EAGER, checkpoint_every=100))
-        resume_after_kill(ref, tmp_path / "resumed", dataclasses.replace(FP32_EAGER, checkpoint_every=100))
+        resume_after_kill(
+            ref, tmp_path / "resumed", dataclasses.replace(FP32_EAGER, checkpoint_every=100)
+        )
     finally:
         torch.use_deterministic_algorithms(False)
     assert losses(tmp_path / "resumed") == losses(ref)
 
 
 def test_resume_after_kill_in_bf16_within_tolerance(curves, tmp_path):
-    resume_after_kill(curves["fast"], tmp_path / "resumed", dataclasses.replace(FAST, checkpoint_every=100))
+    resume_after_kill(
+        curves["fast"], tmp_path / "resumed", dataclasses.replace(FAST, checkpoint_every=100)
+    )
     a, b = losses(curves["fast"]), losses(tmp_path / "resumed")
     assert a[:100] == b[:100]  # the part before the kill is the original log, kept
     assert max(abs(x - y) for x, y in zip(a[100:], b[100:], strict=True)) <= RESUME_BF16_TOL
@@ -124,13 +153,20 @@ def test_peak_memory_is_recorded(tmp_path):
 
 def test_fsdp_mesh_of_one_follows_the_unsharded_fast_path(curves, tmp_path):
     spec = dataclasses.replace(FAST, parallel="fsdp", checkpoint_every=100)
-    code = ("import sys; from pathlib import Path; sys.path.insert(0, '.');"
-            "from tests.test_gpu import train_run, FAST; import dataclasses;"
-            f"train_run(Path({str(tmp_path / 'fsdp')!r}), dataclasses.replace(FAST, parallel='fsdp', "
-            "checkpoint_every=100))")
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, '.');"
+        "from tests.test_gpu import train_run, FAST; import dataclasses;"
+        f"train_run(Path({str(tmp_path / 'fsdp')!r}), dataclasses.replace(FAST, parallel='fsdp', "
+        "checkpoint_every=100))"
+    )
     # its own process: FSDP makes a process group that would outlive this test
-    res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     a, b = losses(curves["fast"]), losses(tmp_path / "fsdp")
     assert spec.parallel == "fsdp" and len(b) == STEPS
@@ -160,9 +196,22 @@ def test_lm_eval_scores_on_cuda_equal_cpu_scores(shared_cache, tmp_path):
 
 def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HARNESS_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           "--master_port", str(free_port()), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port",
+            str(free_port()),
+            *args,
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @TWO_GPUS
@@ -174,12 +223,20 @@ def test_two_gpus_follow_one_process(shared_cache, tmp_path, parallel):
     from harness.runner import execute
     from tests.conftest import compose, tiny_overrides
 
-    ov = tiny_overrides(shared_cache, tmp_path / "one") + ["train=gpu", "train.device=cuda",
-                                                           "train.tokens=65536", "train.batch_size=16",
-                                                           "train.seq_len=64", "train.tokens_per_param=null",
-                                                           "train.log_every=2", "train.checkpoint_every=0"]
+    ov = tiny_overrides(shared_cache, tmp_path / "one") + [
+        "train=gpu",
+        "train.device=cuda",
+        "train.tokens=65536",
+        "train.batch_size=16",
+        "train.seq_len=64",
+        "train.tokens_per_param=null",
+        "train.log_every=2",
+        "train.checkpoint_every=0",
+    ]
     ref = execute(run_spec(compose(ov)), tmp_path / "one")
-    two = [a.replace(str(tmp_path / "one"), str(tmp_path / "two")) for a in ov] + [f"train.parallel={parallel}"]
+    two = [a.replace(str(tmp_path / "one"), str(tmp_path / "two")) for a in ov] + [
+        f"train.parallel={parallel}"
+    ]
     res = _torchrun(["-m", "harness.cli", "run", *two], tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     a = json.loads((ref.path / "record.json").read_text())

@@ -60,8 +60,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(ckpt_root: Path, step: int, model, tokenizer, trainer_state: dict[str, Any]) -> Path:
-    """Write `step_<step>/` into a temporary directory, then rename it into place."""
+def save_checkpoint(ckpt_root: Path, step: int, model, tokenizer, trainer_state: dict[str, Any],
+                    extra_dirs: dict[str, Path] | None = None) -> Path:
+    """Write `step_<step>/` into a temporary directory, then rename it into place.
+
+    extra_dirs: directories written elsewhere (the ranks' sharded optimizer state, FSDP) moved
+    in under the given names before the manifest, which lists their files too."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step_{step}"
     tmp = Path(tempfile.mkdtemp(prefix=f".step_{step}.", dir=ckpt_root))
@@ -70,10 +74,13 @@ def save_checkpoint(ckpt_root: Path, step: int, model, tokenizer, trainer_state:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         torch.save(trainer_state, tmp / STATE)
-        files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-                 for p in sorted(tmp.iterdir()) if p.is_file()}
+        for name, src in (extra_dirs or {}).items():
+            Path(src).rename(tmp / name)
+        written = sorted(p for p in tmp.rglob("*") if p.is_file())
+        files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+                 for p in written}
         write_json(tmp / MANIFEST, {"step": step, "files": files})
-        for p in tmp.iterdir():
+        for p in [*written, tmp / MANIFEST]:
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
         if final.exists():

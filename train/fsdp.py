@@ -25,6 +25,8 @@ rank), so rank 0 keeps one unsharded replica that the gathered weights are copie
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
+from train.checkpoint import save_checkpoint
 from train.distributed import DistInfo
 from train.errors import ConfigError
 from train.fast_loss import CausalLMLoss
@@ -60,7 +63,9 @@ def wants_fsdp(parallel: str, n_params: int, info: DistInfo) -> bool:
     one process (a mesh of one: the sharded code path without a second device); `auto` when
     several processes train a model of more than AUTO_FSDP_MIN_PARAMS parameters."""
     if parallel not in PARALLEL_MODES:
-        raise ConfigError(f"train.parallel: unknown mode '{parallel}' (known: {', '.join(PARALLEL_MODES)})")
+        raise ConfigError(
+            f"train.parallel: unknown mode '{parallel}' (known: {', '.join(PARALLEL_MODES)})"
+        )
     if parallel == "fsdp":
         return True
     return parallel == "auto" and info.enabled and n_params > AUTO_FSDP_MIN_PARAMS
@@ -73,11 +78,14 @@ def init_group(device: torch.device, info: DistInfo) -> None:
         return
     if info.enabled:
         raise RuntimeError("FSDP with several ranks needs distributed.init() first")
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                            store=dist.HashStore(), rank=0, world_size=1)
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo", store=dist.HashStore(), rank=0, world_size=1
+    )
 
 
-def shard(model: torch.nn.Module, device: torch.device, loss_chunk: int, compile_layers: bool) -> CausalLMLoss:
+def shard(
+    model: torch.nn.Module, device: torch.device, loss_chunk: int, compile_layers: bool
+) -> CausalLMLoss:
     """Shard `model` in place (its parameters become DTensors) and return the loss module to
     step. Build the optimizer after this, over `model.parameters()`.
 
@@ -112,7 +120,9 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The full (unsharded) weights on rank 0's CPU; {} on the other ranks. Collective."""
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return get_model_state_dict(
+        model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
 
 
 def load_full_weights(model: torch.nn.Module, safetensors_path: Path) -> None:
@@ -147,25 +157,108 @@ def staging_dir(ckpt_root: Path, step: int) -> Path:
     return ckpt_root / f".optimizer_step_{step}"
 
 
-class Replica:
-    """Rank 0's unsharded copy of the model, for evaluation and the HF checkpoint.
+class ShardedRun:
+    """One run's FSDP side, called by the loop at the points where it differs from DDP: the
+    step module, gradient clipping, restore, the full model for evaluation, and checkpoints.
+    Every method except `__init__` is collective: all ranks call it at the same step."""
 
-    Built once (on the CPU, then moved) and refreshed from the gathered weights at each
-    evaluation or checkpoint; it lives on the training device only while evaluating."""
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        info: DistInfo,
+        loss_chunk: int,
+        compile_layers: bool,
+    ):
+        init_group(device, info)
+        self.model, self.device, self.info = model, device, info
+        self.cls, self.config = type(model), model.config  # for the unsharded replica
+        self.step_module = shard(model, device, loss_chunk, compile_layers)
+        self.replica: torch.nn.Module | None = None  # rank 0 only
+        self.replica_step: int | None = None
 
-    def __init__(self, model: torch.nn.Module):
-        self.config = model.config
-        self.cls = type(model)  # the causal LM itself is not an FSDP module (its layers are)
-        self.model: torch.nn.Module | None = None
+    def clip(self, max_norm: float) -> torch.Tensor:
+        return clip_grad_norm(list(self.model.parameters()), max_norm)
 
-    def update(self, full_sd: dict[str, Any]) -> torch.nn.Module:
-        if self.model is None:
-            self.model = self.cls(self.config)
-        self.model.load_state_dict(full_sd, strict=False)
-        if self.config.tie_word_embeddings:
-            self.model.tie_weights()
-        return self.model
+    def restore(
+        self, optimizer: torch.optim.Optimizer, ckpt: Path, trainer_state: dict[str, Any]
+    ) -> None:
+        """Weights from the HF file; optimizer state from its shards, or from a checkpoint
+        written without FSDP (train.parallel changed between launches: it is not keyed)."""
+        load_full_weights(self.model, ckpt / "model.safetensors")
+        if (ckpt / OPTIMIZER_DIR).is_dir():
+            load_optimizer(self.model, optimizer, ckpt / OPTIMIZER_DIR)
+        else:
+            full = by_name(self.model, optimizer, trainer_state["optimizer"])
+            set_optimizer_state_dict(
+                self.model, optimizer, full, options=StateDictOptions(full_state_dict=True)
+            )
+
+    def gather(self, step: int) -> torch.nn.Module | None:
+        """Rank 0's unsharded replica holding the weights after `step` (on the CPU); None on
+        the other ranks. Gathered once per step, reused by evaluation and the checkpoint."""
+        if self.replica_step == step:
+            return self.replica
+        sd = full_state_dict(self.model)
+        if self.info.is_main:
+            if self.replica is None:
+                self.replica = self.cls(self.config)
+            self.replica.load_state_dict(sd, strict=False)
+            if self.config.tie_word_embeddings:
+                self.replica.tie_weights()
+            self.replica.eval()
+        self.replica_step = step
+        return self.replica
+
+    @contextmanager
+    def full_model(self, step: int) -> Iterator[torch.nn.Module | None]:
+        """The replica on the training device for the duration (rank 0), then back on the CPU."""
+        replica = self.gather(step)
+        if replica is None:
+            yield None
+            return
+        replica.to(self.device)
+        try:
+            yield replica
+        finally:
+            replica.to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def save(
+        self,
+        ckpt_root: Path,
+        step: int,
+        tokenizer,
+        optimizer: torch.optim.Optimizer,
+        trainer_state: dict[str, Any],
+    ) -> None:
+        """Each rank writes its optimizer shards into a staging directory; rank 0 then writes
+        the HF files and trainer state and moves the shards in before the manifest, so a
+        checkpoint is complete (manifest present) only with every shard in it."""
+        staging = staging_dir(ckpt_root, step)
+        if self.info.is_main:
+            shutil.rmtree(staging, ignore_errors=True)
+            ckpt_root.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+        save_optimizer(self.model, optimizer, staging)
+        replica = self.gather(step)
+        dist.barrier()
+        if self.info.is_main:
+            state = {k: v for k, v in trainer_state.items() if k != "optimizer"}
+            save_checkpoint(
+                ckpt_root, step, replica, tokenizer, state, extra_dirs={OPTIMIZER_DIR: staging}
+            )
 
 
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+def by_name(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, plain: dict[str, Any]
+) -> dict[str, Any]:
+    """A plain `optimizer.state_dict()` (parameters numbered in param-group order) keyed by
+    parameter name instead, the form `set_optimizer_state_dict` reads."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    groups = []
+    for g in plain["param_groups"]:
+        groups.append({**g, "params": [order[i] for i in g["params"]]})
+    return {"state": {order[i]: v for i, v in plain["state"].items()}, "param_groups": groups}

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from common.atomic import write_text
 from common.errors import ConfigError
-from train import distributed
+from train import distributed, fsdp
 from train.checkpoint import (
     ResumePlan,
     load_trainer_state,
@@ -87,10 +87,17 @@ def build_optimizer(model: torch.nn.Module, spec: TrainSpec, device: torch.devic
     return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), foreach=True)
 
 
-def _restore(model, optimizer, scheduler, ckpt: Path) -> tuple[int, list[float], list]:
+def _restore(model, optimizer, scheduler, ckpt: Path,
+             sharded: fsdp.ShardedRun | None = None) -> tuple[int, list[float], list]:
     state = load_trainer_state(ckpt)
-    load_weights(model, ckpt)
-    optimizer.load_state_dict(state["optimizer"])
+    if sharded is not None:
+        sharded.restore(optimizer, ckpt, state)
+    else:
+        load_weights(model, ckpt)
+        if "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
+        else:  # saved by a sharded (FSDP) run: train.parallel may change between launches
+            fsdp.load_optimizer(model, optimizer, ckpt / fsdp.OPTIMIZER_DIR)
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     # the unlogged part of the current log interval: a checkpoint between log steps (a
@@ -135,6 +142,10 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
         torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)
     model.to(device)
+    sharded = None  # FSDP2: shard before the optimizer is built over the (sharded) parameters
+    if fsdp.wants_fsdp(spec.parallel, sum(p.numel() for p in model.parameters()), info):
+        compile_layers = spec.compile and device.type == "cuda"
+        sharded = fsdp.ShardedRun(model, device, info, spec.loss_chunk, compile_layers)
     optimizer = build_optimizer(model, spec, device)
     warmup = int(round(spec.warmup_frac * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(
@@ -145,7 +156,8 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
     if resume is None:
         resume = plan_resume(ckpt_root, log=lambda m: print(m, file=sys.stderr) if info.is_main else None)
     if resume.checkpoint is not None:
-        start, loss_window, interval = _restore(model, optimizer, scheduler, resume.checkpoint)
+        start, loss_window, interval = _restore(model, optimizer, scheduler, resume.checkpoint,
+                                                sharded)
         resumed_from = start
     if info.is_main:
         _truncate_log(log_path, start)
@@ -155,7 +167,7 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
     if spec.activation_checkpointing:
         # recompute each layer's activations in backward: less memory for ~1/3 more compute
         model.activation_checkpointing_enable({"use_reentrant": False})
-    step_fn = _step_module(model, spec, device, info)
+    step_fn = sharded.step_module if sharded else _step_module(model, spec, device, info)
     if device.type == "cpu" and not spec.num_threads and not info.enabled and start < total_steps:
         torch.set_num_threads(_pick_cpu_threads(step_fn, model, sampler.batch(start)))
     cudagraphs = spec.compile and device.type == "cuda" and spec.compile_mode == "reduce-overhead"
@@ -163,11 +175,14 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
     batches = _Prefetcher(sampler, distributed.local_rows(sampler.batch_size, info), device, total_steps)
 
     def checkpoint(step: int) -> None:
-        if info.is_main:
-            state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "rng": rng_state(), "loss_window": loss_window,
-                     "interval": [float(interval_loss.item()), interval_n]}
+        state = {"step": step, "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                 "loss_window": loss_window, "interval": [float(interval_loss.item()), interval_n]}
+        if sharded is not None:  # every rank writes its optimizer shards; rank 0 the rest
+            sharded.save(ckpt_root, step, tokenizer, optimizer, state)
+        elif info.is_main:
+            state["optimizer"] = optimizer.state_dict()
             save_checkpoint(ckpt_root, step, model, tokenizer, state)
+        if info.is_main:
             prune_checkpoints(ckpt_root, spec.keep_checkpoints, protect=eval_steps)
         distributed.barrier(info)
 
@@ -204,7 +219,11 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
                 loss = step_fn(window[:, :-1], window[:, 1:])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip, foreach=True)
+            if sharded is not None:
+                grad_norm = sharded.clip(spec.grad_clip)
+            else:
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip,
+                                                           foreach=True)
             optimizer.step()
             scheduler.step()
             interval_loss += loss.detach()
@@ -230,7 +249,11 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
                 t_pause = time.time()
                 if done in eval_steps:
                     model.eval()
-                    if info.is_main:
+                    if sharded is not None:  # rank 0 evaluates an unsharded replica
+                        with sharded.full_model(done) as full:
+                            if info.is_main:
+                                evaluate(full, done, done * tokens_per_step)
+                    elif info.is_main:
                         evaluate(model, done, done * tokens_per_step)
                     model.train()
                 checkpoint(done)
@@ -257,6 +280,7 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
     return LoopResult(total_steps, total_steps * tokens_per_step, wall,
                       steps_run * tokens_per_step / max(wall, 1e-9), resumed_from, peak_memory(device),
                       extra={"world_size": info.world_size, "torch_threads": torch.get_num_threads(),
+                             "parallel": "fsdp" if sharded else ("ddp" if info.enabled else "none"),
                              "peak_memory_kind":
                              "cuda_max_allocated" if device.type == "cuda" else "cpu_max_rss"})
 
