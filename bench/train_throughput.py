@@ -20,279 +20,39 @@ configuration (cpu-200k, batch 16 x seq 128) before / after, side by side in one
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import statistics
 import sys
-import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.reference_models import KINDS, run_reference  # noqa: E402
+from bench.reference_models import KINDS  # noqa: E402
+from bench.throughput_rows import (  # noqa: E402
+    CORES,
+    DEFAULT_ANCHOR,
+    anchor_kind,
+    bench_anchor,
+    bench_harness,
+    bench_plain,
+    bench_ref,
+    load_anchor,
+    matmul_tflops,
+    print_table,
+    ratio,
+    spec_of,
+)
 from common.atomic import write_text  # noqa: E402
-from train.loop import peak_memory, train  # noqa: E402
-from train.model import build_model  # noqa: E402
-from train.specs import ModelSpec, TrainSpec  # noqa: E402
+from train.specs import ModelSpec  # noqa: E402
 
-PEAK_NOMINAL = 989.0  # TFLOP/s, H100/H200 dense bf16, the anchor's reference
 VOCAB = 50304
-CORES = torch.get_num_threads()
 CPU_CONF = yaml.safe_load((ROOT / "conf" / "train" / "cpu.yaml").read_text())
-
-
-class SyntheticSampler:
-    """Random token windows; batch(step) depends only on step, like MixtureSampler."""
-
-    def __init__(self, vocab: int, batch_size: int, seq_len: int):
-        self.vocab, self.batch_size, self.seq_len = vocab, batch_size, seq_len
-
-    def batch(self, step: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(step)
-        return torch.randint(0, self.vocab, (self.batch_size, self.seq_len + 1), generator=g)
-
-
-DEFAULT_ANCHOR = ROOT.parent / "shared" / "anchors" / "gpu_anchor.py"
-
-
-def load_anchor(path: Path | None) -> ModuleType | None:
-    """The optional anchor: None when the default path is absent; an explicit --anchor that
-    does not exist is an error."""
-    if path is None:
-        if not DEFAULT_ANCHOR.exists():
-            return None
-        path = DEFAULT_ANCHOR
-    if not path.exists():
-        print(f"error: --anchor: '{path}' not found", file=sys.stderr)
-        sys.exit(2)
-    spec = importlib.util.spec_from_file_location("gpu_anchor", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
-    """PaLM convention: every matmul weight (lm_head included, input embedding excluded)."""
-    cfg = model.config
-    total = sum(p.numel() for p in model.parameters())
-    emb = model.get_input_embeddings().weight.numel()
-    flop_params = total - emb + (emb if cfg.tie_word_embeddings else 0)
-    return 6.0 * flop_params + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
-
-
-def _finish(row: dict[str, Any], fpt: float, peak: float | None) -> dict[str, Any]:
-    """TFLOP/s and MFU; MFU only on a GPU (peak is None on the CPU, where it means nothing)."""
-    row["tflops"] = row["tokens_per_s"] * fpt / 1e12
-    row["mfu_vs_989"] = row["tflops"] / PEAK_NOMINAL if peak else None
-    row["mfu_vs_measured_peak"] = row["tflops"] / peak if peak else None
-    return row
-
-
-def bench_ref(
-    kind: str,
-    shape: tuple,
-    seq: int,
-    batch: int,
-    vocab: int,
-    steps: int,
-    warm: int,
-    device: str,
-    peak: float | None,
-) -> dict[str, Any]:
-    """One of this project's references (bench/reference_models.py); a failure is a row."""
-    if device == "cpu":
-        torch.set_num_threads(CORES)
-    try:
-        r = run_reference(kind, shape, seq, batch, vocab, steps, warm, torch.device(device))
-    except Exception as e:  # noqa: BLE001 - one failing row must not lose the table
-        return dict(kind=kind, d=shape[0], L=shape[1], error=repr(e)[:300])
-    if r["peak_mem_gib"] is None:
-        r["peak_mem_gib"] = peak_memory(torch.device("cpu")) / 2**30  # CPU: the process's RSS
-    return _finish(r, r["flops_per_token"], peak)
-
-
-def bench_harness(
-    name: str,
-    ms: ModelSpec,
-    vocab: int,
-    batch: int,
-    seq: int,
-    steps: int,
-    warm: int,
-    device: str,
-    peak: float | None,
-    **train_kw: Any,
-) -> dict[str, Any]:
-    """The harness's own `train()`: tokens/s is the median of per-step log rows after warm-up."""
-    torch.manual_seed(0)
-    model = build_model(ms, vocab, seed=0)
-    fpt = flops_per_token(model, seq)
-    rows: list[dict[str, Any]] = []
-    cuda = device == "cuda"
-    spec = TrainSpec(
-        tokens=1,
-        batch_size=batch,
-        seq_len=seq,
-        device=device,
-        log_every=1,
-        warmup_frac=0.0,
-        precision="bf16" if cuda else "fp32",
-        compile=cuda,
-        **train_kw,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        res = train(
-            model,
-            None,
-            SyntheticSampler(vocab, batch, seq),
-            spec,
-            warm + steps,
-            set(),
-            Path(tmp),
-            evaluate=lambda m, s, t: None,
-            log_fn=rows.append,
-        )
-        wall = time.perf_counter() - t0
-    tps = statistics.median(r["tokens_per_second"] for r in rows[warm:])
-    out = dict(
-        kind=name,
-        d=ms.d_model,
-        L=ms.n_layers,
-        B=batch,
-        T=seq,
-        tokens_per_s=tps,
-        warmup_s=wall - (steps * batch * seq) / tps,
-        peak_mem_gib=res.peak_memory_bytes / 2**30,
-        loss=rows[-1]["loss"],
-        options=train_kw,
-        threads=res.extra["torch_threads"],
-    )
-    del model
-    if cuda:
-        torch.cuda.empty_cache()
-    return _finish(out, fpt, peak)
-
-
-def bench_plain(
-    name: str,
-    ms: ModelSpec,
-    vocab: int,
-    batch: int,
-    seq: int,
-    steps: int,
-    warm: int,
-    hf_loss: bool,
-    foreach: bool,
-) -> dict[str, Any]:
-    """A plain CPU loop for before/after. hf_loss: the model's own loss (labels=) with default
-    AdamW and per-parameter clipping; else the loop as it was before issue 7 (full logits, fp32
-    cross-entropy, foreach AdamW and clipping)."""
-    torch.set_num_threads(CORES)  # the loop before issue 7 always used every core
-    model = build_model(ms, vocab, seed=0)
-    fpt = flops_per_token(model, seq)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=foreach)
-    sampler = SyntheticSampler(vocab, batch, seq)
-    model.train()
-    times = []
-    for step in range(warm + steps):
-        t = time.perf_counter()
-        w = sampler.batch(step)
-        if hf_loss:
-            loss = model(input_ids=w[:, :-1], labels=w[:, :-1]).loss
-        else:
-            logits = model(input_ids=w[:, :-1]).logits
-            loss = F.cross_entropy(
-                logits.float().reshape(-1, logits.size(-1)), w[:, 1:].reshape(-1)
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=foreach)
-        opt.step()
-        loss.item()
-        times.append(time.perf_counter() - t)
-    tps = batch * seq / statistics.median(times[warm:])
-    return _finish(
-        dict(
-            kind=name,
-            d=ms.d_model,
-            L=ms.n_layers,
-            B=batch,
-            T=seq,
-            tokens_per_s=tps,
-            peak_mem_gib=peak_memory(torch.device("cpu")) / 2**30,
-            loss=float(loss),
-        ),
-        fpt,
-        None,
-    )
-
-
-def bench_anchor(
-    anchor: ModuleType,
-    kind: str,
-    shape: tuple,
-    seq: int,
-    batch: int,
-    steps: int,
-    warm: int,
-    peak: float | None,
-) -> dict[str, Any]:
-    """The optional anchor's row (../shared/anchors/gpu_anchor.py), named `anchor:<kind>`."""
-    d, L, h, ff = shape
-    if anchor.dev == "cpu":
-        torch.set_num_threads(CORES)
-    else:
-        torch.cuda.reset_peak_memory_stats()  # the anchor reads the process-wide peak
-    try:
-        r = anchor.run(kind, d, L, h, ff, seq, batch, steps, warm)
-    except Exception as e:  # noqa: BLE001 - one failing row must not lose the table
-        return dict(kind=kind, d=d, L=L, error=repr(e)[:300])
-    r["peak_mem_gib"] = r.pop("max_mem_gib") or peak_memory(torch.device("cpu")) / 2**30  # CPU: RSS
-    r["tokens_per_s"] = float(r["tokens_per_s"])
-    r.pop("mfu_vs_989", None)
-    fpt = r["tflops"] * 1e12 / r["tokens_per_s"]
-    r["kind"] = f"anchor:{kind}"
-    return _finish(r, fpt, peak)
-
-
-def spec_of(shape: tuple, seq: int) -> ModelSpec:
-    d, L, h, ff = shape
-    return ModelSpec(f"d{d}-l{L}", d, L, h, ffn_hidden=ff, max_seq_len=seq, tie_embeddings=False)
-
-
-def ratio(a: dict | None, b: dict | None) -> float | None:
-    if not a or not b or "tokens_per_s" not in a or "tokens_per_s" not in b:
-        return None
-    return a["tokens_per_s"] / b["tokens_per_s"]
-
-
-def print_table(title: str, rows: list[dict[str, Any]]) -> None:
-    print(f"\n## {title}")
-    print(
-        f"{'kind':<28} {'d':>5} {'L':>3} {'B':>4} {'tok/s':>12} {'TFLOP/s':>8} {'MFU989':>7} "
-        f"{'MFUpeak':>7} {'peak GiB':>9}"
-    )
-    for r in rows:
-        if "error" in r:
-            print(f"{r['kind']:<28} {r['d']:>5} {r['L']:>3} ERROR {r['error'][:100]}")
-            continue
-        mfu = "n/a" if r.get("mfu_vs_989") is None else f"{r['mfu_vs_989']:.3f}"
-        mfup = (
-            "n/a" if r.get("mfu_vs_measured_peak") is None else f"{r['mfu_vs_measured_peak']:.3f}"
-        )
-        print(
-            f"{r['kind']:<28} {r['d']:>5} {r['L']:>3} {r['B']:>4} {r['tokens_per_s']:>12,.0f} "
-            f"{r['tflops']:>8.3f} {mfu:>7} {mfup:>7} {r['peak_mem_gib']:>9.3f}"
-        )
 
 
 def size_section(
@@ -305,10 +65,13 @@ def size_section(
     device: str,
     peak: float | None,
     refs: tuple[str, ...],
-) -> tuple[list, list]:
+    out: dict[str, list],
+    save: Callable[[], None],
+) -> None:
     """Per size: the harness beside each reference in `refs` (and the anchor's minimal model
-    when present); ratios harness / each."""
-    rows, ratios = [], []
+    when present); ratios harness / each. Appends to out["rows"] / out["ratios"] and saves
+    after each size, so a run stopped by a time limit keeps what it measured."""
+    rows, ratios = out["rows"], out["ratios"]
     for shape, batch in plan:
         ms = spec_of(shape, seq)
         h = bench_harness("harness", ms, vocab, batch, seq, steps, warm, device, peak)
@@ -321,7 +84,7 @@ def size_section(
         ratios.append(
             {"d": shape[0], "L": shape[1], **{f"harness/{k}": ratio(h, r) for k, r in got.items()}}
         )
-    return rows, ratios
+        save()
 
 
 def small_section(
@@ -336,9 +99,12 @@ def small_section(
     batch: int,
     variants: tuple[str, ...],
     refs: tuple[str, ...],
-) -> tuple[list, list]:
-    """Small models: each harness variant beside the references; the best variant's ratios."""
-    rows, ratios = [], []
+    out: dict[str, list],
+    save: Callable[[], None],
+) -> None:
+    """Small models: each harness variant beside the references; the best variant's ratios.
+    Appends to `out` and saves after each size, like size_section."""
+    rows, ratios = out["rows"], out["ratios"]
     for shape in shapes:
         ms = spec_of(shape, seq)
         got = {}
@@ -382,7 +148,7 @@ def small_section(
                 },
             }
         )
-    return rows, ratios
+        save()
 
 
 def small_variants(device: str) -> dict[str, dict[str, Any]]:
@@ -395,24 +161,6 @@ def small_variants(device: str) -> dict[str, dict[str, Any]]:
         "harness+cudagraphs": {"compile_mode": "reduce-overhead"},
         "harness+chunked+cudagraphs": {"loss_chunk": 8192, "compile_mode": "reduce-overhead"},
     }
-
-
-def anchor_kind(device: str) -> str:
-    return "min_compile" if device == "cuda" else "hf_eager"
-
-
-def matmul_tflops(device: torch.device, n: int = 8192, reps: int = 10) -> float:
-    """The card's measured dense bf16 matmul rate (TFLOP/s), a second ceiling for MFU."""
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize(device)
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    torch.cuda.synchronize(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e12
 
 
 def demo_before_after(rounds: int, steps: int) -> dict[str, Any]:
@@ -492,6 +240,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument(
         "--no-demo", action="store_true", help="CPU: skip the demo before/after section"
     )
+    ap.add_argument("--sections", default="sizes,small", help="which tables, in this order")
     args = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
     anchor = load_anchor(args.anchor)
@@ -536,30 +285,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info["bf16_matmul_tflops"] = peak
     print(json.dumps(info), flush=True)
     results: dict[str, Any] = {"info": info}
-    rows, ratios = size_section(anchor, plan, seq, vocab, steps, warm, device, peak, refs)
-    print_table(f"sizes (seq {seq}, vocab {vocab})", rows)
-    for r in ratios:
-        print(
-            "ratios",
-            json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}),
-        )
-    results["sizes"] = {"rows": rows, "ratios": ratios}
-    rows, ratios = small_section(
-        anchor, small, seq, vocab, steps, warm, device, peak, small_batch, variants, small_refs
-    )
-    print_table("small models", rows)
-    for r in ratios:
-        print(
-            "small",
-            json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}),
-        )
-    results["small"] = {"rows": rows, "ratios": ratios}
+
+    def save() -> None:
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            write_text(args.out, json.dumps(results, indent=1, default=str))
+
+    for section in args.sections.split(","):
+        if section == "sizes":
+            out = results["sizes"] = {"rows": [], "ratios": []}
+            size_section(anchor, plan, seq, vocab, steps, warm, device, peak, refs, out, save)
+            print_section(f"sizes (seq {seq}, vocab {vocab})", "ratios", out)
+        elif section == "small":
+            out = results["small"] = {"rows": [], "ratios": []}
+            small_section(
+                anchor,
+                small,
+                seq,
+                vocab,
+                steps,
+                warm,
+                device,
+                peak,
+                small_batch,
+                variants,
+                small_refs,
+                out,
+                save,
+            )
+            print_section("small models", "small", out)
+        else:
+            print(f"error: --sections: unknown '{section}' (known: sizes, small)", file=sys.stderr)
+            sys.exit(2)
     if device == "cpu" and not args.no_demo:
         results["cpu_demo"] = demo_before_after(rounds=2 if args.smoke else 4, steps=steps + 3)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_text(args.out, json.dumps(results, indent=1, default=str))
+    save()
     return results
+
+
+def print_section(title: str, tag: str, out: dict[str, list]) -> None:
+    print_table(title, out["rows"])
+    for r in out["ratios"]:
+        print(
+            tag, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()})
+        )
 
 
 if __name__ == "__main__":

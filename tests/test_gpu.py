@@ -122,7 +122,7 @@ def resume_after_kill(src: Path, dst: Path, spec: TrainSpec) -> None:
 
 
 def test_resume_after_kill_is_exact_in_fp32(curves, tmp_path):
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # the equality below is the check
     try:
         ref = tmp_path / "ref"
         train_run(ref, dataclasses.replace(FP32_EAGER, checkpoint_every=100))
