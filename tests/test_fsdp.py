@@ -218,3 +218,50 @@ def test_auto_shards_only_large_models_across_processes():
     assert not wants_fsdp("auto", AUTO_FSDP_MIN_PARAMS, two)
     assert not wants_fsdp("auto", AUTO_FSDP_MIN_PARAMS + 1, one)
     assert wants_fsdp("fsdp", 10, one) and not wants_fsdp("ddp", AUTO_FSDP_MIN_PARAMS * 10, two)
+
+
+def test_torchrun_fsdp_through_the_cli_matches_one_process(tmp_path, shared_cache):
+    """`torchrun --nproc_per_node=2 -m harness.cli run ... train.parallel=fsdp`: the runner's
+    record (validation losses at every evaluated checkpoint) equals a one-process run's."""
+    import subprocess
+    import sys
+
+    from harness.config import run_spec
+    from harness.runner import execute
+    from tests.conftest import ROOT, compose, tiny_overrides
+
+    ov = tiny_overrides(shared_cache, tmp_path / "one") + ["train.num_threads=1"]
+    ref = execute(run_spec(compose(ov)), tmp_path / "one")
+    two = [a.replace(str(tmp_path / "one"), str(tmp_path / "two")) for a in ov]
+    env = {
+        **os.environ,
+        "HARNESS_NO_PROGRESS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "harness.cli",
+        "run",
+        *two,
+        "train.parallel=fsdp",
+    ]
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    recs = list((tmp_path / "two").glob("runs/*/record.json"))
+    assert [p.parent.name for p in recs] == [ref.run_id]  # same run id: parallel is not keyed
+    a = json.loads((ref.path / "record.json").read_text())
+    b = json.loads(recs[0].read_text())
+    assert b["status"] == "complete" and b["compute"]["world_size"] == 2
+    for ca, cb in zip(a["checkpoints"], b["checkpoints"], strict=True):
+        assert ca["step"] == cb["step"]
+        assert cb["val_loss"] == pytest.approx(ca["val_loss"], abs=TOL)
+    ckpt = latest_complete(recs[0].parent / "checkpoints")
+    assert (ckpt / OPTIMIZER_DIR).is_dir() and verify_checkpoint(ckpt) is None
