@@ -127,7 +127,8 @@ def calibrate(group: Group, labels: pd.Series, cfg: ClassifyConfig,
     allowed = np.ones(codes.shape[0], bool)
     if prior_frac is not None:
         n_pred = (codes == LABELS.index("predictable")).sum(1)
-        allowed = np.abs(n_pred - prior_frac * len(names)) <= prior_tolerance + 1e-9
+        target = round(prior_frac * len(names))  # a count of tasks (0.3913 of 46 -> 18)
+        allowed = np.abs(n_pred - target) <= prior_tolerance
         if not allowed.any():
             allowed[:] = True  # the prior cannot be met on this data: ignore it
     col = np.array([names.index(t) for t in lab.index])

@@ -134,3 +134,13 @@ def test_exp_fits_and_labels_do_not_depend_on_threads_or_row_order():
     grid_p = fit_exp_grid(g.x[perm], g.Y[perm], W[:1, perm], FitConfig())
     np.testing.assert_array_equal(grid.gamma, grid_p.gamma)
     np.testing.assert_allclose(grid.eps, grid_p.eps, rtol=1e-9, atol=1e-12)
+
+
+def test_prior_is_a_count_of_tasks_not_a_float_comparison():
+    # 0.3913 (the config value) and 18/46 name the same count; a float tolerance made
+    # the boundary count (target + tolerance) depend on the fraction's last digits
+    g = _multi_group(per_kind=3)
+    labels = pd.Series({n: n.rsplit("_", 1)[0] for n in g.names})
+    a = calibrate(g, labels, ClassifyConfig(), prior_frac=0.3913, prior_tolerance=2)
+    b = calibrate(g, labels, ClassifyConfig(), prior_frac=18 / 46, prior_tolerance=2)
+    assert a.tuned == b.tuned and a.metrics == b.metrics
