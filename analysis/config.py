@@ -74,6 +74,20 @@ class FlipConfig:
 
 
 @dataclass
+class TwoStepConfig:
+    """Two-step ladder backtest (Bhagia et al. 2024) on a testbed with the target runs."""
+
+    train_sizes: list[str] = field(default_factory=lambda: ["190M", "370M", "760M", "1B"])
+    train_multipliers: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0])
+    targets: list[str] = field(default_factory=lambda: ["7B-4T", "13B-5T"])
+    step2_min_frac: float = 0.1  # step 2 skips each run's first 10% of checkpoints (paper)
+    last_n: int = 5  # the final value = mean of a run's last n checkpoints (moving average)
+    loss_val_set: str = "c4_en"  # the C4-loss variant's intermediate feature
+    variance_run: str = "1B-10xC"  # variance analysis: spread over this run's last ...
+    variance_last_n: int = 10  # ... checkpoints
+
+
+@dataclass
 class ExtrapolateConfig:
     """Backtests: which runs train the laws and which are predicted."""
 
@@ -90,6 +104,7 @@ class ExtrapolateConfig:
             "commonsense_qa", "bigbench_qa_wikidata", "hellaswag", "copa", "squad", "piqa",
         ]
     )
+    two_step: TwoStepConfig = field(default_factory=TwoStepConfig)
 
 
 @dataclass
@@ -109,6 +124,9 @@ class AnalysisConfig:
     accuracy_metric: str = "acc"  # task metric classified and fitted
     task_loss_metrics: list[str] = field(default_factory=lambda: ["bpb", "logprob"])
     reference_val_set: str = "c4_val"  # x-axis of the headline tables and task grid
+    x_axes: list[str] = field(default_factory=list)  # extra x-axes: compute, params
+    points: str = "final"  # final checkpoints, or "all" checkpoints (bootstrap over runs)
+    checkpoint_min_frac: float = 0.1  # points=all: skip checkpoints before this token share
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     fit: FitConfig = field(default_factory=FitConfig)

@@ -37,6 +37,7 @@ class Group:
     chance: np.ndarray  # (T,)
     X_task: np.ndarray | None = None  # (n, T) continuous task metric (bpb/logprob) or None
     task_metric: str = ""
+    cluster: np.ndarray | None = None  # (n,) run of each point when points are checkpoints
 
     @property
     def n(self) -> int:
@@ -94,27 +95,43 @@ def build_groups(table: pd.DataFrame, metric: str = "acc",
                         for c in Y.columns],
                 Y=Y.loc[ids].to_numpy(float), S=S.loc[ids].to_numpy(float),
                 chance=chance.to_numpy(float),
-                X_task=None if Xt is None else Xt.loc[ids].to_numpy(float), task_metric=tm))
+                X_task=None if Xt is None else Xt.loc[ids].to_numpy(float), task_metric=tm,
+                cluster=_clusters(ids)))
     if not groups:
         raise AnalysisError("no run has both a validation loss and task scores")
     return groups
 
 
+def _clusters(ids: list) -> np.ndarray | None:
+    # points named "<run>#<step>" (analysis.axes, points=all) belong to their run
+    from analysis.axes import CHECKPOINT_SEP, run_of
+
+    if not any(CHECKPOINT_SEP in str(i) for i in ids):
+        return None
+    return run_of(np.array(ids, dtype=object))
+
+
 def bootstrap_weights(n: int, n_resamples: int, seed: int,
-                      strata: np.ndarray | None = None) -> np.ndarray:
+                      strata: np.ndarray | None = None,
+                      clusters: np.ndarray | None = None) -> np.ndarray:
     """(1 + R, n) weights: row 0 all ones (the data), rows 1.. multinomial resample counts.
 
     With `strata` (e.g. corpus per model) models are resampled within each stratum, so a
-    pooled resample keeps every corpus's share.
+    pooled resample keeps every corpus's share. With `clusters` (the run of each point)
+    whole runs are resampled and each point weighs its run's count.
     """
     rng = np.random.default_rng(seed)
     W = np.ones((n_resamples + 1, n))
     if n_resamples == 0 or n == 0:
         return W
     strata = np.zeros(n, dtype=int) if strata is None else pd.factorize(strata)[0]
+    cl = np.arange(n) if clusters is None else pd.factorize(clusters)[0]
     for s in np.unique(strata):
         idx = np.flatnonzero(strata == s)
-        W[1:, idx] = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), n_resamples)
+        units, inv = np.unique(cl[idx], return_inverse=True)
+        counts = rng.multinomial(units.size, np.full(units.size, 1.0 / units.size),
+                                 n_resamples)
+        W[1:, idx] = counts[:, inv]
     return W
 
 

@@ -238,9 +238,10 @@ def report_partial_tasks(table: pd.DataFrame) -> list[str]:
         for name, have in sub.groupby("name")["run_id"].unique().items():
             lacking = sorted(runs - set(have))
             if lacking:
+                more = ", ..." if len(lacking) > 5 else ""
                 msgs.append(f"task {name} missing from {len(lacking)} of {len(runs)} runs of "
-                            f"{sweep} ({', '.join(lacking[:5])}{', ...' if len(lacking) > 5 else ''});"
-                            " those runs are skipped for it")
+                            f"{sweep} ({', '.join(lacking[:5])}{more}); those runs are skipped "
+                            "for it")
     for m in msgs:
         warn(m)
     return msgs

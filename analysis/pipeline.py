@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import io
+from analysis.axes import main_suite, select_points, with_axes
 from analysis.calibrate import CALIBRATION_TABLES, calibration_tables
 from analysis.classify import (
     GroupTrends,
@@ -35,6 +36,7 @@ from analysis.fit_tables import downstream_fit_rows
 from analysis.flips import FLIP_COLUMNS, corpus_gaps, detect_flips
 from analysis.matrix import POOLED, bootstrap_weights, build_groups
 from analysis.table import COLUMNS, conform, with_all_columns
+from analysis.testbed_extras import EXTRA_TABLES, testbed_extras
 
 FIT_COLUMNS = ["kind", "backtest", "law", "corpus", "val_set", "task", "setup", "name",
                "x_metric", "n_points", "r2", "rmse", "llo_abs_error", "params", "param_ci",
@@ -86,10 +88,16 @@ def analyze(table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = Non
     table = conform(with_all_columns(table))
     if table.empty:
         raise AnalysisError("empty table: no runs to analyse")
-    cfg = _with_present_reference(cfg, table)
+    # x-axes beyond the validation losses (compute, params) are pseudo validation sets;
+    # the groups use the main suite's points (final checkpoints, or every checkpoint)
+    table = conform(with_axes(table, cfg.x_axes))
+    main = main_suite(table)
+    points = select_points(main, cfg.points, cfg.checkpoint_min_frac)
+    cfg = _with_present_reference(cfg, points)
     with warnings.catch_warnings(record=True) as caught, _limit_threads():
         warnings.simplefilter("always", AnalysisWarning)
-        results = _compute(table, cfg)
+        results = _compute(points, cfg, main)
+        results.update(testbed_extras(table, main, cfg, results))
         results.update(calibration_tables(sorted(table["source"].dropna().unique()),
                                           results["_trends"], results["trends"], cfg))
     msgs = list(dict.fromkeys(str(w.message) for w in caught
@@ -125,14 +133,15 @@ def _with_present_reference(cfg: AnalysisConfig, table: pd.DataFrame) -> Analysi
     return dataclasses.replace(cfg, reference_val_set=present[0])
 
 
-def _compute(table: pd.DataFrame, cfg: AnalysisConfig) -> dict:
+def _compute(table: pd.DataFrame, cfg: AnalysisConfig, finals: pd.DataFrame | None = None
+             ) -> dict:
     groups = build_groups(table, cfg.accuracy_metric, tuple(cfg.task_loss_metrics))
     trends: dict[tuple[str, str], GroupTrends] = {}
     weights: dict[tuple[str, str], np.ndarray] = {}
     fit_rows: list[dict] = []
     for g in groups:
         W = bootstrap_weights(g.n, cfg.bootstrap.n_resamples, _seed(cfg, g.corpus),
-                              g.run_corpus if g.corpus == POOLED else None)
+                              g.run_corpus if g.corpus == POOLED else None, g.cluster)
         gt = classify_group(g, W, cfg.classify, cfg.fit)
         trends[(g.val_set, g.corpus)] = gt
         weights[(g.val_set, g.corpus)] = W
@@ -149,8 +158,9 @@ def _compute(table: pd.DataFrame, cfg: AnalysisConfig) -> dict:
     val_sets = sorted({v for v, _ in trends})
     gaps = corpus_gaps(trends, val_sets, sorted({c for _, c in trends}), cfg.flips)
     sens = sensitivity(headline, cfg.classify)
-    extrap, loss_fits = _extrapolate(table, cfg, val_sets)
-    return {"_trends": trends, "trends": trend_df, "predictable": pd.DataFrame(pred_rows), "flips": flips,
+    extrap, loss_fits = _extrapolate(table if finals is None else finals, cfg, val_sets)
+    return {"trends": trend_df, "predictable": pd.DataFrame(pred_rows), "flips": flips,
+            "_trends": trends, "_weights": weights, "_headline": headline,
             "gaps": gaps.drop(columns=["boot"]) if not gaps.empty else gaps,
             "sensitivity": sens, "extrapolation": extrap,
             "fits": pd.DataFrame(fit_rows + loss_fits, columns=FIT_COLUMNS)}
@@ -201,6 +211,9 @@ def _write(out_dir: Path, table: pd.DataFrame, cfg: AnalysisConfig, res: dict,
         files.append(io.write_csv(tdir / f"{name}.csv", df))
     for name in CALIBRATION_TABLES:  # agreement with published labels, when there are some
         if name in res and not res[name].empty:
+            files.append(io.write_csv(tdir / f"{name}.csv", res[name]))
+    for name in EXTRA_TABLES:  # testbed extras (analysis.testbed_extras), only when computed
+        if name in res:
             files.append(io.write_csv(tdir / f"{name}.csv", res[name]))
     files.append(io.write_text(out_dir / "analysis_config.json",
                                json.dumps(cfg.to_dict(), indent=2)))

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import io  # noqa: E402
+from analysis.axes import axis_label, main_suite, select_points  # noqa: E402
 from analysis.classify import LABELS  # noqa: E402
 from analysis.config import AnalysisConfig  # noqa: E402
 from analysis.downstream_laws import exp_law_acc  # noqa: E402
@@ -46,6 +47,8 @@ class _Data:
 
     def __init__(self, out_dir: Path, cfg: AnalysisConfig):
         runs = pd.read_parquet(out_dir / "tables" / "runs.parquet")
+        # the points the groups used: main suite, final or every checkpoint (analysis.axes)
+        runs = select_points(main_suite(runs), cfg.points, cfg.checkpoint_min_frac)
         fin = runs[runs["final"].fillna(False).astype(bool)]
         self.loss = fin[fin["kind"] == "val_loss"].pivot_table(
             index="run_id", columns="name", values="value", aggfunc="mean")
@@ -121,7 +124,7 @@ def task_grids(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
             ax.axis("off")
         handles, labels = axes.flat[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8)
-        fig.supxlabel(f"validation loss ({v})", fontsize=9)
+        fig.supxlabel(axis_label(v), fontsize=9)
         fig.supylabel("accuracy", fontsize=9)
         fig.tight_layout(rect=(0, 0, 1, 0.97))
         files.append(_save(fig, out_dir / "figures" / f"task_grid_{_safe(v)}.png", cfg.plot.dpi))
@@ -168,7 +171,7 @@ def flip_figures(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
         for ax, (v, nm, corp, tc) in zip(axes, panels, strict=True):
             _panel(ax, d, v, nm, corp, tc, small=False)
-            ax.set_xlabel(f"validation loss ({v})")
+            ax.set_xlabel(axis_label(v))
         axes[0].set_ylabel("accuracy")
         axes[0].legend(fontsize=7)
         eff = r.effect if isinstance(r.effect, str) else f"{float(r.effect):+.3f}"

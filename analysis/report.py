@@ -12,6 +12,7 @@ from analysis import classify, io
 from analysis.config import AnalysisConfig
 from analysis.matrix import POOLED
 from analysis.report_calibration import calibration_section, corpus_section
+from analysis.report_extras import axis_line, extra_sections
 
 
 def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -50,8 +51,10 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
              f"corpora: {', '.join(corpora)}; sizes: {fin['size'].nunique()}; "
              f"validation sets: {', '.join(vsets)}; "
              f"task variants: {fin.loc[fin['kind'] == 'task', 'name'].nunique()}. "
-             f"Final checkpoints only; {cfg.bootstrap.n_resamples} bootstrap resamples of models; "
+             f"{'Final checkpoints' if cfg.points == 'final' else 'Every checkpoint'}; "
+             f"{cfg.bootstrap.n_resamples} bootstrap resamples; "
              f"intervals are central {cfg.bootstrap.ci:.0%}. Runtime {seconds:.1f} s.\n")
+    s.append(axis_line(cfg))
 
     s.append("\n## Fraction of tasks that scale predictably, per validation set\n\n")
     s.append(f"Corpus: `{head}` (pooled when several). Interval: bootstrap over models.\n")
@@ -103,6 +106,7 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
             s.append(_md(rev[["task", "context", "from", "to", "effect_from", "effect",
                               "p_value"]]))
 
+    s.append(extra_sections(out_dir, cfg, _md))
     s.append("\n## Downstream laws compared\n\n")
     d = fits[(fits["kind"] == "downstream") & (fits["val_set"] == ref) & (fits["corpus"] == head)] \
         if not fits.empty else fits

@@ -125,6 +125,9 @@ def _export_slurm_ranks() -> None:
 
 def cmd_analyze(args: list[str]) -> None:
     check_group_overrides(args)
+    # source=a,b,c names several testbeds (one analysis each), not a Hydra sweep: quote it
+    args = [f"source='{a.split('=', 1)[1]}'" if a.startswith("source=") and "," in a
+            and not a.split("=", 1)[1].startswith(("'", '"')) else a for a in args]
     cfg = _compose("analyze", args)
 
     def go() -> None:
@@ -142,11 +145,19 @@ def cmd_analyze(args: list[str]) -> None:
             table = load_records(Path(cfg.root))
             out = Path(cfg.out or cfg.root)
         else:
-            from analysis import testbeds
+            from analysis.summary import run_sources
 
-            # the shipped copy unless path= overrides it; outputs/<source> by default
-            table = testbeds.get(str(cfg.source)).load(cfg.path or None)
-            out = Path(cfg.out or f"outputs/{cfg.source}")
+            # shipped testbeds (comma-separated: each under <out>/<name>/ plus summary.md);
+            # the shipped copy unless path= overrides it (one source only)
+            names = [n.strip() for n in str(cfg.source).split(",") if n.strip()]
+            if "harness" in names:
+                _die("source: harness cannot be combined with testbeds")
+            if cfg.path and len(names) > 1:
+                _die(f"path: one folder cannot override {len(names)} sources")
+            out = Path(cfg.out or f"outputs/{names[0] if len(names) == 1 else 'testbeds'}")
+            run_sources(names, acfg, out, cfg.path or None)
+            print(f"wrote {out / ('report.md' if len(names) == 1 else 'summary.md')}")
+            return
         analyze(table, out, acfg)
         print(f"wrote {out / 'report.md'}")
 

@@ -1,0 +1,139 @@
+"""Analyses that only some tables allow, run after the main groups (`analysis.pipeline`).
+
+* points comparison (any table with intermediate checkpoints): the headline fraction
+  predictable under the other points choice (final vs every checkpoint), for the reference
+  x-axis and the pseudo-axes, with min(200, n_resamples) resamples of runs;
+* metric flips (tables with several task metrics, e.g. the OLMo ladder): the category of
+  each task under accuracy vs probability of the correct answer vs bits-per-byte
+  (as 2^-bpb, the per-byte probability, so that higher is better as for accuracy);
+* variant flips (seed, precision, batch size; `analysis.variants`);
+* the two-step backtest and variance analysis (tables with the ladder's target runs;
+  `analysis.two_step`), whose rows are also appended to extrapolation.csv.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from analysis.axes import AXES, has_checkpoints, select_points
+from analysis.classify import classify_group, fraction_predictable
+from analysis.config import AnalysisConfig
+from analysis.errors import AnalysisError, warn
+from analysis.flips import FLIP_COLUMNS, _category_rows
+from analysis.matrix import POOLED, bootstrap_weights, build_groups
+from analysis.two_step import two_step_backtest, variance_analysis
+from analysis.variants import variant_flips
+
+#: extra tables written to tables/ when computed
+EXTRA_TABLES = ("predictable_points", "two_step", "variance")
+METRIC_VARIANTS = ("prob", "bpb")
+
+
+def testbed_extras(table: pd.DataFrame, main: pd.DataFrame, cfg: AnalysisConfig,
+                   results: dict) -> dict:
+    """Extra tables for `results`; `flips` comes back with the extra flip rows appended."""
+    out: dict = {}
+    if has_checkpoints(main):
+        out["predictable_points"] = _points_comparison(main, cfg, results)
+    extra = [_metric_flips(main, cfg, results)]
+    if main.shape[0] < table.shape[0]:
+        extra.append(variant_flips(table, cfg))
+    extra = [e for e in extra if not e.empty]
+    if extra:
+        base = results["flips"] if not results["flips"].empty else None
+        out["flips"] = pd.concat(([base] if base is not None else []) + extra,
+                                 ignore_index=True)[FLIP_COLUMNS]
+    targets = set(cfg.extrapolate.two_step.targets)
+    if targets & set(main["run_id"].astype(str)):
+        bt = two_step_backtest(main, cfg.extrapolate.two_step, cfg.accuracy_metric,
+                               cfg.fit.huber_delta)
+        out["two_step"] = bt
+        out["variance"] = variance_analysis(main, cfg.extrapolate.two_step, bt,
+                                            cfg.accuracy_metric)
+        out["extrapolation"] = _with_two_step(results["extrapolation"], bt)
+    return out
+
+
+def _headline_keys(results: dict, cfg: AnalysisConfig) -> list[tuple[str, str]]:
+    keys = [(gt.group.val_set, gt.group.corpus) for gt in results["_headline"]]
+    want = {cfg.reference_val_set, *AXES}
+    return [k for k in keys if k[0] in want]
+
+
+def _points_comparison(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -> pd.DataFrame:
+    keys = _headline_keys(results, cfg)
+    other = "all" if cfg.points == "final" else "final"
+    R = min(200, cfg.bootstrap.n_resamples)
+    rows = [{"points": cfg.points, **_pred_row(results["_trends"][k], cfg)} for k in keys]
+    try:
+        groups = build_groups(select_points(main, other, cfg.checkpoint_min_frac),
+                              cfg.accuracy_metric, tuple(cfg.task_loss_metrics))
+    except AnalysisError as exc:
+        warn(f"points={other} comparison not computed: {exc}")
+        return pd.DataFrame(rows)
+    for g in groups:
+        if (g.val_set, g.corpus) not in keys:
+            continue
+        W = bootstrap_weights(g.n, R, cfg.bootstrap.seed,
+                              g.run_corpus if g.corpus == POOLED else None, g.cluster)
+        rows.append({"points": other, **_pred_row(classify_group(g, W, cfg.classify, cfg.fit),
+                                                  cfg)})
+    return pd.DataFrame(rows)
+
+
+def _pred_row(gt, cfg: AnalysisConfig) -> dict:
+    est, lo, hi = fraction_predictable(gt, cfg.bootstrap.ci)
+    g = gt.group
+    n_runs = len(set(g.cluster)) if g.cluster is not None else g.n
+    return {"val_set": g.val_set, "corpus": g.corpus, "frac": est, "ci_low": lo, "ci_high": hi,
+            "n_tasks": len(g.names), "n_points": g.n, "n_runs": n_runs,
+            "resamples": gt.codes.shape[0] - 1}
+
+
+def _metric_flips(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -> pd.DataFrame:
+    tasks = main[main["kind"] == "task"]
+    present = [m for m in METRIC_VARIANTS if (tasks["metric"] == m).any()]
+    rows: list[dict] = []
+    if not present or not (tasks["metric"] == cfg.accuracy_metric).any():
+        return pd.DataFrame(columns=FLIP_COLUMNS)
+    keys = [k for k in _headline_keys(results, cfg) if k[0] == cfg.reference_val_set]
+    base = main[main["kind"] != "task"]
+    for m in present:
+        sub = tasks[tasks["metric"] == m].copy()
+        if m == "bpb":
+            sub["value"] = np.exp2(-sub["value"].astype(float))
+        sub["metric"] = cfg.accuracy_metric
+        sub["stderr"] = np.nan
+        try:
+            groups = build_groups(pd.concat([base, sub], ignore_index=True),
+                                  cfg.accuracy_metric, ())
+        except AnalysisError:
+            continue
+        for g in groups:
+            if (g.val_set, g.corpus) not in keys:
+                continue
+            a = results["_trends"][(g.val_set, g.corpus)]
+            W = results["_weights"][(g.val_set, g.corpus)]
+            b = classify_group(g, W, cfg.classify, dataclasses.replace(cfg.fit))
+            names = [n for n in a.group.names if n in g.names]
+            rows += _category_rows(a, b, "metric", f"val_set={g.val_set},corpus={g.corpus}",
+                                   cfg.accuracy_metric, m, [a.group.names.index(n) for n in names],
+                                   [g.names.index(n) for n in names])
+    return pd.DataFrame(rows, columns=FLIP_COLUMNS)
+
+
+def _with_two_step(extrap: pd.DataFrame, bt: pd.DataFrame) -> pd.DataFrame:
+    """extrapolation.csv rows for the two-step backtest (abs/rel errors beside published)."""
+    if bt.empty:
+        return extrap
+    rows = pd.DataFrame({
+        "backtest": "two_step_ladder", "corpus": "", "target": bt["target"],
+        "run_id": bt["target"], "quantity": "acc:" + bt["task"], "law": bt["method"],
+        "predicted": bt["predicted"], "ci_low": np.nan, "ci_high": np.nan,
+        "actual": bt["actual"], "rel_error": bt["rel_error"],
+        "published_rel_error": bt["published_rel_error"], "n_train": bt["n_step1"],
+        "abs_error": bt["abs_error"], "published_abs_error": bt["published_abs_error"]})
+    return pd.concat([extrap, rows], ignore_index=True) if not extrap.empty else rows

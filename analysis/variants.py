@@ -1,0 +1,134 @@
+"""Flips between a run and its variant: another seed, another precision, another batch size.
+
+A variant run is one whose sweep is ``<sweep>:<variant>`` (``olmo_ladder:seed``,
+``pythia:bf16``, ``pythia:bs0.5M``); its reference is the main-suite run of the same source,
+size, corpus and token budget. One run has no scaling law of its own across models, so the
+comparison is along training: each run's checkpoints are the points (x = compute,
+log10(1e30 / 6ND)), classified by the same rules (`analysis.classify`, bootstrap over
+checkpoints: the only resampling one run allows), and two rows per task may result:
+
+* ``category``: the two runs' trend categories differ; p_value = sum_c p_ref(c) p_var(c).
+* ``variant_gap``: the mean accuracy difference (variant - reference) over checkpoints at
+  matched tokens is significant: its normal interval (level 1 - alpha) excludes 0 and
+  |gap| >= min_gap. The standard error is that of the paired differences over checkpoints,
+  or, with fewer than 3 matched checkpoints, the binomial errors (stderr columns).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from analysis.axes import AXES
+from analysis.classify import classify_group
+from analysis.config import AnalysisConfig
+from analysis.errors import warn
+from analysis.flips import FLIP_COLUMNS, _category_rows
+from analysis.matrix import Group, bootstrap_weights
+
+
+def setting_of(sweep: str) -> str:
+    """Kind of change a variant sweep makes: seed, precision or batch_size."""
+    v = sweep.split(":", 1)[1]
+    if v.startswith("seed"):
+        return "seed"
+    if v in ("bf16", "fp16", "fp32"):
+        return "precision"
+    if v.startswith("bs"):
+        return "batch_size"
+    return v
+
+
+def _reference(runs: pd.DataFrame, rid: str) -> str | None:
+    r = runs.loc[rid]
+    main = runs[~runs["sweep"].astype(str).str.contains(":", regex=False)]
+    same = main[(main["source"] == r["source"]) & (main["size"] == r["size"])
+                & (main["corpus"] == r["corpus"])
+                & np.isclose(main["train_tokens"].astype(float), float(r["train_tokens"]),
+                             rtol=0.02)]
+    return str(same.index[0]) if len(same) else None
+
+
+def _trajectory_group(rows: pd.DataFrame, names: list[str], rid: str) -> Group:
+    acc = rows.pivot_table(index="tokens", columns="name", values="value", aggfunc="mean")
+    se = rows.pivot_table(index="tokens", columns="name", values="stderr", aggfunc="mean")
+    acc, se = acc.reindex(columns=names), se.reindex(index=acc.index, columns=names)
+    chance = rows.groupby("name")["chance"].median().reindex(names).to_numpy(float)
+    n = float(rows["n_params"].iloc[0])
+    x = np.log10(AXES["compute"][1] / (6.0 * n * acc.index.to_numpy(float)))
+    meta = rows.drop_duplicates("name").set_index("name")
+    ids = np.array([f"{rid}@{t:.0f}" for t in acc.index], dtype=object)
+    return Group(val_set="compute", corpus=str(rows["corpus"].iloc[0]), run_ids=ids,
+                 run_corpus=np.full(len(ids), str(rows["corpus"].iloc[0]), dtype=object),
+                 size=np.full(len(ids), str(rows["size"].iloc[0]), dtype=object),
+                 n_params=np.full(len(ids), n), x=x, names=list(names),
+                 tasks=[str(meta.at[c, "task"]) for c in names],
+                 setups=[str(meta.at[c, "setup"]) for c in names],
+                 Y=acc.to_numpy(float), S=se.to_numpy(float), chance=chance)
+
+
+def variant_flips(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
+    """FLIP_COLUMNS rows for every variant run against its reference run."""
+    tasks = table[(table["kind"] == "task") & (table["metric"] == cfg.accuracy_metric)
+                  & table["step"].notna()]
+    runs = table.drop_duplicates("run_id").set_index("run_id")
+    variants = [r for r in runs.index if ":" in str(runs.at[r, "sweep"])]
+    rows: list[dict] = []
+    for vid in variants:
+        ref = _reference(runs, vid)
+        setting = setting_of(str(runs.at[vid, "sweep"]))
+        if ref is None:
+            warn(f"{setting} variant {vid}: no main-suite run of the same size, corpus and "
+                 "tokens to compare with; skipped")
+            continue
+        a, b = tasks[tasks["run_id"] == ref], tasks[tasks["run_id"] == vid]
+        names = sorted(set(a["name"]) & set(b["name"]))
+        if not names:
+            continue
+        ga, gb = _trajectory_group(a, names, ref), _trajectory_group(b, names, vid)
+        ctx = f"size={runs.at[vid, 'size']},corpus={runs.at[vid, 'corpus']}"
+        ta = tb = None
+        if min(ga.n, gb.n) >= cfg.classify.min_models:
+            R = cfg.bootstrap.n_resamples
+            ta = classify_group(ga, bootstrap_weights(ga.n, R, cfg.bootstrap.seed),
+                                cfg.classify, cfg.fit)
+            tb = classify_group(gb, bootstrap_weights(gb.n, R, cfg.bootstrap.seed + 1),
+                                cfg.classify, cfg.fit)
+            idx = list(range(len(names)))
+            rows += _category_rows(ta, tb, setting, ctx, ref, vid, idx, idx)
+        rows += _gap_rows(ga, gb, names, setting, ctx, ref, vid, cfg)
+    return pd.DataFrame(rows, columns=FLIP_COLUMNS)
+
+
+def _gap_rows(ga: Group, gb: Group, names: list[str], setting: str, ctx: str, ref: str,
+              vid: str, cfg: AnalysisConfig) -> list[dict]:
+    ta = {round(float(x), 6): i for i, x in enumerate(ga.x)}
+    pairs = [(ta[round(float(x), 6)], j) for j, x in enumerate(gb.x) if round(float(x), 6) in ta]
+    if not pairs:
+        return []
+    ia, ib = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    z = norm.ppf(1 - cfg.flips.alpha / 2)
+    rows = []
+    for t in range(len(names)):
+        d = gb.Y[ib, t] - ga.Y[ia, t]
+        ok = np.isfinite(d)
+        k = int(ok.sum())
+        if k == 0:
+            continue
+        gap = float(d[ok].mean())
+        if k >= 3:
+            se = float(d[ok].std(ddof=1) / np.sqrt(k))
+        else:
+            s2 = ga.S[ia, t] ** 2 + gb.S[ib, t] ** 2
+            se = float(np.sqrt(np.nanmean(s2) / k)) if np.isfinite(s2).any() else np.nan
+        if not np.isfinite(se) or se <= 0:
+            continue
+        lo, hi = gap - z * se, gap + z * se
+        if (lo > 0 or hi < 0) and abs(gap) >= cfg.flips.min_gap:
+            rows.append({"task": ga.tasks[t], "setup": ga.setups[t], "setting": setting,
+                         "context": ctx, "from": ref, "to": vid, "kind": "variant_gap",
+                         "effect": gap, "effect_from": np.nan, "ci_low": lo, "ci_high": hi,
+                         "p_value": float(2 * norm.sf(abs(gap) / se))})
+    return rows
+

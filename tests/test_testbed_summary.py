@@ -1,0 +1,62 @@
+"""Several testbeds in one `harness analyze`: per-testbed settings, summary, CLI parsing."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from analysis.config import AnalysisConfig
+from analysis.olmo_ladder import read_raw as read_olmo
+from analysis.pipeline import analyze
+from analysis.pythia import read_raw as read_pythia
+from analysis.summary import settings_for, write_summary
+from harness.cli import cmd_analyze
+from tests.fixtures.testbeds_make import write_olmo, write_pythia
+
+FAST = {"bootstrap": {"n_resamples": 20, "loss_law_resamples": 0}}
+
+
+def test_testbed_settings_fill_defaults_but_keep_explicit_values():
+    cfg = settings_for("pythia", AnalysisConfig())
+    assert cfg.reference_val_set == "compute" and "compute" in cfg.x_axes
+    mine = AnalysisConfig.from_dict({"reference_val_set": "params"})
+    assert settings_for("pythia", mine).reference_val_set == "params"
+    assert settings_for("gadre2024", AnalysisConfig()) == AnalysisConfig()
+
+
+def test_summary_answers_how_often_and_what_breaks(tmp_path):
+    tables = {"olmo_ladder": read_olmo(write_olmo(tmp_path / "o")),
+              "pythia": read_pythia(write_pythia(tmp_path / "p"))}
+    out = tmp_path / "out"
+    summaries = {}
+    for name, t in tables.items():
+        cfg = settings_for(name, AnalysisConfig.from_dict(FAST))
+        summaries[name] = analyze(t, out / name, cfg)
+    path = write_summary(out, summaries)
+    text = path.read_text()
+    assert text.startswith("# How often does a downstream scaling law hold, and what breaks it?")
+    first_screen = text.split("\n## ")[0]
+    for name in tables:
+        assert f"| {name} |" in first_screen
+    head = pd.read_csv(out / "summary" / "predictable.csv")
+    assert {"x-axis", "setup", "points"} <= set(head["breakdown"])
+    # Pythia's x-axis is compute (no validation loss); zero- and five-shot are split out
+    py = head[head["testbed"] == "pythia"]
+    assert py.loc[py["breakdown"] == "x-axis", "value"].isin(["compute", "params"]).all()
+    assert set(py.loc[py["breakdown"] == "setup", "value"]) == {"default", "5shot"}
+    counts = pd.read_csv(out / "summary" / "flip_counts.csv")
+    assert {"testbed", "setting", "kind", "flips", "significant"} == set(counts.columns)
+    assert (counts["significant"] <= counts["flips"]).all()
+
+
+def test_cli_splits_sources_and_names_an_unknown_one(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cmd_analyze(["source=pythia,nosuch", "out=/tmp/never"])
+    assert exc.value.code == 2
+    assert "unknown source 'nosuch'" in capsys.readouterr().err
+
+
+def test_cli_rejects_one_path_for_several_sources(capsys):
+    with pytest.raises(SystemExit):
+        cmd_analyze(["source=pythia,olmo_ladder", "path=/tmp", "out=/tmp/never"])
+    assert "path: one folder cannot override 2 sources" in capsys.readouterr().err
