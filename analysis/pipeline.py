@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis import io
 from analysis.axes import main_suite, select_points, with_axes
-from analysis.calibrate import CALIBRATION_TABLES, calibration_tables
+from analysis.calibrate import CALIBRATION_TABLES, calibration_tables, resolve_labels
 from analysis.classify import (
     GroupTrends,
     classify_group,
@@ -94,6 +94,8 @@ def analyze(table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = Non
     main = main_suite(table)
     points = select_points(main, cfg.points, cfg.checkpoint_min_frac)
     cfg = _with_present_reference(cfg, points)
+    # a bad labels setting fails now, not after minutes of fitting
+    resolve_labels(cfg.calibration.labels, sorted(table["source"].dropna().unique()))
     with warnings.catch_warnings(record=True) as caught, _limit_threads():
         warnings.simplefilter("always", AnalysisWarning)
         results = _compute(points, cfg, main)
