@@ -2,9 +2,11 @@
 
 A variant run is one whose sweep is ``<sweep>:<variant>`` (``olmo_ladder:seed``,
 ``pythia:bf16``, ``pythia:bs0.5M``); its reference is the main-suite run of the same source,
-size, corpus and token budget. One run has no scaling law of its own across models, so the
-comparison is along training: each run's checkpoints are the points (x = compute,
-log10(1e30 / 6ND)), classified by the same rules (`analysis.classify`, bootstrap over
+size, corpus and token budget, or, when there is none (Pythia has no fp16 1B on the Pile),
+the two main-suite runs bracketing its size, interpolated in log N at each token count
+(a stand-in: curvature in N shows up as a gap). One run has no scaling law of its own
+across models, so the comparison is along training: each run's checkpoints are the points
+(x = compute, log10(1e30 / 6ND)), classified by the same rules (`analysis.classify`, bootstrap over
 checkpoints: the only resampling one run allows), and two rows per task may result:
 
 * ``category``: the two runs' trend categories differ; p_value = sum_c p_ref(c) p_var(c).
@@ -50,6 +52,34 @@ def _reference(runs: pd.DataFrame, rid: str) -> str | None:
     return str(same.index[0]) if len(same) else None
 
 
+def _interpolated(tasks: pd.DataFrame, runs: pd.DataFrame, vid: str):
+    """Stand-in reference for a variant without a twin: at each token count, the accuracy
+    of the two main-suite runs of the same corpus and budget that bracket its size,
+    interpolated linearly in log N (stderr likewise). None when no pair brackets it."""
+    r = runs.loc[vid]
+    main = runs[~runs["sweep"].astype(str).str.contains(":", regex=False)
+                & (runs["source"] == r["source"]) & (runs["corpus"] == r["corpus"])
+                & np.isclose(runs["train_tokens"].astype(float), float(r["train_tokens"]),
+                             rtol=0.02)]
+    n = float(r["n_params"])
+    lo = main[main["n_params"] < n]["n_params"].astype(float)
+    hi = main[main["n_params"] > n]["n_params"].astype(float)
+    if lo.empty or hi.empty:
+        return None, ""
+    a, b = lo.idxmax(), hi.idxmin()
+    w = (np.log(n) - np.log(lo.max())) / (np.log(hi.min()) - np.log(lo.max()))
+    keys = ["name", "tokens"]
+    ra = tasks[tasks["run_id"] == a].set_index(keys)
+    rb = tasks[tasks["run_id"] == b].set_index(keys)
+    both = ra.index.intersection(rb.index)
+    out = ra.loc[both].copy()
+    out["value"] = (1 - w) * ra.loc[both, "value"] + w * rb.loc[both, "value"]
+    out["stderr"] = np.sqrt(((1 - w) * ra.loc[both, "stderr"]) ** 2
+                            + (w * rb.loc[both, "stderr"]) ** 2)
+    out["n_params"] = n
+    return out.reset_index(), f"interp({a},{b})"
+
+
 def _trajectory_group(rows: pd.DataFrame, names: list[str], rid: str) -> Group:
     acc = rows.pivot_table(index="tokens", columns="name", values="value", aggfunc="mean")
     se = rows.pivot_table(index="tokens", columns="name", values="stderr", aggfunc="mean")
@@ -78,11 +108,15 @@ def variant_flips(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
     for vid in variants:
         ref = _reference(runs, vid)
         setting = setting_of(str(runs.at[vid, "sweep"]))
-        if ref is None:
-            warn(f"{setting} variant {vid}: no main-suite run of the same size, corpus and "
-                 "tokens to compare with; skipped")
-            continue
-        a, b = tasks[tasks["run_id"] == ref], tasks[tasks["run_id"] == vid]
+        b = tasks[tasks["run_id"] == vid]
+        if ref is not None:
+            a = tasks[tasks["run_id"] == ref]
+        else:
+            a, ref = _interpolated(tasks, runs, vid)
+            if a is None:
+                warn(f"{setting} variant {vid}: no main-suite run of the same size, corpus and "
+                     "tokens, nor two that bracket its size; skipped")
+                continue
         names = sorted(set(a["name"]) & set(b["name"]))
         if not names:
             continue
