@@ -163,11 +163,26 @@ def checkpoint_step(path: Path) -> int:
 
 def load_weights(model: torch.nn.Module, checkpoint: Path) -> torch.nn.Module:
     """Load the weights saved in `checkpoint` into `model` (built with the same config): the one
-    place checkpoint weights are read. strict=False: a tied output matrix is not stored."""
-    model.load_state_dict(load_file(Path(checkpoint) / "model.safetensors"), strict=False)
+    place checkpoint weights are read. strict=False: a tied output matrix is not stored. A model
+    sharded by FSDP2 (DTensor parameters) is filled by train.fsdp: each rank keeps its shard."""
+    weights = Path(checkpoint) / "model.safetensors"
+    if _is_sharded(model):
+        from train.fsdp import load_full_weights
+
+        load_full_weights(model, weights)
+        return model
+    model.load_state_dict(load_file(weights), strict=False)
     if model.config.tie_word_embeddings:
         model.tie_weights()
     return model
+
+
+def _is_sharded(model: torch.nn.Module) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch built without distributed support cannot have shards
+        return False
+    return any(isinstance(p, DTensor) for p in model.parameters())
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:

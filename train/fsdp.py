@@ -45,7 +45,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
-from train.checkpoint import save_checkpoint
+from train.checkpoint import load_weights, save_checkpoint
 from train.distributed import DistInfo
 from train.errors import ConfigError
 from train.fast_loss import CausalLMLoss
@@ -185,7 +185,7 @@ class ShardedRun:
     ) -> None:
         """Weights from the HF file; optimizer state from its shards, or from a checkpoint
         written without FSDP (train.parallel changed between launches: it is not keyed)."""
-        load_full_weights(self.model, ckpt / "model.safetensors")
+        load_weights(self.model, ckpt)  # sharded parameters: comes back to load_full_weights
         if (ckpt / OPTIMIZER_DIR).is_dir():
             load_optimizer(self.model, optimizer, ckpt / OPTIMIZER_DIR)
         else:
