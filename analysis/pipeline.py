@@ -2,7 +2,8 @@
 and `plot` (figures again from the written tables, no refitting).
 
 Output layout (contract): `<out>/report.md`, `<out>/figures/*.png`, `<out>/tables/`
-{runs.parquet, runs.csv, trends.csv, flips.csv, extrapolation.csv, fits.csv} plus
+{runs.parquet, runs.csv (final checkpoints only), trends.csv, flips.csv, extrapolation.csv,
+fits.csv} plus
 predictable.csv, sensitivity.csv, gaps.csv and `<out>/analysis_config.json`.
 """
 
@@ -203,8 +204,10 @@ def _extrapolate(table: pd.DataFrame, cfg: AnalysisConfig, val_sets: list[str]):
 def _write(out_dir: Path, table: pd.DataFrame, cfg: AnalysisConfig, res: dict,
            msgs: list[str]) -> list[Path]:
     tdir = out_dir / "tables"
+    # runs.csv is the readable copy of the final checkpoints; runs.parquet holds every row
+    fin = table[table["final"].fillna(False).astype(bool)]
     files = [io.write_parquet(tdir / "runs.parquet", table[list(COLUMNS)]),
-             io.write_csv(tdir / "runs.csv", table[list(COLUMNS)])]
+             io.write_csv(tdir / "runs.csv", fin[list(COLUMNS)])]
     flips = res["flips"] if not res["flips"].empty else pd.DataFrame(columns=FLIP_COLUMNS)
     for name, df in (("trends", res["trends"]), ("flips", flips), ("fits", res["fits"]),
                      ("extrapolation", res["extrapolation"]),

@@ -29,7 +29,7 @@ from analysis.config import AnalysisConfig
 TESTBED_SETTINGS: dict[str, dict[str, Any]] = {
     "olmo_ladder": {"reference_val_set": "c4_en", "x_axes": ["compute", "params"],
                     "extrapolate": {"val_set": "c4_en"},
-                    "plot": {"grid_val_sets": ["c4_en", "dolma_stack"],
+                    "plot": {"grid_val_sets": ["c4_en"],
                              "flip_tasks": ["hellaswag_val", "mmlu_avg_test"]}},
     "pythia": {"reference_val_set": "compute", "x_axes": ["compute", "params"],
                "plot": {"grid_val_sets": ["compute"],
@@ -125,8 +125,9 @@ def _extrapolation(name: str, d: Path) -> pd.DataFrame:
         return pd.DataFrame()
     pub = e[e["published_rel_error"].notna()].copy()
     two = e[e["backtest"] == "two_step_ladder"]
-    rows = [pub.assign(testbed=name)[["testbed", "backtest", "target", "quantity", "law",
-                                      "rel_error", "published_rel_error"]]]
+    cols = ["testbed", "backtest", "target", "quantity", "law", "rel_error",
+            "published_rel_error"] + [c for c in ("abs_error", "published_abs_error") if c in e]
+    rows = [pub.assign(testbed=name)[cols]]
     if not two.empty:
         g = two.groupby(["law", "target"]).agg(rel_error=("rel_error", "mean"),
                                                abs_error=("abs_error", "mean"))

@@ -1,8 +1,8 @@
 """Analyses that only some tables allow, run after the main groups (`analysis.pipeline`).
 
 * points comparison (any table with intermediate checkpoints): the headline fraction
-  predictable under the other points choice (final vs every checkpoint), for the reference
-  x-axis and the pseudo-axes, with min(200, n_resamples) resamples of runs;
+  predictable under the other points choice (final vs every checkpoint) on the reference
+  x-axis, with min(200, n_resamples) resamples of runs;
 * metric flips (tables with several task metrics, e.g. the OLMo ladder): the category of
   each task under accuracy vs probability of the correct answer vs bits-per-byte
   (as 2^-bpb, the per-byte probability, so that higher is better as for accuracy);
@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from analysis.axes import AXES, has_checkpoints, select_points
+from analysis.axes import has_checkpoints, select_points
 from analysis.classify import classify_group, fraction_predictable
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, warn
@@ -58,9 +58,10 @@ def testbed_extras(table: pd.DataFrame, main: pd.DataFrame, cfg: AnalysisConfig,
 
 
 def _headline_keys(results: dict, cfg: AnalysisConfig) -> list[tuple[str, str]]:
+    """The headline group on the reference x-axis (each extra pass costs a full
+    classification; every other axis stays in predictable.csv)."""
     keys = [(gt.group.val_set, gt.group.corpus) for gt in results["_headline"]]
-    want = {cfg.reference_val_set, *AXES}
-    return [k for k in keys if k[0] in want]
+    return [k for k in keys if k[0] == cfg.reference_val_set]
 
 
 def _points_comparison(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -> pd.DataFrame:

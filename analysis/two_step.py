@@ -145,8 +145,14 @@ def _refine_sigmoid(x: np.ndarray, y: np.ndarray, p0: dict) -> dict:
     def curve(p, x=x):
         return p[0] + (p[1] - p[0]) / (1 + np.exp(np.clip(p[2] * (x - p[3]), -50, 50)))
 
+    def jac(p, x=x):
+        e = np.exp(np.clip(p[2] * (x - p[3]), -50, 50))
+        sg = 1 / (1 + e)  # d curve / d top
+        dz = -(p[1] - p[0]) * sg * sg * e  # d curve / d z, z = k (x - x0)
+        return np.column_stack([1 - sg, sg, dz * (x - p[3]), -dz * p[2]])
+
     span = float(np.ptp(x)) or 1.0
-    fit = least_squares(lambda p: curve(p) - y, start, method="trf", max_nfev=2000,
+    fit = least_squares(lambda p: curve(p) - y, start, jac=jac, method="trf", max_nfev=2000,
                         bounds=([0, 0, 0, x.min() - 20 * span], [1, 1, 200 / span,
                                                                   x.max() + 20 * span]))
     bo, to, k, l0 = map(float, fit.x)
