@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
+from common.errors import ConfigError
 from harness.config import run_spec
 from harness.identity import run_id
 from tests.conftest import compose, tiny_overrides
-from train.errors import ConfigError
 
 
 def spec_for(extra: list[str], tmp_path):

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from train.errors import ConfigError, DataError
+from common.errors import ConfigError, DataError
 from train.mixture import MixtureSampler, eval_windows, normalise_weights
 from train.sources import iter_documents
 from train.specs import SourceSpec, TokenizerSpec

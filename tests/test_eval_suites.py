@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from common.errors import ConfigError
 from eval.lm_eval_runner import TaskRunner, _spec, task_manager
 from harness.config import run_spec
 from harness.runner import _TASK_RUNNERS, execute
 from tests.conftest import ROOT, compose, tiny_overrides
 from tests.fixtures.eval_standin import write_standin
-from train.errors import ConfigError
 
 pytestmark = pytest.mark.slow  # lm-eval task indexing and runs scored on stand-in suites
 

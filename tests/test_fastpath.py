@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from common.errors import ConfigError
 from train.distributed import DistInfo, local_rows
-from train.errors import ConfigError
 from train.fast_loss import CausalLMLoss, chunked_linear_cross_entropy, full_linear_cross_entropy
 from train.loop import LoopResult, _Prefetcher, peak_memory, train
 from train.model import build_model

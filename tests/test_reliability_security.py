@@ -61,7 +61,7 @@ class _Recorder:
 @pytest.mark.parametrize("configured", [None, True])
 def test_pretrained_tokenizer_trust_remote_code_off_unless_configured(monkeypatch, tmp_path, configured):
     import train.tokenizer as tokmod
-    from train.errors import DataError
+    from common.errors import DataError
 
     monkeypatch.setattr(tokmod, "AutoTokenizer", _Recorder)
     _Recorder.calls = []
@@ -78,9 +78,9 @@ def test_pretrained_tokenizer_trust_remote_code_off_unless_configured(monkeypatc
 def test_backfill_loads_checkpoints_without_remote_code(monkeypatch, tmp_path):
     import transformers
 
+    from common.atomic import write_json
+    from common.errors import DataError
     from harness.backfill import _load_checkpoint
-    from train.atomic import write_json
-    from train.errors import DataError
 
     write_json(tmp_path / "manifest.json", {"step": 1, "files": {}})
     _Recorder.calls = []

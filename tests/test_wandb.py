@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from common.errors import ConfigError
 from harness.config import run_spec
 from harness.runner import execute
 from harness.tracking import WandbTracker, make_tracker
 from tests.conftest import compose, tiny_overrides
 from tests.wandb_offline import read_offline_run
-from train.errors import ConfigError
 
 
 @pytest.fixture

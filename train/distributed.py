@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from train.errors import ConfigError
+from common.errors import ConfigError
 
 
 @dataclass(frozen=True)

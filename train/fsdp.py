@@ -45,9 +45,9 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
+from common.errors import ConfigError
 from train.checkpoint import load_weights, save_checkpoint
 from train.distributed import DistInfo
-from train.errors import ConfigError
 from train.fast_loss import CausalLMLoss
 from train.specs import PARALLEL_MODES
 
