@@ -33,45 +33,47 @@ def test_lm_eval_evaluate_builds_then_reads_task_instances():
     assert {"resps", "filtered_resps"} <= fields, f"lm-eval {version}: Instance lost resps/filtered_resps"
 
 
-@pytest.mark.slow  # indexing lm-eval's task files takes tens of seconds on a busy machine
-def test_variant_yaml_derives_a_task_with_other_shots(tmp_path):
-    """@<N>shot variants are generated YAMLs that `include` the base task: public lm-eval."""
-    from lm_eval.tasks import TaskManager
-
-    from eval.lm_eval_runner import _spec
-
-    base = tmp_path / "t_base.yaml"
-    base.write_text(yaml.safe_dump({
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory) -> Path:
+    """One include path for both lm-eval tests below (indexing lm-eval's tasks takes seconds)."""
+    root = tmp_path_factory.mktemp("shim_tasks")
+    (root / "d.jsonl").write_text('{"q": "1+1=", "gold": 0, "choices": ["2", "3"]}\n' * 4)
+    (root / "t_base.yaml").write_text(yaml.safe_dump({
         "tag": ["my_tag"], "task": "t_base", "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(tmp_path / "d.jsonl")}}, "test_split": "test",
+        "dataset_kwargs": {"data_files": {"test": str(root / "d.jsonl")}}, "test_split": "test",
         "output_type": "multiple_choice", "doc_to_text": "{{q}}", "doc_to_target": "{{gold}}",
         "doc_to_choice": "{{choices}}", "num_fewshot": 0}))
-    (tmp_path / "d.jsonl").write_text('{"q": "1+1=", "gold": 0, "choices": ["2", "3"]}\n' * 4)
-    tm = TaskManager(include_path=[str(tmp_path)])
-    spec = _spec("t_base@3shot", tm)
-    variant = yaml.safe_load(Path(spec).read_text())
-    assert variant == {"include": str(base), "task": "t_base__3shot", "num_fewshot": 3}
+    (root / "t_gone.yaml").write_text(yaml.safe_dump({
+        "task": "t_gone", "dataset_path": str(root / "no_such_dataset"), "dataset_name": "cfg",
+        "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "q",
+        "doc_to_target": 0, "doc_to_choice": ["a", "b"]}))
+    return root
+
+
+@pytest.mark.slow  # indexing lm-eval's task files takes tens of seconds on a busy machine
+def test_variant_yaml_derives_a_task_with_other_shots(task_dir):
+    """@<N>shot variants are generated YAMLs that `include` the base task: public lm-eval."""
     from lm_eval.tasks import get_task_dict
 
+    from eval.lm_eval_runner import _spec, task_manager
+
+    tm = task_manager((str(task_dir),))
+    spec = _spec("t_base@3shot", tm)
+    variant = yaml.safe_load(Path(spec).read_text())
+    assert variant == {"include": str(Path(tm.task_index["t_base"].yaml_path).resolve()),
+                       "task": "t_base__3shot", "num_fewshot": 3}
     (task,) = get_task_dict([spec], tm).values()
     assert task.config.num_fewshot == 3 and task.config.task == "t_base__3shot"
     assert "t_base__3shot" not in tm.task_index
 
 
 @pytest.mark.slow
-def test_failed_dataset_is_named_without_tracebacks(tmp_path):
-    from lm_eval.tasks import TaskManager
-
+def test_failed_dataset_is_named_without_tracebacks(task_dir):
     from common.errors import DataError
     from eval.lm_eval_runner import TaskRunner
 
-    (tmp_path / "t_gone.yaml").write_text(yaml.safe_dump({
-        "task": "t_gone", "dataset_path": str(tmp_path / "no_such_dataset"), "dataset_name": "cfg",
-        "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "q",
-        "doc_to_target": 0, "doc_to_choice": ["a", "b"]}))
-    TaskManager(include_path=[str(tmp_path)])
     with pytest.raises(DataError, match=r"dataset .*no_such_dataset \(cfg\) for task 't_gone'"):
-        TaskRunner(["t_gone"], (str(tmp_path),))
+        TaskRunner(["t_base", "t_gone"], (str(task_dir),))
 
 
 def test_local_launcher_is_hydras_basic_launcher_by_public_name():
