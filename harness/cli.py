@@ -56,15 +56,41 @@ def check_group_overrides(args: list[str]) -> None:
                 _die(f"{key}: unknown {key} '{v}' (known: {', '.join(options)})")
 
 
-def _compose(config_name: str, overrides: list[str]):
+def _compose_raw(config_name: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name=config_name, overrides=[*overrides, SEARCHPATH])
-    except HydraException as err:
+    except (HydraException, OmegaConfBaseException) as err:
         _die(str(err).splitlines()[0])
+
+
+def _is_group(key: str) -> bool:
+    return "/" in key or ("." not in key and group_options(key) is not None)
+
+
+def check_override_keys(config_name: str, overrides: list[str]) -> None:
+    """One line with a close match for an unknown key: compose one config of the sweep (group
+    choices only, first value of each list) and look every `key=value` up in it."""
+    from harness.overrides import check_keys, first_choice, split_override
+
+    groups, keys = [], []
+    for arg in overrides:
+        parts = split_override(arg)
+        if parts is not None and _is_group(parts[1]):
+            groups.append(f"{parts[0]}{parts[1]}={first_choice(parts[2])}")
+        else:
+            keys.append(arg)
+    base = _compose_raw(config_name, groups)
+    _guard(lambda: check_keys(base, keys))
+
+
+def _compose(config_name: str, overrides: list[str]):
+    check_override_keys(config_name, overrides)
+    return _compose_raw(config_name, overrides)
 
 
 def _guard(fn: Callable[[], None]) -> None:
@@ -82,25 +108,36 @@ def cmd_run(args: list[str]) -> None:
     from omegaconf import DictConfig, OmegaConf
 
     from harness.config import run_spec
-    from harness.runner import execute
     from harness.slurm_check import preflight as slurm_preflight
     from harness.tracking import make_tracker
 
+    if "--from" in args:
+        from harness.rerun import rerun
+
+        _quiet_transformers()
+        _guard(lambda: rerun(args))
+        return
     check_group_overrides(args)
+    check_override_keys("config", args)
     _guard(lambda: slurm_preflight(args))
     _quiet_transformers()
     _FAILED.clear()  # main() may be called more than once in a process (tests, notebooks)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> str:
+        from hydra.core.hydra_config import HydraConfig
+
         from common.errors import HarnessError
+        from harness.backfill_hint import hint_missing_tasks
+        from harness.rerun import launch
 
         try:
             _export_slurm_ranks()
             spec = run_spec(cfg)
             out_root = Path(cfg.out_root)
+            hint_missing_tasks(spec, out_root)
             tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
-            outcome = execute(spec, out_root, tracker)
+            outcome = launch(spec, out_root, tracker, list(HydraConfig.get().overrides.task))
         except HarnessError as err:
             _die(str(err))
         if outcome.status == "failed":
@@ -112,6 +149,69 @@ def cmd_run(args: list[str]) -> None:
     if _FAILED:
         print(f"{len(_FAILED)} run(s) failed:\n  " + "\n  ".join(_FAILED), file=sys.stderr)
         raise SystemExit(1)
+
+
+_PLAN_ROWS: list[dict] = []
+
+
+def cmd_plan(args: list[str]) -> None:
+    """`harness plan <run overrides>`: one row per run of the sweep, nothing trained. Hydra
+    expands the sweep as for `run`, always with the in-process launcher (nothing submitted)."""
+    import tempfile
+
+    import hydra
+    from omegaconf import DictConfig
+
+    from harness.config import run_spec
+    from harness.plan import plan_row, sbatch_preview
+
+    check_group_overrides(args)
+    check_override_keys("config", args)
+    slurm = any(a.lstrip("+") == "hydra/launcher=slurm" for a in args)
+    launcher = _launcher_config(args) if slurm else None
+    local = [a for a in args if not a.lstrip("+").startswith(("hydra/launcher=", "cluster=",
+                                                               "hydra.launcher."))]
+    _PLAN_ROWS.clear()
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def job(cfg: DictConfig) -> None:
+        from common.errors import HarnessError
+
+        try:
+            _PLAN_ROWS.append(plan_row(run_spec(cfg), Path(cfg.out_root)))
+        except HarnessError as err:
+            _die(str(err))
+
+    with tempfile.TemporaryDirectory() as tmp:  # Hydra's own output folders go nowhere
+        sys.argv = ["harness plan", *local, f"hydra.sweep.dir={tmp}", f"hydra.run.dir={tmp}",
+                    "hydra/job_logging=disabled", "hydra/hydra_logging=disabled", SEARCHPATH]
+        job()
+    from harness.plan import format_table
+
+    print(format_table(_PLAN_ROWS))
+    actions = [r["action"].split(" ")[0] for r in _PLAN_ROWS]
+    print(", ".join(f"{actions.count(a)} to {a}" for a in ("train", "resume", "skip")
+                    if a in actions))
+    if launcher is not None:
+        print(f"\nSLURM: one array job of {len(_PLAN_ROWS)} task(s) (not submitted):")
+        print("\n".join(sbatch_preview(launcher, len(_PLAN_ROWS))))
+
+
+def _launcher_config(args: list[str]) -> dict:
+    """The resolved hydra.launcher node of the first config of the sweep (no SLURM needed)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from harness.overrides import first_choice, split_override
+
+    first = []
+    for arg in args:
+        parts = split_override(arg)
+        if parts is not None:
+            first.append(f"{parts[0]}{parts[1]}={first_choice(parts[2])}")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*first, SEARCHPATH], return_hydra_config=True)
+    return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
 
 
 def _export_slurm_ranks() -> None:
@@ -197,6 +297,27 @@ def cmd_eval(args: list[str]) -> None:
     _guard(lambda: backfill(cfg))
 
 
+def cmd_tasks(args: list[str]) -> None:
+    """`harness tasks [eval=SUITE] [lm_eval=true] [filter=TEXT]`."""
+    from harness.config import run_spec
+    from harness.tasks_view import list_tasks
+
+    opts = {k: v for k, _, v in (a.partition("=") for a in args) if k in ("lm_eval", "filter")}
+    if opts.get("lm_eval", "false") not in ("true", "false"):
+        _die(f"lm_eval: must be true or false, got '{opts['lm_eval']}'")
+    rest = [a for a in args if a.partition("=")[0] not in ("lm_eval", "filter")]
+    check_group_overrides(rest)
+    cfg = _compose("config", rest)
+
+    def go() -> None:
+        table = list_tasks(run_spec(cfg), opts.get("lm_eval") == "true", opts.get("filter", ""))
+        if not table:
+            _die(f"filter: no task matches '{opts.get('filter', '')}'", code=1)
+        print(table)
+
+    _guard(go)
+
+
 def cmd_status(args: list[str]) -> None:
     from harness.status import print_status
 
@@ -212,7 +333,7 @@ def cmd_cancel(args: list[str]) -> None:
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
-    "run": cmd_run, "eval": cmd_eval, "status": cmd_status, "cancel": cmd_cancel,
+    "run": cmd_run, "plan": cmd_plan, "tasks": cmd_tasks, "eval": cmd_eval, "status": cmd_status, "cancel": cmd_cancel,
     "analyze": cmd_analyze, "plot": cmd_plot,
 }
 
@@ -224,9 +345,24 @@ def main(argv: list[str] | None = None) -> None:
         return
     cmd = argv.pop(0)
     if cmd not in COMMANDS:
-        _die(f"command: unknown command '{cmd}' (known: {', '.join(COMMANDS)})")
+        import difflib
+
+        near = difflib.get_close_matches(cmd, list(COMMANDS), n=1)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        _die(f"command: unknown command '{cmd}' (known: {', '.join(COMMANDS)}){hint}")
+    if "-h" in argv or "--help" in argv:
+        from harness.cli_help import command_help
+
+        print(command_help(cmd))
+        return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    COMMANDS[cmd](argv)
+    try:
+        COMMANDS[cmd](argv)
+    except KeyboardInterrupt:
+        # one line, not a traceback; a run's own handler has already saved what it could
+        print(f"\ninterrupted: harness {cmd} stopped by Ctrl-C (relaunch the same command to "
+              "resume)", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def _quiet_transformers() -> None:

@@ -1,0 +1,97 @@
+"""`harness <command> --help`: each subcommand's options and an example. Kept apart from
+cli.py so the dispatcher stays short; the texts are what a user reads, so they say what a
+key does and show a command that works on the embedded demo."""
+
+from __future__ import annotations
+
+HELP: dict[str, str] = {
+    "run": """\
+harness run [-m] [--from runs/<id>/config.yaml] [key=value ...]
+
+Train one run, or a sweep with -m (comma-separated values: model=cpu-50k,cpu-100k).
+A complete run is skipped, a partial one resumes from its newest complete checkpoint.
+
+Config groups: model= data= validation= train= eval= tokenizer= logger= sweep= hydra/launcher=
+Common keys:
+  seed=N                 the seed (part of the run id)
+  out_root=DIR           where runs/<run_id>/ go (default outputs/<sweep_name>)
+  train.tokens=N         train on exactly N tokens; replaces the default train.tokens_per_param
+  train.tokens_per_param=R   N = R x parameters (when train.tokens is not given)
+  eval.tasks=[a,b@3shot] tasks and setup variants scored at each checkpoint (`harness tasks`)
+  --from runs/<id>/config.yaml   rerun exactly the run that config describes (no other keys)
+
+Examples:
+  harness run model=cpu-50k data=toy train.tokens=100000
+  harness run -m model=cpu-50k,cpu-100k data=toy,toy_code
+  harness run --from outputs/default/runs/<id>/config.yaml
+See what would run first: harness plan <same overrides>.""",
+    "plan": """\
+harness plan [-m] [key=value ...]      (the same overrides as `harness run`)
+
+Print, without training, one row per run: run id, size, parameters (total and
+non-embedding), tokens, FLOPs, steps, checkpoints to evaluate, and whether `run` would
+train, resume or skip it. With hydra/launcher=slurm it also prints the sbatch parameters
+each array job would get, even on a machine without SLURM.
+
+Examples:
+  harness plan -m sweep=demo
+  harness plan -m hydra/launcher=slurm +cluster=example_gpu model=gpu-d96-l8,gpu-d128-l4""",
+    "eval": """\
+harness eval root=DIR [eval=SUITE] ['eval.tasks=[...]']
+
+Score saved checkpoints of a sweep's runs on tasks they lack (backfill); models are not
+retrained and the run ids do not change.
+
+Example:
+  harness eval root=outputs/demo eval=toy 'eval.tasks=[toy_grammar@prefix]'""",
+    "status": """\
+harness status root=DIR
+
+A table of a sweep's runs: run id, size, mix, state, step, tokens, validation loss, SLURM job.
+Exits non-zero when DIR does not exist or holds no runs.
+
+Example:
+  harness status root=outputs/demo""",
+    "cancel": """\
+harness cancel root=DIR
+
+scancel the live SLURM jobs recorded by a sweep's runs.
+
+Example:
+  harness cancel root=outputs/demo""",
+    "analyze": """\
+harness analyze root=DIR [out=DIR] [analysis.KEY=VALUE ...]
+harness analyze source=gadre2024[,olmo_ladder,pythia] [path=DIR] [out=DIR]
+
+Fit the laws, classify each task's trend, detect flips, backtest extrapolation and write
+report.md, figures/ and tables/. Thresholds and fit settings: conf/analysis/default.yaml.
+  analysis.plot.dpi=N           figure resolution
+  analysis.plot.formats=[png,pdf,svg]   figure file formats
+
+Examples:
+  harness analyze root=outputs/demo
+  harness analyze source=gadre2024 analysis.plot.formats=[png,pdf]""",
+    "plot": """\
+harness plot out=DIR [analysis.plot.dpi=N] [analysis.plot.formats=[png,pdf,svg]]
+
+Redraw every figure from the tables an earlier `harness analyze` wrote under DIR (no
+refitting); says which tables it read.
+
+Example:
+  harness plot out=outputs/demo analysis.plot.dpi=200 'analysis.plot.formats=[png,pdf]'""",
+    "tasks": """\
+harness tasks [eval=SUITE] [lm_eval=true] [filter=TEXT]
+
+List downstream tasks with their setup variants, chance level and size: the project's toy
+tasks, the tasks of a suite (eval=core), and with lm_eval=true every task lm-eval knows
+(`lm_eval --tasks list`). Variants are written task@setup: @3shot (any @<N>shot), and for
+the toy tasks @letters and @prefix.
+
+Examples:
+  harness tasks
+  harness tasks lm_eval=true filter=arc""",
+}
+
+
+def command_help(cmd: str) -> str:
+    return HELP[cmd]

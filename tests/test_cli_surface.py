@@ -1,0 +1,157 @@
+"""The command-line surface (issue 14): --help per subcommand, unknown keys with a close
+match and exit 2, Ctrl-C in one line, "nothing found" non-zero, `train.tokens=N` alone, the
+plan view (with the SLURM preview off-cluster), the task list, overrides kept per run,
+`run --from`, the backfill hint, and no ghost run directory after rejected input."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from harness import cli
+from harness.cli_help import HELP
+from tests.conftest import compose, tiny_overrides
+
+
+@pytest.mark.parametrize("cmd", sorted(cli.COMMANDS))
+def test_every_subcommand_has_help(run_cli, cmd):
+    code, out, err = run_cli(cmd, "--help")
+    assert code == 0 and err == ""
+    assert out.startswith(f"harness {cmd}") and "Example" in out
+
+
+def test_help_covers_every_command():
+    assert set(HELP) == set(cli.COMMANDS)
+
+
+@pytest.mark.parametrize("cmd, arg, message", [
+    ("run", "train.tokenz=5", "train.tokenz: unknown key (did you mean train.tokens?)"),
+    ("status", "roots=x", "roots: unknown key (did you mean root?)"),
+    ("analyze", "analysis.plot.dpii=200", "analysis.plot.dpii: unknown key (did you mean analysis.plot.dpi?)"),
+    ("plan", "modle=cpu-50k", "modle: unknown key (did you mean model?)"),
+])
+def test_unknown_key_one_line_with_suggestion(run_cli, cmd, arg, message):
+    code, out, err = run_cli(cmd, arg)
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: {message}; add a new key with +{arg.partition('=')[0]}=..."]
+
+
+def test_unknown_command_suggests(run_cli):
+    code, _, err = run_cli("stauts")
+    assert code == 2 and "did you mean status?" in err
+
+
+def test_ctrl_c_is_one_line(run_cli, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "status", interrupted)
+    code, _, err = run_cli("status", "root=x")
+    assert code == 130
+    assert [ln for ln in err.splitlines() if ln] == [
+        "interrupted: harness status stopped by Ctrl-C (relaunch the same command to resume)"]
+
+
+def test_status_nothing_found_is_an_error(run_cli, tmp_path):
+    code, _, err = run_cli("status", f"root={tmp_path / 'missing'}")
+    assert code == 2 and "root: no such directory" in err
+    code, _, err = run_cli("status", f"root={tmp_path}")
+    assert code == 2 and "root: no runs under" in err
+
+
+def test_train_tokens_alone_replaces_the_multiplier():
+    from harness.config import run_spec
+
+    spec = run_spec(compose(["model=cpu-50k", "train.tokens=100000"]))
+    assert spec.train.tokens == 100000 and spec.train.tokens_per_param is None
+    # the same run as writing both out: the run id does not depend on how it was said
+    from harness.identity import run_id
+
+    both = run_spec(compose(["model=cpu-50k", "train.tokens=100000", "train.tokens_per_param=null"]))
+    assert run_id(spec) == run_id(both)
+
+
+def test_plan_rows_without_training(run_cli, tmp_path):
+    code, out, err = run_cli("plan", "-m", "model=cpu-50k,cpu-100k", "train.tokens=100000",
+                             f"out_root={tmp_path}")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:6] == ["run_id", "size", "mix", "seed", "params", "non_emb"]
+    rows = [ln.split() for ln in lines[1:3]]
+    assert [r[1] for r in rows] == ["cpu-50k", "cpu-100k"]
+    assert rows[0][4] == "63,096" and rows[0][-1] == "train"
+    assert "2 to train" in out
+    assert not (tmp_path / "runs").exists()  # nothing was created
+
+
+def test_plan_previews_slurm_without_sbatch(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no scontrol
+    code, out, err = run_cli("plan", "-m", "hydra/launcher=slurm", "+cluster=example_gpu",
+                             "model=cpu-50k,cpu-100k", f"out_root={tmp_path}")
+    assert code == 0, err
+    assert "#SBATCH --partition=gpu" in out and "#SBATCH --array=0-1%32" in out
+    assert "#SBATCH --time=480" in out and "#SBATCH --requeue" in out
+
+
+def test_tasks_lists_variants_chance_and_size(run_cli):
+    code, out, err = run_cli("tasks", "filter=toy_grammar")
+    assert code == 0, err
+    row = next(ln.split() for ln in out.splitlines() if ln.startswith("toy_grammar"))
+    assert row[1:5] == ["@3shot", "@prefix", "0.5", "200"]
+    code, _, err = run_cli("tasks", "filter=no_such_task")
+    assert code == 1 and "no task matches" in err
+
+
+def test_backfill_hint_names_the_command(tmp_path, capsys):
+    from common.record import CheckpointEntry, DataInfo, ModelInfo, RunRecord
+    from harness import backfill_hint
+    from harness.config import run_spec
+    from harness.identity import run_id
+    from harness.store import run_dir, write_record
+
+    spec = run_spec(compose(["model=cpu-50k", "eval=toy", "eval.tasks=[toy_recall,toy_arith]"]))
+    path = run_dir(tmp_path, run_id(spec))
+    path.mkdir(parents=True)
+    rec = RunRecord(run_id=run_id(spec), sweep="t", status="running", config={},
+                    model=ModelInfo(size="cpu-50k", n_params=1), data=DataInfo(mix="toy"))
+    rec.put_checkpoint(CheckpointEntry(1, 1, 1.0, {"toy": 2.0}, {"toy_recall": {"acc": 0.5}}))
+    rec.status = "complete"
+    write_record(path, rec)
+    assert backfill_hint.missing_tasks(spec, tmp_path) == ["toy_arith"]
+    backfill_hint.hint_missing_tasks(spec, tmp_path)
+    err = capsys.readouterr().err
+    assert f"harness eval root={tmp_path} 'eval.tasks=[toy_arith]'" in err
+
+
+@pytest.mark.slow
+def test_bad_task_leaves_no_ghost_run(run_cli, tmp_path, shared_cache):
+    code, _, err = run_cli("run", *tiny_overrides(shared_cache, tmp_path, tasks=True),
+                           "eval.tasks=[toy_nope]")
+    assert code == 2 and "toy_nope" in err
+    # the task list is checked when the run is built, after its directory was made
+    assert list((tmp_path / "runs").glob("*")) == []
+
+
+@pytest.mark.slow
+def test_overrides_kept_and_run_from_reruns_exactly(run_cli, tmp_path, shared_cache):
+    ov = tiny_overrides(shared_cache, tmp_path / "a")
+    code, _, err = run_cli("run", *ov)
+    assert code == 0, err
+    (run,) = (tmp_path / "a" / "runs").iterdir()
+    kept = yaml.safe_load((run / "overrides.yaml").read_text())
+    assert "model=cpu-50k" in kept and f"out_root={tmp_path / 'a'}" in kept
+    code, out, _ = run_cli("run", "--from", str(run / "config.yaml"))
+    assert code == 0 and "is complete" in out
+    code, _, err = run_cli("run", "--from", str(run / "config.yaml"), f"out_root={tmp_path / 'b'}")
+    assert code == 0, err
+    again = tmp_path / "b" / "runs" / run.name
+    a = json_final(run)
+    assert a == json_final(again)  # same run id, same final validation losses
+    code, _, err = run_cli("run", "--from", str(run / "config.yaml"), "seed=3")
+    assert code == 2 and "seed: --from reruns a run exactly" in err
+
+
+def json_final(run) -> dict:
+    import json
+
+    return json.loads((run / "record.json").read_text())["checkpoints"][-1]["val_loss"]
