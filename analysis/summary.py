@@ -31,7 +31,8 @@ TESTBED_SETTINGS: dict[str, dict[str, Any]] = {
                     "extrapolate": {"val_set": "c4_en"},
                     "plot": {"grid_val_sets": ["c4_en"],
                              "flip_tasks": ["hellaswag_val", "mmlu_avg_test"]}},
-    "pythia": {"reference_val_set": "compute", "x_axes": ["compute", "params"],
+    # every Pythia run sees the same tokens, so parameters would repeat the compute axis
+    "pythia": {"reference_val_set": "compute", "x_axes": ["compute"],
                "plot": {"grid_val_sets": ["compute"],
                         "flip_tasks": ["arc_easy", "lambada_openai"]}},
 }
