@@ -99,6 +99,8 @@ class WandbTracker(Tracker):
             print(f"warning: wandb offline init failed too ({_first_line(err)}); not tracking this run",
                   file=sys.stderr)
             self.run = None
+            return
+        _offline_hint(Path(self.run.dir).parent)
 
     def log_step(self, row: dict[str, Any]) -> None:
         if self.run:
@@ -132,6 +134,20 @@ class WandbTracker(Tracker):
         self.run.summary.update(summary)
         self.run.finish(exit_code=1 if preempted else 0)
         self.run = None
+
+
+_HINTED_OFFLINE: set[Path] = set()
+
+
+def _offline_hint(run_dir: Path) -> None:
+    """Say once per W&B folder where offline runs go and how to upload them: an offline run
+    is otherwise silent, and its files easy to lose among the checkpoints."""
+    folder = run_dir.parent
+    if folder in _HINTED_OFFLINE:
+        return
+    _HINTED_OFFLINE.add(folder)
+    print(f"W&B offline: runs are saved under {folder} (this one: {run_dir.name}); upload "
+          f"them with: wandb sync {folder}/offline-run-*", file=sys.stderr)
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:

@@ -79,3 +79,19 @@ def test_empty_wandb_mode_env_still_logs_offline(no_key, monkeypatch, shared_cac
     cfg = compose(tiny_overrides(shared_cache, out) + ["logger=wandb"])
     execute(run_spec(cfg), out, make_tracker(dict(cfg.logger), out))
     assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_offline_run_says_where_and_how_to_sync_once(no_key, tmp_path, capsys):
+    from common.record import DataInfo, ModelInfo, RunRecord
+
+    spec = run_spec(compose(["model=cpu-50k"]))
+    rec = RunRecord(run_id="hint", sweep="t", status="running", config={},
+                    model=ModelInfo(size="cpu-50k", n_params=1), data=DataInfo(mix="toy"))
+    for rid in ("hint1", "hint2"):
+        tracker = WandbTracker("p", mode="offline", directory=str(tmp_path))
+        tracker.start(rid, spec, rec)
+        tracker.finish(rec)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("W&B offline")]
+    assert len(lines) == 1  # once, not per run
+    assert f"wandb sync {tmp_path / 'wandb'}/offline-run-*" in lines[0]
+    assert list((tmp_path / "wandb").glob("offline-run-*hint1"))
