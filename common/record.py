@@ -22,7 +22,9 @@ from typing import Any
 from common.errors import RecordError
 
 SCHEMA_VERSION = 2
-STATUSES = ("running", "complete", "failed")
+# interrupted: stopped by a signal or Ctrl-C outside SLURM (or found dead by `harness status`);
+# relaunching resumes it
+STATUSES = ("running", "complete", "failed", "interrupted")
 
 _NUM = (int, float)
 
@@ -110,22 +112,29 @@ class CheckpointEntry:
     flops: float | None
     val_loss: dict[str, float | None] = field(default_factory=dict)
     tasks: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # why backfill could not score this checkpoint (it failed verification or loading); the
+    # key is written only when set, so records without failures keep the five keys
+    failure: str | None = None
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "checkpoint", strict: bool = True) -> CheckpointEntry:
         _check(where, raw, (dict,), optional=False)
         keys = ("step", "tokens", "flops", "val_loss", "tasks")
-        if strict and set(raw) != set(keys):
+        if strict and set(raw) - {"failure"} != set(keys):
             raise RecordError(f"record {where}: keys {sorted(raw)}, expected {list(keys)}")
         step = _check(f"{where}.step", raw.get("step"), (int,), optional=False)
         tasks = _check(f"{where}.tasks", raw.get("tasks") or {}, (dict,))
         return cls(step, _check(f"{where}.tokens", raw.get("tokens"), _NUM),
                    _check(f"{where}.flops", raw.get("flops"), _NUM),
                    _scores(f"{where}.val_loss", raw.get("val_loss") or {}),
-                   {str(t): _scores(f"{where}.tasks.{t}", m) for t, m in tasks.items()})
+                   {str(t): _scores(f"{where}.tasks.{t}", m) for t, m in tasks.items()},
+                   _check(f"{where}.failure", raw.get("failure"), (str,)))
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["failure"] is None:
+            del out["failure"]
+        return out
 
 
 _TOP = {"schema_version": (int,), "run_id": (str,), "sweep": (str,), "status": (str,),
@@ -219,6 +228,9 @@ class RunRecord:
 
     def fail(self, reason: str) -> None:
         self.status, self.failure = "failed", reason
+
+    def interrupt(self, reason: str) -> None:
+        self.status, self.failure = "interrupted", reason
 
     def complete(self, compute: Compute) -> None:
         self.status, self.failure, self.compute = "complete", None, compute

@@ -1,6 +1,9 @@
 """`harness eval root=<sweep dir> eval=<suite>`: score the saved checkpoints of existing
-runs on tasks they lack, without retraining. Each record is updated atomically after each
-run, and tasks already present at a checkpoint are skipped.
+runs on tasks they lack, without retraining. Tasks already present at a checkpoint are
+skipped. Every checkpoint is verified against its sha256 manifest before it is scored; one that
+fails is recorded as failed (`failure` on its entry) and the others go on. Each checkpoint's
+results are merged into the record under the run's lock as soon as they exist, so concurrent
+backfills of one root never drop each other's tasks and a later failure loses nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from common.log import log
 from harness.config import run_spec
 from harness.run_setup import task_runner
 from harness.store import iter_run_dirs, read_record, write_record
+from train.cache_lock import file_lock
 from train.specs import SourceSpec
 
 
@@ -27,7 +31,7 @@ def _load_checkpoint(path: Path):
 
     from train.checkpoint import load_weights, verify_checkpoint
 
-    reason = verify_checkpoint(path, deep=False)
+    reason = verify_checkpoint(path, deep=True)  # hashed: a same-size edit is caught too
     if reason is not None:
         raise DataError(f"checkpoint '{path}' does not load: {reason}")
     try:
@@ -53,28 +57,60 @@ def backfill(cfg: DictConfig) -> int:
     base = run_spec(cfg)
     if not base.eval.tasks:
         raise ConfigError(f"eval.tasks: suite '{base.eval.suite}' names no tasks")
-    updated = 0
+    updated, failed = 0, []
     for path in runs:
-        record = read_record(path)
-        # the run's own sources: toy tasks are generated from the world that run trained on
-        sources = {n: SourceSpec(n, s["kind"], s["options"]) for n, s in record.config_block("sources").items()}
-        spec = dataclasses.replace(base, sources=sources)
-        runner = task_runner(spec)
-        record.tasks_meta.update({n: vars(i) for n, i in runner.info().items()})
-        max_len = int(record.config_block("model")["max_seq_len"])
-        for entry in record.checkpoints:
-            missing = [t for t in runner.names if t not in entry.tasks]
-            if not missing:
-                continue
-            ckpt = path / "checkpoints" / f"step_{entry.step}"
-            if not ckpt.exists():
-                print(f"warning: {path.name} step {entry.step}: checkpoint not kept; skipped", file=sys.stderr)
-                continue
-            model, tok = _load_checkpoint(ckpt)
-            scores = runner.evaluate(model, tok, max_length=max_len)
-            entry.tasks.update({t: scores[t] for t in missing if t in scores})
-            updated += 1
-            log(f"{path.name} step {entry.step}: added {', '.join(missing)}")
-        write_record(path, record)
+        gained, bad = _backfill_run(path, base)
+        updated, failed = updated + gained, failed + bad
     log(f"backfill: {updated} checkpoint(s) gained results across {len(runs)} run(s)")
+    if failed:  # after every other checkpoint was scored and saved: the exit status says it
+        raise DataError(f"backfill: {len(failed)} checkpoint(s) could not be scored and are recorded "
+                        f"as failed; first: {failed[0]}")
     return updated
+
+
+def _backfill_run(path: Path, base) -> tuple[int, list[str]]:
+    """Score one run's checkpoints on the tasks they lack; each checkpoint's results are merged
+    into the record as soon as they exist. A checkpoint that fails verification or loading is
+    recorded as failed and costs only itself."""
+    record = read_record(path)
+    # the run's own sources: toy tasks are generated from the world that run trained on
+    sources = {n: SourceSpec(n, s["kind"], s["options"]) for n, s in record.config_block("sources").items()}
+    runner = task_runner(dataclasses.replace(base, sources=sources))
+    meta = {n: vars(i) for n, i in runner.info().items()}
+    max_len = int(record.config_block("model")["max_seq_len"])
+    updated, failed = 0, []
+    for entry in record.checkpoints:
+        missing = [t for t in runner.names if t not in entry.tasks]
+        if not missing:
+            continue
+        ckpt = path / "checkpoints" / f"step_{entry.step}"
+        if not ckpt.exists():
+            print(f"warning: {path.name} step {entry.step}: checkpoint not kept; skipped", file=sys.stderr)
+            continue
+        try:
+            model, tok = _load_checkpoint(ckpt)
+        except DataError as err:
+            print(f"warning: {path.name} step {entry.step}: skipped: {err}", file=sys.stderr)
+            _merge(path, entry.step, {}, meta, failure=str(err))
+            failed.append(str(err))
+            continue
+        scores = runner.evaluate(model, tok, max_length=max_len)
+        _merge(path, entry.step, {t: scores[t] for t in missing if t in scores}, meta)
+        updated += 1
+        log(f"{path.name} step {entry.step}: added {', '.join(missing)}")
+    return updated, failed
+
+
+def _merge(path: Path, step: int, tasks: dict, meta: dict, failure: str | None = None) -> None:
+    """Add `tasks` at `step` to the record as it is on disk now, under the run's lock: two
+    backfills of one run serialise here and neither drops the other's tasks."""
+    with file_lock(path / ".lock"):
+        record = read_record(path)
+        if record is None:
+            raise DataError(f"record of run '{path.name}' became unreadable during backfill")
+        record.tasks_meta.update(meta)
+        for entry in record.checkpoints:
+            if entry.step == step:
+                entry.tasks.update(tasks)
+                entry.failure = failure
+        write_record(path, record)

@@ -1,6 +1,7 @@
 """Run identity: `run_id` is a short hash of the run's semantic config.
 
-Keyed: model shape, tokenizer, the sources the run reads, the mix, validation sets, the
+Keyed: model shape, tokenizer, the sources the run reads (with a hash of a `files` source's
+bytes), the mix, validation sets, the
 optimisation settings, the checkpoint schedule and the seed. Not keyed: paths, launcher,
 logger, device and thread count, parallelism (ddp/fsdp), logging/checkpoint cadence, and the
 list of downstream tasks — adding a task to a finished sweep is a backfill (`harness eval`),
@@ -14,7 +15,8 @@ import json
 from typing import Any
 
 from harness.config import to_dict
-from train.specs import RunSpec
+from train.sources import source_content
+from train.specs import RunSpec, SourceSpec
 
 OPERATIONAL_TRAIN_KEYS = ("device", "num_threads", "log_every", "checkpoint_every", "keep_checkpoints",
                           "compile", "compile_mode", "loss_chunk", "activation_checkpointing",
@@ -29,13 +31,23 @@ def semantic_config(spec: RunSpec) -> dict[str, Any]:
     return {
         "model": {k: v for k, v in to_dict(spec.model).items() if k != "name"},
         "tokenizer": tokenizer,
-        "sources": {n: to_dict(spec.sources[n]) for n in sorted(used)},
+        "sources": {n: _source(spec.sources[n]) for n in sorted(used)},
         "mix": to_dict(spec.mix.weights),
         "validation": to_dict(spec.validation),
         "train": train,
         "eval": {k: getattr(spec.eval, k) for k in KEYED_EVAL_KEYS},
         "seed": spec.seed,
     }
+
+
+def _source(src: SourceSpec) -> dict[str, Any]:
+    """A source as configured, plus a hash of its content where the options do not pin it
+    (`files`): a run whose corpus changed gets a new id instead of resuming on other text."""
+    out = to_dict(src)
+    content = source_content(src)
+    if content is not None:
+        out["content"] = content
+    return out
 
 
 def run_id(spec: RunSpec) -> str:

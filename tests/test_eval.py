@@ -144,4 +144,7 @@ def test_backfill_reports_a_checkpoint_that_does_not_load(finished_run, run_cli,
         a for a in tiny_overrides(cache, out, tasks=True) if a.startswith(("sources.", "eval.n_per"))]
     code, _, err = run_cli("eval", *args)
     assert code == 2 and "does not load" in err
-    assert (run / "record.json").read_bytes() == before
+    # each checkpoint is recorded as failed, with its reason; no score was added
+    after = json.loads((run / "record.json").read_bytes())
+    assert [c["tasks"] for c in after["checkpoints"]] == [c["tasks"] for c in json.loads(before)["checkpoints"]]
+    assert all("does not load" in c["failure"] for c in after["checkpoints"])

@@ -18,7 +18,7 @@ import os
 import random
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,21 @@ MANIFEST = "manifest.json"
 STATE = "trainer_state.pt"
 
 
+_HASHED: dict[tuple, str] = {}
+
+
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The file's sha256, hashed once per process: cached by (path, size, mtime, ctime, inode),
+    so a file changed since (even at the same size, its mtime set back) is hashed again."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _HASHED:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _HASHED[key] = h.hexdigest()
+    return _HASHED[key]
 
 
 def rng_state() -> dict[str, Any]:
@@ -140,9 +149,11 @@ def latest_complete(ckpt_root: Path, log=print, deep: bool = True) -> Path | Non
 
 @dataclass(frozen=True)
 class ResumePlan:
-    """Where a run starts: the newest checkpoint that verified (hashes included), or nothing."""
+    """Where a run starts: the newest checkpoint that verified (hashes included) and whose
+    trainer state loads (weights_only), or nothing. `trainer_state` is that state, read once."""
 
     checkpoint: Path | None
+    trainer_state: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def step(self) -> int:
@@ -152,8 +163,19 @@ class ResumePlan:
 
 def plan_resume(ckpt_root: Path, log=print) -> ResumePlan:
     """Decide, once per run and process, which checkpoint the run resumes from: files are
-    hashed here, so the loop restores exactly what the runner planned its record around."""
-    return ResumePlan(latest_complete(ckpt_root, log=log, deep=True))
+    hashed here, so the loop restores exactly what the runner planned its record around. A
+    checkpoint whose trainer state is refused by the safe loader (e.g. a pickle that would run
+    code) is skipped like a damaged one, and the previous good checkpoint is used."""
+    for step in reversed(checkpoint_steps(ckpt_root)):
+        path = ckpt_root / f"step_{step}"
+        reason = verify_checkpoint(path, deep=True)
+        if reason is None:
+            try:
+                return ResumePlan(path, load_trainer_state(path))
+            except Exception as err:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError alike
+                reason = f"trainer state does not load safely ({type(err).__name__})"
+        log(f"warning: skipping checkpoint {path}: {reason}")
+    return ResumePlan(None)
 
 
 def checkpoint_step(path: Path) -> int:

@@ -87,9 +87,10 @@ def build_optimizer(model: torch.nn.Module, spec: TrainSpec, device: torch.devic
     return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), foreach=True)
 
 
-def _restore(model, optimizer, scheduler, ckpt: Path,
-             sharded: fsdp.ShardedRun | None = None) -> tuple[int, list[float], list]:
-    state = load_trainer_state(ckpt)
+def _restore(model, optimizer, scheduler, ckpt: Path, sharded: fsdp.ShardedRun | None = None,
+             state: dict | None = None) -> tuple[int, list[float], list]:
+    if state is None:  # read by plan_resume already, normally
+        state = load_trainer_state(ckpt)
     if sharded is not None:
         sharded.restore(optimizer, ckpt, state)
     else:
@@ -157,7 +158,7 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
         resume = plan_resume(ckpt_root, log=lambda m: print(m, file=sys.stderr) if info.is_main else None)
     if resume.checkpoint is not None:
         start, loss_window, interval = _restore(model, optimizer, scheduler, resume.checkpoint,
-                                                sharded)
+                                                sharded, resume.trainer_state)
         resumed_from = start
     if info.is_main:
         _truncate_log(log_path, start)

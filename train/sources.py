@@ -159,13 +159,43 @@ def _hf(spec: SourceSpec, split: str) -> Iterator[str]:
         yield str(row[text_field])
 
 
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, once per process per (path, size, mtime, ctime, inode): any
+    write since, even one that restores size and mtime, changes the ctime."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def source_content(spec: SourceSpec) -> str | None:
+    """What a source's text is, beyond its options: for `files`, a hash of every file's bytes
+    (so replacing a corpus, even at the same size and mtime, is a different input). Other kinds
+    are pinned by their options (the toy world's seed, the stdlib of this Python, an `hf`
+    source's `revision`): None."""
+    if spec.kind != "files":
+        return None
+    h = hashlib.sha256()
+    for p in spec.options.get("paths", []):
+        path = Path(p)
+        if not path.is_file():
+            raise ConfigError(f"sources.{spec.name}.paths: '{p}' is not a file")
+        h.update(str(path.resolve()).encode() + b"\0" + file_sha256(path).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def source_fingerprint(spec: SourceSpec) -> str:
-    """A content key for the spec (files add size and mtime, so edits invalidate caches)."""
+    """A content key for the spec: options, plus the files' bytes for a `files` source, so an
+    edited corpus never reuses a stale token cache."""
     payload: dict = {"name": spec.name, "kind": spec.kind, "options": spec.options}
     if spec.kind == "files":
-        stats = []
-        for p in spec.options.get("paths", []):
-            path = Path(p)
-            stats.append([str(path.resolve()), *( [path.stat().st_size, path.stat().st_mtime_ns] if path.exists() else [None])])
-        payload["stats"] = stats
+        payload["content"] = source_content(spec)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -22,7 +22,7 @@ import numpy as np
 from common.atomic import atomic_path, write_json
 from common.errors import DataError
 from train.cache_lock import build_once
-from train.sources import iter_documents, source_fingerprint
+from train.sources import file_sha256, iter_documents, source_fingerprint
 from train.specs import SourceSpec
 
 FORMAT_VERSION = 1
@@ -90,6 +90,7 @@ def build_token_cache(spec: SourceSpec, split: str, tokenizer, tokenizer_id: str
                 raise DataError(f"sources.{spec.name}: split '{split}' is empty (no documents)")
         write_json(meta_target, {"key": key, "source": spec.name, "split": split, "dtype": dtype,
                                  "n_tokens": n_tokens, "n_docs": n_docs,
+                                 "sha256": file_sha256(bin_path),
                                  "build_seconds": round(time.time() - t0, 3)})
 
     # The metadata is written last: its presence means the .bin beside it is complete.
@@ -97,4 +98,7 @@ def build_token_cache(spec: SourceSpec, split: str, tokenizer, tokenizer_id: str
     meta = json.loads(meta_path.read_text())
     if not bin_path.exists() or bin_path.stat().st_size != meta["n_tokens"] * np.dtype(meta["dtype"]).itemsize:
         raise DataError(f"token cache '{bin_path}' is incomplete or corrupt; delete it and rerun")
+    # verified when opened (hashed once per process): a same-size edit of the ids is caught
+    if "sha256" in meta and file_sha256(bin_path) != meta["sha256"]:
+        raise DataError(f"token cache '{bin_path}' does not match its sha256; delete it and rerun")
     return TokenCache(bin_path, meta["n_tokens"], meta["n_docs"], meta["dtype"])

@@ -16,14 +16,15 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from common.atomic import shareable
+from common.atomic import shareable, write_json
 from common.errors import ConfigError, DataError
 from train.cache_lock import build_once
-from train.sources import iter_documents, source_fingerprint
+from train.sources import file_sha256, iter_documents, source_fingerprint
 from train.specs import SourceSpec, TokenizerSpec
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
+CHECKSUMS = "checksums.json"  # sha256 of each tokenizer file, written before the folder is renamed in
 
 
 def tokenizer_key(spec: TokenizerSpec, sources: dict[str, SourceSpec]) -> str:
@@ -61,7 +62,22 @@ def _train_bpe(spec: TokenizerSpec, sources: dict[str, SourceSpec], target: Path
     tmp = Path(tempfile.mkdtemp(prefix=".tok.", dir=target.parent))
     shareable(tmp, is_dir=True)
     fast.save_pretrained(tmp)
+    write_json(tmp / CHECKSUMS, {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()})
     tmp.rename(target)
+
+
+def _verify(target: Path) -> None:
+    """The cached tokenizer's files against the checksums written when it was trained (hashed
+    once per process): edited ids would silently change every task score. A cache from before
+    checksums were written has none to check."""
+    meta = target / CHECKSUMS
+    if not meta.is_file():
+        return
+    for name, digest in json.loads(meta.read_text()).items():
+        f = target / name
+        if not f.is_file() or file_sha256(f) != digest:
+            raise DataError(f"tokenizer cache '{target}': {name} does not match its sha256; "
+                            "delete the folder and rerun")
 
 
 def load_tokenizer(spec: TokenizerSpec, sources: dict[str, SourceSpec], cache_dir: Path) -> PreTrainedTokenizerFast:
@@ -84,6 +100,7 @@ def load_tokenizer(spec: TokenizerSpec, sources: dict[str, SourceSpec], cache_di
     target = cache_dir / "tokenizers" / tokenizer_key(spec, sources)
     target.parent.mkdir(parents=True, exist_ok=True)
     build_once(target, lambda t: _train_bpe(spec, sources, t))
+    _verify(target)
     return PreTrainedTokenizerFast.from_pretrained(str(target))
 
 
