@@ -328,6 +328,11 @@ def check_task_yaml(path: Path) -> dict:
         raise ValueError(f"{path}: unreadable task YAML ({type(e).__name__})") from None
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: task YAML is not a mapping")
+    # Generated tasks are data only: safe_load already refuses a `!function` tag; an `include:`
+    # would let lm-eval load another file (with its own `!function`), so none is allowed.
+    for key in ("include", "class"):
+        if key in cfg:
+            raise ValueError(f"{path}: generated task YAML may not use {key!r}")
     required = REQUIRED_FIELDS + (MC_FIELDS if cfg.get("output_type") == "multiple_choice" else ())
     for field in required:
         if cfg.get(field) in (None, ""):
@@ -342,6 +347,14 @@ def load_task_specs(out_dir: Path) -> dict[str, TaskSpec]:
         raise ValueError(f"{index_path}: toy task index not found (run write_toy_tasks first)")
     index = json.loads(index_path.read_text(encoding="utf-8"))
     specs = {k: TaskSpec(**v) for k, v in index["tasks"].items()}
+    listed = {Path(spec.yaml_path).resolve() for spec in specs.values()}
+    # lm-eval indexes every YAML in the folder, so one that the index does not list (planted,
+    # or left over) or any Python file (a `!function` target) is refused, not merely skipped
+    for path in sorted(Path(out_dir).rglob("*")):
+        if path.suffix in (".yaml", ".yml") and path.resolve() not in listed:
+            raise ValueError(f"{path}: task YAML not written by the toy-task generator")
+        if path.suffix == ".py":
+            raise ValueError(f"{path}: code file in a generated task folder")
     for spec in specs.values():
         check_task_yaml(Path(spec.yaml_path))
     return specs

@@ -5,7 +5,7 @@ few fields. lm-eval resolves a relative `include:` against the including file's 
 checked-in relative path into site-packages would break with every venv layout. Instead the
 variant names its base as `{lm_eval_tasks}/arc/arc_easy.yaml`, and before lm-eval sees the folder
 we copy it to a content-keyed temp folder with the placeholder replaced by the absolute path of
-the installed lm_eval/tasks. Plain lm-eval never indexes the unmaterialised files (their include
+the installed lm_eval/tasks (a private folder made per process, never one found by name). Plain lm-eval never indexes the unmaterialised files (their include
 does not resolve, so its indexer skips them), so the variants exist only where a suite names
 this include path.
 
@@ -15,6 +15,7 @@ file it cannot parse and lets a later file with the same task name replace an ea
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -50,8 +51,20 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not _IGNORE.intersection(p.parts))
 
 
+_MATERIALISED: dict[tuple[str, str], Path] = {}
+
+
+def _remove_private(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def materialise(root: Path) -> Path:
-    """`root` itself, or a temp copy with the placeholder substituted when any YAML uses it."""
+    """`root` itself, or a copy with the placeholder substituted when any YAML uses it.
+
+    The copy lives in a fresh private folder (mkdtemp: mode 0700, owned by this user, a name
+    no one can predict), made once per process and removed at exit. No folder is ever trusted
+    by its name: one planted in the shared temp directory under a guessable name is never
+    read, so its YAML (e.g. a `!function` hook) cannot run as this user."""
     yamls = [p for p in _files(root) if p.suffix == ".yaml"]
     if not any(PLACEHOLDER in p.read_text(encoding="utf-8") for p in yamls):
         return root
@@ -59,24 +72,20 @@ def materialise(root: Path) -> Path:
     digest = hashlib.sha256(base.encode())
     for p in _files(root):
         digest.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
-    target = Path(tempfile.gettempdir()) / f"harness-suite-{root.name}-{digest.hexdigest()[:16]}"
-    if target.is_dir():  # content-keyed: an existing copy is complete (renamed into place)
-        return target
-    tmp = Path(tempfile.mkdtemp(prefix=".build.", dir=target.parent))
-    try:
-        for p in _files(root):
-            dest = tmp / p.relative_to(root)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if p.suffix == ".yaml":
-                dest.write_text(p.read_text(encoding="utf-8").replace(PLACEHOLDER, base), encoding="utf-8")
-            else:
-                shutil.copy2(p, dest)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process won the race with identical content
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    key = (str(root), digest.hexdigest())
+    if key in _MATERIALISED and _MATERIALISED[key].is_dir():
+        return _MATERIALISED[key]
+    private = Path(tempfile.mkdtemp(prefix="harness-suite-"))
+    atexit.register(_remove_private, private)
+    target = private / root.name
+    for p in _files(root):
+        dest = target / p.relative_to(root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if p.suffix == ".yaml":
+            dest.write_text(p.read_text(encoding="utf-8").replace(PLACEHOLDER, base), encoding="utf-8")
+        else:
+            shutil.copy2(p, dest)
+    _MATERIALISED[key] = target
     return target
 
 
