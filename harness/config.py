@@ -7,6 +7,8 @@ Every check raises `ConfigError` with one line naming the bad key and value.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,66 @@ def _check_train(t: TrainSpec, model: ModelSpec) -> None:
         raise ConfigError(f"train.precision: unknown precision '{t.precision}' (known: auto, fp32, bf16)")
     if t.parallel not in PARALLEL_MODES:
         raise ConfigError(f"train.parallel: unknown mode '{t.parallel}' (known: {', '.join(PARALLEL_MODES)})")
+    _check_optimiser(t)
+
+
+def _number(where: str, value: Any, lo: float, hi: float, lo_open: bool = False,
+            hi_open: bool = False, integer: bool = False) -> None:
+    """`value` is a finite number (an integer when asked) in [lo, hi], ends open when asked."""
+    kinds = (int,) if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        what = "an integer" if integer else "a finite number"
+        interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        raise ConfigError(f"{where}: must be {what} in {interval}, got {value!r}")
+
+
+def _check_optimiser(t: TrainSpec) -> None:
+    """Settings that would train uphill, drive the lr negative or crash mid-run are refused
+    here, before any record is written."""
+    inf = math.inf
+    _number("train.lr", t.lr, 0, inf, lo_open=True, hi_open=True)
+    _number("train.min_lr_ratio", t.min_lr_ratio, 0, 1)
+    _number("train.warmup_frac", t.warmup_frac, 0, 1)
+    _number("train.decay_frac", t.decay_frac, 0, 1)
+    _number("train.weight_decay", t.weight_decay, 0, inf, hi_open=True)
+    _number("train.beta1", t.beta1, 0, 1, hi_open=True)
+    _number("train.beta2", t.beta2, 0, 1, hi_open=True)
+    if t.grad_clip is not None:
+        _number("train.grad_clip", t.grad_clip, 0, inf, lo_open=True, hi_open=True)
+    _number("train.spike_factor", t.spike_factor, 0, inf, hi_open=True)
+    for key in ("batch_size", "seq_len", "log_every"):
+        _number(f"train.{key}", getattr(t, key), 1, inf, integer=True)
+    for key in ("num_threads", "checkpoint_every", "keep_checkpoints", "loss_chunk"):
+        _number(f"train.{key}", getattr(t, key), 0, inf, integer=True)
+    for key in ("compile", "activation_checkpointing"):
+        if not isinstance(getattr(t, key), bool):
+            raise ConfigError(f"train.{key}: must be true or false, got {getattr(t, key)!r}")
+
+
+def _check_model(m: ModelSpec) -> None:
+    inf = math.inf
+    for key in ("d_model", "n_layers", "n_heads", "max_seq_len"):
+        _number(f"model.{key}", getattr(m, key), 1, inf, integer=True)
+    for key in ("n_kv_heads", "ffn_hidden"):
+        if getattr(m, key) is not None:
+            _number(f"model.{key}", getattr(m, key), 1, inf, integer=True)
+    if m.d_model % m.n_heads:
+        raise ConfigError(f"model.n_heads: {m.n_heads} does not divide d_model {m.d_model}")
+    if m.n_kv_heads is not None and m.n_heads % m.n_kv_heads:
+        raise ConfigError(f"model.n_kv_heads: {m.n_kv_heads} does not divide n_heads {m.n_heads}")
+    _number("model.rope_theta", m.rope_theta, 0, inf, lo_open=True, hi_open=True)
+    if not isinstance(m.tie_embeddings, bool):
+        raise ConfigError(f"model.tie_embeddings: must be true or false, got {m.tie_embeddings!r}")
+
+
+def check_name(where: str, value: Any) -> str:
+    """A name used as a path component (sweep name, run name): no separators, no `..`."""
+    name = str(value)
+    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or "\0" in name:
+        raise ConfigError(f"{where}: '{name}' is not a valid name (no path separators or '..')")
+    return name
 
 
 def _validation(cfg: dict, sources: dict[str, SourceSpec]) -> tuple[ValSetSpec, ...]:
@@ -124,6 +186,11 @@ def run_spec(cfg: DictConfig) -> RunSpec:
         if name not in sources:
             raise ConfigError(f"data.weights.{name}: unknown source '{name}' (known: {', '.join(sources)})")
     mix = MixSpec(name=str(data.get("name", "mix")), weights=normalise_weights(weights))
+    if c["train"].get("tokens") is not None:
+        # an explicit token count replaces the default multiplier (`train.tokens=N` alone
+        # works); the spec then holds tokens_per_param=None, as when both were written out
+        c["train"]["tokens_per_param"] = None
+    _check_model(model)
     train = build_dataclass(TrainSpec, c["train"], "train")
     _check_train(train, model)
     ev = build_dataclass(EvalSpec, c["eval"], "eval")
@@ -133,7 +200,10 @@ def run_spec(cfg: DictConfig) -> RunSpec:
     seed = c.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed: must be an integer, got {seed!r}")
-    return RunSpec(sweep=str(c.get("sweep_name", "default")), seed=seed, model=model,
+    if not 0 <= seed < 2**32:  # numpy and torch seeds
+        raise ConfigError(f"seed: must be in [0, 2**32), got {seed!r}")
+    sweep = check_name("sweep_name", c.get("sweep_name", "default"))
+    return RunSpec(sweep=sweep, seed=seed, model=model,
                    tokenizer=tokenizer, sources=sources, mix=mix,
                    validation=_validation(c.get("validation") or {}, sources), train=train, eval=ev,
                    cache_dir=str(Path(c.get("cache_dir", ".cache/harness"))))
