@@ -19,7 +19,10 @@ import pandas as pd
 
 from analysis.errors import AnalysisError, warn
 from analysis.table import conform, with_all_columns
+from common.files import read_regular
 from common.record import RunRecord
+
+MAX_RECORD_BYTES = 64 << 20  # as harness/store.py: far above any real record
 
 
 def _num(x: Any) -> float:
@@ -84,7 +87,10 @@ def load_records(root: Path | str) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for path in paths:
         try:
-            rec = RunRecord.from_json(json.loads(path.read_text()))
+            raw = read_regular(path, MAX_RECORD_BYTES)  # a FIFO or /dev/zero link never hangs
+            if raw is None:
+                continue
+            rec = RunRecord.from_json(json.loads(raw))
             if not rec.is_complete:
                 warn(f"skipping {path}: status is {rec.status!r}, not 'complete'")
                 continue

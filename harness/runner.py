@@ -27,7 +27,15 @@ from harness.config import to_dict
 from harness.identity import run_id, semantic_config
 from harness.preemption import Preemption
 from harness.run_setup import _TASK_RUNNERS, RunSetup, build_run, eval_schedule, task_runner
-from harness.store import git_sha, is_complete, read_record, run_dir, write_record
+from harness.store import (
+    git_sha,
+    is_complete,
+    read_record,
+    remove_leftovers,
+    run_dir,
+    write_heartbeat,
+    write_record,
+)
 from harness.tracking import Tracker, null_tracker
 from train.cache_lock import file_lock
 from train.checkpoint import ResumePlan, load_weights, plan_resume, verify_checkpoint
@@ -70,7 +78,33 @@ def execute(spec: RunSpec, out_root: Path, tracker: Tracker | None = None) -> Ru
     if not dist_info().is_main:  # torchrun rank > 0: rank 0 holds the lock and writes
         return _execute_follower(spec, rid, path)
     with file_lock(path / ".lock"):
-        return _execute_locked(spec, rid, path, tracker or null_tracker())
+        try:
+            return _execute_locked(spec, rid, path, tracker or null_tracker())
+        except BaseException as err:
+            _record_stop(path, err)
+            raise
+
+
+def _record_stop(path: Path, err: BaseException) -> None:
+    """A run that raised is never left `running`: a stop (Ctrl-C, SIGTERM) outside SLURM is
+    `interrupted`, any other exception `failed` with its reason. Under SLURM a stop leaves the
+    record running: the job is requeued and resumes it."""
+    record = read_record(path)
+    if record is None or record.status != "running":
+        return  # nothing written yet, or the reason is already recorded
+    stop = isinstance(err, (KeyboardInterrupt, SystemExit, Preempted))
+    if stop and slurm_job_id() is not None:
+        return
+    if stop:
+        record.interrupt("interrupted by Ctrl-C" if isinstance(err, KeyboardInterrupt)
+                         else f"stopped: {err}" if str(err) else "stopped")
+    else:
+        first = (str(err).splitlines() or [""])[0]
+        record.fail(f"{type(err).__name__}: {first}" if first else type(err).__name__)
+    try:
+        write_record(path, record)
+    except OSError as werr:
+        log(f"run {record.run_id}: could not record its {record.status} state ({werr})")
 
 
 def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> RunOutcome:
@@ -79,6 +113,8 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
         log(f"skip {rid} ({spec.model.name}, {spec.mix.name}, seed {spec.seed}): complete")
         return RunOutcome(rid, "skipped", path)
     _check_same_config(path, spec)
+    remove_leftovers(path / "checkpoints")
+    write_heartbeat(path)
     t_start = time.time()
     setup = build_run(spec)
     runner = task_runner(spec)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from common.errors import ConfigError
-from harness.store import iter_run_dirs, read_record
+from harness.store import is_dead, iter_run_dirs, read_record
 
 
 def squeue_jobs() -> dict[str, str]:
@@ -31,11 +33,27 @@ def squeue_jobs() -> dict[str, str]:
 
 
 def _last_log(path: Path) -> dict:
+    """The last complete line of train_log.jsonl; a torn last line (a kill mid-write) or any
+    undecodable line is passed over. Only the file's tail is read, and only a regular file."""
     log = path / "train_log.jsonl"
-    if not log.exists():
+    try:
+        fd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
         return {}
-    lines = log.read_text().splitlines()
-    return json.loads(lines[-1]) if lines else {}
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return {}
+        fh.seek(max(0, st.st_size - 65536))
+        lines = fh.read(65536).splitlines()
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(row, dict):
+            return row
+    return {}
 
 
 def status_rows(root: Path) -> list[dict]:
@@ -48,6 +66,8 @@ def status_rows(root: Path) -> list[dict]:
         state = rec.status if rec else "pending"
         if state == "running" and job and job not in jobs:
             state = "interrupted"  # record says running but no live job: relaunch to resume
+        elif state == "running" and not job and is_dead(path):
+            state = "interrupted"  # a local run whose process is gone (killed): relaunch to resume
         val = rec.final.val_loss if rec and rec.final else {}
         first = next(iter(val.items()), (None, None))
         rows.append({
@@ -63,10 +83,11 @@ def status_rows(root: Path) -> list[dict]:
 def print_status(cfg: DictConfig) -> None:
     if not cfg.get("root"):
         raise ConfigError("root: required (the sweep's output directory)")
+    if not Path(cfg.root).is_dir():
+        raise ConfigError(f"root: no such directory '{cfg.root}'")
     rows = status_rows(Path(cfg.root))
-    if not rows:
-        print(f"no runs under {cfg.root}")
-        return
+    if not rows:  # nothing found is an error: a mistyped root must not look like an idle sweep
+        raise ConfigError(f"root: no runs under '{cfg.root}' (expected {cfg.root}/runs/<run_id>/)")
     cols = list(rows[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(c.ljust(widths[c]) for c in cols))
@@ -82,6 +103,8 @@ def cancel(cfg: DictConfig) -> None:
     """scancel every live SLURM job recorded by a run of this sweep."""
     if not cfg.get("root"):
         raise ConfigError("root: required (the sweep's output directory)")
+    if not Path(cfg.root).is_dir():
+        raise ConfigError(f"root: no such directory '{cfg.root}'")
     jobs = squeue_jobs()
     recorded = {rec.slurm_job_id for p in iter_run_dirs(Path(cfg.root)) if (rec := read_record(p))}
     ids = sorted(recorded & set(jobs))
