@@ -1,0 +1,234 @@
+"""Issue 13, without training: inputs are part of a run's identity, caches and the tokenizer
+are verified when opened, task folders never run planted code, settings are strict, names
+cannot escape the output root, and `harness status` tells the truth about dead, planted and
+torn files. Each test reproduces a case that ended wrong (or hung) before."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.errors import ConfigError, DataError
+from common.record import DataInfo, ModelInfo, RunRecord
+from harness.config import run_spec
+from harness.identity import run_id
+from harness.status import status_rows
+from harness.store import write_record
+from tests.conftest import ROOT, compose, tiny_overrides
+from tests.fault_injection import child_env
+from train.specs import MixSpec, SourceSpec
+
+
+def spec_for(tmp_path: Path, extra: tuple[str, ...] = (), cache: Path | None = None):
+    return run_spec(compose(tiny_overrides(cache or tmp_path / "c", tmp_path / "o") + list(extra)))
+
+
+def _files_run(spec, corpus: Path):
+    """`spec` training on one `files` source."""
+    src = SourceSpec("mine", "files", {"paths": [str(corpus)], "val_fraction": 0.2})
+    return dataclasses.replace(spec, sources={**spec.sources, "mine": src}, mix=MixSpec("m", {"mine": 1.0}))
+
+
+# -- 2. inputs are part of identity ------------------------------------------------------
+
+def test_replaced_corpus_gets_a_new_run_id(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat\n" * 50)
+    spec = _files_run(spec_for(tmp_path), corpus)
+    before = run_id(spec)
+    st = corpus.stat()
+    corpus.write_text("the dog ran in the fog\n" * 50)  # same size...
+    os.utime(corpus, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the same mtime
+    assert corpus.stat().st_size == st.st_size
+    assert run_id(spec) != before
+
+
+def test_token_cache_damaged_at_the_same_size_is_refused(tmp_path, shared_cache):
+    from train.token_cache import build_token_cache
+    from train.tokenizer import load_tokenizer, tokenizer_key
+
+    spec = spec_for(tmp_path, cache=shared_cache)
+    tok = load_tokenizer(spec.tokenizer, spec.sources, shared_cache)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"line {i} of a small private corpus\n" for i in range(400)))
+    src = _files_run(spec, corpus).sources["mine"]
+    cache_dir = tmp_path / "private"  # never damage the session's shared cache
+    tok_id = tokenizer_key(spec.tokenizer, spec.sources)
+    cache = build_token_cache(src, "train", tok, tok_id, cache_dir)
+    data = bytearray(cache.path.read_bytes())
+    data[10:20] = bytes(reversed(data[10:20])) if data[10:20] != data[10:20][::-1] else b"\xff" * 10
+    cache.path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="does not match its sha256"):
+        build_token_cache(src, "train", tok, tok_id, cache_dir)
+
+
+def test_edited_tokenizer_cache_is_refused(tmp_path, shared_cache):
+    from train.tokenizer import load_tokenizer, tokenizer_key
+
+    spec = spec_for(tmp_path, cache=shared_cache)
+    load_tokenizer(spec.tokenizer, spec.sources, shared_cache)  # built once for the session
+    key = tokenizer_key(spec.tokenizer, spec.sources)
+    private = tmp_path / "private"
+    shutil.copytree(shared_cache / "tokenizers" / key, private / "tokenizers" / key)
+    tj = private / "tokenizers" / key / "tokenizer.json"
+    cfg = json.loads(tj.read_text())
+    vocab = cfg["model"]["vocab"]
+    a, b = sorted(vocab)[300:302]
+    vocab[a], vocab[b] = vocab[b], vocab[a]  # two ids swapped: every score would shift
+    tj.write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match="tokenizer.json does not match its sha256"):
+        load_tokenizer(spec.tokenizer, spec.sources, private)
+
+
+# -- 3. task folders never run planted code -----------------------------------------------
+
+def _old_suite_name(root: Path) -> str:
+    """The predictable shared-temp name suites were materialised under before."""
+    from eval.suites.paths import _files, lm_eval_tasks_dir
+
+    digest = hashlib.sha256(str(lm_eval_tasks_dir()).encode())
+    for p in _files(root):
+        digest.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return f"harness-suite-{root.name}-{digest.hexdigest()[:16]}"
+
+
+def test_planted_suite_folder_in_shared_temp_is_never_used(tmp_path, monkeypatch):
+    from eval.suites.paths import PLACEHOLDER, lm_eval_tasks_dir, materialise
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    root = (ROOT / "eval" / "suites" / "core").resolve()
+    planted = tmp_path / _old_suite_name(root)
+    planted.mkdir()
+    (planted / "evil.py").write_text("def pwn(ds):\n    open('PWNED', 'w')\n    return ds\n")
+    (planted / "arc_easy_evil.yaml").write_text("task: arc_easy\nprocess_docs: !function evil.pwn\n")
+    got = materialise(root)
+    assert got.resolve() != planted.resolve() and planted not in got.parents
+    private = got.parent
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700 and private.stat().st_uid == os.getuid()
+    for src in root.rglob("*.yaml"):
+        want = src.read_text().replace(PLACEHOLDER, str(lm_eval_tasks_dir()))
+        assert (got / src.relative_to(root)).read_text() == want
+    assert not list(got.rglob("evil.py"))
+
+
+@pytest.fixture
+def toy_tasks(tmp_path):
+    from eval.toytasks import write_toy_tasks
+    from train.toyworld import make_world
+
+    out = tmp_path / "toytasks"
+    out.mkdir()
+    return out, write_toy_tasks(make_world(seed=1, n_entities=40), out, n_per_task=8, seed=0)
+
+
+def test_toy_task_include_of_code_running_yaml_is_refused(toy_tasks):
+    from eval.toytasks import load_task_specs
+
+    out, specs = toy_tasks
+    (out / "evil.py").write_text("def pwn(ds):\n    return ds\n")
+    (out / "base.yaml").write_text("process_docs: !function evil.pwn\n")
+    victim = Path(next(iter(specs.values())).yaml_path)
+    cfg = yaml.safe_load(victim.read_text())
+    victim.write_text(yaml.safe_dump({"include": "base.yaml", **cfg}))
+    with pytest.raises(ValueError, match="not written by the toy-task generator|may not use 'include'"):
+        load_task_specs(out)
+    (out / "base.yaml").unlink()
+    (out / "evil.py").unlink()
+    with pytest.raises(ValueError, match="may not use 'include'"):
+        load_task_specs(out)
+
+
+# -- 5. strict settings, 7. names ---------------------------------------------------------
+
+@pytest.mark.parametrize("override, message", [
+    ("train.grad_clip=-1", "train.grad_clip: must be a finite number in (0, inf), got -1"),
+    ("train.min_lr_ratio=-3", "train.min_lr_ratio: must be a finite number in [0, 1], got -3"),
+    ("train.lr=nan", "train.lr: must be a finite number in (0, inf), got nan"),
+    ("train.beta2=1.5", "train.beta2: must be a finite number in [0, 1), got 1.5"),
+    ("train.beta1=-0.1", "train.beta1: must be a finite number in [0, 1), got -0.1"),
+    ("seed=-1", "seed: must be in [0, 2**32), got -1"),
+    ("train.warmup_frac=2", "train.warmup_frac: must be a finite number in [0, 1], got 2"),
+    ("model.d_model=0", "model.d_model: must be an integer in [1, inf], got 0"),
+    ("sweep_name=../../x", "sweep_name: '../../x' is not a valid name"),
+    ("sweep_name=..", "sweep_name: '..' is not a valid name"),
+])
+def test_bad_settings_are_one_line_errors_before_any_record(override, message, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        spec_for(tmp_path, (override,))
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "o").exists()
+
+
+def test_grad_clip_null_still_means_no_clipping(tmp_path):
+    assert spec_for(tmp_path, ("train.grad_clip=null",)).train.grad_clip is None
+
+
+# -- 6. honest status -------------------------------------------------------------------
+
+def _running_record(root: Path, rid: str) -> Path:
+    path = root / "runs" / rid
+    path.mkdir(parents=True)
+    write_record(path, RunRecord(run_id=rid, status="running", model=ModelInfo(size="cpu-50k"),
+                                 data=DataInfo(mix="toy")))
+    return path
+
+
+def _state(root: Path, rid: str) -> str:
+    return {r["run_id"]: r["state"] for r in status_rows(root)}[rid]
+
+
+def test_locally_killed_run_shows_interrupted(tmp_path):
+    path = _running_record(tmp_path, "aaaa")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from train.cache_lock import file_lock\n"
+         "with file_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(600)",
+         str(path / ".lock")], stdout=subprocess.PIPE, text=True, env=child_env())
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert _state(tmp_path, "aaaa") == "running"  # a live process holds the run
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=60)
+        assert _state(tmp_path, "aaaa") == "interrupted"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_torn_last_log_line_is_tolerated(tmp_path):
+    path = _running_record(tmp_path, "bbbb")
+    (path / "train_log.jsonl").write_text('{"step": 2, "tokens": 1024}\n{"step": 4, "tok')
+    row = next(r for r in status_rows(tmp_path) if r["run_id"] == "bbbb")
+    assert (row["step"], row["tokens"]) == (2, 1024)
+
+
+def test_fifo_and_dev_zero_records_are_skipped_not_read(tmp_path):
+    _running_record(tmp_path, "good")
+    (tmp_path / "runs" / "fifo").mkdir()
+    os.mkfifo(tmp_path / "runs" / "fifo" / "record.json")
+    (tmp_path / "runs" / "zero").mkdir()
+    (tmp_path / "runs" / "zero" / "record.json").symlink_to("/dev/zero")
+    # in child processes: before the fix, each hung (a FIFO open blocks; /dev/zero never ends)
+    status = subprocess.run([sys.executable, "-m", "harness.cli", "status", f"root={tmp_path}"],
+                            capture_output=True, text=True, env=child_env(), timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "not a regular file" in status.stderr and "good" in status.stdout
+    analysis = subprocess.run(
+        [sys.executable, "-c", "import sys; from analysis.records import load_records; "
+         "load_records(sys.argv[1])", str(tmp_path)],
+        capture_output=True, text=True, env=child_env(), timeout=120)
+    assert "not a regular file" in analysis.stderr  # then: no complete runs, said in one line
+    assert "no usable run records" in analysis.stderr
