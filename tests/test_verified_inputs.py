@@ -56,7 +56,7 @@ def test_replaced_corpus_gets_a_new_run_id(tmp_path):
 
 
 def test_token_cache_damaged_at_the_same_size_is_refused(tmp_path, shared_cache):
-    from train.token_cache import build_token_cache
+    from train.token_cache import build_token_cache, cache_key
     from train.tokenizer import load_tokenizer, tokenizer_key
 
     spec = spec_for(tmp_path, cache=shared_cache)
@@ -66,7 +66,11 @@ def test_token_cache_damaged_at_the_same_size_is_refused(tmp_path, shared_cache)
     src = _files_run(spec, corpus).sources["mine"]
     cache_dir = tmp_path / "private"  # never damage the session's shared cache
     tok_id = tokenizer_key(spec.tokenizer, spec.sources)
+    leftover = cache_dir / "tokens" / f".{cache_key(src, 'train', tok_id, None)}.bin.x1y2.tmp.bin"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"from a builder killed mid-write")
     cache = build_token_cache(src, "train", tok, tok_id, cache_dir)
+    assert not leftover.exists()  # removed by the next build of that cache
     data = bytearray(cache.path.read_bytes())
     data[10:20] = bytes(reversed(data[10:20])) if data[10:20] != data[10:20][::-1] else b"\xff" * 10
     cache.path.write_bytes(bytes(data))

@@ -80,6 +80,9 @@ def build_token_cache(spec: SourceSpec, split: str, tokenizer, tokenizer_id: str
     dtype = "uint16" if len(tokenizer) <= 2**16 else "uint32"
 
     def build(meta_target: Path) -> None:
+        # under this cache's build lock: a temp file of this key is a dead builder's leftover
+        for stale in bin_path.parent.glob(f".{bin_path.name}.*.tmp.bin"):
+            stale.unlink(missing_ok=True)
         t0 = time.time()
         docs = iter_documents(spec, split)
         if max_docs is not None:
