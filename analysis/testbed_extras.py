@@ -6,6 +6,8 @@
 * metric flips (tables with several task metrics, e.g. the OLMo ladder): the category of
   each task under accuracy vs probability of the correct answer vs bits-per-byte
   (as 2^-bpb, the per-byte probability, so that higher is better as for accuracy);
+* the task's own loss as the x-axis (tables with task bits-per-byte): a `task_bpb` row in
+  predictable.csv and trends.csv, and category flips between the reference axis and it;
 * variant flips (seed, precision, batch size; `analysis.variants`);
 * the two-step backtest and variance analysis (tables with the ladder's target runs;
   `analysis.two_step`), whose rows are also appended to extrapolation.csv.
@@ -19,14 +21,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.axes import has_checkpoints, select_points
-from analysis.classify import classify_group, fraction_predictable
+from analysis.classify import LABELS, classify_group, fraction_predictable, trend_rows
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, warn
 from analysis.flips import FLIP_COLUMNS, _category_rows
-from analysis.matrix import POOLED, bootstrap_weights, build_groups
+from analysis.matrix import POOLED, bootstrap_weights, build_groups, percentile_ci
 from analysis.two_step import two_step_backtest, variance_analysis
 from analysis.variants import variant_flips
 
+AXIS_TASK_LOSS = "task_bpb"  # x-axis name: each task's own bits-per-byte
 #: extra tables written to tables/ when computed
 EXTRA_TABLES = ("predictable_points", "two_step", "variance")
 METRIC_VARIANTS = ("prob", "bpb")
@@ -46,6 +49,14 @@ def testbed_extras(table: pd.DataFrame, main: pd.DataFrame, cfg: AnalysisConfig,
         base = results["flips"] if not results["flips"].empty else None
         out["flips"] = pd.concat(([base] if base is not None else []) + extra,
                                  ignore_index=True)[FLIP_COLUMNS]
+    own = _task_loss_axis(cfg, results)
+    if own is not None:
+        pred_row, trend_df, flip_df = own
+        out["predictable"] = pd.concat([results["predictable"], pd.DataFrame([pred_row])],
+                                       ignore_index=True)
+        out["trends"] = pd.concat([results["trends"], trend_df], ignore_index=True)
+        base = out.get("flips", results["flips"])
+        out["flips"] = pd.concat([base, flip_df], ignore_index=True)[FLIP_COLUMNS]
     targets = set(cfg.extrapolate.two_step.targets)
     if targets & set(main["run_id"].astype(str)):
         bt = two_step_backtest(main, cfg.extrapolate.two_step, cfg.accuracy_metric,
@@ -55,6 +66,49 @@ def testbed_extras(table: pd.DataFrame, main: pd.DataFrame, cfg: AnalysisConfig,
                                             cfg.accuracy_metric)
         out["extrapolation"] = _with_two_step(results["extrapolation"], bt)
     return out
+
+
+def _task_loss_axis(cfg: AnalysisConfig, results: dict):
+    """Each task against its own loss (bits-per-byte of the correct answer): one group per
+    task, x = that task's bpb (lower is better, like a loss), the same rules and resamples;
+    the predictable row, the trend rows and the category flips from the reference x-axis.
+    None when the runs have no bpb."""
+    keys = _headline_keys(results, cfg)
+    if not keys:
+        return None
+    ref = results["_trends"][keys[0]]
+    g = ref.group
+    if g.X_task is None or g.task_metric != "bpb":
+        return None
+    R = cfg.bootstrap.n_resamples
+    codes, rows, flips = [], [], []
+    for t in range(len(g.names)):
+        ok = np.isfinite(g.X_task[:, t]) & np.isfinite(g.Y[:, t])
+        if ok.sum() < cfg.classify.min_models:
+            continue
+        gt_group = dataclasses.replace(
+            g, val_set=AXIS_TASK_LOSS, run_ids=g.run_ids[ok], run_corpus=g.run_corpus[ok],
+            size=g.size[ok], n_params=g.n_params[ok], x=g.X_task[ok, t],
+            names=[g.names[t]], tasks=[g.tasks[t]], setups=[g.setups[t]],
+            Y=g.Y[ok][:, [t]], S=g.S[ok][:, [t]], chance=g.chance[[t]], X_task=None,
+            cluster=None if g.cluster is None else g.cluster[ok])
+        W = bootstrap_weights(gt_group.n, R, cfg.bootstrap.seed,
+                              gt_group.run_corpus if g.corpus == POOLED else None,
+                              gt_group.cluster)
+        gt = classify_group(gt_group, W, cfg.classify, cfg.fit)
+        codes.append(gt.codes[:, 0])
+        rows.append(trend_rows(gt))
+        flips += _category_rows(ref, gt, "val_set", f"corpus={g.corpus}", g.val_set,
+                                AXIS_TASK_LOSS, [t], [0])
+    if not codes:
+        return None
+    C = np.stack(codes, 1)
+    frac = (C == LABELS.index("predictable")).mean(1)
+    lo, hi = percentile_ci(frac[1:], cfg.bootstrap.ci) if len(frac) > 2 else (np.nan, np.nan)
+    pred = {"val_set": AXIS_TASK_LOSS, "corpus": g.corpus, "frac": float(frac[0]),
+            "ci_low": float(lo), "ci_high": float(hi), "n_tasks": C.shape[1],
+            "n_predictable": int(round(frac[0] * C.shape[1]))}
+    return pred, pd.concat(rows, ignore_index=True), pd.DataFrame(flips, columns=FLIP_COLUMNS)
 
 
 def _headline_keys(results: dict, cfg: AnalysisConfig) -> list[tuple[str, str]]:

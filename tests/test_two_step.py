@@ -114,5 +114,9 @@ def test_olmo_analysis_writes_two_step_points_and_metric_tables(olmo, tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "x-axis: validation loss (c4_en)" in report
     assert "## Two-step prediction of the targets" in report
+    pred = pd.read_csv(tables / "predictable.csv")
+    assert "task_bpb" in set(pred["val_set"])  # each task against its own bits-per-byte
+    trends = pd.read_csv(tables / "trends.csv")
+    assert (trends["val_set"] == "task_bpb").sum() == trends["name"].nunique()
     flips = pd.read_csv(tables / "flips.csv")
     assert set(flips["setting"]) <= {"val_set", "metric", "seed", "setup", "corpus"}
