@@ -107,6 +107,9 @@ class ExtrapolateConfig:
     two_step: TwoStepConfig = field(default_factory=TwoStepConfig)
 
 
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
 @dataclass
 class PlotConfig:
     """Figures."""
@@ -115,6 +118,15 @@ class PlotConfig:
     max_flip_figures: int = 6
     flip_tasks: list[str] = field(default_factory=lambda: ["hellaswag", "coqa"])  # drawn first
     dpi: int = 90
+    formats: list[str] = field(default_factory=lambda: ["png"])  # any of png, pdf, svg
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.formats if f not in PLOT_FORMATS]
+        if bad or not self.formats:
+            raise AnalysisError(f"analysis.plot.formats: unknown format '{bad[0] if bad else ''}' "
+                                f"(known: {', '.join(PLOT_FORMATS)})")
+        if not isinstance(self.dpi, int) or self.dpi <= 0:
+            raise AnalysisError(f"analysis.plot.dpi: must be a positive integer, got {self.dpi!r}")
 
 
 @dataclass

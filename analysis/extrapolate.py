@@ -23,11 +23,12 @@ import pandas as pd
 from analysis.config import AnalysisConfig
 from analysis.downstream_laws import fit_exp_law
 from analysis.errors import warn
+from analysis.fit_quality import fit_flag
 from analysis.loss_laws import LossLawFit, fit_loss_law, law_inputs
 from analysis.matrix import final_rows
 
 EXTRAP_COLUMNS = ["backtest", "corpus", "target", "run_id", "quantity", "law", "predicted", "ci_low",
-                  "ci_high", "actual", "rel_error", "published_rel_error", "n_train"]
+                  "ci_high", "actual", "rel_error", "published_rel_error", "n_train", "flag"]
 
 #: (size, tokens-per-parameter M, quantity) -> published relative error (Gadre et al. 2024,
 #: "Language models scale reliably with over-training and on downstream tasks": C4 loss of the
@@ -85,12 +86,13 @@ def _predict_block(backtest: str, corpus: str, runs: pd.DataFrame, err: pd.DataF
             continue
         laws[law] = fit
         fits.append(_fits_row(backtest, corpus, val_set, fit))
+        lflag = fit_flag(law, fit.params, fit.r2, cfg.fit)
         pred = fit.predict(Xt)
         lo, hi = fit.predict_ci(Xt, ci)
         for i, rid in enumerate(tg.index):
             act = tg.at[rid, "loss"]
             rows.append(_row(backtest, corpus, names[i], f"loss:{val_set}", law, pred[i], lo[i],
-                             hi[i], act, tg.iloc[i], "loss", len(tr)))
+                             hi[i], act, tg.iloc[i], "loss", len(tr), lflag))
     etr = runs.loc[err_train].dropna(subset=["loss", "err_avg"])
     if len(etr) < 4:
         warn(f"{backtest} {corpus}: {len(etr)} runs for the error law (needs 4); not fitted")
@@ -103,6 +105,11 @@ def _predict_block(backtest: str, corpus: str, runs: pd.DataFrame, err: pd.DataF
         ef = fit_exp_law(etr["loss"].to_numpy(), 1.0 - ytr.to_numpy(float), cfg.fit)
         if not np.isfinite(ef.eps):
             continue
+        eflag = fit_flag("exp", {"eps": ef.eps, "ln_k": ef.ln_k, "gamma": ef.gamma}, ef.r2,
+                         cfg.fit)
+        # a chained prediction is as sound as both of its fits
+        mflag = fit_flag(main.law, main.params, main.r2, cfg.fit) if main is not None else ""
+        cflag = "; ".join(f for f in (eflag, f"loss law: {mflag}" if mflag else "") if f)
         if quantity == "top1_error_avg":
             fits.append({"kind": "error_law", "backtest": backtest, "law": "exp",
                          "corpus": corpus, "val_set": val_set, "task": "avg", "setup": "",
@@ -114,13 +121,16 @@ def _predict_block(backtest: str, corpus: str, runs: pd.DataFrame, err: pd.DataF
             direct = 1.0 - ef.predict(np.array([tg["loss"].iloc[i]]))[0]
             law = f"exp<-{main.law}" if main is not None else "exp"
             rows.append(_row(backtest, corpus, names[i], quantity, law, chained, np.nan,
-                             np.nan, yact.iloc[i], tg.iloc[i], "top1_error_avg", len(etr)))
+                             np.nan, yact.iloc[i], tg.iloc[i], "top1_error_avg", len(etr),
+                             cflag))
             rows.append(_row(backtest, corpus, names[i], quantity + ".from_actual_loss", "exp",
-                             direct, np.nan, np.nan, yact.iloc[i], tg.iloc[i], None, len(etr)))
+                             direct, np.nan, np.nan, yact.iloc[i], tg.iloc[i], None, len(etr),
+                             eflag))
     return rows, fits
 
 
-def _row(backtest, corpus, target, quantity, law, pred, lo, hi, actual, run, pub_key, n):
+def _row(backtest, corpus, target, quantity, law, pred, lo, hi, actual, run, pub_key, n,
+         flag=""):
     rel = abs(pred - actual) / abs(actual) if np.isfinite(actual) and actual != 0 else np.nan
     pub = np.nan
     if pub_key and quantity.split(":")[0] in ("loss", "top1_error_avg"):
@@ -129,7 +139,7 @@ def _row(backtest, corpus, target, quantity, law, pred, lo, hi, actual, run, pub
             "quantity": quantity,
             "law": law, "predicted": float(pred), "ci_low": float(lo), "ci_high": float(hi),
             "actual": float(actual), "rel_error": float(rel), "published_rel_error": pub,
-            "n_train": int(n)}
+            "n_train": int(n), "flag": flag}
 
 
 def testbed_backtest(table: pd.DataFrame, cfg: AnalysisConfig, val_set: str

@@ -33,15 +33,17 @@ from analysis.classify import (
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, AnalysisWarning
 from analysis.extrapolate import EXTRAP_COLUMNS, leave_largest_out, testbed_backtest
+from analysis.fit_quality import flag_fits
 from analysis.fit_tables import downstream_fit_rows
 from analysis.flips import FLIP_COLUMNS, corpus_gaps, detect_flips
 from analysis.matrix import POOLED, bootstrap_weights, build_groups
 from analysis.table import COLUMNS, conform, with_all_columns
 from analysis.testbed_extras import EXTRA_TABLES, testbed_extras
+from analysis.within_groups import mark_within_mix
 
 FIT_COLUMNS = ["kind", "backtest", "law", "corpus", "val_set", "task", "setup", "name",
                "x_metric", "n_points", "r2", "rmse", "llo_abs_error", "params", "param_ci",
-               "fitted"]
+               "fitted", "flag"]
 
 
 @dataclass
@@ -100,6 +102,8 @@ def analyze(table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = Non
     with warnings.catch_warnings(record=True) as caught, _limit_threads():
         warnings.simplefilter("always", AnalysisWarning)
         results = _compute(points, cfg, main)
+        # after the rules, not inside them: a pooled trend between data mixes only is marked
+        results["trends"] = mark_within_mix(points, results["trends"], cfg.accuracy_metric)
         results.update(testbed_extras(table, main, cfg, results))
         results.update(calibration_tables(sorted(table["source"].dropna().unique()),
                                           results["_trends"], results["trends"], cfg))
@@ -166,7 +170,12 @@ def _compute(table: pd.DataFrame, cfg: AnalysisConfig, finals: pd.DataFrame | No
             "_trends": trends, "_weights": weights, "_headline": headline,
             "gaps": gaps.drop(columns=["boot"]) if not gaps.empty else gaps,
             "sensitivity": sens, "extrapolation": extrap,
-            "fits": pd.DataFrame(fit_rows + loss_fits, columns=FIT_COLUMNS)}
+            "fits": _flagged(pd.DataFrame(fit_rows + loss_fits, columns=FIT_COLUMNS), cfg)}
+
+
+def _flagged(fits: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
+    """fits.csv with its `flag` column (analysis.fit_quality): bound hits, R² <= 0."""
+    return fits.assign(flag=flag_fits(fits, cfg.fit))
 
 
 def _headline_groups(trends: dict[tuple[str, str], GroupTrends]) -> list[GroupTrends]:
@@ -226,8 +235,13 @@ def _write(out_dir: Path, table: pd.DataFrame, cfg: AnalysisConfig, res: dict,
     return files
 
 
-def plot(out_dir: Path) -> list[Path]:
-    """Regenerate every figure from the tables in `out_dir` (no refitting)."""
-    from analysis.plots import plot_all
+def plot(out_dir: Path, plot_options: dict | None = None) -> list[Path]:
+    """Regenerate every figure from the tables in `out_dir` (no refitting); `plot_options`
+    override the saved `analysis.plot` settings (dpi, formats)."""
+    from analysis.plots import TABLES_READ, plot_all
 
-    return plot_all(Path(out_dir))
+    tables = Path(out_dir) / "tables"
+    if not (tables / TABLES_READ[0]).exists():
+        raise AnalysisError(f"out: no analysis tables under {tables}; run "
+                            f"`harness analyze root={out_dir}` first")
+    return plot_all(Path(out_dir), plot_options)

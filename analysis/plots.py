@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 from analysis import io  # noqa: E402
 from analysis.axes import axis_label, main_suite, select_points  # noqa: E402
 from analysis.classify import LABELS  # noqa: E402
-from analysis.config import AnalysisConfig  # noqa: E402
+from analysis.config import AnalysisConfig, PlotConfig  # noqa: E402
 from analysis.downstream_laws import exp_law_acc  # noqa: E402
 from analysis.errors import warn  # noqa: E402
 from analysis.loss_laws import predict_natural  # noqa: E402
@@ -36,10 +36,56 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:60]
 
 
-def _save(fig, path: Path, dpi: int) -> Path:
-    io.atomic_write(path, lambda p: fig.savefig(p, dpi=dpi))
+def _save(fig, path: Path, pcfg: PlotConfig) -> list[Path]:
+    """One file per configured format (png, pdf, svg), each written atomically."""
+    out = []
+    for fmt in pcfg.formats:
+        target = path.with_suffix(f".{fmt}")
+        io.atomic_write(target, lambda p, fmt=fmt: fig.savefig(p, dpi=pcfg.dpi, format=fmt))
+        out.append(target)
     plt.close(fig)
-    return path
+    return out
+
+
+def _xlabel(val_set: str) -> str:
+    """x-axis label with its unit (validation losses are nats per token)."""
+    if val_set in ("compute", "params"):
+        return axis_label(val_set)
+    return f"validation loss on {val_set} (nats/token)"
+
+
+ACC_LABEL = "accuracy (fraction correct)"
+CATEGORY_TEXT = {"insufficient": "too few models"}
+FLIP_TEXT = {"ranking_reversal": "Ranking reversal", "ranking_change": "Ranking change",
+             "category": "Category change", "slope_sign": "Slope sign flip"}
+
+
+def _r2_text(r2: float) -> str:
+    if not np.isfinite(r2):
+        return "R² n/a"
+    if r2 < 0.005:  # would print as 0.00 or -0.00: the law explains nothing
+        return "R² ≤ 0 (no fit)" if r2 <= 0 else "R² ≈ 0 (no fit)"
+    return f"R² {r2:.2f}"
+
+
+def _number(v) -> str:
+    """A flip effect for a title: floats to 3 decimals, labels ('noisy->predictable') as is."""
+    try:
+        return f"{float(v):+.3f}"
+    except (TypeError, ValueError):
+        return str(v).replace("->", " → ")
+
+
+def grid_legend() -> list:
+    """Handles for every line style a task-grid panel may draw (markers are per corpus)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [Line2D([], [], color="black", lw=1.5, label="fitted law, all runs pooled"),
+            Line2D([], [], color="grey", lw=0.8, ls="--",
+                   label="fitted law, one data mix (its colour)"),
+            Line2D([], [], color="grey", lw=0.8, ls=":", label="chance"),
+            Patch(color="grey", alpha=0.2, label="binomial 95% band around the pooled fit")]
 
 
 class _Data:
@@ -92,10 +138,35 @@ def _panel(ax, d: _Data, val_set: str, name: str, corpora: list[str], title_corp
             _curve(ax, d.trend(val_set, c, name), d.color[c], lw=0.8, ls="--")
     tr = d.trend(val_set, title_corpus, name)
     _curve(ax, tr, "black")
-    cat = "" if tr is None else f"{tr['category']} p={tr['p_category']:.2f} R²={tr['r2']:.2f}"
+    _band_and_chance(ax, tr, d.acc.loc[[i for i in d.acc.index if i in d.loss.index], name])
+    cat = "" if tr is None else (f"{CATEGORY_TEXT.get(tr['category'], tr['category'])} "
+                                 f"(p {tr['p_category']:.2f}), {_r2_text(float(tr['r2']))}")
     ax.set_title(f"{name}\n{cat}", fontsize=7 if small else 10)
     ax.invert_xaxis()  # better (lower) loss to the right, as in the paper
     ax.tick_params(labelsize=6 if small else 8)
+
+
+def _band_and_chance(ax, tr: pd.Series | None, acc: pd.Series) -> None:
+    """Chance as a dotted line, the binomial 95% band around the pooled fit, and a y-range
+    wide enough for both: scatter within the band is noise and must look like it."""
+    if tr is None:
+        return
+    se = float(tr.get("binomial_se", np.nan))
+    chance = float(tr.get("chance", np.nan))
+    lo, hi = np.nanmin(acc.to_numpy(float)), np.nanmax(acc.to_numpy(float))
+    if np.isfinite(chance):
+        ax.axhline(chance, color="grey", lw=0.8, ls=":")
+        lo, hi = min(lo, chance), max(hi, chance)
+    if np.isfinite(se) and np.isfinite([tr["eps"], tr["ln_k"], tr["gamma"]]).all():
+        L = np.linspace(tr["x_min"], tr["x_max"], 60)
+        y = exp_law_acc(L, tr["eps"], tr["ln_k"], tr["gamma"])
+        ax.fill_between(L, y - 1.96 * se, y + 1.96 * se, color="grey", alpha=0.2, lw=0)
+        lo, hi = min(lo, float(np.min(y)) - 1.96 * se), max(hi, float(np.max(y)) + 1.96 * se)
+    if np.isfinite(se):
+        lo, hi = lo - 2 * se, hi + 2 * se
+    if np.isfinite([lo, hi]).all():
+        pad = 0.05 * max(hi - lo, 0.02)
+        ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
 
 
 def _head_corpus(d: _Data) -> str:
@@ -123,11 +194,14 @@ def task_grids(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
         for ax in axes.flat[len(names):]:
             ax.axis("off")
         handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8)
-        fig.supxlabel(axis_label(v), fontsize=9)
-        fig.supylabel("accuracy", fontsize=9)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))
-        files.append(_save(fig, out_dir / "figures" / f"task_grid_{_safe(v)}.png", cfg.plot.dpi))
+        handles += grid_legend()
+        ncol = min(len(handles), 4)
+        fig.legend(handles=handles, loc="upper center", ncol=ncol, fontsize=8)
+        fig.supxlabel(_xlabel(v), fontsize=9)
+        fig.supylabel(ACC_LABEL, fontsize=9)
+        top = 1 - (0.22 * math.ceil(len(handles) / ncol) + 0.15) / (2.5 * nrow + 0.6)
+        fig.tight_layout(rect=(0, 0, 1, top))
+        files += _save(fig, out_dir / "figures" / f"task_grid_{_safe(v)}.png", cfg.plot)
     return files
 
 
@@ -171,15 +245,18 @@ def flip_figures(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
         for ax, (v, nm, corp, tc) in zip(axes, panels, strict=True):
             _panel(ax, d, v, nm, corp, tc, small=False)
-            ax.set_xlabel(axis_label(v))
-        axes[0].set_ylabel("accuracy")
-        axes[0].legend(fontsize=7)
-        eff = r.effect if isinstance(r.effect, str) else f"{float(r.effect):+.3f}"
-        fig.suptitle(f"{r.kind} ({r.setting}): {name}  {r.frm} -> {r.to}  [{r.context}] {eff}",
-                     fontsize=9)
+            ax.set_xlabel(_xlabel(v))
+        axes[0].set_ylabel(ACC_LABEL)
+        handles, _ = axes[0].get_legend_handles_labels()
+        axes[0].legend(handles=handles + grid_legend(), fontsize=6)
+        what = FLIP_TEXT.get(r.kind, str(r.kind).replace("_", " ").capitalize())
+        setting = str(r.setting).replace("_", " ")
+        context = str(r.context).replace(",", ", ").replace("=", " ")
+        fig.suptitle(f"{what} when the {setting} changes from {r.frm} to {r.to}: {name}\n"
+                     f"({context}; effect {_number(r.effect)})", fontsize=9)
         fig.tight_layout()
         fname = f"flip_{i}_{_safe(name)}_{_safe(r.frm)}_vs_{_safe(r.to)}.png"
-        files.append(_save(fig, out_dir / "figures" / fname, cfg.plot.dpi))
+        files += _save(fig, out_dir / "figures" / fname, cfg.plot)
     return files
 
 
@@ -224,19 +301,26 @@ def loss_vs_compute(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
                            label="actual")
         ax.set_xscale("log")
         ax.set_title(c, fontsize=10)
-        ax.set_xlabel("training FLOPs (6ND)")
-        ax.set_ylabel(f"validation loss ({vset})")
+        ax.set_xlabel("training compute (FLOPs, 6ND)")
+        ax.set_ylabel(_xlabel(vset))
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return [_save(fig, out_dir / "figures" / "loss_vs_compute.png", cfg.plot.dpi)]
+    return _save(fig, out_dir / "figures" / "loss_vs_compute.png", cfg.plot)
 
 
-def plot_all(out_dir: Path) -> list[Path]:
-    """Every figure of the report, from the tables under `out_dir/tables`."""
+#: what the figures are drawn from (tables/), said by `harness plot`
+TABLES_READ = ("runs.parquet", "trends.csv", "flips.csv", "fits.csv", "extrapolation.csv")
+
+
+def plot_all(out_dir: Path, plot: dict | None = None) -> list[Path]:
+    """Every figure of the report, from the tables under `out_dir/tables`, with the analysis
+    settings saved beside them; `plot` overrides their `plot` part (dpi, formats, ...)."""
     out_dir = Path(out_dir)
     cpath = out_dir / "analysis_config.json"
-    cfg = AnalysisConfig.from_dict(json.loads(cpath.read_text())) if cpath.exists() \
-        else AnalysisConfig()
+    saved = json.loads(cpath.read_text()) if cpath.exists() else {}
+    if plot:
+        saved["plot"] = {**saved.get("plot", {}), **plot}
+    cfg = AnalysisConfig.from_dict(saved)
     d = _Data(out_dir, cfg)
     files: list[Path] = []
     for job in (task_grids, flip_figures, loss_vs_compute):

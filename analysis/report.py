@@ -13,6 +13,13 @@ from analysis.config import AnalysisConfig
 from analysis.matrix import POOLED
 from analysis.report_calibration import calibration_section, corpus_section
 from analysis.report_extras import axis_line, extra_sections
+from analysis.report_findings import (
+    findings_section,
+    predictable_table,
+    sensitivity_block,
+    with_na,
+)
+from analysis.within_groups import report_line
 
 
 def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -27,7 +34,7 @@ def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
             except ValueError:
                 return v.replace("|", "\\|")
         if isinstance(v, float | np.floating):
-            return "" if not np.isfinite(v) else format(v, floatfmt)
+            return "n/a" if not np.isfinite(v) else format(v, floatfmt)
         return str(v)
 
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
@@ -55,13 +62,16 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
              f"{cfg.bootstrap.n_resamples} bootstrap resamples; "
              f"intervals are central {cfg.bootstrap.ci:.0%}. Runtime {seconds:.1f} s.\n")
     s.append(axis_line(cfg))
+    s.append(findings_section(out_dir, cfg, ref, head, pred, trends, flips, ext))
 
     s.append("\n## Fraction of tasks that scale predictably, per validation set\n\n")
-    s.append(f"Corpus: `{head}` (pooled when several). Interval: bootstrap over models.\n")
+    s.append(f"Corpus: `{head}` (pooled when several). Interval: bootstrap over models; "
+             "n/a where no task has enough models to classify.\n")
     if not pred.empty:
-        p = pred.assign(**{"predictable": pred["n_predictable"].astype(str) + "/" +
-                           pred["n_tasks"].astype(str)})
-        s.append(_md(p[["val_set", "corpus", "predictable", "frac", "ci_low", "ci_high"]]))
+        s.append(predictable_table(pred, trends, cfg, _md))
+    within = report_line(trends, ref)
+    if within:
+        s.append("\n" + within)
     if not trends.empty:
         h = trends[trends["corpus"] == head]
         counts = pd.crosstab(h["val_set"], h["category"]).reindex(
@@ -76,14 +86,7 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
     s.append("Thresholds (`classify` in conf/analysis/default.yaml):\n\n")
     s.append(_md(pd.DataFrame([{"threshold": f.name, "value": getattr(cfg.classify, f.name)}
                                for f in dataclasses.fields(cfg.classify)]), ".3g"))
-    if not sens.empty:
-        sr = sens[sens["val_set"] == ref]
-        if not sr.empty:
-            piv = sr.pivot_table(index="threshold", columns="factor", values="frac_predictable")
-            piv.columns = [f"x{c:g}" for c in piv.columns]
-            s.append(f"\nSensitivity: fraction predictable on `{ref}` as each threshold is "
-                     "multiplied by a factor (others at their defaults):\n\n")
-            s.append(_md(piv.reset_index(), ".2f"))
+    s.append(sensitivity_block(sens, ref, _md))
 
     s.append("\n## Flips (one setting changed, the rest held fixed)\n\n")
     if flips.empty:
@@ -113,11 +116,14 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
     if d.empty:
         s.append("No downstream law could be fitted.\n")
     else:
+        d = d.assign(flagged=d["flag"].fillna("").astype(str) != "") if "flag" in d else d
         agg = d.groupby("law").agg(fitted=("fitted", "sum"), tasks=("fitted", "size"),
+                                   flagged=("flagged", "sum"),
                                    median_r2=("r2", "median"), median_rmse=("rmse", "median"),
                                    median_llo_abs_error=("llo_abs_error", "median"))
         s.append(f"On `{ref}`, corpus `{head}`; LLO = refit without the largest size and "
-                 "predict it (mean |error| in accuracy).\n\n" + _md(agg.reset_index()))
+                 "predict it (mean |error| in accuracy); flagged = fits with a parameter at "
+                 "its bound or R² ≤ 0 (fits.csv `flag`).\n\n" + _md(agg.reset_index()))
         nf = d[~d["fitted"].astype(bool)]
         if not nf.empty:
             s.append(f"\nNot fitted (too few points or degenerate): "
@@ -132,18 +138,29 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
                  "by Gadre et al. (2024) for the same targets (their headline fits are on "
                  "RedPajama). `.from_actual_loss` rows feed the actual instead of the predicted "
                  "loss into the error law.\n\n")
-        s.append(_md(e[["backtest", "target", "quantity", "law", "predicted", "ci_low",
-                        "ci_high", "actual", "rel_error", "published_rel_error"]], ".4f"))
+        s.append("Rows resting on a degenerate fit (a parameter at its bound, R² ≤ 0) show "
+                 "n/a with the reason instead of a prediction.\n\n")
+        s.append(_md(with_na(e, ["predicted", "rel_error"])[
+            ["backtest", "target", "quantity", "law", "predicted", "ci_low", "ci_high", "actual",
+             "rel_error", "published_rel_error"]], ".4f"))
         per = ext[ext["quantity"].str.startswith("top1_error:") & ~ext["quantity"].str.contains(
             "actual")]
+        if "flag" in per:  # a degenerate per-task fit is no prediction: counted, not averaged
+            bad = per["flag"].fillna("").astype(str) != ""
+            per = per.assign(rel_error=per["rel_error"].where(~bad), flagged=bad)
         if not per.empty:
-            agg = per.groupby(["backtest", "target"])["rel_error"].agg(["median", "max"])
-            s.append("\nPer-task top-1 error (chained), relative error over the tasks:\n\n")
+            agg = per.groupby(["backtest", "target"]).agg(
+                median=("rel_error", "median"), max=("rel_error", "max"),
+                flagged=("flagged", "sum") if "flagged" in per else ("rel_error", "size"))
+            s.append("\nPer-task top-1 error (chained), relative error over the tasks whose "
+                     "error law is sound (flagged = tasks left out: a parameter at its bound "
+                     "or R² ≤ 0):\n\n")
             s.append(_md(agg.reset_index(), ".3f"))
     lf = fits[fits["kind"].isin(["loss_law", "error_law"])] if not fits.empty else fits
     if not lf.empty:
-        s.append("\nFitted laws:\n\n" + _md(lf[["backtest", "kind", "law", "corpus", "n_points",
-                                               "r2", "params"]], ".4f"))
+        s.append("\nFitted laws (flag: a parameter at its bound or R² ≤ 0 — not a result):\n\n"
+                 + _md(lf.reindex(columns=["backtest", "kind", "law", "corpus", "n_points", "r2",
+                                           "params", "flag"]).fillna({"flag": ""}), ".4f"))
 
     s.append("\n## Figures\n\n")
     for f in sorted((out_dir / "figures").glob("*.png")):

@@ -27,6 +27,21 @@ def axis_line(cfg: AnalysisConfig) -> str:
     return f"x-axis: {axis_label(cfg.reference_val_set)}; points: {pts}.\n"
 
 
+def _final_na(piv: pd.DataFrame, trends: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
+    """The final-checkpoint cells are n/a where the headline classified no task (too few
+    models), as in the headline table: 0.000 would read as a result."""
+    from analysis.report_findings import insufficient_reason
+
+    cols = [c for c in piv.columns if c.startswith("final:")]
+    if trends.empty or not cols:
+        return piv
+    piv = piv.astype(object)
+    for val_set, corpus in piv.index:
+        if insufficient_reason(trends, val_set, corpus, cfg):
+            piv.loc[(val_set, corpus), cols] = "n/a"
+    return piv
+
+
 def extra_sections(out_dir: Path, cfg: AnalysisConfig, md: Callable[..., str]) -> str:
     t = out_dir / "tables"
     s: list[str] = []
@@ -39,6 +54,7 @@ def extra_sections(out_dir: Path, cfg: AnalysisConfig, md: Callable[..., str]) -
         piv = pts.pivot_table(index=["val_set", "corpus"], columns="points",
                               values=["frac", "ci_low", "ci_high"]).round(3)
         piv.columns = [f"{b}:{a}" for a, b in piv.columns]
+        piv = _final_na(piv, _read(t, "trends"), cfg)
         s.append(md(piv.reset_index()[sorted(piv.reset_index().columns,
                                              key=lambda c: (c not in ("val_set", "corpus"), c))]))
     bt = _read(t, "two_step")

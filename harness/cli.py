@@ -268,12 +268,22 @@ def cmd_plot(args: list[str]) -> None:
     cfg = _compose("analyze", args)
 
     def go() -> None:
+        from omegaconf import OmegaConf
+
         from analysis.pipeline import plot
+        from analysis.plots import TABLES_READ
 
         out = cfg.out or cfg.root
         if not out:
             _die("out: required (an analysis output directory)")
-        for path in plot(Path(out)):
+        # only the plot options named on the command line override the saved analysis's
+        named = {a.partition("=")[0].split(".")[2] for a in args
+                 if a.startswith("analysis.plot.") and "=" in a}
+        given = OmegaConf.to_container(cfg.analysis.plot, resolve=True)
+        files = plot(Path(out), {k: v for k, v in given.items() if k in named})
+        tables = Path(out) / "tables"
+        print(f"read {', '.join(t for t in TABLES_READ if (tables / t).exists())} from {tables}")
+        for path in files:
             print(path)
 
     _guard_analysis(go)
