@@ -209,7 +209,9 @@ def _pick_flips(flips: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
     if flips.empty:
         return flips
     ref = cfg.reference_val_set
-    f = flips.copy()
+    # metric flips and the task_bpb axis have no loss panel to draw (their tables say it)
+    f = flips[(flips["setting"] != "metric") & (flips["to"] != "task_bpb")
+              & ~flips["from"].astype(str).str.startswith("interp(")].copy()
     f["pinned"] = f["task"].isin(cfg.plot.flip_tasks) & (f["setting"] == "val_set") & (
         (f["from"] == ref) | (f["to"] == ref)) & f["kind"].str.startswith("ranking")
     f["code"] = f["from"].str.contains("code") | f["to"].str.contains("code")
@@ -222,12 +224,38 @@ def _pick_flips(flips: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
     return pd.concat([pinned, rest]).head(cfg.plot.max_flip_figures)
 
 
+VARIANT_SETTINGS = ("seed", "precision", "batch_size")  # run-vs-run flips (analysis.variants)
+
+
+def _trajectory_figure(out_dir: Path, r, name: str, i: int, cfg: AnalysisConfig
+                       ) -> list[Path]:
+    """A run and its variant along training: accuracy against training FLOPs."""
+    runs = pd.read_parquet(out_dir / "tables" / "runs.parquet")
+    rows = runs[(runs["kind"] == "task") & (runs["metric"] == cfg.accuracy_metric)
+                & (runs["name"] == name) & runs["run_id"].isin([r.frm, r.to])]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for rid, sub in rows.sort_values("flops").groupby("run_id"):
+        ax.plot(sub["flops"], sub["value"], "o-", ms=3, lw=1, label=str(rid))
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs at the checkpoint (6ND)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7)
+    eff = r.effect if isinstance(r.effect, str) else f"{float(r.effect):+.3f}"
+    ax.set_title(f"{r.kind} ({r.setting}): {name}\n[{r.context}] {eff}", fontsize=8)
+    fig.tight_layout()
+    fname = f"flip_{i}_{_safe(name)}_{_safe(r.frm)}_vs_{_safe(r.to)}.png"
+    return _save(fig, out_dir / "figures" / fname, cfg.plot)
+
+
 def flip_figures(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
     flips = io.read_csv(out_dir / "tables" / "flips.csv")
     files = []
     head = _head_corpus(d)
     for i, r in enumerate(_pick_flips(flips, cfg).rename(columns={"from": "frm"}).itertuples()):
         name = r.task if not r.setup else f"{r.task}@{r.setup}"
+        if r.setting in VARIANT_SETTINGS:
+            files += _trajectory_figure(out_dir, r, name, i, cfg)
+            continue
         ctx = dict(kv.split("=", 1) for kv in str(r.context).split(",") if "=" in kv)
         if r.setting == "val_set":
             corp = [c for c in d.corpora if c in str(r.context)] or d.corpora
