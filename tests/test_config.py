@@ -63,7 +63,7 @@ def test_run_id_changes_only_with_semantic_fields(tmp_path):
     (["data.weights.toyworld=0"], "data.weights: all weights are zero"),
     (["+data.weights.nosuch=1"], "data.weights.nosuch: unknown source 'nosuch'"),
     (["train.seq_len=999"], "train.seq_len: 999 exceeds the context of model 'cpu-50k' (max_seq_len 256)"),
-    (["train.tokens_per_param=2"], "train.tokens / train.tokens_per_param: set exactly one"),
+    (["train.tokens=null"], "train.tokens / train.tokens_per_param: set exactly one"),
     (["train.schedule=linear"], "train.schedule: unknown schedule 'linear'"),
     (["train.device=tpu"], "train.device: unknown device 'tpu'"),
     (["train.parallel=zero"], "train.parallel: unknown mode 'zero' (known: ddp, fsdp, auto)"),
