@@ -86,6 +86,8 @@ def test_backfill_loads_checkpoints_without_remote_code(monkeypatch, tmp_path):
     _Recorder.calls = []
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", _Recorder.from_pretrained)
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", _Recorder.from_pretrained)
+    # backfill reads the architecture first (weights go through train.checkpoint.load_weights)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", _Recorder.from_pretrained)
     with pytest.raises(DataError, match="does not load"):
         _load_checkpoint(tmp_path)
     assert _Recorder.calls and all(c.get("trust_remote_code") is False for c in _Recorder.calls)

@@ -186,8 +186,8 @@ def source_content(spec: SourceSpec) -> str | None:
     h = hashlib.sha256()
     for p in spec.options.get("paths", []):
         path = Path(p)
-        if not path.is_file():
-            raise ConfigError(f"sources.{spec.name}.paths: '{p}' is not a file")
+        if not path.is_file():  # the reader's own message, raised earlier (at the run id)
+            raise DataError(f"data file not found: '{path}'")
         h.update(str(path.resolve()).encode() + b"\0" + file_sha256(path).encode() + b"\0")
     return h.hexdigest()[:16]
 
