@@ -33,9 +33,10 @@ OVERRIDES_FILE = "overrides.yaml"
 
 
 def keep_overrides(spec: RunSpec, out_root: Path, overrides: list[str]) -> None:
-    """Write this job's Hydra overrides into its run directory (when the run got one)."""
+    """Write the Hydra overrides of the job that made the run into its directory; a later
+    relaunch (skip, resume, other task list) leaves them as they were."""
     path = run_dir(out_root, run_id(spec))
-    if not path.is_dir():
+    if not path.is_dir() or (path / OVERRIDES_FILE).exists():
         return
     kept = [o for o in overrides if not o.startswith("hydra.searchpath=")]
     write_text(path / OVERRIDES_FILE, yaml.safe_dump(kept, default_flow_style=False))

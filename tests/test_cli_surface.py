@@ -140,6 +140,8 @@ def test_overrides_kept_and_run_from_reruns_exactly(run_cli, tmp_path, shared_ca
     (run,) = (tmp_path / "a" / "runs").iterdir()
     kept = yaml.safe_load((run / "overrides.yaml").read_text())
     assert "model=cpu-50k" in kept and f"out_root={tmp_path / 'a'}" in kept
+    code, _, _ = run_cli("run", *ov, "seed=0")  # a relaunch keeps the first overrides
+    assert yaml.safe_load((run / "overrides.yaml").read_text()) == kept
     code, out, _ = run_cli("run", "--from", str(run / "config.yaml"))
     assert code == 0 and "is complete" in out
     code, _, err = run_cli("run", "--from", str(run / "config.yaml"), f"out_root={tmp_path / 'b'}")
