@@ -57,6 +57,12 @@ def extra_sections(out_dir: Path, cfg: AnalysisConfig, md: Callable[..., str]) -
         piv = _final_na(piv, _read(t, "trends"), cfg)
         s.append(md(piv.reset_index()[sorted(piv.reset_index().columns,
                                              key=lambda c: (c not in ("val_set", "corpus"), c))]))
+    own = _read(t, "task_axis_predictable")
+    if not own.empty:
+        s.append("\n## Each task against its own bits-per-byte\n\n")
+        s.append("x = the task's bits-per-byte of the correct answer (one group per task, the "
+                 "same rules and resamples); per-task categories in task_axis_trends.csv:\n")
+        s.append(md(own))
     bt = _read(t, "two_step")
     if not bt.empty:
         s.append("\n## Two-step prediction of the targets (Bhagia et al. 2024 protocol)\n\n")

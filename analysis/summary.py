@@ -85,6 +85,12 @@ def _headline(name: str, d: Path) -> list[dict]:
         rows.append({"testbed": name, "breakdown": "x-axis", "value": r.val_set,
                      "reference": r.val_set == cfg.reference_val_set, "frac": r.frac,
                      "ci_low": r.ci_low, "ci_high": r.ci_high, "n_tasks": r.n_tasks})
+    own = d / "tables" / "task_axis_predictable.csv"
+    if own.exists():  # each task against its own bits-per-byte
+        for r in io.read_csv(own).itertuples():
+            rows.append({"testbed": name, "breakdown": "x-axis", "value": r.val_set,
+                         "reference": False, "frac": r.frac, "ci_low": r.ci_low,
+                         "ci_high": r.ci_high, "n_tasks": r.n_tasks})
     trends = io.read_csv(d / "tables" / "trends.csv")
     ref = trends[trends["val_set"] == cfg.reference_val_set]
     head_corpus = pred.loc[pred["val_set"] == cfg.reference_val_set, "corpus"]

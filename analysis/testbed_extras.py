@@ -6,8 +6,8 @@
 * metric flips (tables with several task metrics, e.g. the OLMo ladder): the category of
   each task under accuracy vs probability of the correct answer vs bits-per-byte
   (as 2^-bpb, the per-byte probability, so that higher is better as for accuracy);
-* the task's own loss as the x-axis (tables with task bits-per-byte): a `task_bpb` row in
-  predictable.csv and trends.csv, and category flips between the reference axis and it;
+* the task's own loss as the x-axis (tables with task bits-per-byte): task_axis_predictable.csv
+  and task_axis_trends.csv (val_set `task_bpb`), and category flips from the reference axis;
 * variant flips (seed, precision, batch size; `analysis.variants`);
 * the two-step backtest and variance analysis (tables with the ladder's target runs;
   `analysis.two_step`), whose rows are also appended to extrapolation.csv.
@@ -31,7 +31,8 @@ from analysis.variants import variant_flips
 
 AXIS_TASK_LOSS = "task_bpb"  # x-axis name: each task's own bits-per-byte
 #: extra tables written to tables/ when computed
-EXTRA_TABLES = ("predictable_points", "two_step", "variance")
+EXTRA_TABLES = ("predictable_points", "two_step", "variance", "task_axis_predictable",
+                "task_axis_trends")
 METRIC_VARIANTS = ("prob", "bpb")
 
 
@@ -52,9 +53,9 @@ def testbed_extras(table: pd.DataFrame, main: pd.DataFrame, cfg: AnalysisConfig,
     own = _task_loss_axis(cfg, results)
     if own is not None:
         pred_row, trend_df, flip_df = own
-        out["predictable"] = pd.concat([results["predictable"], pd.DataFrame([pred_row])],
-                                       ignore_index=True)
-        out["trends"] = pd.concat([results["trends"], trend_df], ignore_index=True)
+        # own tables: predictable.csv / trends.csv stay one row per validation set
+        out["task_axis_predictable"] = pd.DataFrame([pred_row])
+        out["task_axis_trends"] = trend_df
         base = out.get("flips", results["flips"])
         out["flips"] = pd.concat([base, flip_df], ignore_index=True)[FLIP_COLUMNS]
     targets = set(cfg.extrapolate.two_step.targets)

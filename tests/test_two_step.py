@@ -114,9 +114,10 @@ def test_olmo_analysis_writes_two_step_points_and_metric_tables(olmo, tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "x-axis: validation loss (c4_en)" in report
     assert "## Two-step prediction of the targets" in report
-    pred = pd.read_csv(tables / "predictable.csv")
-    assert "task_bpb" in set(pred["val_set"])  # each task against its own bits-per-byte
-    trends = pd.read_csv(tables / "trends.csv")
-    assert (trends["val_set"] == "task_bpb").sum() == trends["name"].nunique()
+    own = pd.read_csv(tables / "task_axis_predictable.csv")  # each task against its own bpb
+    assert list(own["val_set"]) == ["task_bpb"]
+    trends = pd.read_csv(tables / "task_axis_trends.csv")
+    assert (trends["val_set"] == "task_bpb").all() and trends["name"].is_unique
+    assert "## Each task against its own bits-per-byte" in report
     flips = pd.read_csv(tables / "flips.csv")
     assert set(flips["setting"]) <= {"val_set", "metric", "seed", "setup", "corpus"}
