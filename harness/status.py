@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -108,8 +109,8 @@ def cancel(cfg: DictConfig) -> None:
     jobs = squeue_jobs()
     recorded = {rec.slurm_job_id for p in iter_run_dirs(Path(cfg.root)) if (rec := read_record(p))}
     ids = sorted(recorded & set(jobs))
-    if not ids:
-        print("no live SLURM jobs for this sweep")
-        return
+    if not ids:  # nothing found is not success: a script must not think it cancelled a sweep
+        print(f"no live SLURM jobs recorded under {cfg.root}", file=sys.stderr)
+        raise SystemExit(1)
     subprocess.run(["scancel", *ids], check=False, timeout=30)
     print(f"cancelled {len(ids)} job(s): {' '.join(ids)}")

@@ -157,3 +157,9 @@ def json_final(run) -> dict:
     import json
 
     return json.loads((run / "record.json").read_text())["checkpoints"][-1]["val_loss"]
+
+
+def test_cancel_with_nothing_to_cancel_is_non_zero(run_cli, tmp_path):
+    (tmp_path / "runs").mkdir()
+    code, _, err = run_cli("cancel", f"root={tmp_path}")
+    assert code == 1 and "no live SLURM jobs recorded under" in err
