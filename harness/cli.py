@@ -42,12 +42,27 @@ def group_options(group: str) -> list[str] | None:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
+def _check_sweep_names(value: str) -> None:
+    """sweep_name names a folder (outputs/<sweep_name>): one with a path separator or `..`
+    would write outside it, Hydra's own log folder first, so it is refused before Hydra runs."""
+    from common.errors import ConfigError
+    from harness.config import check_name
+
+    for v in value.split(","):
+        try:
+            check_name("sweep_name", v)
+        except ConfigError as err:
+            _die(str(err))
+
+
 def check_group_overrides(args: list[str]) -> None:
     """Fail fast, in one line, on `group=option` naming an option that does not exist."""
     for arg in args:
         if "=" not in arg or arg.startswith("-"):
             continue
         key, _, value = arg.lstrip("+~").partition("=")
+        if key == "sweep_name":  # before Hydra makes its output folder from it
+            _check_sweep_names(value)
         if key.startswith("hydra/launcher"):
             options = group_options("hydra/launcher")
             options = sorted(set(options or []) | {"basic", "submitit_local", "submitit_slurm"})

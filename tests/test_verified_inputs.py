@@ -236,3 +236,12 @@ def test_fifo_and_dev_zero_records_are_skipped_not_read(tmp_path):
         capture_output=True, text=True, env=child_env(), timeout=120)
     assert "not a regular file" in analysis.stderr  # then: no complete runs, said in one line
     assert "no usable run records" in analysis.stderr
+
+
+def test_sweep_name_with_dots_writes_nothing_outside_the_output_root(tmp_path, monkeypatch, run_cli):
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    code, _, err = run_cli("run", "sweep_name=../../escaped", "model=cpu-50k", "eval=none")
+    assert code == 2 and "sweep_name: '../../escaped' is not a valid name" in err.strip().splitlines()[-1]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["a", "a/b"]
