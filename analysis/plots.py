@@ -140,7 +140,9 @@ def _panel(ax, d: _Data, val_set: str, name: str, corpora: list[str], title_corp
     _curve(ax, tr, "black")
     _band_and_chance(ax, tr, d.acc.loc[[i for i in d.acc.index if i in d.loss.index], name])
     cat = "" if tr is None else (f"{CATEGORY_TEXT.get(tr['category'], tr['category'])} "
-                                 f"(p {tr['p_category']:.2f}), {_r2_text(float(tr['r2']))}")
+                                 f"(p {tr['p_category']:.2f}), {_r2_text(float(tr['r2']))}"
+                                 + (", between mixes only" if str(tr.get("within_mix", ""))
+                                    == "between mixes only" else ""))
     ax.set_title(f"{name}\n{cat}", fontsize=7 if small else 10)
     ax.invert_xaxis()  # better (lower) loss to the right, as in the paper
     ax.tick_params(labelsize=6 if small else 8)
@@ -195,7 +197,7 @@ def task_grids(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
             ax.axis("off")
         handles, labels = axes.flat[0].get_legend_handles_labels()
         handles += grid_legend()
-        ncol = min(len(handles), 4)
+        ncol = min(len(handles), max(2, min(ncol, 4)))  # as wide as the panels allow
         fig.legend(handles=handles, loc="upper center", ncol=ncol, fontsize=8)
         fig.supxlabel(_xlabel(v), fontsize=9)
         fig.supylabel(ACC_LABEL, fontsize=9)

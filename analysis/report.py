@@ -19,7 +19,7 @@ from analysis.report_findings import (
     sensitivity_block,
     with_na,
 )
-from analysis.within_groups import report_line
+from analysis.within_groups import report_lines
 
 
 def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -69,7 +69,7 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
              "n/a where no task has enough models to classify.\n")
     if not pred.empty:
         s.append(predictable_table(pred, trends, cfg, _md))
-    within = report_line(trends, ref)
+    within = report_lines(trends)
     if within:
         s.append("\n" + within)
     if not trends.empty:

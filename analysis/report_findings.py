@@ -125,9 +125,10 @@ def findings_section(out_dir: Path, cfg: AnalysisConfig, ref: str, head: str,
             s.append(f"- Against `{ref}`, {int(r['n_predictable'])} of {int(r['n_tasks'])} tasks "
                      f"scale predictably ({r['frac']:.0%}, interval {r['ci_low']:.0%}–"
                      f"{r['ci_high']:.0%}); {rest or 'no other category'}.{grid}\n")
-    line = report_line(trends, ref) if WITHIN in trends else ""
-    if line:
-        s.append(f"- {line.rstrip()}{grid}\n")
+    for v in sorted(trends["val_set"].dropna().unique()) if WITHIN in trends else []:
+        line = report_line(trends, v)
+        if line:
+            s.append(f"- {line.rstrip()}{_fig(out_dir, f'task_grid_{_safe(v)}')}\n")
     if flips.empty:
         s.append("- No setting change flips a trend (or too few settings to compare).\n")
     else:

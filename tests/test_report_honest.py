@@ -159,3 +159,12 @@ def test_task_grid_legend_names_every_line_style(sweep, monkeypatch):
     # the y-range holds the chance line and the binomial band, so noise looks like noise
     lo, hi = ax.get_ylim()
     assert lo <= 0.25 <= hi and np.isfinite([lo, hi]).all()
+
+
+def test_within_mix_line_names_the_task_on_every_val_set():
+    from analysis.within_groups import report_lines
+
+    points, trends = _mix_points(False)
+    text = report_lines(mark_within_mix(points, trends, "acc"))
+    assert text.startswith("Within-mix check on `v`: 1 of 1 pooled-predictable task(s) trend "
+                           "between data mixes only") and text.rstrip().endswith(": t.")
