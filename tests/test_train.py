@@ -89,7 +89,7 @@ def test_resume_after_preemption_equals_uninterrupted(shared_cache, tmp_path):
     with pytest.raises(Preempted):
         execute(spec, tmp_path / "b", tracker=SignalAt(step=6))
     partial = read(tmp_path / "b" / "runs" / ref.run_id)
-    assert partial["status"] == "running"
+    assert partial["status"] == "interrupted"  # stopped outside SLURM: said, and resumable
     resumed = execute(spec, tmp_path / "b")
     assert resumed.run_id == ref.run_id
     a, b = read(ref.path), read(resumed.path)
