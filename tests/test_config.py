@@ -23,7 +23,7 @@ def test_default_config_composes(tmp_path):
     assert abs(sum(spec.mix.weights.values()) - 1) < 1e-9
 
 
-@pytest.mark.parametrize("sweep", ["demo", "gpu_ladder"])
+@pytest.mark.parametrize("sweep", ["demo", "demo_large", "gpu_ladder"])
 def test_sweep_presets_compose(sweep):
     cfg = compose([f"sweep={sweep}"], hydra_node=True)
     assert cfg.sweep_name == sweep
