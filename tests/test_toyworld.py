@@ -275,3 +275,16 @@ def test_recap_restates_facts_of_the_same_biography(world):
         # two true facts, in the probes' wording
         assert len(sents) == 2 and set(sents) <= truths, sents
 
+
+
+def test_n_unseen_holds_more_people_out():
+    default = make_world(seed=3, n_entities=120)
+    assert len(default.unseen_people) == 12
+    assert make_world(seed=3, n_entities=120, n_unseen=12).people == default.people
+    w = make_world(seed=3, n_entities=120, n_unseen=40)
+    assert len(w.unseen_people) == 40
+    # relations point at seen people only, so training text never names an unseen person
+    assert all(not w.people[p.friend].unseen for p in w.people)
+    assert all(p.parent is None or not w.people[p.parent].unseen for p in w.people)
+    with pytest.raises(ValueError, match=r"n_unseen must be in \[2, n_entities/2\], got 61"):
+        make_world(seed=3, n_entities=120, n_unseen=61)
