@@ -138,7 +138,8 @@ def cmd_run(args: list[str]) -> None:
         return
     check_group_overrides(args)
     check_override_keys("config", args)
-    _guard(lambda: slurm_preflight(args))
+    if not any(a in ("--cfg", "-c", "--info", "-i") for a in args):  # those only print config
+        _guard(lambda: slurm_preflight(args))
     _quiet_transformers()
     _FAILED.clear()  # main() may be called more than once in a process (tests, notebooks)
 
@@ -163,11 +164,32 @@ def cmd_run(args: list[str]) -> None:
             _FAILED.append(f"{outcome.run_id}: {outcome.failure}")
         return outcome.status
 
-    sys.argv = ["harness run", *args, SEARCHPATH]
+    sys.argv = ["harness run", *_hydra_argv(args)]
     job()
     if _FAILED:
         print(f"{len(_FAILED)} run(s) failed:\n  " + "\n  ".join(_FAILED), file=sys.stderr)
         raise SystemExit(1)
+
+
+_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
+                "--config-name", "-cn", "--config-dir", "-cd")
+
+
+def _hydra_argv(args: list[str]) -> list[str]:
+    """Hydra's flags first (with their values), then the overrides and our search path: its
+    argument parser takes the overrides as one contiguous run (`-m a=1 --cfg hydra` works)."""
+    flags, overrides = [], []
+    it = iter(args)
+    for a in it:
+        if a.startswith("-"):
+            flags.append(a)
+            if a in _VALUE_FLAGS:
+                nxt = next(it, None)
+                if nxt is not None:
+                    (flags if "=" not in nxt else overrides).append(nxt)
+        else:
+            overrides.append(a)
+    return [*flags, *overrides, SEARCHPATH]
 
 
 def cmd_plan(args: list[str]) -> None:

@@ -163,3 +163,10 @@ def test_cancel_with_nothing_to_cancel_is_non_zero(run_cli, tmp_path):
     (tmp_path / "runs").mkdir()
     code, _, err = run_cli("cancel", f"root={tmp_path}")
     assert code == 1 and "no live SLURM jobs recorded under" in err
+
+
+def test_cfg_hydra_previews_slurm_without_sbatch(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch: the preflight is for launches only
+    code, out, err = run_cli("run", "hydra/launcher=slurm", "+cluster=example_gpu", "--cfg", "hydra")
+    assert code == 0, err
+    assert "timeout_min: 480" in out and "partition: gpu" in out
