@@ -134,8 +134,13 @@ def findings_section(out_dir: Path, cfg: AnalysisConfig, ref: str, head: str,
     else:
         kinds = flips["kind"].value_counts()
         top = flips.sort_values("p_value").iloc[0]
-        flip_fig = next(iter(sorted((out_dir / "figures").glob("flip_0_*.png"))), None)
-        link = f" ([figure](figures/{flip_fig.name}))" if flip_fig else ""
+        setup = top.get("setup")
+        name = f"{top['task']}@{setup}" if pd.notna(setup) and str(setup) else str(top["task"])
+        stem = f"_{_safe(name)}_{_safe(str(top['from']))}_vs_{_safe(str(top['to']))}.png"
+        figs = sorted((out_dir / "figures").glob("flip_*.png"))
+        own = next((f for f in figs if f.name.endswith(stem)), None)
+        link = (f" ([figure](figures/{own.name}))" if own else
+                f" (drawn examples: [figure](figures/{figs[0].name}))" if figs else "")
         s.append(f"- {len(flips)} flip(s) when one setting changes ("
                  + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
                  + f"); the strongest: {top['task']} when {top['setting'].replace('_', ' ')} "
