@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from common.atomic import write_text
-from common.errors import ConfigError, HarnessError
+from common.errors import ConfigError, DataError, HarnessError
 from common.log import log
 from common.record import CheckpointEntry, Compute, DataInfo, ModelInfo, RunRecord
 from eval.lm_eval_runner import TaskRunner
@@ -116,7 +116,7 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
     remove_leftovers(path / "checkpoints")
     write_heartbeat(path)
     t_start = time.time()
-    setup = build_run(spec)
+    setup = _build_or_say(spec)
     runner = task_runner(spec)
     resume = plan_resume(path / "checkpoints", log=log)
     record = _new_record(spec, rid, setup, runner)
@@ -141,6 +141,18 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
     log(f"done {rid}: " + ", ".join(f"{k} {v:.3f}" for k, v in record.final.val_loss.items())
         + f" ({result.tokens_per_second:,.0f} tok/s)")
     return RunOutcome(rid, "complete", path)
+
+
+def _build_or_say(spec: RunSpec) -> RunSetup:
+    """build_run, with a full disk while preparing inputs (tokenizer, token caches) said in one
+    line instead of a traceback; the caller records it on an existing record."""
+    try:
+        return build_run(spec)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DataError(f"cache_dir: disk full while preparing the run's inputs in "
+                        f"'{spec.cache_dir}' ({err.strerror})") from None
 
 
 def _execute_follower(spec: RunSpec, rid: str, path: Path) -> RunOutcome:
