@@ -165,7 +165,12 @@ def cmd_run(args: list[str]) -> None:
         return outcome.status
 
     sys.argv = ["harness run", *_hydra_argv(args)]
-    job()
+    try:
+        job()
+    except ValueError as err:  # Hydra's flag conflicts (-m with --cfg): one line, not a traceback
+        if "can be specified" not in str(err):
+            raise
+        _die(f"flags: {err}")
     if _FAILED:
         print(f"{len(_FAILED)} run(s) failed:\n  " + "\n  ".join(_FAILED), file=sys.stderr)
         raise SystemExit(1)

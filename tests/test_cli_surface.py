@@ -170,3 +170,9 @@ def test_cfg_hydra_previews_slurm_without_sbatch(run_cli, tmp_path, monkeypatch)
     code, out, err = run_cli("run", "hydra/launcher=slurm", "+cluster=example_gpu", "--cfg", "hydra")
     assert code == 0, err
     assert "timeout_min: 480" in out and "partition: gpu" in out
+
+
+def test_conflicting_hydra_flags_are_one_line(run_cli):
+    code, _, err = run_cli("run", "-m", "--cfg", "job")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: flags: Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified"]
