@@ -43,8 +43,10 @@ def with_axes(table: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     axes = list(axes)
     for a in axes:
         if a not in AXES:
-            raise AnalysisError(f"x_axes: unknown axis '{a}' (known: {', '.join(AXES)}, or any "
-                                "validation set, which is always an axis)")
+            raise AnalysisError(
+                f"x_axes: unknown axis '{a}' (known: {', '.join(AXES)}, or any "
+                "validation set, which is always an axis)"
+            )
     if not (table["kind"] == "val_loss").any() and "compute" not in axes:
         axes.append("compute")
     if not axes:
@@ -55,9 +57,19 @@ def with_axes(table: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         col, ref = AXES[a]
         with np.errstate(divide="ignore", invalid="ignore"):
             x = np.log10(ref / ck[col].astype(float))
-        new.append(ck.assign(kind="val_loss", name=a, task=a, setup="", metric="loss",
-                             value=x.to_numpy(), stderr=np.nan, n_samples=np.nan,
-                             chance=np.nan))
+        new.append(
+            ck.assign(
+                kind="val_loss",
+                name=a,
+                task=a,
+                setup="",
+                metric="loss",
+                value=x.to_numpy(),
+                stderr=np.nan,
+                n_samples=np.nan,
+                chance=np.nan,
+            )
+        )
     return pd.concat([table, *new], ignore_index=True)
 
 

@@ -59,8 +59,10 @@ def read_labels(path: Path | str, known_tasks: list[str] | None = None) -> pd.Se
     df = df.dropna(how="all")
     for row in df.itertuples(index=False):
         if row.category not in CATEGORIES:
-            raise AnalysisError(f"labels: unknown category '{row.category}' for task "
-                                f"'{row.task}' in {path} (known: {', '.join(CATEGORIES)})")
+            raise AnalysisError(
+                f"labels: unknown category '{row.category}' for task "
+                f"'{row.task}' in {path} (known: {', '.join(CATEGORIES)})"
+            )
         if known_tasks is not None and row.task not in known_tasks:
             raise AnalysisError(f"labels: unknown task '{row.task}' in {path}")
     if df["task"].duplicated().any():
@@ -87,15 +89,23 @@ class Calibration:
 
     def confusion(self, column: str = "cv") -> pd.DataFrame:
         """Label (rows) by prediction (columns), over the six categories."""
-        return pd.crosstab(pd.Categorical(self.tasks["label"], CATEGORIES),
-                           pd.Categorical(self.tasks[column], LABELS),
-                           rownames=["label"], colnames=["rules"], dropna=False)
+        return pd.crosstab(
+            pd.Categorical(self.tasks["label"], CATEGORIES),
+            pd.Categorical(self.tasks[column], LABELS),
+            rownames=["label"],
+            colnames=["rules"],
+            dropna=False,
+        )
 
 
 def _agreement(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
     p, y = pred == "predictable", label == "predictable"
-    return {"six_way": float(np.mean(pred == label)), "binary": float(np.mean(p == y)),
-            "kappa": cohen_kappa(p, y), "n": int(label.size)}
+    return {
+        "six_way": float(np.mean(pred == label)),
+        "binary": float(np.mean(p == y)),
+        "kappa": cohen_kappa(p, y),
+        "n": int(label.size),
+    }
 
 
 def _grid(cfg: ClassifyConfig, grid: dict[str, tuple[float, ...]]):
@@ -105,9 +115,14 @@ def _grid(cfg: ClassifyConfig, grid: dict[str, tuple[float, ...]]):
     return keys, values, dataclasses.replace(cfg, **values)
 
 
-def calibrate(group: Group, labels: pd.Series, cfg: ClassifyConfig,
-              grid: dict[str, tuple[float, ...]] | None = None,
-              prior_frac: float | None = 18 / 46, prior_tolerance: int = 2) -> Calibration:
+def calibrate(
+    group: Group,
+    labels: pd.Series,
+    cfg: ClassifyConfig,
+    grid: dict[str, tuple[float, ...]] | None = None,
+    prior_frac: float | None = 18 / 46,
+    prior_tolerance: int = 2,
+) -> Calibration:
     """Tune the thresholds on the labelled tasks of `group` and cross-validate the tuning."""
     from scipy.ndimage import uniform_filter
 
@@ -152,16 +167,27 @@ def calibrate(group: Group, labels: pd.Series, cfg: ClassifyConfig,
         cv[i] = sub[pick(train), i]
     full = pick(np.ones(len(y), bool))
     configured = apply_rules(feats, cfg, n_distinct)[0, col]
-    table = pd.DataFrame({
-        "task": lab.index, "label": lab.to_numpy(),
-        "cv": [LABELS[c] for c in cv], "configured": [LABELS[c] for c in configured],
-        "tuned": [LABELS[c] for c in sub[full]],
-        **{k: np.round(getattr(feats, k)[0, col], 3) for k in ("snr", "net", "rise", "drop",
-                                                                 "plateau")}})
-    metrics = {f"cv_{k}": v for k, v in _agreement(table["cv"].to_numpy(),
-                                                   table["label"].to_numpy()).items()}
-    metrics |= {f"configured_{k}": v for k, v in _agreement(
-        table["configured"].to_numpy(), table["label"].to_numpy()).items()}
+    table = pd.DataFrame(
+        {
+            "task": lab.index,
+            "label": lab.to_numpy(),
+            "cv": [LABELS[c] for c in cv],
+            "configured": [LABELS[c] for c in configured],
+            "tuned": [LABELS[c] for c in sub[full]],
+            **{
+                k: np.round(getattr(feats, k)[0, col], 3)
+                for k in ("snr", "net", "rise", "drop", "plateau")
+            },
+        }
+    )
+    metrics = {
+        f"cv_{k}": v
+        for k, v in _agreement(table["cv"].to_numpy(), table["label"].to_numpy()).items()
+    }
+    metrics |= {
+        f"configured_{k}": v
+        for k, v in _agreement(table["configured"].to_numpy(), table["label"].to_numpy()).items()
+    }
     tuned = {k: float(values[k][full, 0]) for k in keys}
     return Calibration(table, tuned, metrics)
 
@@ -200,8 +226,9 @@ def labels_by_corpus(trends: pd.DataFrame, val_set: str) -> pd.DataFrame:
     return wide.reset_index().rename_axis(columns=None)
 
 
-def calibration_tables(sources: list[str], trends: dict, trend_df: pd.DataFrame,
-                       cfg) -> dict[str, pd.DataFrame]:
+def calibration_tables(
+    sources: list[str], trends: dict, trend_df: pd.DataFrame, cfg
+) -> dict[str, pd.DataFrame]:
     """The calibration tables for `analyze` (empty dict when there are no labels).
 
     `trends` maps (val_set, corpus) -> GroupTrends; the labels are checked on the pooled
@@ -221,12 +248,20 @@ def calibration_tables(sources: list[str], trends: dict, trend_df: pd.DataFrame,
     labels = labels.drop(unknown)  # auto: a subset of the testbed checks what it has
     if len(labels) < 3:
         return out
-    cal = calibrate(group, labels, cfg.classify, prior_frac=cfg.calibration.prior_predictable,
-                    prior_tolerance=cfg.calibration.prior_tolerance)
+    cal = calibrate(
+        group,
+        labels,
+        cfg.classify,
+        prior_frac=cfg.calibration.prior_predictable,
+        prior_tolerance=cfg.calibration.prior_tolerance,
+    )
     metrics = [{"metric": k, "value": v} for k, v in cal.metrics.items()]
     metrics += [{"metric": f"tuned_{k}", "value": v} for k, v in cal.tuned.items()]
-    metrics += [{"metric": "labels_file", "value": str(path)},
-                {"metric": "val_set", "value": key[0]}, {"metric": "corpus", "value": key[1]}]
+    metrics += [
+        {"metric": "labels_file", "value": str(path)},
+        {"metric": "val_set", "value": key[0]},
+        {"metric": "corpus", "value": key[1]},
+    ]
     out["calibration"] = cal.tasks
     out["calibration_metrics"] = pd.DataFrame(metrics)
     return out

@@ -97,8 +97,9 @@ def bin_index(x: np.ndarray, cfg: ClassifyConfig) -> tuple[np.ndarray, int]:
     return bins, k
 
 
-def trend_features(x: np.ndarray, Y: np.ndarray, W: np.ndarray, r2: np.ndarray,
-                   cfg: ClassifyConfig) -> TrendFeatures:
+def trend_features(
+    x: np.ndarray, Y: np.ndarray, W: np.ndarray, r2: np.ndarray, cfg: ClassifyConfig
+) -> TrendFeatures:
     """Compute the rule inputs for every resample row of W (R, n) and task column of Y."""
     bins, K = bin_index(x, cfg)
     B = np.eye(K)[bins]  # (n, K)
@@ -138,8 +139,17 @@ def trend_features(x: np.ndarray, Y: np.ndarray, W: np.ndarray, r2: np.ndarray,
         net = (last - first) / scale
         plateau = gains[:, -1] / np.maximum(best_gain, 1e-12)
     n_models = W @ (M > 0)
-    return TrendFeatures(n_models, K, m, snr, np.maximum(rise, 0.0), np.maximum(drop, 0.0),
-                         np.nan_to_num(net), np.nan_to_num(plateau, nan=1.0), r2)
+    return TrendFeatures(
+        n_models,
+        K,
+        m,
+        snr,
+        np.maximum(rise, 0.0),
+        np.maximum(drop, 0.0),
+        np.nan_to_num(net),
+        np.nan_to_num(plateau, nan=1.0),
+        r2,
+    )
 
 
 def _edge_means(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,27 +161,33 @@ def _edge_means(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return take(i0), take(i1)
 
 
-def apply_rules(f: TrendFeatures, cfg: ClassifyConfig,
-                n_distinct: np.ndarray | None = None) -> np.ndarray:
+def apply_rules(
+    f: TrendFeatures, cfg: ClassifyConfig, n_distinct: np.ndarray | None = None
+) -> np.ndarray:
     """Category index into LABELS for every (resample, task); the rule order of the module doc.
 
     Thresholds may be arrays that broadcast against the features (the calibration grid
     evaluates thousands of threshold sets at once this way).
     """
-    shape = np.broadcast_shapes(f.snr.shape, *(np.shape(getattr(cfg, k.name))
-                                               for k in dataclasses.fields(cfg)))
+    shape = np.broadcast_shapes(
+        f.snr.shape, *(np.shape(getattr(cfg, k.name)) for k in dataclasses.fields(cfg))
+    )
     out = np.full(shape, -1)
     n = n_distinct if n_distinct is not None else f.n_models
     with np.errstate(invalid="ignore"):
         rules = [
             (INSUFFICIENT, n < cfg.min_models),
-            ("nonmonotonic", (f.snr >= cfg.snr_nm) & (f.rise >= cfg.nm_frac)
-             & (f.drop >= cfg.nm_frac)),
+            (
+                "nonmonotonic",
+                (f.snr >= cfg.snr_nm) & (f.rise >= cfg.nm_frac) & (f.drop >= cfg.nm_frac),
+            ),
             ("trendless", f.snr < cfg.snr_min),
             ("inverse", f.net <= -cfg.dir_frac),
             ("trendless", f.net < cfg.dir_frac),
-            ("breakthrough", (f.snr >= cfg.snr_pred) & (f.plateau <= cfg.plateau_frac)
-             & (f.n_bins >= 4)),
+            (
+                "breakthrough",
+                (f.snr >= cfg.snr_pred) & (f.plateau <= cfg.plateau_frac) & (f.n_bins >= 4),
+            ),
             ("predictable", f.snr >= cfg.snr_pred),
             ("noisy", np.ones(shape, bool)),
         ]
@@ -191,12 +207,14 @@ class GroupTrends:
     features: TrendFeatures
 
 
-def classify_group(g: Group, W: np.ndarray, ccfg: ClassifyConfig,
-                   fcfg: FitConfig) -> GroupTrends:
+def classify_group(g: Group, W: np.ndarray, ccfg: ClassifyConfig, fcfg: FitConfig) -> GroupTrends:
     """Fit the exp law and apply the rules on every resample of one group."""
     fit = fit_exp_grid(g.x, g.Y, W, fcfg)
-    point = refine_exp(g.x, g.Y, W[0], fit, 0, fcfg) if fcfg.refine else ExpGrid(
-        *(a[:1] for a in dataclasses.astuple(fit)))
+    point = (
+        refine_exp(g.x, g.Y, W[0], fit, 0, fcfg)
+        if fcfg.refine
+        else ExpGrid(*(a[:1] for a in dataclasses.astuple(fit)))
+    )
     r2 = fit.r2.copy()
     r2[0] = point.r2[0]
     feats = trend_features(g.x, g.Y, W, r2, ccfg)
@@ -215,23 +233,37 @@ def trend_rows(gt: GroupTrends) -> pd.DataFrame:
         cat = LABELS[codes[0, t]]
         probs = {f"p_{c}": float(np.mean(boot[:, t] == LABELS.index(c))) for c in CATEGORIES}
         valid = np.isfinite(g.Y[:, t])
-        rho = pd.Series(-g.x[valid]).corr(pd.Series(g.Y[valid, t]), method="spearman") \
-            if valid.sum() > 2 else np.nan
-        rows.append({
-            "task": g.tasks[t], "setup": g.setups[t], "name": name, "val_set": g.val_set,
-            "corpus": g.corpus, "category": cat,
-            "p_category": probs.get(f"p_{cat}", float(np.mean(boot[:, t] == codes[0, t]))),
-            **probs, "r2": float(gt.point.r2[0, t]), "n_models": int(valid.sum()),
-            "spearman": float(rho), "eps": float(gt.point.eps[0, t]),
-            "ln_k": float(gt.point.ln_k[0, t]), "gamma": float(gt.point.gamma[0, t]),
-            "x_min": float(np.min(g.x[valid])) if valid.any() else np.nan,
-            "x_max": float(np.max(g.x[valid])) if valid.any() else np.nan,
-            "chance": float(g.chance[t]),
-            "resid_rmse": float(np.sqrt(gt.point.sse[0, t] / max(valid.sum(), 1))),
-            "binomial_se": float(np.sqrt(np.nanmean(g.S[valid, t] ** 2)))
-            if np.isfinite(g.S[valid, t]).any() else np.nan,
-            **{k: float(getattr(gt.features, k)[0, t]) for k in FEATURES},
-        })
+        rho = (
+            pd.Series(-g.x[valid]).corr(pd.Series(g.Y[valid, t]), method="spearman")
+            if valid.sum() > 2
+            else np.nan
+        )
+        rows.append(
+            {
+                "task": g.tasks[t],
+                "setup": g.setups[t],
+                "name": name,
+                "val_set": g.val_set,
+                "corpus": g.corpus,
+                "category": cat,
+                "p_category": probs.get(f"p_{cat}", float(np.mean(boot[:, t] == codes[0, t]))),
+                **probs,
+                "r2": float(gt.point.r2[0, t]),
+                "n_models": int(valid.sum()),
+                "spearman": float(rho),
+                "eps": float(gt.point.eps[0, t]),
+                "ln_k": float(gt.point.ln_k[0, t]),
+                "gamma": float(gt.point.gamma[0, t]),
+                "x_min": float(np.min(g.x[valid])) if valid.any() else np.nan,
+                "x_max": float(np.max(g.x[valid])) if valid.any() else np.nan,
+                "chance": float(g.chance[t]),
+                "resid_rmse": float(np.sqrt(gt.point.sse[0, t] / max(valid.sum(), 1))),
+                "binomial_se": float(np.sqrt(np.nanmean(g.S[valid, t] ** 2)))
+                if np.isfinite(g.S[valid, t]).any()
+                else np.nan,
+                **{k: float(getattr(gt.features, k)[0, t]) for k in FEATURES},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -259,12 +291,20 @@ def sensitivity(groups: list[GroupTrends], cfg: ClassifyConfig) -> pd.DataFrame:
         for field in dataclasses.fields(cfg):
             base = getattr(cfg, field.name)
             for fac in SENSITIVITY_FACTORS:
-                value = type(base)(max(1, round(base * fac)) if isinstance(base, int) else base * fac)
+                value = type(base)(
+                    max(1, round(base * fac)) if isinstance(base, int) else base * fac
+                )
                 c2 = dataclasses.replace(cfg, **{field.name: value})
                 feats = trend_features(g.x, g.Y, W, gt.point.r2, c2)
                 codes = apply_rules(feats, c2)
-                rows.append({"val_set": g.val_set, "corpus": g.corpus, "threshold": field.name,
-                             "factor": fac, "value": value,
-                             "frac_predictable": float(np.mean(
-                                 codes[0] == LABELS.index("predictable")))})
+                rows.append(
+                    {
+                        "val_set": g.val_set,
+                        "corpus": g.corpus,
+                        "threshold": field.name,
+                        "factor": fac,
+                        "value": value,
+                        "frac_predictable": float(np.mean(codes[0] == LABELS.index("predictable"))),
+                    }
+                )
     return pd.DataFrame(rows)

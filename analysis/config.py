@@ -98,10 +98,23 @@ class ExtrapolateConfig:
     testbed_error_extra: list[str] = field(default_factory=lambda: ["open_lm_1b@1.0"])
     average_tasks: list[str] = field(
         default_factory=lambda: [
-            "bigbench_operators", "pubmed_qa_labeled", "hellaswag_zeroshot", "boolq",
-            "arc_easy", "coqa", "bigbench_dyck_languages", "lambada_openai",
-            "bigbench_novel_concepts", "winograd", "bigbench_cs_algorithms",
-            "commonsense_qa", "bigbench_qa_wikidata", "hellaswag", "copa", "squad", "piqa",
+            "bigbench_operators",
+            "pubmed_qa_labeled",
+            "hellaswag_zeroshot",
+            "boolq",
+            "arc_easy",
+            "coqa",
+            "bigbench_dyck_languages",
+            "lambada_openai",
+            "bigbench_novel_concepts",
+            "winograd",
+            "bigbench_cs_algorithms",
+            "commonsense_qa",
+            "bigbench_qa_wikidata",
+            "hellaswag",
+            "copa",
+            "squad",
+            "piqa",
         ]
     )
     two_step: TwoStepConfig = field(default_factory=TwoStepConfig)
@@ -123,8 +136,10 @@ class PlotConfig:
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in PLOT_FORMATS]
         if bad or not self.formats:
-            raise AnalysisError(f"analysis.plot.formats: unknown format '{bad[0] if bad else ''}' "
-                                f"(known: {', '.join(PLOT_FORMATS)})")
+            raise AnalysisError(
+                f"analysis.plot.formats: unknown format '{bad[0] if bad else ''}' "
+                f"(known: {', '.join(PLOT_FORMATS)})"
+            )
         if not isinstance(self.dpi, int) or self.dpi <= 0:
             raise AnalysisError(f"analysis.plot.dpi: must be a positive integer, got {self.dpi!r}")
 

@@ -116,8 +116,11 @@ def _edge_solutions(Sw, Su, Suu, Sy, Syy, Suy, klo, khi):
             s = sse(e, k)
             s = np.where(np.isfinite(s), s, np.inf)
             take = s < best
-            best, best_e, best_k = np.where(take, s, best), np.where(take, e, best_e), np.where(
-                take, k, best_k)
+            best, best_e, best_k = (
+                np.where(take, s, best),
+                np.where(take, e, best_e),
+                np.where(take, k, best_k),
+            )
     return best_e, best_k, np.maximum(best, 0.0)
 
 
@@ -133,8 +136,9 @@ def _prep(x: np.ndarray, Y: np.ndarray):
     return xs, x_ref, E, M.astype(float)
 
 
-def fit_exp_grid(x: np.ndarray, Y: np.ndarray, W: np.ndarray, cfg: FitConfig | None = None,
-                 chunk: int = 200) -> ExpGrid:
+def fit_exp_grid(
+    x: np.ndarray, Y: np.ndarray, W: np.ndarray, cfg: FitConfig | None = None, chunk: int = 200
+) -> ExpGrid:
     """Grid fit of the exp law for every resample row of W and every task column of Y.
 
     u = -exp(-gamma (L - L_min)) keeps the design well scaled; k' = k exp(-gamma L_min).
@@ -154,14 +158,15 @@ def fit_exp_grid(x: np.ndarray, Y: np.ndarray, W: np.ndarray, cfg: FitConfig | N
     EU = (E[:, :, None] * U[:, None, :]).reshape(n, T * G)
     out = {k: np.empty((W.shape[0], T)) for k in ("eps", "ln_k", "gamma", "sse", "sst")}
     for lo in range(0, W.shape[0], chunk):
-        w = W[lo:lo + chunk]
+        w = W[lo : lo + chunk]
         r = w.shape[0]
         Sw, Sy, Syy = w @ M, w @ E, w @ (E * E)
         Su = (w @ MU).reshape(r, T, G)
         Suu = (w @ MUU).reshape(r, T, G)
         Suy = (w @ EU).reshape(r, T, G)
-        e, k, s = _edge_solutions(Sw[..., None], Su, Suu, Sy[..., None], Syy[..., None], Suy,
-                                  klo, khi)
+        e, k, s = _edge_solutions(
+            Sw[..., None], Su, Suu, Sy[..., None], Syy[..., None], Suy, klo, khi
+        )
         g = stable_argmin(s, axis=2)
 
         def take(a, g=g):
@@ -189,8 +194,15 @@ def _closed_form_at(xs, x_ref, E, M, w, gamma, cfg):
     return _edge_solutions(Sw, Su, Suu, Sy, Syy, Suy, klo, khi)
 
 
-def refine_exp(x: np.ndarray, Y: np.ndarray, w: np.ndarray, grid: ExpGrid, row: int = 0,
-               cfg: FitConfig | None = None, iters: int = 40) -> ExpGrid:
+def refine_exp(
+    x: np.ndarray,
+    Y: np.ndarray,
+    w: np.ndarray,
+    grid: ExpGrid,
+    row: int = 0,
+    cfg: FitConfig | None = None,
+    iters: int = 40,
+) -> ExpGrid:
     """Golden-section refinement of gamma within one grid step, all tasks at once."""
     cfg = cfg or FitConfig()
     xs, x_ref, E, M = _prep(x, Y)
@@ -223,8 +235,14 @@ def fit_exp_law(loss: np.ndarray, acc: np.ndarray, cfg: FitConfig | None = None)
     if cfg.refine:
         grid = refine_exp(loss, acc, w[0], grid, 0, cfg)
     n = int((np.isfinite(loss) & np.isfinite(acc)).sum())
-    return ExpLawFit(float(grid.eps[0, 0]), float(grid.ln_k[0, 0]), float(grid.gamma[0, 0]),
-                     float(grid.r2[0, 0]), float(np.sqrt(grid.sse[0, 0] / max(n, 1))), n)
+    return ExpLawFit(
+        float(grid.eps[0, 0]),
+        float(grid.ln_k[0, 0]),
+        float(grid.gamma[0, 0]),
+        float(grid.r2[0, 0]),
+        float(np.sqrt(grid.sse[0, 0] / max(n, 1))),
+        n,
+    )
 
 
 @dataclass
@@ -248,8 +266,9 @@ def sigmoid_acc(x: np.ndarray, a, b, s, x0) -> np.ndarray:
     return a / (1.0 + np.exp(np.clip(-s * (x - x0), -50, 50))) + b
 
 
-def fit_sigmoid_batch(x: np.ndarray, Y: np.ndarray, W: np.ndarray, n_s: int = 24,
-                      n_x0: int = 32) -> SigmoidFits:
+def fit_sigmoid_batch(
+    x: np.ndarray, Y: np.ndarray, W: np.ndarray, n_s: int = 24, n_x0: int = 32
+) -> SigmoidFits:
     """Grid over slope magnitude (log-spaced) and midpoint x0; (a, b) in closed form.
 
     Canonical form: the law is symmetric under (a, b, s) -> (-a, b + a, -s), so without a
@@ -270,15 +289,24 @@ def fit_sigmoid_batch(x: np.ndarray, Y: np.ndarray, W: np.ndarray, n_s: int = 24
     span, lo = np.ptp(xf), xf.min()
     slopes = np.geomspace(1.0, 60.0, n_s // 2) / span
     x0s = np.linspace(lo - 0.25 * span, lo + 1.25 * span, n_x0)
-    S = 1.0 / (1.0 + np.exp(np.clip(-slopes[None, :, None] * (np.where(
-        np.isfinite(x), x, lo)[:, None, None] - x0s[None, None, :]), -50, 50)))
+    S = 1.0 / (
+        1.0
+        + np.exp(
+            np.clip(
+                -slopes[None, :, None]
+                * (np.where(np.isfinite(x), x, lo)[:, None, None] - x0s[None, None, :]),
+                -50,
+                50,
+            )
+        )
+    )
     S = S.reshape(x.size, -1)  # (n, P)
     P = S.shape[1]
     best = {k: np.full((R, T), np.nan) for k in ("a", "b", "s", "x0", "sse")}
     best["sse"][:] = np.inf
     Sw, Sy, Syy = W @ M, W @ Yz, W @ (Yz * Yz)
     for p0 in range(0, P, 64):
-        Sp = S[:, p0:p0 + 64]
+        Sp = S[:, p0 : p0 + 64]
         q = Sp.shape[1]
         Ss = np.einsum("rn,np,nt->rpt", W, Sp, M, optimize=True)
         Sss = np.einsum("rn,np,nt->rpt", W, Sp * Sp, M, optimize=True)
@@ -287,16 +315,26 @@ def fit_sigmoid_batch(x: np.ndarray, Y: np.ndarray, W: np.ndarray, n_s: int = 24
             det = Sw[:, None] * Sss - Ss * Ss
             a = (Sw[:, None] * Ssy - Ss * Sy[:, None]) / det
             b = (Sy[:, None] - a * Ss) / Sw[:, None]
-            sse = (Syy[:, None] - 2 * a * Ssy - 2 * b * Sy[:, None] + a * a * Sss
-                   + 2 * a * b * Ss + b * b * Sw[:, None])
+            sse = (
+                Syy[:, None]
+                - 2 * a * Ssy
+                - 2 * b * Sy[:, None]
+                + a * a * Sss
+                + 2 * a * b * Ss
+                + b * b * Sw[:, None]
+            )
         sse = np.where(np.isfinite(sse) & (det > 1e-12), sse, np.inf)
         j = stable_argmin(sse, axis=1)  # (R, T)
         sj = np.take_along_axis(sse, j[:, None], 1)[:, 0]
         take = sj < best["sse"] * (1 - 1e-9)  # an earlier chunk wins near-ties
         idx = p0 + j
-        for key, val in (("a", np.take_along_axis(a, j[:, None], 1)[:, 0]),
-                         ("b", np.take_along_axis(b, j[:, None], 1)[:, 0]),
-                         ("s", slopes[idx // n_x0]), ("x0", x0s[idx % n_x0]), ("sse", sj)):
+        for key, val in (
+            ("a", np.take_along_axis(a, j[:, None], 1)[:, 0]),
+            ("b", np.take_along_axis(b, j[:, None], 1)[:, 0]),
+            ("s", slopes[idx // n_x0]),
+            ("x0", x0s[idx % n_x0]),
+            ("sse", sj),
+        ):
             best[key] = np.where(take, val, best[key])
         del q
     flip = best["a"] < 0  # canonical mirror image: a >= 0
@@ -348,8 +386,9 @@ def fit_linear_batch(x: np.ndarray, Y: np.ndarray, chance: np.ndarray, W: np.nda
         szz = Szz - Sz * Sz / Sw
         r2 = np.where(szz > 1e-12, (beta * (Sxz - Sx * Sz / Sw)) / szz, np.nan)
     bad = (Sw < 3) | ~(vxx > 1e-15)
-    return LinearFits(np.where(bad, np.nan, alpha), np.where(bad, np.nan, beta),
-                      np.where(bad, np.nan, r2))
+    return LinearFits(
+        np.where(bad, np.nan, alpha), np.where(bad, np.nan, beta), np.where(bad, np.nan, r2)
+    )
 
 
 def predict(law: str, params: dict, x: np.ndarray) -> np.ndarray:

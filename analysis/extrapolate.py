@@ -27,15 +27,30 @@ from analysis.fit_quality import fit_flag
 from analysis.loss_laws import LossLawFit, fit_loss_law, law_inputs
 from analysis.matrix import final_rows
 
-EXTRAP_COLUMNS = ["backtest", "corpus", "target", "run_id", "quantity", "law", "predicted", "ci_low",
-                  "ci_high", "actual", "rel_error", "published_rel_error", "n_train", "flag"]
+EXTRAP_COLUMNS = [
+    "backtest",
+    "corpus",
+    "target",
+    "run_id",
+    "quantity",
+    "law",
+    "predicted",
+    "ci_low",
+    "ci_high",
+    "actual",
+    "rel_error",
+    "published_rel_error",
+    "n_train",
+    "flag",
+]
 
 #: (size, tokens-per-parameter M, quantity) -> published relative error (Gadre et al. 2024,
 #: "Language models scale reliably with over-training and on downstream tasks": C4 loss of the
 #: 1.4B model at M=640 and the 6.9B model at M=20, and their 17-task average top-1 error;
 #: their headline fits are on RedPajama)
 PUBLISHED = {
-    ("open_lm_1b", 640.0, "loss"): 0.007, ("open_lm_7b", 20.0, "loss"): 0.007,
+    ("open_lm_1b", 640.0, "loss"): 0.007,
+    ("open_lm_7b", 20.0, "loss"): 0.007,
     ("open_lm_1b", 640.0, "top1_error_avg"): 0.036,
     ("open_lm_7b", 20.0, "top1_error_avg"): 0.0005,
 }
@@ -44,8 +59,11 @@ PUBLISHED = {
 def run_frame(table: pd.DataFrame, val_set: str, tasks: list[str], metric: str = "acc"):
     """One row per final run: inputs, loss on `val_set`, per-task top-1 error, average."""
     fin = final_rows(table)
-    runs = fin.drop_duplicates("run_id").set_index("run_id")[
-        ["corpus", "size", "n_params", "train_tokens", "multiplier"]].copy()
+    runs = (
+        fin.drop_duplicates("run_id")
+        .set_index("run_id")[["corpus", "size", "n_params", "train_tokens", "multiplier"]]
+        .copy()
+    )
     lv = fin[(fin["kind"] == "val_loss") & (fin["name"] == val_set)]
     runs["loss"] = lv.groupby("run_id")["value"].mean()
     acc = fin[(fin["kind"] == "task") & (fin["metric"] == metric) & (fin["setup"] == "")]
@@ -57,31 +75,59 @@ def run_frame(table: pd.DataFrame, val_set: str, tasks: list[str], metric: str =
 
 
 def _fits_row(backtest: str, corpus: str, val_set: str, fit: LossLawFit) -> dict:
-    return {"kind": "loss_law", "backtest": backtest, "law": fit.law, "corpus": corpus,
-            "val_set": val_set, "task": "", "setup": "", "n_points": fit.n, "r2": fit.r2,
-            "rmse": fit.rmse, "params": json.dumps(fit.params),
-            "param_ci": json.dumps(fit.param_ci)}
+    return {
+        "kind": "loss_law",
+        "backtest": backtest,
+        "law": fit.law,
+        "corpus": corpus,
+        "val_set": val_set,
+        "task": "",
+        "setup": "",
+        "n_points": fit.n,
+        "r2": fit.r2,
+        "rmse": fit.rmse,
+        "params": json.dumps(fit.params),
+        "param_ci": json.dumps(fit.param_ci),
+    }
 
 
-def _predict_block(backtest: str, corpus: str, runs: pd.DataFrame, err: pd.DataFrame,
-                   train: pd.Index, err_train: pd.Index, targets: pd.Index,
-                   cfg: AnalysisConfig, val_set: str) -> tuple[list[dict], list[dict]]:
+def _predict_block(
+    backtest: str,
+    corpus: str,
+    runs: pd.DataFrame,
+    err: pd.DataFrame,
+    train: pd.Index,
+    err_train: pd.Index,
+    targets: pd.Index,
+    cfg: AnalysisConfig,
+    val_set: str,
+) -> tuple[list[dict], list[dict]]:
     rows, fits = [], []
     ci = cfg.bootstrap.ci
     tr = runs.loc[train].dropna(subset=["loss"])
     X = law_inputs(tr["n_params"], tr["train_tokens"])
     tg = runs.loc[targets]
     Xt = law_inputs(tg["n_params"], tg["train_tokens"])
-    names = [f"{corpus}/{s}@M={20 * m:g}" for s, m in zip(tg["size"], tg["multiplier"],
-                                                           strict=True)]
+    names = [
+        f"{corpus}/{s}@M={20 * m:g}" for s, m in zip(tg["size"], tg["multiplier"], strict=True)
+    ]
     laws = {}
     for law in ("gadre", "compute", "chinchilla"):
         if law == "gadre" and tr["multiplier"].nunique() < 2:
             continue  # M must vary for its exponent to be identified
-        if law == "chinchilla" and (tr["n_params"].nunique() < 2 or tr["train_tokens"].nunique() < 3):
+        if law == "chinchilla" and (
+            tr["n_params"].nunique() < 2 or tr["train_tokens"].nunique() < 3
+        ):
             continue
-        fit = fit_loss_law(law, X, tr["loss"].to_numpy(), cfg.bootstrap.loss_law_resamples,
-                           cfg.bootstrap.seed, cfg.fit.huber_delta, ci)
+        fit = fit_loss_law(
+            law,
+            X,
+            tr["loss"].to_numpy(),
+            cfg.bootstrap.loss_law_resamples,
+            cfg.bootstrap.seed,
+            cfg.fit.huber_delta,
+            ci,
+        )
         if fit is None:
             continue
         laws[law] = fit
@@ -91,8 +137,23 @@ def _predict_block(backtest: str, corpus: str, runs: pd.DataFrame, err: pd.DataF
         lo, hi = fit.predict_ci(Xt, ci)
         for i, rid in enumerate(tg.index):
             act = tg.at[rid, "loss"]
-            rows.append(_row(backtest, corpus, names[i], f"loss:{val_set}", law, pred[i], lo[i],
-                             hi[i], act, tg.iloc[i], "loss", len(tr), lflag))
+            rows.append(
+                _row(
+                    backtest,
+                    corpus,
+                    names[i],
+                    f"loss:{val_set}",
+                    law,
+                    pred[i],
+                    lo[i],
+                    hi[i],
+                    act,
+                    tg.iloc[i],
+                    "loss",
+                    len(tr),
+                    lflag,
+                )
+            )
     etr = runs.loc[err_train].dropna(subset=["loss", "err_avg"])
     if len(etr) < 4:
         warn(f"{backtest} {corpus}: {len(etr)} runs for the error law (needs 4); not fitted")
@@ -100,56 +161,107 @@ def _predict_block(backtest: str, corpus: str, runs: pd.DataFrame, err: pd.DataF
     main = laws.get("gadre") or laws.get("compute") or next(iter(laws.values()), None)
     pred_loss = main.predict(Xt) if main is not None else np.full(len(tg), np.nan)
     cols = [("top1_error_avg", etr["err_avg"], tg["err_avg"])] + [
-        (f"top1_error:{t}", err.loc[etr.index, t], err.loc[tg.index, t]) for t in err.columns]
+        (f"top1_error:{t}", err.loc[etr.index, t], err.loc[tg.index, t]) for t in err.columns
+    ]
     for quantity, ytr, yact in cols:
         ef = fit_exp_law(etr["loss"].to_numpy(), 1.0 - ytr.to_numpy(float), cfg.fit)
         if not np.isfinite(ef.eps):
             continue
-        eflag = fit_flag("exp", {"eps": ef.eps, "ln_k": ef.ln_k, "gamma": ef.gamma}, ef.r2,
-                         cfg.fit)
+        eflag = fit_flag("exp", {"eps": ef.eps, "ln_k": ef.ln_k, "gamma": ef.gamma}, ef.r2, cfg.fit)
         # a chained prediction is as sound as both of its fits
         mflag = fit_flag(main.law, main.params, main.r2, cfg.fit) if main is not None else ""
         cflag = "; ".join(f for f in (eflag, f"loss law: {mflag}" if mflag else "") if f)
         if quantity == "top1_error_avg":
-            fits.append({"kind": "error_law", "backtest": backtest, "law": "exp",
-                         "corpus": corpus, "val_set": val_set, "task": "avg", "setup": "",
-                         "n_points": ef.n, "r2": ef.r2, "rmse": ef.rmse,
-                         "params": json.dumps({"eps": ef.eps, "ln_k": ef.ln_k,
-                                               "gamma": ef.gamma}), "param_ci": "{}"})
+            fits.append(
+                {
+                    "kind": "error_law",
+                    "backtest": backtest,
+                    "law": "exp",
+                    "corpus": corpus,
+                    "val_set": val_set,
+                    "task": "avg",
+                    "setup": "",
+                    "n_points": ef.n,
+                    "r2": ef.r2,
+                    "rmse": ef.rmse,
+                    "params": json.dumps({"eps": ef.eps, "ln_k": ef.ln_k, "gamma": ef.gamma}),
+                    "param_ci": "{}",
+                }
+            )
         for i in range(len(tg)):
             chained = 1.0 - ef.predict(np.array([pred_loss[i]]))[0]
             direct = 1.0 - ef.predict(np.array([tg["loss"].iloc[i]]))[0]
             law = f"exp<-{main.law}" if main is not None else "exp"
-            rows.append(_row(backtest, corpus, names[i], quantity, law, chained, np.nan,
-                             np.nan, yact.iloc[i], tg.iloc[i], "top1_error_avg", len(etr),
-                             cflag))
-            rows.append(_row(backtest, corpus, names[i], quantity + ".from_actual_loss", "exp",
-                             direct, np.nan, np.nan, yact.iloc[i], tg.iloc[i], None, len(etr),
-                             eflag))
+            rows.append(
+                _row(
+                    backtest,
+                    corpus,
+                    names[i],
+                    quantity,
+                    law,
+                    chained,
+                    np.nan,
+                    np.nan,
+                    yact.iloc[i],
+                    tg.iloc[i],
+                    "top1_error_avg",
+                    len(etr),
+                    cflag,
+                )
+            )
+            rows.append(
+                _row(
+                    backtest,
+                    corpus,
+                    names[i],
+                    quantity + ".from_actual_loss",
+                    "exp",
+                    direct,
+                    np.nan,
+                    np.nan,
+                    yact.iloc[i],
+                    tg.iloc[i],
+                    None,
+                    len(etr),
+                    eflag,
+                )
+            )
     return rows, fits
 
 
-def _row(backtest, corpus, target, quantity, law, pred, lo, hi, actual, run, pub_key, n,
-         flag=""):
+def _row(backtest, corpus, target, quantity, law, pred, lo, hi, actual, run, pub_key, n, flag=""):
     rel = abs(pred - actual) / abs(actual) if np.isfinite(actual) and actual != 0 else np.nan
     pub = np.nan
     if pub_key and quantity.split(":")[0] in ("loss", "top1_error_avg"):
         pub = PUBLISHED.get((run["size"], round(20 * run["multiplier"], 6), pub_key), np.nan)
-    return {"backtest": backtest, "corpus": corpus, "target": target, "run_id": run.name,
-            "quantity": quantity,
-            "law": law, "predicted": float(pred), "ci_low": float(lo), "ci_high": float(hi),
-            "actual": float(actual), "rel_error": float(rel), "published_rel_error": pub,
-            "n_train": int(n), "flag": flag}
+    return {
+        "backtest": backtest,
+        "corpus": corpus,
+        "target": target,
+        "run_id": run.name,
+        "quantity": quantity,
+        "law": law,
+        "predicted": float(pred),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "actual": float(actual),
+        "rel_error": float(rel),
+        "published_rel_error": pub,
+        "n_train": int(n),
+        "flag": flag,
+    }
 
 
-def testbed_backtest(table: pd.DataFrame, cfg: AnalysisConfig, val_set: str
-                     ) -> tuple[pd.DataFrame, list[dict]]:
+def testbed_backtest(
+    table: pd.DataFrame, cfg: AnalysisConfig, val_set: str
+) -> tuple[pd.DataFrame, list[dict]]:
     """The Gadre et al. protocol on the imported testbed (see module doc)."""
     e = cfg.extrapolate
     runs, err, _ = run_frame(table, val_set, e.average_tasks, cfg.accuracy_metric)
     key = runs["size"] + "@" + runs["multiplier"].map(lambda m: f"{m:.1f}")
     small = (runs["n_params"] <= e.testbed_train_max_params) & runs["multiplier"].isin(
-        e.testbed_train_multipliers)
+        e.testbed_train_multipliers
+    )
     train_mask = small | key.isin([_norm_key(k) for k in e.testbed_extra_train])
     err_mask = train_mask | key.isin([_norm_key(k) for k in e.testbed_error_extra])
     target_mask = (runs["n_params"] > e.testbed_train_max_params) & ~err_mask
@@ -171,8 +283,9 @@ def _norm_key(k: str) -> str:
     return f"{size}@{float(mult):.1f}"
 
 
-def leave_largest_out(table: pd.DataFrame, cfg: AnalysisConfig, val_set: str
-                      ) -> tuple[pd.DataFrame, list[dict]]:
+def leave_largest_out(
+    table: pd.DataFrame, cfg: AnalysisConfig, val_set: str
+) -> tuple[pd.DataFrame, list[dict]]:
     """Per corpus: fit on every size but the largest, predict the largest size's runs."""
     runs, err, _ = run_frame(table, val_set, cfg.extrapolate.average_tasks, cfg.accuracy_metric)
     rows, fits = [], []
@@ -183,8 +296,7 @@ def leave_largest_out(table: pd.DataFrame, cfg: AnalysisConfig, val_set: str
         if sub["n_params"].nunique() < 3:
             warn(f"leave-largest-out {corpus}: {sub['n_params'].nunique()} sizes; not fitted")
             continue
-        r, f = _predict_block("leave_largest_out", str(corpus), runs, err, tr, tr, tg, cfg,
-                              val_set)
+        r, f = _predict_block("leave_largest_out", str(corpus), runs, err, tr, tr, tg, cfg, val_set)
         rows += r
         fits += f
     return pd.DataFrame(rows, columns=EXTRAP_COLUMNS), fits

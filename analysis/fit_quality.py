@@ -53,6 +53,7 @@ def _params(text: object) -> dict[str, float]:
 def flag_fits(fits: pd.DataFrame, fcfg: FitConfig) -> pd.Series:
     """fits.csv's `flag` column: downstream and error laws checked against their bounds,
     every law against R² ≤ 0; a law not fitted at all says so."""
+
     def one(r) -> str:
         if "fitted" in r and r["fitted"] is False:
             return "not fitted"

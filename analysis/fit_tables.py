@@ -48,13 +48,27 @@ def downstream_fit_rows(gt: GroupTrends, fcfg: FitConfig) -> list[dict]:
     # exp law
     llo = fit_exp_grid(g.x, g.Y, Wl, fcfg) if big is not None else None
     for t in range(len(g.names)):
-        pred = None if llo is None else exp_law_acc(g.x, llo.eps[0, t], llo.ln_k[0, t],
-                                                     llo.gamma[0, t])
-        rows.append(_row(g, t, "exp", "loss", {"eps": gt.point.eps[0, t],
-                                              "ln_k": gt.point.ln_k[0, t],
-                                              "gamma": gt.point.gamma[0, t]},
-                         gt.point.r2[0, t], np.sqrt(gt.point.sse[0, t] / max(nval[t], 1)),
-                         np.nan if pred is None else llo_err(pred, t)))
+        pred = (
+            None
+            if llo is None
+            else exp_law_acc(g.x, llo.eps[0, t], llo.ln_k[0, t], llo.gamma[0, t])
+        )
+        rows.append(
+            _row(
+                g,
+                t,
+                "exp",
+                "loss",
+                {
+                    "eps": gt.point.eps[0, t],
+                    "ln_k": gt.point.ln_k[0, t],
+                    "gamma": gt.point.gamma[0, t],
+                },
+                gt.point.r2[0, t],
+                np.sqrt(gt.point.sse[0, t] / max(nval[t], 1)),
+                np.nan if pred is None else llo_err(pred, t),
+            )
+        )
     # sigmoid: shared x (the val loss) is one batched fit; per-task metrics fit per column
     W2 = np.vstack([np.ones((1, g.n)), Wl])
     if g.X_task is None:
@@ -69,24 +83,55 @@ def downstream_fit_rows(gt: GroupTrends, fcfg: FitConfig) -> list[dict]:
             p = {"a": sf.a[0, j], "b": sf.b[0, j], "s": sf.s[0, j], "x0": sf.x0[0, j]}
             resid = sigmoid_acc(x, **p) - g.Y[:, t]
             predb = sigmoid_acc(x, sf.a[1, j], sf.b[1, j], sf.s[1, j], sf.x0[1, j])
-            rows.append(_row(g, t, "sigmoid", xname, p, sf.r2[0, j],
-                             np.sqrt(np.nanmean(resid ** 2)), llo_err(predb, t)))
+            rows.append(
+                _row(
+                    g,
+                    t,
+                    "sigmoid",
+                    xname,
+                    p,
+                    sf.r2[0, j],
+                    np.sqrt(np.nanmean(resid**2)),
+                    llo_err(predb, t),
+                )
+            )
     lf = fit_linear_batch(g.x, g.Y, g.chance, W2)
     for t in range(len(g.names)):
         p = {"alpha": lf.alpha[0, t], "beta": lf.beta[0, t], "chance": g.chance[t]}
         resid = linear_acc(g.x, lf.alpha[0, t], lf.beta[0, t], g.chance[t]) - g.Y[:, t]
         predb = linear_acc(g.x, lf.alpha[1, t], lf.beta[1, t], g.chance[t])
-        rows.append(_row(g, t, "linear", "loss", p, lf.r2[0, t],
-                         np.sqrt(np.nanmean(resid ** 2)), llo_err(predb, t)))
+        rows.append(
+            _row(
+                g,
+                t,
+                "linear",
+                "loss",
+                p,
+                lf.r2[0, t],
+                np.sqrt(np.nanmean(resid**2)),
+                llo_err(predb, t),
+            )
+        )
     return rows
 
 
 def _row(g, t, law, xname, params, r2, rmse, llo) -> dict:
     ok = bool(np.all(np.isfinite(list(params.values()))))
-    return {"kind": "downstream", "backtest": "", "law": law, "corpus": g.corpus,
-            "val_set": g.val_set, "task": g.tasks[t], "setup": g.setups[t], "name": g.names[t],
-            "x_metric": xname, "n_points": int(np.isfinite(g.Y[:, t]).sum()),
-            "r2": float(r2) if ok else np.nan, "rmse": float(rmse) if ok else np.nan,
-            "llo_abs_error": float(llo) if ok else np.nan,
-            "params": json.dumps({k: float(v) for k, v in params.items()}) if ok else "{}",
-            "param_ci": "{}", "fitted": ok}
+    return {
+        "kind": "downstream",
+        "backtest": "",
+        "law": law,
+        "corpus": g.corpus,
+        "val_set": g.val_set,
+        "task": g.tasks[t],
+        "setup": g.setups[t],
+        "name": g.names[t],
+        "x_metric": xname,
+        "n_points": int(np.isfinite(g.Y[:, t]).sum()),
+        "r2": float(r2) if ok else np.nan,
+        "rmse": float(rmse) if ok else np.nan,
+        "llo_abs_error": float(llo) if ok else np.nan,
+        "params": json.dumps({k: float(v) for k, v in params.items()}) if ok else "{}",
+        "param_ci": "{}",
+        "fitted": ok,
+    }

@@ -28,8 +28,20 @@ from analysis.config import FlipConfig
 from analysis.downstream_laws import exp_law_acc
 from analysis.matrix import POOLED, percentile_ci
 
-FLIP_COLUMNS = ["task", "setup", "setting", "context", "from", "to", "kind", "effect",
-                "effect_from", "ci_low", "ci_high", "p_value"]
+FLIP_COLUMNS = [
+    "task",
+    "setup",
+    "setting",
+    "context",
+    "from",
+    "to",
+    "kind",
+    "effect",
+    "effect_from",
+    "ci_low",
+    "ci_high",
+    "p_value",
+]
 
 
 def _probs(gt: GroupTrends) -> np.ndarray:
@@ -38,8 +50,16 @@ def _probs(gt: GroupTrends) -> np.ndarray:
     return np.stack([(boot == LABELS.index(c)).mean(0) for c in CATEGORIES], 1)
 
 
-def _category_rows(a: GroupTrends, b: GroupTrends, setting: str, context: str, frm: str,
-                   to: str, cols_a: list[int], cols_b: list[int]) -> list[dict]:
+def _category_rows(
+    a: GroupTrends,
+    b: GroupTrends,
+    setting: str,
+    context: str,
+    frm: str,
+    to: str,
+    cols_a: list[int],
+    cols_b: list[int],
+) -> list[dict]:
     rows = []
     pa, pb = _probs(a), _probs(b)
     ins = LABELS.index(INSUFFICIENT)
@@ -47,11 +67,22 @@ def _category_rows(a: GroupTrends, b: GroupTrends, setting: str, context: str, f
         ca, cb = a.codes[0, ta], b.codes[0, tb]
         if ca == cb or ins in (ca, cb):
             continue
-        rows.append({"task": a.group.tasks[ta], "setup": a.group.setups[ta], "setting": setting,
-                     "context": context, "from": frm, "to": to, "kind": "category",
-                     "effect": f"{LABELS[ca]}->{LABELS[cb]}", "effect_from": np.nan,
-                     "ci_low": np.nan, "ci_high": np.nan,
-                     "p_value": float(pa[ta] @ pb[tb])})
+        rows.append(
+            {
+                "task": a.group.tasks[ta],
+                "setup": a.group.setups[ta],
+                "setting": setting,
+                "context": context,
+                "from": frm,
+                "to": to,
+                "kind": "category",
+                "effect": f"{LABELS[ca]}->{LABELS[cb]}",
+                "effect_from": np.nan,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "p_value": float(pa[ta] @ pb[tb]),
+            }
+        )
     return rows
 
 
@@ -85,8 +116,12 @@ def _gap(a: GroupTrends, b: GroupTrends, t: int, n_grid: int):
     L = np.linspace(lo, hi, n_grid)
 
     def curve(gt, fit, rows):
-        return exp_law_acc(L[None, :], fit.eps[rows, t][:, None], fit.ln_k[rows, t][:, None],
-                           fit.gamma[rows, t][:, None]).mean(1)
+        return exp_law_acc(
+            L[None, :],
+            fit.eps[rows, t][:, None],
+            fit.ln_k[rows, t][:, None],
+            fit.gamma[rows, t][:, None],
+        ).mean(1)
 
     point = curve(a, a.point, [0])[0] - curve(b, b.point, [0])[0]
     R = min(a.fit.eps.shape[0], b.fit.eps.shape[0])
@@ -94,8 +129,11 @@ def _gap(a: GroupTrends, b: GroupTrends, t: int, n_grid: int):
     return point, boot
 
 
-def detect_flips(trends: dict[tuple[str, str], GroupTrends],
-                 weights: dict[tuple[str, str], np.ndarray], cfg: FlipConfig) -> pd.DataFrame:
+def detect_flips(
+    trends: dict[tuple[str, str], GroupTrends],
+    weights: dict[tuple[str, str], np.ndarray],
+    cfg: FlipConfig,
+) -> pd.DataFrame:
     """All flips among classified groups keyed by (val_set, corpus)."""
     rows: list[dict] = []
     val_sets = sorted({v for v, _ in trends})
@@ -117,11 +155,22 @@ def detect_flips(trends: dict[tuple[str, str], GroupTrends],
         flip = sig_a & sig_b & (np.sign(sa[0]) != np.sign(sb[0]))
         same = (np.sign(sa[1:R]) == np.sign(sb[1:R])).mean(0)
         for j in np.flatnonzero(flip):
-            rows.append({"task": a.group.tasks[ia[j]], "setup": a.group.setups[ia[j]],
-                         "setting": setting, "context": context, "from": frm, "to": to,
-                         "kind": "slope_sign", "effect": float(sb[0, j]),
-                         "effect_from": float(sa[0, j]), "ci_low": float(lo_b[j]),
-                         "ci_high": float(hi_b[j]), "p_value": float(same[j])})
+            rows.append(
+                {
+                    "task": a.group.tasks[ia[j]],
+                    "setup": a.group.setups[ia[j]],
+                    "setting": setting,
+                    "context": context,
+                    "from": frm,
+                    "to": to,
+                    "kind": "slope_sign",
+                    "effect": float(sb[0, j]),
+                    "effect_from": float(sa[0, j]),
+                    "ci_low": float(lo_b[j]),
+                    "ci_high": float(hi_b[j]),
+                    "p_value": float(same[j]),
+                }
+            )
 
     # 1. validation set changes, corpus fixed
     for corpus in corpora:
@@ -131,8 +180,16 @@ def detect_flips(trends: dict[tuple[str, str], GroupTrends],
                 continue
             names = [n for n in trends[ka].group.names if n in trends[kb].group.names]
             ctx = f"corpus={corpus}"
-            rows += _category_rows(trends[ka], trends[kb], "val_set", ctx, va, vb,
-                                   cols(trends[ka], names), cols(trends[kb], names))
+            rows += _category_rows(
+                trends[ka],
+                trends[kb],
+                "val_set",
+                ctx,
+                va,
+                vb,
+                cols(trends[ka], names),
+                cols(trends[kb], names),
+            )
             slope_rows(ka, kb, "val_set", ctx, va, vb, names)
     # 2. corpus changes, validation set fixed
     for v in val_sets:
@@ -141,8 +198,16 @@ def detect_flips(trends: dict[tuple[str, str], GroupTrends],
             if ka not in trends or kb not in trends:
                 continue
             names = [n for n in trends[ka].group.names if n in trends[kb].group.names]
-            rows += _category_rows(trends[ka], trends[kb], "corpus", f"val_set={v}", ca, cb,
-                                   cols(trends[ka], names), cols(trends[kb], names))
+            rows += _category_rows(
+                trends[ka],
+                trends[kb],
+                "corpus",
+                f"val_set={v}",
+                ca,
+                cb,
+                cols(trends[ka], names),
+                cols(trends[kb], names),
+            )
             slope_rows(ka, kb, "corpus", f"val_set={v}", ca, cb, names)
     # 3. evaluation-setup variants, validation set and corpus fixed
     for key, gt in trends.items():
@@ -161,17 +226,32 @@ def detect_flips(trends: dict[tuple[str, str], GroupTrends],
                     siga, _, _ = _sig(pa[1:], pa[0], cfg, 0.0)
                     sigb, lo, hi = _sig(pb[1:], pb[0], cfg, 0.0)
                     if siga and sigb and np.sign(pa[0]) != np.sign(pb[0]):
-                        rows.append({"task": g.tasks[ta], "setup": "", "setting": "setup",
-                                     "context": ctx, "from": sa, "to": sb, "kind": "slope_sign",
-                                     "effect": float(pb[0]), "effect_from": float(pa[0]),
-                                     "ci_low": float(lo), "ci_high": float(hi),
-                                     "p_value": float((np.sign(pa[1:]) == np.sign(pb[1:])).mean())})
+                        rows.append(
+                            {
+                                "task": g.tasks[ta],
+                                "setup": "",
+                                "setting": "setup",
+                                "context": ctx,
+                                "from": sa,
+                                "to": sb,
+                                "kind": "slope_sign",
+                                "effect": float(pb[0]),
+                                "effect_from": float(pa[0]),
+                                "ci_low": float(lo),
+                                "ci_high": float(hi),
+                                "p_value": float((np.sign(pa[1:]) == np.sign(pb[1:])).mean()),
+                            }
+                        )
     rows += _ranking_rows(trends, val_sets, corpora, cfg)
     return pd.DataFrame(rows, columns=FLIP_COLUMNS)
 
 
-def corpus_gaps(trends: dict[tuple[str, str], GroupTrends], val_sets: list[str],
-                corpora: list[str], cfg: FlipConfig) -> pd.DataFrame:
+def corpus_gaps(
+    trends: dict[tuple[str, str], GroupTrends],
+    val_sets: list[str],
+    corpora: list[str],
+    cfg: FlipConfig,
+) -> pd.DataFrame:
     """Gap acc_A - acc_B at matched loss for every task, val set and corpus pair."""
     out = []
     real = [c for c in corpora if c != POOLED]
@@ -192,11 +272,22 @@ def corpus_gaps(trends: dict[tuple[str, str], GroupTrends], val_sets: list[str],
                     p_two = 2 * min((boot > 0).mean(), (boot < 0).mean())
                 else:
                     lo = hi = p_two = np.nan
-                out.append({"task": a.group.tasks[t], "setup": a.group.setups[t], "name": name,
-                            "val_set": v, "corpus_a": ca, "corpus_b": cb, "gap": float(point),
-                            "ci_low": float(lo), "ci_high": float(hi), "p_value": float(p_two),
-                            "boot": boot,
-                            "significant": bool((lo > 0 or hi < 0) and abs(point) >= cfg.min_gap)})
+                out.append(
+                    {
+                        "task": a.group.tasks[t],
+                        "setup": a.group.setups[t],
+                        "name": name,
+                        "val_set": v,
+                        "corpus_a": ca,
+                        "corpus_b": cb,
+                        "gap": float(point),
+                        "ci_low": float(lo),
+                        "ci_high": float(hi),
+                        "p_value": float(p_two),
+                        "boot": boot,
+                        "significant": bool((lo > 0 or hi < 0) and abs(point) >= cfg.min_gap),
+                    }
+                )
     return pd.DataFrame(out)
 
 
@@ -216,12 +307,28 @@ def _ranking_rows(trends, val_sets, corpora, cfg: FlipConfig) -> list[dict]:
                     continue
                 kind = "ranking_reversal"
                 n = min(a["boot"].size, b["boot"].size)
-                p = float((np.sign(a["boot"][:n]) == np.sign(b["boot"][:n])).mean()) if n else np.nan
+                p = (
+                    float((np.sign(a["boot"][:n]) == np.sign(b["boot"][:n])).mean())
+                    if n
+                    else np.nan
+                )
             else:
                 kind = "ranking_change"
                 p = b["p_value"] if b["significant"] else a["p_value"]
-            rows.append({"task": a["task"], "setup": a["setup"], "setting": "val_set",
-                         "context": f"{ca} vs {cb}", "from": va, "to": vb, "kind": kind,
-                         "effect": b["gap"], "effect_from": a["gap"], "ci_low": b["ci_low"],
-                         "ci_high": b["ci_high"], "p_value": p})
+            rows.append(
+                {
+                    "task": a["task"],
+                    "setup": a["setup"],
+                    "setting": "val_set",
+                    "context": f"{ca} vs {cb}",
+                    "from": va,
+                    "to": vb,
+                    "kind": kind,
+                    "effect": b["gap"],
+                    "effect_from": a["gap"],
+                    "ci_low": b["ci_low"],
+                    "ci_high": b["ci_high"],
+                    "p_value": p,
+                }
+            )
     return rows

@@ -78,12 +78,19 @@ def load_testbed(path: Path | str) -> pd.DataFrame:
             n_params = float(hp["params"])
             tokens = float(hp["tokens"])
             base = {
-                "run_id": name, "source": "gadre2024", "sweep": "gadre2024",
-                "corpus": str(m["dataset_name"]), "size": _size_name(hp["model"]),
-                "seed": pd.NA, "n_params": n_params,
+                "run_id": name,
+                "source": "gadre2024",
+                "sweep": "gadre2024",
+                "corpus": str(m["dataset_name"]),
+                "size": _size_name(hp["model"]),
+                "seed": pd.NA,
+                "n_params": n_params,
                 "n_params_nonembedding": float(hp.get("params_no_embed", np.nan)),
-                "train_tokens": tokens, "multiplier": float(hp["chinchilla_multiplier"]),
-                "step": pd.NA, "tokens": tokens, "flops": 6.0 * n_params * tokens,
+                "train_tokens": tokens,
+                "multiplier": float(hp["chinchilla_multiplier"]),
+                "step": pd.NA,
+                "tokens": tokens,
+                "flops": 6.0 * n_params * tokens,
                 "final": True,
             }
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -98,8 +105,17 @@ def load_testbed(path: Path | str) -> pd.DataFrame:
                 continue
             if vname is None or not math.isfinite(loss):
                 continue
-            losses.append({**base, "kind": "val_loss", "name": vname, "task": vname, "setup": "",
-                           "metric": "loss", "value": loss})
+            losses.append(
+                {
+                    **base,
+                    "kind": "val_loss",
+                    "name": vname,
+                    "task": vname,
+                    "setup": "",
+                    "metric": "loss",
+                    "value": loss,
+                }
+            )
         if not losses:
             warn(f"skipping model {name}: no validation losses in {mpath.name}")
             continue
@@ -123,10 +139,20 @@ def load_testbed(path: Path | str) -> pd.DataFrame:
                 warn(f"model {name}: NaN score for task {task}; skipped")
                 continue
             n = float(meta.at[task, "#datapoints"])
-            rows.append({**base, "kind": "task", "name": task, "task": task, "setup": "",
-                         "metric": "acc", "value": p,
-                         "stderr": math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else np.nan,
-                         "n_samples": n, "chance": float(meta.at[task, "Random baseline"]) / 100})
+            rows.append(
+                {
+                    **base,
+                    "kind": "task",
+                    "name": task,
+                    "task": task,
+                    "setup": "",
+                    "metric": "acc",
+                    "value": p,
+                    "stderr": math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else np.nan,
+                    "n_samples": n,
+                    "chance": float(meta.at[task, "Random baseline"]) / 100,
+                }
+            )
     if not rows:
         raise AnalysisError(f"no usable models in testbed {root}")
     table = conform(with_all_columns(pd.DataFrame(rows)))

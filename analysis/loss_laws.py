@@ -88,8 +88,9 @@ def _objective(law, f, logy, w, delta):
 def _init_grid(law: str) -> np.ndarray:
     e = [-1.0, 0.0, 0.5, 1.0, 1.5]
     if law == "chinchilla":
-        g = itertools.product(e, [0, 5, 10, 15, 20], [0, 5, 10, 15, 20], [0, 0.5, 1, 2],
-                              [0, 0.5, 1, 2])
+        g = itertools.product(
+            e, [0, 5, 10, 15, 20], [0, 5, 10, 15, 20], [0, 0.5, 1, 2], [0, 0.5, 1, 2]
+        )
     elif law == "gadre":
         g = itertools.product(e, [-2, 0, 2, 5], [-2, 0, 2, 5], [0.05, 0.1, 0.2, 0.4, 0.8])
     else:
@@ -142,9 +143,16 @@ def _natural(law: str, th: np.ndarray, ref: dict[str, float]) -> np.ndarray:
     return out
 
 
-def fit_loss_law(law: str, X: dict[str, np.ndarray], loss: np.ndarray, n_boot: int = 0,
-                 seed: int = 0, delta: float = 1e-3, ci: float = 0.9,
-                 n_starts: int = 6) -> LossLawFit | None:
+def fit_loss_law(
+    law: str,
+    X: dict[str, np.ndarray],
+    loss: np.ndarray,
+    n_boot: int = 0,
+    seed: int = 0,
+    delta: float = 1e-3,
+    ci: float = 0.9,
+    n_starts: int = 6,
+) -> LossLawFit | None:
     """Fit `law` to losses at inputs X; None (with a warning) when it cannot be fitted."""
     names_log, names, inputs = LAWS[law]
     missing = [k for k in inputs if k not in X]
@@ -170,8 +178,13 @@ def fit_loss_law(law: str, X: dict[str, np.ndarray], loss: np.ndarray, n_boot: i
     best, best_val = None, np.inf
     fun1 = _objective(law, f, logy, np.ones((1, n)), delta)
     for i in np.argsort(per)[:n_starts]:
-        res = minimize(fun1, grid[i], jac=True, method="L-BFGS-B",
-                       options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-12})
+        res = minimize(
+            fun1,
+            grid[i],
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-12},
+        )
         if res.fun < best_val and np.all(np.isfinite(res.x)):
             best, best_val = res.x, res.fun
     if best is None:
@@ -187,8 +200,13 @@ def fit_loss_law(law: str, X: dict[str, np.ndarray], loss: np.ndarray, n_boot: i
         rng = np.random.default_rng(seed)
         W = rng.multinomial(n, np.full(n, 1.0 / n), n_boot).astype(float)
         funb = _objective(law, f, logy, W, delta)
-        res = minimize(funb, np.tile(best, n_boot), jac=True, method="L-BFGS-B",
-                       options={"maxiter": 1500, "ftol": 1e-15, "gtol": 1e-10})
+        res = minimize(
+            funb,
+            np.tile(best, n_boot),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 1500, "ftol": 1e-15, "gtol": 1e-10},
+        )
         fit.boot = res.x.reshape(n_boot, P)
         lo, hi = percentile_ci(_natural(law, fit.boot, ref), ci)
         fit.param_ci = {k: (float(a), float(b)) for k, a, b in zip(names, lo, hi, strict=True)}

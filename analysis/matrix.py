@@ -53,15 +53,17 @@ def final_rows(table: pd.DataFrame) -> pd.DataFrame:
     return fin[~bad]
 
 
-def build_groups(table: pd.DataFrame, metric: str = "acc",
-                 task_metrics: tuple[str, ...] = ("bpb", "logprob")) -> list[Group]:
+def build_groups(
+    table: pd.DataFrame, metric: str = "acc", task_metrics: tuple[str, ...] = ("bpb", "logprob")
+) -> list[Group]:
     """One Group per (val_set, corpus) plus (val_set, "all") when there are >= 2 corpora."""
     fin = final_rows(table)
     losses = fin[fin["kind"] == "val_loss"]
     tasks = fin[(fin["kind"] == "task") & (fin["metric"] == metric)]
     if losses.empty or tasks.empty:
         raise AnalysisError(
-            f"no final-checkpoint {'validation losses' if losses.empty else metric + ' scores'}")
+            f"no final-checkpoint {'validation losses' if losses.empty else metric + ' scores'}"
+        )
     runs = fin.drop_duplicates("run_id").set_index("run_id")
     Y = tasks.pivot_table(index="run_id", columns="name", values="value", aggfunc="mean")
     S = tasks.pivot_table(index="run_id", columns="name", values="stderr", aggfunc="mean")
@@ -80,23 +82,36 @@ def build_groups(table: pd.DataFrame, metric: str = "acc",
     for vset, lv in losses.groupby("name"):
         x_all = lv.groupby("run_id")["value"].mean()
         for corpus in corpora + ([POOLED] if len(corpora) > 1 else []):
-            ids = [r for r in Y.index if r in x_all.index and (
-                corpus == POOLED or runs.at[r, "corpus"] == corpus)]
+            ids = [
+                r
+                for r in Y.index
+                if r in x_all.index and (corpus == POOLED or runs.at[r, "corpus"] == corpus)
+            ]
             if not ids:
                 continue
-            groups.append(Group(
-                val_set=str(vset), corpus=corpus, run_ids=np.array(ids, dtype=object),
-                run_corpus=runs.loc[ids, "corpus"].astype(str).to_numpy(),
-                size=runs.loc[ids, "size"].astype(str).to_numpy(),
-                n_params=runs.loc[ids, "n_params"].astype(float).to_numpy(),
-                x=x_all.loc[ids].to_numpy(float), names=[str(c) for c in Y.columns],
-                tasks=[str(meta.at[c, "task"]) for c in Y.columns],
-                setups=[str(meta.at[c, "setup"]) if pd.notna(meta.at[c, "setup"]) else ""
-                        for c in Y.columns],
-                Y=Y.loc[ids].to_numpy(float), S=S.loc[ids].to_numpy(float),
-                chance=chance.to_numpy(float),
-                X_task=None if Xt is None else Xt.loc[ids].to_numpy(float), task_metric=tm,
-                cluster=_clusters(ids)))
+            groups.append(
+                Group(
+                    val_set=str(vset),
+                    corpus=corpus,
+                    run_ids=np.array(ids, dtype=object),
+                    run_corpus=runs.loc[ids, "corpus"].astype(str).to_numpy(),
+                    size=runs.loc[ids, "size"].astype(str).to_numpy(),
+                    n_params=runs.loc[ids, "n_params"].astype(float).to_numpy(),
+                    x=x_all.loc[ids].to_numpy(float),
+                    names=[str(c) for c in Y.columns],
+                    tasks=[str(meta.at[c, "task"]) for c in Y.columns],
+                    setups=[
+                        str(meta.at[c, "setup"]) if pd.notna(meta.at[c, "setup"]) else ""
+                        for c in Y.columns
+                    ],
+                    Y=Y.loc[ids].to_numpy(float),
+                    S=S.loc[ids].to_numpy(float),
+                    chance=chance.to_numpy(float),
+                    X_task=None if Xt is None else Xt.loc[ids].to_numpy(float),
+                    task_metric=tm,
+                    cluster=_clusters(ids),
+                )
+            )
     if not groups:
         raise AnalysisError("no run has both a validation loss and task scores")
     return groups
@@ -111,9 +126,13 @@ def _clusters(ids: list) -> np.ndarray | None:
     return run_of(np.array(ids, dtype=object))
 
 
-def bootstrap_weights(n: int, n_resamples: int, seed: int,
-                      strata: np.ndarray | None = None,
-                      clusters: np.ndarray | None = None) -> np.ndarray:
+def bootstrap_weights(
+    n: int,
+    n_resamples: int,
+    seed: int,
+    strata: np.ndarray | None = None,
+    clusters: np.ndarray | None = None,
+) -> np.ndarray:
     """(1 + R, n) weights: row 0 all ones (the data), rows 1.. multinomial resample counts.
 
     With `strata` (e.g. corpus per model) models are resampled within each stratum, so a
@@ -129,8 +148,7 @@ def bootstrap_weights(n: int, n_resamples: int, seed: int,
     for s in np.unique(strata):
         idx = np.flatnonzero(strata == s)
         units, inv = np.unique(cl[idx], return_inverse=True)
-        counts = rng.multinomial(units.size, np.full(units.size, 1.0 / units.size),
-                                 n_resamples)
+        counts = rng.multinomial(units.size, np.full(units.size, 1.0 / units.size), n_resamples)
         W[1:, idx] = counts[:, inv]
     return W
 
@@ -143,5 +161,7 @@ def percentile_ci(samples: np.ndarray, ci: float, axis: int = 0) -> tuple[np.nda
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return (np.nanpercentile(samples, lo, axis=axis),
-                    np.nanpercentile(samples, hi, axis=axis))
+            return (
+                np.nanpercentile(samples, lo, axis=axis),
+                np.nanpercentile(samples, hi, axis=axis),
+            )

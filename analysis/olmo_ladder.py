@@ -34,17 +34,36 @@ CORPUS = "olmo-mix-1124"  # OLMo 2 pretraining mix, shared by the ladder and the
 
 #: validation sets (column `eval/<set>-validation/CrossEntropyLoss`); c4_en first so it is
 #: the table's first set (the x-axis fallback when `reference_val_set` is absent)
-VAL_SETS = ["c4_en", "dolma_books", "dolma_common-crawl", "dolma_pes2o", "dolma_reddit",
-            "dolma_stack", "dolma_wiki", "ice", "m2d2_s2orc", "pile", "wikitext_103"]
+VAL_SETS = [
+    "c4_en",
+    "dolma_books",
+    "dolma_common-crawl",
+    "dolma_pes2o",
+    "dolma_reddit",
+    "dolma_stack",
+    "dolma_wiki",
+    "ice",
+    "m2d2_s2orc",
+    "pile",
+    "wikitext_103",
+]
 
 #: task prefix -> chance accuracy (ranked classification over the answer choices)
-CHANCE = {"mmlu": 0.25, "hellaswag": 0.25, "arc_easy": 0.25, "arc_challenge": 0.25,
-          "boolq": 0.5, "csqa": 0.2, "openbookqa": 0.25, "piqa": 0.5, "socialiqa": 1 / 3,
-          "winogrande": 0.5}
+CHANCE = {
+    "mmlu": 0.25,
+    "hellaswag": 0.25,
+    "arc_easy": 0.25,
+    "arc_challenge": 0.25,
+    "boolq": 0.5,
+    "csqa": 0.2,
+    "openbookqa": 0.25,
+    "piqa": 0.5,
+    "socialiqa": 1 / 3,
+    "winogrande": 0.5,
+}
 
 #: MMLU test questions per category: weights of the derived `mmlu_avg_test` task
-MMLU_TEST_QUESTIONS = {"stem": 3018, "humanities": 4705, "social_sciences": 3077,
-                       "other": 3242}
+MMLU_TEST_QUESTIONS = {"stem": 3018, "humanities": 4705, "social_sciences": 3077, "other": 3242}
 
 #: parameter count of ladder sizes that configs/final.json does not list (the 3B); value of
 #: MODEL_PARAMS in the upstream repository's fitting scripts
@@ -53,8 +72,7 @@ EXTRA_PARAMS = {"3B": 3169537280.0}
 #: target runs: size label in configs/final.json -> (files, final-checkpoint file)
 TARGETS = {
     "7B-4T": (["peteish7_eval_full.csv", "peteish7_eval_anneal.csv"], "peteish7_eval_anneal.csv"),
-    "13B-5T": (["peteish13_eval_full.csv", "peteish13_eval_final.csv"],
-               "peteish13_eval_final.csv"),
+    "13B-5T": (["peteish13_eval_full.csv", "peteish13_eval_final.csv"], "peteish13_eval_final.csv"),
 }
 
 _LADDER = re.compile(r"^(?P<size>\d+(?:M|B))-(?P<mult>[\d.]+)xC(?P<rerun>-rerun)?\.csv$")
@@ -117,11 +135,18 @@ def read_raw(root: Path) -> pd.DataFrame:
         if size not in params:
             raise AnalysisError(f"{f.name}: size '{size}' has no parameter count in final.json")
         rerun = bool(m["rerun"])
-        frames.append(_run_rows(
-            _read_csv(f, ["_step", "throughput/total_tokens"]),
-            run_id=f.stem, size=size, n=params[size], mult=float(m["mult"]),
-            sweep="olmo_ladder:seed" if rerun else "olmo_ladder", seed=1 if rerun else 0,
-            final_step=None))
+        frames.append(
+            _run_rows(
+                _read_csv(f, ["_step", "throughput/total_tokens"]),
+                run_id=f.stem,
+                size=size,
+                n=params[size],
+                mult=float(m["mult"]),
+                sweep="olmo_ladder:seed" if rerun else "olmo_ladder",
+                seed=1 if rerun else 0,
+                final_step=None,
+            )
+        )
     if not frames:
         raise AnalysisError(f"{runs_dir}: no ladder CSV files (<size>-<mult>xC.csv)")
     for label, (files, final_file) in TARGETS.items():
@@ -143,8 +168,9 @@ def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
     return df
 
 
-def _target_rows(runs_dir: Path, label: str, files: list[str], final_file: str,
-                 n: float) -> pd.DataFrame:
+def _target_rows(
+    runs_dir: Path, label: str, files: list[str], final_file: str, n: float
+) -> pd.DataFrame:
     """A target's trajectory plus its final checkpoint (the anneal file has no `_step`)."""
     parts = []
     for name in files:
@@ -165,41 +191,85 @@ def _target_rows(runs_dir: Path, label: str, files: list[str], final_file: str,
     df = df.sort_values(["_step", "_final_file"]).drop_duplicates("_step", keep="last")
     final_step = int(df.loc[df["_final_file"], "_step"].max())
     df = df[df["_step"] <= final_step]
-    return _run_rows(df, run_id=label, size=label, n=n, mult=np.nan, sweep="olmo_ladder",
-                     seed=0, final_step=final_step)
+    return _run_rows(
+        df,
+        run_id=label,
+        size=label,
+        n=n,
+        mult=np.nan,
+        sweep="olmo_ladder",
+        seed=0,
+        final_step=final_step,
+    )
 
 
-def _run_rows(df: pd.DataFrame, *, run_id: str, size: str, n: float, mult: float,
-              sweep: str, seed: int, final_step: int | None) -> pd.DataFrame:
+def _run_rows(
+    df: pd.DataFrame,
+    *,
+    run_id: str,
+    size: str,
+    n: float,
+    mult: float,
+    sweep: str,
+    seed: int,
+    final_step: int | None,
+) -> pd.DataFrame:
     """Long rows (one per checkpoint and measurement) of one run's CSV."""
     df = df.dropna(subset=["_step"]).sort_values("_step")
     steps = df["_step"].astype(int).to_numpy()
     tokens = df["throughput/total_tokens"].astype(float).to_numpy()
     last = steps.max() if final_step is None else final_step
-    base = pd.DataFrame({"step": steps, "tokens": tokens, "flops": 6.0 * n * tokens,
-                         "final": steps == last})
+    base = pd.DataFrame(
+        {"step": steps, "tokens": tokens, "flops": 6.0 * n * tokens, "final": steps == last}
+    )
     train_tokens = float(tokens[steps == last][0])
     pieces = []
     for vset in VAL_SETS:
         col = f"eval/{vset}-validation/CrossEntropyLoss"
         if col not in df:
             raise AnalysisError(f"{run_id}: missing column '{col}'")
-        pieces.append(base.assign(kind="val_loss", name=vset, task=vset, setup="",
-                                  metric="loss", value=df[col].to_numpy(float)))
+        pieces.append(
+            base.assign(
+                kind="val_loss",
+                name=vset,
+                task=vset,
+                setup="",
+                metric="loss",
+                value=df[col].to_numpy(float),
+            )
+        )
     for col in df.columns:
         for rx, metric in _METRIC_COLS:
             m = rx.match(col)
             if m:
                 task = m["task"]
-                pieces.append(base.assign(kind="task", name=task, task=task, setup="",
-                                          metric=metric, value=df[col].to_numpy(float),
-                                          chance=_chance(task) if metric == "acc" else np.nan))
+                pieces.append(
+                    base.assign(
+                        kind="task",
+                        name=task,
+                        task=task,
+                        setup="",
+                        metric=metric,
+                        value=df[col].to_numpy(float),
+                        chance=_chance(task) if metric == "acc" else np.nan,
+                    )
+                )
     out = pd.concat(pieces, ignore_index=True)
     mult = mult if np.isfinite(mult) else train_tokens / (20.0 * n)
-    return out.assign(run_id=run_id, source="olmo_ladder", sweep=sweep, corpus=CORPUS,
-                      size=size, seed=seed, n_params=n, n_params_nonembedding=np.nan,
-                      train_tokens=train_tokens, multiplier=mult, stderr=np.nan,
-                      n_samples=np.nan)
+    return out.assign(
+        run_id=run_id,
+        source="olmo_ladder",
+        sweep=sweep,
+        corpus=CORPUS,
+        size=size,
+        seed=seed,
+        n_params=n,
+        n_params_nonembedding=np.nan,
+        train_tokens=train_tokens,
+        multiplier=mult,
+        stderr=np.nan,
+        n_samples=np.nan,
+    )
 
 
 def _chance(task: str) -> float:
@@ -218,8 +288,11 @@ def _add_mmlu_avg(table: pd.DataFrame) -> pd.DataFrame:
         return table
     keys = ["run_id", "step", "metric"]
     w = sub["name"].map(names).astype(float)
-    agg = sub.assign(wv=sub["value"] * w, w=w).groupby(keys, dropna=False).agg(
-        wv=("wv", "sum"), w=("w", "sum"), k=("name", "nunique"))
+    agg = (
+        sub.assign(wv=sub["value"] * w, w=w)
+        .groupby(keys, dropna=False)
+        .agg(wv=("wv", "sum"), w=("w", "sum"), k=("name", "nunique"))
+    )
     agg = agg[agg["k"] == len(names)]
     first = sub.drop_duplicates(keys).set_index(keys)
     rows = first.loc[agg.index].copy()
@@ -239,9 +312,11 @@ def report_partial_tasks(table: pd.DataFrame) -> list[str]:
             lacking = sorted(runs - set(have))
             if lacking:
                 more = ", ..." if len(lacking) > 5 else ""
-                msgs.append(f"task {name} missing from {len(lacking)} of {len(runs)} runs of "
-                            f"{sweep} ({', '.join(lacking[:5])}{more}); those runs are skipped "
-                            "for it")
+                msgs.append(
+                    f"task {name} missing from {len(lacking)} of {len(runs)} runs of "
+                    f"{sweep} ({', '.join(lacking[:5])}{more}); those runs are skipped "
+                    "for it"
+                )
     for m in msgs:
         warn(m)
     return msgs

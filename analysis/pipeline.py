@@ -41,9 +41,25 @@ from analysis.table import COLUMNS, conform, with_all_columns
 from analysis.testbed_extras import EXTRA_TABLES, testbed_extras
 from analysis.within_groups import mark_within_mix
 
-FIT_COLUMNS = ["kind", "backtest", "law", "corpus", "val_set", "task", "setup", "name",
-               "x_metric", "n_points", "r2", "rmse", "llo_abs_error", "params", "param_ci",
-               "fitted", "flag"]
+FIT_COLUMNS = [
+    "kind",
+    "backtest",
+    "law",
+    "corpus",
+    "val_set",
+    "task",
+    "setup",
+    "name",
+    "x_metric",
+    "n_points",
+    "r2",
+    "rmse",
+    "llo_abs_error",
+    "params",
+    "param_ci",
+    "fitted",
+    "flag",
+]
 
 
 @dataclass
@@ -79,8 +95,9 @@ def _limit_threads():
         return contextlib.nullcontext()
 
 
-def analyze(table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = None
-            ) -> AnalysisSummary:
+def analyze(
+    table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = None
+) -> AnalysisSummary:
     """Classify, fit, detect flips, backtest, and write tables, figures and report.md."""
     t0 = time.time()
     cfg = cfg or AnalysisConfig()
@@ -105,10 +122,17 @@ def analyze(table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = Non
         # after the rules, not inside them: a pooled trend between data mixes only is marked
         results["trends"] = mark_within_mix(points, results["trends"], cfg.accuracy_metric)
         results.update(testbed_extras(table, main, cfg, results))
-        results.update(calibration_tables(sorted(table["source"].dropna().unique()),
-                                          results["_trends"], results["trends"], cfg))
-    msgs = list(dict.fromkeys(str(w.message) for w in caught
-                              if issubclass(w.category, AnalysisWarning)))
+        results.update(
+            calibration_tables(
+                sorted(table["source"].dropna().unique()),
+                results["_trends"],
+                results["trends"],
+                cfg,
+            )
+        )
+    msgs = list(
+        dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, AnalysisWarning))
+    )
     files = _write(out_dir, table, cfg, results, msgs)
     from analysis.plots import plot_all
     from analysis.report import write_report
@@ -122,13 +146,17 @@ def analyze(table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = Non
         warnings.warn(m, AnalysisWarning, stacklevel=2)
     frac = results["predictable"]
     return AnalysisSummary(
-        out_dir=out_dir, n_runs=int(table["run_id"].nunique()),
+        out_dir=out_dir,
+        n_runs=int(table["run_id"].nunique()),
         n_tasks=int(table.loc[table["kind"] == "task", "name"].nunique()),
         val_sets=sorted(table.loc[table["kind"] == "val_loss", "name"].unique()),
         corpora=sorted(table["corpus"].dropna().unique()),
         frac_predictable={r.val_set: (r.frac, r.ci_low, r.ci_high) for r in frac.itertuples()},
-        n_flips=results["flips"]["kind"].value_counts().to_dict(), files=files,
-        warnings=msgs, seconds=time.time() - t0)
+        n_flips=results["flips"]["kind"].value_counts().to_dict(),
+        files=files,
+        warnings=msgs,
+        seconds=time.time() - t0,
+    )
 
 
 def _with_present_reference(cfg: AnalysisConfig, table: pd.DataFrame) -> AnalysisConfig:
@@ -140,15 +168,19 @@ def _with_present_reference(cfg: AnalysisConfig, table: pd.DataFrame) -> Analysi
     return dataclasses.replace(cfg, reference_val_set=present[0])
 
 
-def _compute(table: pd.DataFrame, cfg: AnalysisConfig, finals: pd.DataFrame | None = None
-             ) -> dict:
+def _compute(table: pd.DataFrame, cfg: AnalysisConfig, finals: pd.DataFrame | None = None) -> dict:
     groups = build_groups(table, cfg.accuracy_metric, tuple(cfg.task_loss_metrics))
     trends: dict[tuple[str, str], GroupTrends] = {}
     weights: dict[tuple[str, str], np.ndarray] = {}
     fit_rows: list[dict] = []
     for g in groups:
-        W = bootstrap_weights(g.n, cfg.bootstrap.n_resamples, _seed(cfg, g.corpus),
-                              g.run_corpus if g.corpus == POOLED else None, g.cluster)
+        W = bootstrap_weights(
+            g.n,
+            cfg.bootstrap.n_resamples,
+            _seed(cfg, g.corpus),
+            g.run_corpus if g.corpus == POOLED else None,
+            g.cluster,
+        )
         gt = classify_group(g, W, cfg.classify, cfg.fit)
         trends[(g.val_set, g.corpus)] = gt
         weights[(g.val_set, g.corpus)] = W
@@ -158,19 +190,34 @@ def _compute(table: pd.DataFrame, cfg: AnalysisConfig, finals: pd.DataFrame | No
     pred_rows = []
     for gt in headline:
         est, lo, hi = fraction_predictable(gt, cfg.bootstrap.ci)
-        pred_rows.append({"val_set": gt.group.val_set, "corpus": gt.group.corpus, "frac": est,
-                          "ci_low": lo, "ci_high": hi, "n_tasks": len(gt.group.names),
-                          "n_predictable": int(round(est * len(gt.group.names)))})
+        pred_rows.append(
+            {
+                "val_set": gt.group.val_set,
+                "corpus": gt.group.corpus,
+                "frac": est,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n_tasks": len(gt.group.names),
+                "n_predictable": int(round(est * len(gt.group.names))),
+            }
+        )
     flips = detect_flips(trends, weights, cfg.flips)
     val_sets = sorted({v for v, _ in trends})
     gaps = corpus_gaps(trends, val_sets, sorted({c for _, c in trends}), cfg.flips)
     sens = sensitivity(headline, cfg.classify)
     extrap, loss_fits = _extrapolate(table if finals is None else finals, cfg, val_sets)
-    return {"trends": trend_df, "predictable": pd.DataFrame(pred_rows), "flips": flips,
-            "_trends": trends, "_weights": weights, "_headline": headline,
-            "gaps": gaps.drop(columns=["boot"]) if not gaps.empty else gaps,
-            "sensitivity": sens, "extrapolation": extrap,
-            "fits": _flagged(pd.DataFrame(fit_rows + loss_fits, columns=FIT_COLUMNS), cfg)}
+    return {
+        "trends": trend_df,
+        "predictable": pd.DataFrame(pred_rows),
+        "flips": flips,
+        "_trends": trends,
+        "_weights": weights,
+        "_headline": headline,
+        "gaps": gaps.drop(columns=["boot"]) if not gaps.empty else gaps,
+        "sensitivity": sens,
+        "extrapolation": extrap,
+        "fits": _flagged(pd.DataFrame(fit_rows + loss_fits, columns=FIT_COLUMNS), cfg),
+    }
 
 
 def _flagged(fits: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
@@ -189,8 +236,9 @@ def _headline_groups(trends: dict[tuple[str, str], GroupTrends]) -> list[GroupTr
 
 
 def _extrapolate(table: pd.DataFrame, cfg: AnalysisConfig, val_sets: list[str]):
-    vset = next((v for v in (cfg.extrapolate.val_set, cfg.reference_val_set) if v in val_sets),
-                val_sets[0])
+    vset = next(
+        (v for v in (cfg.extrapolate.val_set, cfg.reference_val_set) if v in val_sets), val_sets[0]
+    )
     frames, fits = [], []
     jobs = [("leave-largest-out", leave_largest_out)]
     if (table["source"] == "gadre2024").any():
@@ -205,23 +253,32 @@ def _extrapolate(table: pd.DataFrame, cfg: AnalysisConfig, val_sets: list[str]):
             continue
         frames.append(df)
         fits += f
-    extrap = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=EXTRAP_COLUMNS)
+    extrap = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EXTRAP_COLUMNS)
+    )
     return extrap, fits
 
 
-def _write(out_dir: Path, table: pd.DataFrame, cfg: AnalysisConfig, res: dict,
-           msgs: list[str]) -> list[Path]:
+def _write(
+    out_dir: Path, table: pd.DataFrame, cfg: AnalysisConfig, res: dict, msgs: list[str]
+) -> list[Path]:
     tdir = out_dir / "tables"
     # runs.csv is the readable copy of the final checkpoints; runs.parquet holds every row
     fin = table[table["final"].fillna(False).astype(bool)]
-    files = [io.write_parquet(tdir / "runs.parquet", table[list(COLUMNS)]),
-             io.write_csv(tdir / "runs.csv", fin[list(COLUMNS)])]
+    files = [
+        io.write_parquet(tdir / "runs.parquet", table[list(COLUMNS)]),
+        io.write_csv(tdir / "runs.csv", fin[list(COLUMNS)]),
+    ]
     flips = res["flips"] if not res["flips"].empty else pd.DataFrame(columns=FLIP_COLUMNS)
-    for name, df in (("trends", res["trends"]), ("flips", flips), ("fits", res["fits"]),
-                     ("extrapolation", res["extrapolation"]),
-                     ("predictable", res["predictable"]), ("sensitivity", res["sensitivity"]),
-                     ("gaps", res["gaps"])):
+    for name, df in (
+        ("trends", res["trends"]),
+        ("flips", flips),
+        ("fits", res["fits"]),
+        ("extrapolation", res["extrapolation"]),
+        ("predictable", res["predictable"]),
+        ("sensitivity", res["sensitivity"]),
+        ("gaps", res["gaps"]),
+    ):
         files.append(io.write_csv(tdir / f"{name}.csv", df))
     for name in CALIBRATION_TABLES:  # agreement with published labels, when there are some
         if name in res and not res[name].empty:
@@ -229,8 +286,9 @@ def _write(out_dir: Path, table: pd.DataFrame, cfg: AnalysisConfig, res: dict,
     for name in EXTRA_TABLES:  # testbed extras (analysis.testbed_extras), only when computed
         if name in res:
             files.append(io.write_csv(tdir / f"{name}.csv", res[name]))
-    files.append(io.write_text(out_dir / "analysis_config.json",
-                               json.dumps(cfg.to_dict(), indent=2)))
+    files.append(
+        io.write_text(out_dir / "analysis_config.json", json.dumps(cfg.to_dict(), indent=2))
+    )
     files.append(io.write_text(tdir / "warnings.txt", "\n".join(msgs) + ("\n" if msgs else "")))
     return files
 
@@ -242,6 +300,7 @@ def plot(out_dir: Path, plot_options: dict | None = None) -> list[Path]:
 
     tables = Path(out_dir) / "tables"
     if not (tables / TABLES_READ[0]).exists():
-        raise AnalysisError(f"out: no analysis tables under {tables}; run "
-                            f"`harness analyze root={out_dir}` first")
+        raise AnalysisError(
+            f"out: no analysis tables under {tables}; run `harness analyze root={out_dir}` first"
+        )
     return plot_all(Path(out_dir), plot_options)

@@ -56,8 +56,12 @@ def _xlabel(val_set: str) -> str:
 
 ACC_LABEL = "accuracy (fraction correct)"
 CATEGORY_TEXT = {"insufficient": "too few models"}
-FLIP_TEXT = {"ranking_reversal": "Ranking reversal", "ranking_change": "Ranking change",
-             "category": "Category change", "slope_sign": "Slope sign flip"}
+FLIP_TEXT = {
+    "ranking_reversal": "Ranking reversal",
+    "ranking_change": "Ranking change",
+    "category": "Category change",
+    "slope_sign": "Slope sign flip",
+}
 
 
 def _r2_text(r2: float) -> str:
@@ -81,11 +85,14 @@ def grid_legend() -> list:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    return [Line2D([], [], color="black", lw=1.5, label="fitted law, all runs pooled"),
-            Line2D([], [], color="grey", lw=0.8, ls="--",
-                   label="fitted law, one data mix (its colour)"),
-            Line2D([], [], color="grey", lw=0.8, ls=":", label="chance"),
-            Patch(color="grey", alpha=0.2, label="binomial 95% band around the pooled fit")]
+    return [
+        Line2D([], [], color="black", lw=1.5, label="fitted law, all runs pooled"),
+        Line2D(
+            [], [], color="grey", lw=0.8, ls="--", label="fitted law, one data mix (its colour)"
+        ),
+        Line2D([], [], color="grey", lw=0.8, ls=":", label="chance"),
+        Patch(color="grey", alpha=0.2, label="binomial 95% band around the pooled fit"),
+    ]
 
 
 class _Data:
@@ -97,7 +104,8 @@ class _Data:
         runs = select_points(main_suite(runs), cfg.points, cfg.checkpoint_min_frac)
         fin = runs[runs["final"].fillna(False).astype(bool)]
         self.loss = fin[fin["kind"] == "val_loss"].pivot_table(
-            index="run_id", columns="name", values="value", aggfunc="mean")
+            index="run_id", columns="name", values="value", aggfunc="mean"
+        )
         acc = fin[(fin["kind"] == "task") & (fin["metric"] == cfg.accuracy_metric)]
         self.acc = acc.pivot_table(index="run_id", columns="name", values="value", aggfunc="mean")
         info = fin.drop_duplicates("run_id").set_index("run_id")
@@ -124,25 +132,41 @@ def _curve(ax, tr: pd.Series | None, color, lw=1.5, ls="-"):
     ax.plot(L, exp_law_acc(L, tr["eps"], tr["ln_k"], tr["gamma"]), color=color, lw=lw, ls=ls)
 
 
-def _panel(ax, d: _Data, val_set: str, name: str, corpora: list[str], title_corpus: str,
-           small: bool = True):
+def _panel(
+    ax, d: _Data, val_set: str, name: str, corpora: list[str], title_corpus: str, small: bool = True
+):
     if val_set not in d.loss or name not in d.acc:
         ax.set_title(f"{name}: no data", fontsize=7)
         return
     for c in corpora:
         ids = d.corpus.index[d.corpus == c]
         ids = [i for i in ids if i in d.acc.index and i in d.loss.index]
-        ax.scatter(d.loss.loc[ids, val_set], d.acc.loc[ids, name], s=8 if small else 18,
-                   color=d.color[c], label=c, alpha=0.8)
+        ax.scatter(
+            d.loss.loc[ids, val_set],
+            d.acc.loc[ids, name],
+            s=8 if small else 18,
+            color=d.color[c],
+            label=c,
+            alpha=0.8,
+        )
         if len(corpora) > 1 or title_corpus != c:
             _curve(ax, d.trend(val_set, c, name), d.color[c], lw=0.8, ls="--")
     tr = d.trend(val_set, title_corpus, name)
     _curve(ax, tr, "black")
     _band_and_chance(ax, tr, d.acc.loc[[i for i in d.acc.index if i in d.loss.index], name])
-    cat = "" if tr is None else (f"{CATEGORY_TEXT.get(tr['category'], tr['category'])} "
-                                 f"(p {tr['p_category']:.2f}), {_r2_text(float(tr['r2']))}"
-                                 + (", between mixes only" if str(tr.get("within_mix", ""))
-                                    == "between mixes only" else ""))
+    cat = (
+        ""
+        if tr is None
+        else (
+            f"{CATEGORY_TEXT.get(tr['category'], tr['category'])} "
+            f"(p {tr['p_category']:.2f}), {_r2_text(float(tr['r2']))}"
+            + (
+                ", between mixes only"
+                if str(tr.get("within_mix", "")) == "between mixes only"
+                else ""
+            )
+        )
+    )
     ax.set_title(f"{name}\n{cat}", fontsize=7 if small else 10)
     ax.invert_xaxis()  # better (lower) loss to the right, as in the paper
     ax.tick_params(labelsize=6 if small else 8)
@@ -184,16 +208,27 @@ def task_grids(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
     order = {c: i for i, c in enumerate(LABELS)}
     files = []
     for v in vsets:
-        t = d.trends[(d.trends["val_set"] == v) & (d.trends["corpus"] == head)] \
-            if not d.trends.empty else pd.DataFrame()
-        names = list(t.sort_values(["category", "name"], key=lambda s: s.map(order).fillna(
-            99) if s.name == "category" else s)["name"]) if not t.empty else list(d.acc.columns)
+        t = (
+            d.trends[(d.trends["val_set"] == v) & (d.trends["corpus"] == head)]
+            if not d.trends.empty
+            else pd.DataFrame()
+        )
+        names = (
+            list(
+                t.sort_values(
+                    ["category", "name"],
+                    key=lambda s: s.map(order).fillna(99) if s.name == "category" else s,
+                )["name"]
+            )
+            if not t.empty
+            else list(d.acc.columns)
+        )
         ncol = min(6, max(math.ceil(math.sqrt(len(names))), 1))  # roughly square, 6 wide at most
         nrow = math.ceil(len(names) / ncol)
         fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.5 * nrow + 0.6), squeeze=False)
         for ax, name in zip(axes.flat, names, strict=False):
             _panel(ax, d, v, name, d.corpora, head)
-        for ax in axes.flat[len(names):]:
+        for ax in axes.flat[len(names) :]:
             ax.axis("off")
         handles, labels = axes.flat[0].get_legend_handles_labels()
         handles += grid_legend()
@@ -212,13 +247,23 @@ def _pick_flips(flips: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
         return flips
     ref = cfg.reference_val_set
     # metric flips and the task_bpb axis have no loss panel to draw (their tables say it)
-    f = flips[(flips["setting"] != "metric") & (flips["to"] != "task_bpb")
-              & ~flips["from"].astype(str).str.startswith("interp(")].copy()
-    f["pinned"] = f["task"].isin(cfg.plot.flip_tasks) & (f["setting"] == "val_set") & (
-        (f["from"] == ref) | (f["to"] == ref)) & f["kind"].str.startswith("ranking")
+    f = flips[
+        (flips["setting"] != "metric")
+        & (flips["to"] != "task_bpb")
+        & ~flips["from"].astype(str).str.startswith("interp(")
+    ].copy()
+    f["pinned"] = (
+        f["task"].isin(cfg.plot.flip_tasks)
+        & (f["setting"] == "val_set")
+        & ((f["from"] == ref) | (f["to"] == ref))
+        & f["kind"].str.startswith("ranking")
+    )
     f["code"] = f["from"].str.contains("code") | f["to"].str.contains("code")
-    f["rank"] = f["kind"].map({"ranking_reversal": 0, "category": 1, "ranking_change": 2,
-                               "slope_sign": 3}).fillna(4)
+    f["rank"] = (
+        f["kind"]
+        .map({"ranking_reversal": 0, "category": 1, "ranking_change": 2, "slope_sign": 3})
+        .fillna(4)
+    )
     f = f.sort_values(["pinned", "code", "rank", "p_value"], ascending=[False, False, True, True])
     f = f.drop_duplicates(["task", "setup", "setting", "from", "to"])
     pinned = f[f["pinned"]].drop_duplicates("task")
@@ -229,12 +274,15 @@ def _pick_flips(flips: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
 VARIANT_SETTINGS = ("seed", "precision", "batch_size")  # run-vs-run flips (analysis.variants)
 
 
-def _trajectory_figure(out_dir: Path, r, name: str, i: int, cfg: AnalysisConfig
-                       ) -> list[Path]:
+def _trajectory_figure(out_dir: Path, r, name: str, i: int, cfg: AnalysisConfig) -> list[Path]:
     """A run and its variant along training: accuracy against training FLOPs."""
     runs = pd.read_parquet(out_dir / "tables" / "runs.parquet")
-    rows = runs[(runs["kind"] == "task") & (runs["metric"] == cfg.accuracy_metric)
-                & (runs["name"] == name) & runs["run_id"].isin([r.frm, r.to])]
+    rows = runs[
+        (runs["kind"] == "task")
+        & (runs["metric"] == cfg.accuracy_metric)
+        & (runs["name"] == name)
+        & runs["run_id"].isin([r.frm, r.to])
+    ]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for rid, sub in rows.sort_values("flops").groupby("run_id"):
         ax.plot(sub["flops"], sub["value"], "o-", ms=3, lw=1, label=str(rid))
@@ -270,8 +318,9 @@ def flip_figures(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
             v, c = ctx.get("val_set"), ctx.get("corpus", head)
             corp = d.corpora if c == POOLED else [c]
 
-            panels = [(v, r.task if s == "default" else f"{r.task}@{s}", corp, c)
-                      for s in (r.frm, r.to)]
+            panels = [
+                (v, r.task if s == "default" else f"{r.task}@{s}", corp, c) for s in (r.frm, r.to)
+            ]
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
         for ax, (v, nm, corp, tc) in zip(axes, panels, strict=True):
             _panel(ax, d, v, nm, corp, tc, small=False)
@@ -282,8 +331,11 @@ def flip_figures(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
         what = FLIP_TEXT.get(r.kind, str(r.kind).replace("_", " ").capitalize())
         setting = str(r.setting).replace("_", " ")
         context = str(r.context).replace(",", ", ").replace("=", " ")
-        fig.suptitle(f"{what} when the {setting} changes from {r.frm} to {r.to}: {name}\n"
-                     f"({context}; effect {_number(r.effect)})", fontsize=9)
+        fig.suptitle(
+            f"{what} when the {setting} changes from {r.frm} to {r.to}: {name}\n"
+            f"({context}; effect {_number(r.effect)})",
+            fontsize=9,
+        )
         fig.tight_layout()
         fname = f"flip_{i}_{_safe(name)}_{_safe(r.frm)}_vs_{_safe(r.to)}.png"
         files += _save(fig, out_dir / "figures" / fname, cfg.plot)
@@ -295,14 +347,15 @@ def loss_vs_compute(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
     ext = io.read_csv(out_dir / "tables" / "extrapolation.csv")
     lf = fits[fits["kind"] == "loss_law"] if not fits.empty else fits
     if lf.empty:
-        vset = cfg.extrapolate.val_set if cfg.extrapolate.val_set in d.loss else \
-            d.loss.columns[0]
+        vset = cfg.extrapolate.val_set if cfg.extrapolate.val_set in d.loss else d.loss.columns[0]
     else:
         vset = lf["val_set"].iloc[0]
-    bt = "gadre_protocol" if (not lf.empty and (lf["backtest"] == "gadre_protocol").any()) \
+    bt = (
+        "gadre_protocol"
+        if (not lf.empty and (lf["backtest"] == "gadre_protocol").any())
         else "leave_largest_out"
-    fig, axes = plt.subplots(1, len(d.corpora), figsize=(4.2 * len(d.corpora), 3.6),
-                             squeeze=False)
+    )
+    fig, axes = plt.subplots(1, len(d.corpora), figsize=(4.2 * len(d.corpora), 3.6), squeeze=False)
     for ax, c in zip(axes[0], d.corpora, strict=True):
         ids = [i for i in d.corpus.index[d.corpus == c] if i in d.loss.index]
         C, L = d.flops.loc[ids], d.loss.loc[ids, vset] if vset in d.loss else None
@@ -314,21 +367,31 @@ def loss_vs_compute(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
         for r in sub.itertuples():
             p = json.loads(r.params)
             if r.law == "compute":
-                ax.plot(grid, predict_natural("compute", p, {"C": grid}), "k-", lw=1,
-                        label="E + A C^-α")
+                ax.plot(
+                    grid, predict_natural("compute", p, {"C": grid}), "k-", lw=1, label="E + A C^-α"
+                )
             elif r.law == "gadre":
-                ax.plot(grid, predict_natural("gadre", p, {"C": grid, "M": np.full_like(grid, 20)}),
-                        "k--", lw=1, label="Gadre law, M=20")
+                ax.plot(
+                    grid,
+                    predict_natural("gadre", p, {"C": grid, "M": np.full_like(grid, 20)}),
+                    "k--",
+                    lw=1,
+                    label="Gadre law, M=20",
+                )
         if not ext.empty:
-            e = ext[(ext["corpus"] == c) & (ext["backtest"] == bt)
-                    & ext["quantity"].str.startswith("loss:")]
+            e = ext[
+                (ext["corpus"] == c)
+                & (ext["backtest"] == bt)
+                & ext["quantity"].str.startswith("loss:")
+            ]
             e = e[e["law"] == ("gadre" if (e["law"] == "gadre").any() else "compute")]
             e = e[e["run_id"].isin(d.flops.index)]
             if not e.empty:
                 x = d.flops.loc[e["run_id"]].to_numpy()
                 ax.scatter(x, e["predicted"], marker="x", color="red", s=40, label="predicted")
-                ax.scatter(x, e["actual"], facecolors="none", edgecolors="red", s=40,
-                           label="actual")
+                ax.scatter(
+                    x, e["actual"], facecolors="none", edgecolors="red", s=40, label="actual"
+                )
         ax.set_xscale("log")
         ax.set_title(c, fontsize=10)
         ax.set_xlabel("training compute (FLOPs, 6ND)")

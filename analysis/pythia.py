@@ -35,16 +35,27 @@ TOKENS_PER_STEP = 2_097_152  # 1024 sequences x 2048 tokens
 
 #: total and non-embedding parameters (Pythia paper, Table 1; model configs)
 PARAMS = {
-    "70m": (70_426_624, 18_915_328), "160m": (162_322_944, 85_056_000),
-    "410m": (405_334_016, 302_311_424), "1b": (1_011_781_632, 805_736_448),
-    "1.4b": (1_414_647_808, 1_208_602_624), "2.8b": (2_775_208_960, 2_517_652_480),
-    "6.9b": (6_857_302_016, 6_444_163_072), "12b": (11_846_072_320, 11_327_027_200),
+    "70m": (70_426_624, 18_915_328),
+    "160m": (162_322_944, 85_056_000),
+    "410m": (405_334_016, 302_311_424),
+    "1b": (1_011_781_632, 805_736_448),
+    "1.4b": (1_414_647_808, 1_208_602_624),
+    "2.8b": (2_775_208_960, 2_517_652_480),
+    "6.9b": (6_857_302_016, 6_444_163_072),
+    "12b": (11_846_072_320, 11_327_027_200),
 }
 
 #: task -> (metric read as accuracy, chance accuracy); other tasks are not read
-TASKS = {"arc_easy": ("acc", 0.25), "arc_challenge": ("acc", 0.25), "piqa": ("acc", 0.5),
-         "winogrande": ("acc", 0.5), "sciq": ("acc", 0.25), "logiqa": ("acc", 0.25),
-         "wsc": ("acc", 0.5), "lambada_openai": ("acc", 0.0)}
+TASKS = {
+    "arc_easy": ("acc", 0.25),
+    "arc_challenge": ("acc", 0.25),
+    "piqa": ("acc", 0.5),
+    "winogrande": ("acc", 0.5),
+    "sciq": ("acc", 0.25),
+    "logiqa": ("acc", 0.25),
+    "wsc": ("acc", 0.5),
+    "lambada_openai": ("acc", 0.0),
+}
 MMLU_PREFIX = "hendrycksTest-"
 
 _RUN = re.compile(r"^pythia-(?P<size>[\d.]+[mb])(?P<var>-deduped|-bf16|-(?P<bs>[\d.]+)MtokBS)?$")
@@ -80,8 +91,11 @@ def read_raw(root: Path | str) -> pd.DataFrame:
         if not m or m["size"] not in PARAMS:
             warn(f"{run_dir.name}: not a known Pythia run name; skipped")
             continue
-        files = [f for f in sorted(run_dir.rglob("*.json"))
-                 if not SKIP_FOLDERS & set(f.relative_to(run_dir).parts[:-1])]
+        files = [
+            f
+            for f in sorted(run_dir.rglob("*.json"))
+            if not SKIP_FOLDERS & set(f.relative_to(run_dir).parts[:-1])
+        ]
         if not files:
             raise AnalysisError(f"{run_dir.name}: no evaluation files (*_step<N>.json)")
         rows += _run_rows(run_dir.name, m, files)
@@ -100,13 +114,22 @@ def _run_rows(run_id: str, m: re.Match, files: list[Path]) -> list[dict]:
     n, n_ne = PARAMS[size]
     bs = float(m["bs"]) * 1_048_576 if m["bs"] else TOKENS_PER_STEP
     sweep = {"": "pythia", "-deduped": "pythia", "-bf16": "pythia:bf16"}.get(
-        var, f"pythia:bs{m['bs']}M")
+        var, f"pythia:bs{m['bs']}M"
+    )
     corpus = "pile_deduped" if var == "-deduped" else "pile"
     train_tokens = 143_000 * TOKENS_PER_STEP  # every run sees the same ~300B tokens
-    head = {"run_id": run_id, "source": "pythia", "sweep": sweep, "corpus": corpus,
-            "size": size, "seed": pd.NA, "n_params": float(n),
-            "n_params_nonembedding": float(n_ne), "train_tokens": float(train_tokens),
-            "multiplier": train_tokens / (20.0 * n)}
+    head = {
+        "run_id": run_id,
+        "source": "pythia",
+        "sweep": sweep,
+        "corpus": corpus,
+        "size": size,
+        "seed": pd.NA,
+        "n_params": float(n),
+        "n_params_nonembedding": float(n_ne),
+        "train_tokens": float(train_tokens),
+        "multiplier": train_tokens / (20.0 * n),
+    }
     out = []
     for f in files:
         sm = _STEP.search(f.name)
@@ -116,12 +139,19 @@ def _run_rows(run_id: str, m: re.Match, files: list[Path]) -> list[dict]:
             doc = json.loads(f.read_text())
             results, shots = doc["results"], int(doc["config"]["num_fewshot"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise AnalysisError(f"{f}: missing key 'results' or 'config.num_fewshot' "
-                                f"({exc!r})") from exc
+            raise AnalysisError(
+                f"{f}: missing key 'results' or 'config.num_fewshot' ({exc!r})"
+            ) from exc
         step = int(sm["step"])
         tokens = step * bs
-        ck = {**head, "step": step, "tokens": tokens, "flops": 6.0 * n * tokens,
-              "kind": "task", "setup": "" if shots == 0 else f"{shots}shot"}
+        ck = {
+            **head,
+            "step": step,
+            "tokens": tokens,
+            "flops": 6.0 * n * tokens,
+            "kind": "task",
+            "setup": "" if shots == 0 else f"{shots}shot",
+        }
         out += _task_rows(ck, results, f)
     return out
 
@@ -135,13 +165,30 @@ def _task_rows(ck: dict, results: dict, f: Path) -> list[dict]:
             continue
         if metric not in r:
             raise AnalysisError(f"{f.name}: task {task} has no '{metric}'")
-        rows.append({**ck, "name": f"{task}@{setup}" if setup else task, "task": task,
-                     "metric": "acc", "value": float(r[metric]),
-                     "stderr": float(r.get(f"{metric}_stderr", np.nan)), "chance": chance})
+        rows.append(
+            {
+                **ck,
+                "name": f"{task}@{setup}" if setup else task,
+                "task": task,
+                "metric": "acc",
+                "value": float(r[metric]),
+                "stderr": float(r.get(f"{metric}_stderr", np.nan)),
+                "chance": chance,
+            }
+        )
     subj = [r for t, r in results.items() if t.startswith(MMLU_PREFIX) and "acc" in r]
     if subj:
         acc = float(np.mean([r["acc"] for r in subj]))
         se = math.sqrt(sum(float(r.get("acc_stderr", np.nan)) ** 2 for r in subj)) / len(subj)
-        rows.append({**ck, "name": f"mmlu@{setup}" if setup else "mmlu", "task": "mmlu",
-                     "metric": "acc", "value": acc, "stderr": se, "chance": 0.25})
+        rows.append(
+            {
+                **ck,
+                "name": f"mmlu@{setup}" if setup else "mmlu",
+                "task": "mmlu",
+                "metric": "acc",
+                "value": acc,
+                "stderr": se,
+                "chance": 0.25,
+            }
+        )
     return rows

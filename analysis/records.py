@@ -40,19 +40,27 @@ def record_rows(rec: RunRecord | dict[str, Any]) -> list[dict[str, Any]]:
         rec = RunRecord.from_json(rec)
     model, data = rec.model, rec.data
     n_params = _num(model.n_params)
-    tokens_known = data.train_tokens if data.train_tokens is not None else (
-        rec.compute.tokens if rec.compute else None)
+    tokens_known = (
+        data.train_tokens
+        if data.train_tokens is not None
+        else (rec.compute.tokens if rec.compute else None)
+    )
     train_tokens = _num(tokens_known)
     meta = rec.tasks_meta
     checkpoints = rec.checkpoints
     if not checkpoints:
         raise ValueError("no checkpoints")
     base = {
-        "run_id": rec.run_id, "source": "harness", "sweep": rec.sweep or "",
-        "corpus": data.mix or "", "size": model.size or "",
-        "seed": rec.seed, "n_params": n_params,
+        "run_id": rec.run_id,
+        "source": "harness",
+        "sweep": rec.sweep or "",
+        "corpus": data.mix or "",
+        "size": model.size or "",
+        "seed": rec.seed,
+        "n_params": n_params,
         "n_params_nonembedding": _num(model.n_params_nonembedding),
-        "train_tokens": train_tokens, "multiplier": train_tokens / (20.0 * n_params),
+        "train_tokens": train_tokens,
+        "multiplier": train_tokens / (20.0 * n_params),
     }
     rows: list[dict[str, Any]] = []
     for i, ck in enumerate(checkpoints):
@@ -60,23 +68,45 @@ def record_rows(rec: RunRecord | dict[str, Any]) -> list[dict[str, Any]]:
         flops = _num(ck.flops)
         if not math.isfinite(flops):
             flops = 6.0 * n_params * tokens
-        cbase = {**base, "step": ck.step, "tokens": tokens, "flops": flops,
-                 "final": i == len(checkpoints) - 1}
+        cbase = {
+            **base,
+            "step": ck.step,
+            "tokens": tokens,
+            "flops": flops,
+            "final": i == len(checkpoints) - 1,
+        }
         for vname, loss in ck.val_loss.items():
-            rows.append({**cbase, "kind": "val_loss", "name": vname, "task": vname, "setup": "",
-                         "metric": "loss", "value": _num(loss)})
+            rows.append(
+                {
+                    **cbase,
+                    "kind": "val_loss",
+                    "name": vname,
+                    "task": vname,
+                    "setup": "",
+                    "metric": "loss",
+                    "value": _num(loss),
+                }
+            )
         for tname, metrics in ck.tasks.items():
             tm = meta.get(tname) or {}
             task, _, setup = tname.partition("@")
             for metric, value in metrics.items():
                 if metric.endswith("_stderr"):
                     continue
-                rows.append({**cbase, "kind": "task", "name": tname,
-                             "task": tm.get("task", task), "setup": tm.get("setup", setup),
-                             "metric": metric, "value": _num(value),
-                             "stderr": _num(metrics.get(f"{metric}_stderr")),
-                             "n_samples": _num(tm.get("n_samples")),
-                             "chance": _num(tm.get("chance"))})
+                rows.append(
+                    {
+                        **cbase,
+                        "kind": "task",
+                        "name": tname,
+                        "task": tm.get("task", task),
+                        "setup": tm.get("setup", setup),
+                        "metric": metric,
+                        "value": _num(value),
+                        "stderr": _num(metrics.get(f"{metric}_stderr")),
+                        "n_samples": _num(tm.get("n_samples")),
+                        "chance": _num(tm.get("chance")),
+                    }
+                )
     return rows
 
 

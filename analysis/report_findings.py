@@ -30,26 +30,33 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:60]
 
 
-def insufficient_reason(trends: pd.DataFrame, val_set: str, corpus: str,
-                        cfg: AnalysisConfig) -> str:
+def insufficient_reason(
+    trends: pd.DataFrame, val_set: str, corpus: str, cfg: AnalysisConfig
+) -> str:
     """'' when some task was classified; else why the fraction predictable is n/a."""
     t = trends[(trends["val_set"] == val_set) & (trends["corpus"] == corpus)]
     if t.empty or (t["category"] != INSUFFICIENT).any():
         return ""
-    return (f"too few models: all {len(t)} tasks have fewer than "
-            f"{cfg.classify.min_models} ({int(t['n_models'].max())} at most)")
+    return (
+        f"too few models: all {len(t)} tasks have fewer than "
+        f"{cfg.classify.min_models} ({int(t['n_models'].max())} at most)"
+    )
 
 
-def predictable_table(pred: pd.DataFrame, trends: pd.DataFrame, cfg: AnalysisConfig,
-                      md: Md) -> str:
+def predictable_table(pred: pd.DataFrame, trends: pd.DataFrame, cfg: AnalysisConfig, md: Md) -> str:
     rows = []
     for r in pred.itertuples():
         why = insufficient_reason(trends, r.val_set, r.corpus, cfg)
         na = f"n/a ({why})"
-        rows.append({"val_set": r.val_set, "corpus": r.corpus,
-                     "predictable": na if why else f"{r.n_predictable}/{r.n_tasks}",
-                     "frac": "n/a" if why else f"{r.frac:.3f}",
-                     "ci": "n/a" if why else f"{r.ci_low:.3f}–{r.ci_high:.3f}"})
+        rows.append(
+            {
+                "val_set": r.val_set,
+                "corpus": r.corpus,
+                "predictable": na if why else f"{r.n_predictable}/{r.n_tasks}",
+                "frac": "n/a" if why else f"{r.frac:.3f}",
+                "ci": "n/a" if why else f"{r.ci_low:.3f}–{r.ci_high:.3f}",
+            }
+        )
     return md(pd.DataFrame(rows))
 
 
@@ -61,12 +68,16 @@ def sensitivity_block(sens: pd.DataFrame, ref: str, md: Md) -> str:
         return ""
     vals = sr["frac_predictable"].to_numpy(float)
     if np.allclose(vals, vals[0]):
-        return (f"\nSensitivity: the fraction predictable on `{ref}` is {vals[0]:.2f} under "
-                "every threshold multiplied by every factor (table omitted).\n")
+        return (
+            f"\nSensitivity: the fraction predictable on `{ref}` is {vals[0]:.2f} under "
+            "every threshold multiplied by every factor (table omitted).\n"
+        )
     piv = sr.pivot_table(index="threshold", columns="factor", values="frac_predictable")
     piv.columns = [f"x{c:g}" for c in piv.columns]
-    return (f"\nSensitivity: fraction predictable on `{ref}` as each threshold is multiplied by "
-            "a factor (others at their defaults):\n\n" + md(piv.reset_index(), ".2f"))
+    return (
+        f"\nSensitivity: fraction predictable on `{ref}` as each threshold is multiplied by "
+        "a factor (others at their defaults):\n\n" + md(piv.reset_index(), ".2f")
+    )
 
 
 def with_na(df: pd.DataFrame, cols: list[str], flag: str = "flag") -> pd.DataFrame:
@@ -90,22 +101,33 @@ def _extrapolation_sentence(ext: pd.DataFrame, out_dir: Path) -> str:
     parts = []
     loss = ok[ok["quantity"].str.startswith("loss:")]
     if not loss.empty:
-        parts.append(f"the largest models' loss is predicted within {loss['rel_error'].max():.1%} "
-                     f"({len(loss)} prediction(s))")
+        parts.append(
+            f"the largest models' loss is predicted within {loss['rel_error'].max():.1%} "
+            f"({len(loss)} prediction(s))"
+        )
     err = ok[ok["quantity"] == "top1_error_avg"]
     if not err.empty:
         parts.append(f"their average task error within {err['rel_error'].max():.1%}")
     s = "Extrapolation backtest: " + ("; ".join(parts) if parts else "no sound prediction")
     if not bad.empty:
         reasons = sorted(set(bad["flag"].astype(str)))
-        s += (f"; {len(bad)} prediction(s) rest on a degenerate fit ({'; '.join(reasons)}) and "
-              "are reported as n/a, not as results")
+        s += (
+            f"; {len(bad)} prediction(s) rest on a degenerate fit ({'; '.join(reasons)}) and "
+            "are reported as n/a, not as results"
+        )
     return s + "." + _fig(out_dir, "loss_vs_compute")
 
 
-def findings_section(out_dir: Path, cfg: AnalysisConfig, ref: str, head: str,
-                     pred: pd.DataFrame, trends: pd.DataFrame, flips: pd.DataFrame,
-                     ext: pd.DataFrame) -> str:
+def findings_section(
+    out_dir: Path,
+    cfg: AnalysisConfig,
+    ref: str,
+    head: str,
+    pred: pd.DataFrame,
+    trends: pd.DataFrame,
+    flips: pd.DataFrame,
+    ext: pd.DataFrame,
+) -> str:
     """## Findings: a few sentences, each pointing to the figure that shows it."""
     s = ["\n## Findings\n\n"]
     grid = _fig(out_dir, f"task_grid_{_safe(ref)}")
@@ -116,15 +138,19 @@ def findings_section(out_dir: Path, cfg: AnalysisConfig, ref: str, head: str,
         r = p.iloc[0]
         why = insufficient_reason(trends, ref, r["corpus"], cfg)
         if why:
-            s.append(f"- Against `{ref}` no task could be classified — {why}; the fraction "
-                     f"predictable is n/a, not 0.{grid}\n")
+            s.append(
+                f"- Against `{ref}` no task could be classified — {why}; the fraction "
+                f"predictable is n/a, not 0.{grid}\n"
+            )
         else:
             t = trends[(trends["val_set"] == ref) & (trends["corpus"] == head)]
             counts = t["category"].value_counts()
             rest = ", ".join(f"{n} {c}" for c, n in counts.items() if c != "predictable")
-            s.append(f"- Against `{ref}`, {int(r['n_predictable'])} of {int(r['n_tasks'])} tasks "
-                     f"scale predictably ({r['frac']:.0%}, interval {r['ci_low']:.0%}–"
-                     f"{r['ci_high']:.0%}); {rest or 'no other category'}.{grid}\n")
+            s.append(
+                f"- Against `{ref}`, {int(r['n_predictable'])} of {int(r['n_tasks'])} tasks "
+                f"scale predictably ({r['frac']:.0%}, interval {r['ci_low']:.0%}–"
+                f"{r['ci_high']:.0%}); {rest or 'no other category'}.{grid}\n"
+            )
     for v in sorted(trends["val_set"].dropna().unique()) if WITHIN in trends else []:
         line = report_line(trends, v)
         if line:
@@ -139,11 +165,18 @@ def findings_section(out_dir: Path, cfg: AnalysisConfig, ref: str, head: str,
         stem = f"_{_safe(name)}_{_safe(str(top['from']))}_vs_{_safe(str(top['to']))}.png"
         figs = sorted((out_dir / "figures").glob("flip_*.png"))
         own = next((f for f in figs if f.name.endswith(stem)), None)
-        link = (f" ([figure](figures/{own.name}))" if own else
-                f" (drawn examples: [figure](figures/{figs[0].name}))" if figs else "")
-        s.append(f"- {len(flips)} flip(s) when one setting changes ("
-                 + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
-                 + f"); the strongest: {top['task']} when {top['setting'].replace('_', ' ')} "
-                 f"goes {top['from']} → {top['to']}.{link}\n")
+        link = (
+            f" ([figure](figures/{own.name}))"
+            if own
+            else f" (drawn examples: [figure](figures/{figs[0].name}))"
+            if figs
+            else ""
+        )
+        s.append(
+            f"- {len(flips)} flip(s) when one setting changes ("
+            + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
+            + f"); the strongest: {top['task']} when {top['setting'].replace('_', ' ')} "
+            f"goes {top['from']} → {top['to']}.{link}\n"
+        )
     s.append(f"- {_extrapolation_sentence(ext, out_dir)}\n")
     return "".join(s)

@@ -27,14 +27,18 @@ from analysis import io
 from analysis.config import AnalysisConfig
 
 TESTBED_SETTINGS: dict[str, dict[str, Any]] = {
-    "olmo_ladder": {"reference_val_set": "c4_en", "x_axes": ["compute", "params"],
-                    "extrapolate": {"val_set": "c4_en"},
-                    "plot": {"grid_val_sets": ["c4_en"],
-                             "flip_tasks": ["hellaswag_val", "mmlu_avg_test"]}},
+    "olmo_ladder": {
+        "reference_val_set": "c4_en",
+        "x_axes": ["compute", "params"],
+        "extrapolate": {"val_set": "c4_en"},
+        "plot": {"grid_val_sets": ["c4_en"], "flip_tasks": ["hellaswag_val", "mmlu_avg_test"]},
+    },
     # every Pythia run sees the same tokens, so parameters would repeat the compute axis
-    "pythia": {"reference_val_set": "compute", "x_axes": ["compute"],
-               "plot": {"grid_val_sets": ["compute"],
-                        "flip_tasks": ["arc_easy", "lambada_openai"]}},
+    "pythia": {
+        "reference_val_set": "compute",
+        "x_axes": ["compute"],
+        "plot": {"grid_val_sets": ["compute"], "flip_tasks": ["arc_easy", "lambada_openai"]},
+    },
 }
 #: a flip counts as significant below this p-value (category: chance the two settings'
 #: bootstrap classifications agree; gaps and slopes: their bootstrap / normal p)
@@ -57,8 +61,9 @@ def _merge(cfg, default, over: dict[str, Any]):
     return dataclasses.replace(cfg, **changes)
 
 
-def run_sources(names: list[str], cfg: AnalysisConfig, out: Path,
-                path: str | None = None) -> dict[str, Any]:
+def run_sources(
+    names: list[str], cfg: AnalysisConfig, out: Path, path: str | None = None
+) -> dict[str, Any]:
     """Analyse every testbed in `names` into `<out>/<name>/`; summary when several."""
     from analysis import testbeds
     from analysis.pipeline import analyze
@@ -82,37 +87,82 @@ def _headline(name: str, d: Path) -> list[dict]:
     pred = io.read_csv(d / "tables" / "predictable.csv")
     rows = []
     for r in pred.itertuples():
-        rows.append({"testbed": name, "breakdown": "x-axis", "value": r.val_set,
-                     "reference": r.val_set == cfg.reference_val_set, "frac": r.frac,
-                     "ci_low": r.ci_low, "ci_high": r.ci_high, "n_tasks": r.n_tasks})
+        rows.append(
+            {
+                "testbed": name,
+                "breakdown": "x-axis",
+                "value": r.val_set,
+                "reference": r.val_set == cfg.reference_val_set,
+                "frac": r.frac,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+                "n_tasks": r.n_tasks,
+            }
+        )
     own = d / "tables" / "task_axis_predictable.csv"
     if own.exists():  # each task against its own bits-per-byte
         for r in io.read_csv(own).itertuples():
-            rows.append({"testbed": name, "breakdown": "x-axis", "value": r.val_set,
-                         "reference": False, "frac": r.frac, "ci_low": r.ci_low,
-                         "ci_high": r.ci_high, "n_tasks": r.n_tasks})
+            rows.append(
+                {
+                    "testbed": name,
+                    "breakdown": "x-axis",
+                    "value": r.val_set,
+                    "reference": False,
+                    "frac": r.frac,
+                    "ci_low": r.ci_low,
+                    "ci_high": r.ci_high,
+                    "n_tasks": r.n_tasks,
+                }
+            )
     trends = io.read_csv(d / "tables" / "trends.csv")
     ref = trends[trends["val_set"] == cfg.reference_val_set]
     head_corpus = pred.loc[pred["val_set"] == cfg.reference_val_set, "corpus"]
     if not ref.empty and not head_corpus.empty:
         h = ref[ref["corpus"] == head_corpus.iloc[0]]
         for setup, g in h.groupby(h["setup"].replace("", "default")):
-            rows.append({"testbed": name, "breakdown": "setup", "value": setup,
-                         "reference": False, "frac": (g["category"] == "predictable").mean(),
-                         "ci_low": np.nan, "ci_high": np.nan, "n_tasks": len(g)})
+            rows.append(
+                {
+                    "testbed": name,
+                    "breakdown": "setup",
+                    "value": setup,
+                    "reference": False,
+                    "frac": (g["category"] == "predictable").mean(),
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "n_tasks": len(g),
+                }
+            )
         for corpus, g in ref.groupby("corpus"):
             if corpus == head_corpus.iloc[0] and ref["corpus"].nunique() > 1:
                 continue
-            rows.append({"testbed": name, "breakdown": "corpus", "value": corpus,
-                         "reference": False, "frac": (g["category"] == "predictable").mean(),
-                         "ci_low": np.nan, "ci_high": np.nan, "n_tasks": len(g)})
+            rows.append(
+                {
+                    "testbed": name,
+                    "breakdown": "corpus",
+                    "value": corpus,
+                    "reference": False,
+                    "frac": (g["category"] == "predictable").mean(),
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "n_tasks": len(g),
+                }
+            )
     pts = d / "tables" / "predictable_points.csv"
     if pts.exists():
         p = io.read_csv(pts)
         for r in p[p["val_set"] == cfg.reference_val_set].itertuples():
-            rows.append({"testbed": name, "breakdown": "points", "value": r.points,
-                         "reference": False, "frac": r.frac, "ci_low": r.ci_low,
-                         "ci_high": r.ci_high, "n_tasks": r.n_tasks})
+            rows.append(
+                {
+                    "testbed": name,
+                    "breakdown": "points",
+                    "value": r.points,
+                    "reference": False,
+                    "frac": r.frac,
+                    "ci_low": r.ci_low,
+                    "ci_high": r.ci_high,
+                    "n_tasks": r.n_tasks,
+                }
+            )
     return rows
 
 
@@ -122,8 +172,9 @@ def _flip_counts(name: str, d: Path) -> pd.DataFrame:
         return pd.DataFrame(columns=["testbed", "setting", "kind", "flips", "significant"])
     f["sig"] = f["p_value"].astype(float) < SIGNIFICANT_P
     c = f.groupby(["setting", "kind"]).agg(flips=("task", "size"), significant=("sig", "sum"))
-    return c.reset_index().assign(testbed=name)[["testbed", "setting", "kind", "flips",
-                                                 "significant"]]
+    return c.reset_index().assign(testbed=name)[
+        ["testbed", "setting", "kind", "flips", "significant"]
+    ]
 
 
 def _extrapolation(name: str, d: Path) -> pd.DataFrame:
@@ -132,17 +183,33 @@ def _extrapolation(name: str, d: Path) -> pd.DataFrame:
         return pd.DataFrame()
     pub = e[e["published_rel_error"].notna()].copy()
     two = e[e["backtest"] == "two_step_ladder"]
-    cols = ["testbed", "backtest", "target", "quantity", "law", "rel_error",
-            "published_rel_error"] + [c for c in ("abs_error", "published_abs_error") if c in e]
+    cols = [
+        "testbed",
+        "backtest",
+        "target",
+        "quantity",
+        "law",
+        "rel_error",
+        "published_rel_error",
+    ] + [c for c in ("abs_error", "published_abs_error") if c in e]
     rows = [pub.assign(testbed=name)[cols]]
     if not two.empty:
-        g = two.groupby(["law", "target"]).agg(rel_error=("rel_error", "mean"),
-                                               abs_error=("abs_error", "mean"))
-        both = two[two["published_abs_error"].notna()].groupby(["law", "target"]).agg(
-            abs_error_published_tasks=("abs_error", "mean"),
-            published_abs_error=("published_abs_error", "mean"))
-        g = g.join(both).reset_index().assign(testbed=name, backtest="two_step_ladder",
-                                              quantity="acc: mean over tasks")
+        g = two.groupby(["law", "target"]).agg(
+            rel_error=("rel_error", "mean"), abs_error=("abs_error", "mean")
+        )
+        both = (
+            two[two["published_abs_error"].notna()]
+            .groupby(["law", "target"])
+            .agg(
+                abs_error_published_tasks=("abs_error", "mean"),
+                published_abs_error=("published_abs_error", "mean"),
+            )
+        )
+        g = (
+            g.join(both)
+            .reset_index()
+            .assign(testbed=name, backtest="two_step_ladder", quantity="acc: mean over tasks")
+        )
         rows.append(g)
     return pd.concat(rows, ignore_index=True)
 
@@ -159,11 +226,13 @@ def write_summary(out: Path, summaries: dict) -> Path:
         ext.append(_extrapolation(name, d))
         figs.append(_most_flipped_figure(out, name, d))
     head_df, flip_df = pd.DataFrame(head), pd.concat(flips, ignore_index=True)
-    ext_df = pd.concat([e for e in ext if not e.empty], ignore_index=True) if any(
-        not e.empty for e in ext) else pd.DataFrame()
+    ext_df = (
+        pd.concat([e for e in ext if not e.empty], ignore_index=True)
+        if any(not e.empty for e in ext)
+        else pd.DataFrame()
+    )
     sdir = out / "summary"
-    for nm, df in (("predictable", head_df), ("flip_counts", flip_df),
-                   ("extrapolation", ext_df)):
+    for nm, df in (("predictable", head_df), ("flip_counts", flip_df), ("extrapolation", ext_df)):
         io.write_csv(sdir / f"{nm}.csv", df)
     s = ["# How often does a downstream scaling law hold, and what breaks it?\n\n"]
     ref = head_df[head_df["reference"].astype(bool)]
@@ -173,22 +242,34 @@ def write_summary(out: Path, summaries: dict) -> Path:
         x = head_df[(head_df["testbed"] == name) & (head_df["breakdown"] == "x-axis")]
         f = flip_df[flip_df["testbed"] == name]
         top = f.groupby("setting")["significant"].sum().sort_values(ascending=False)
-        lines.append({
-            "testbed": name, "runs": sm.n_runs, "tasks": sm.n_tasks,
-            "x-axis": r["value"].iloc[0] if len(r) else "",
-            "predictable": (f"{r['frac'].iloc[0]:.2f} [{r['ci_low'].iloc[0]:.2f}, "
-                            f"{r['ci_high'].iloc[0]:.2f}]") if len(r) else "",
-            "range over x-axes": f"{x['frac'].min():.2f}-{x['frac'].max():.2f}",
-            "significant flips": int(f["significant"].sum()),
-            "most by": ", ".join(f"{k} ({int(v)})" for k, v in top.head(3).items() if v > 0),
-            "seconds": round(sm.seconds, 1)})
+        lines.append(
+            {
+                "testbed": name,
+                "runs": sm.n_runs,
+                "tasks": sm.n_tasks,
+                "x-axis": r["value"].iloc[0] if len(r) else "",
+                "predictable": (
+                    f"{r['frac'].iloc[0]:.2f} [{r['ci_low'].iloc[0]:.2f}, "
+                    f"{r['ci_high'].iloc[0]:.2f}]"
+                )
+                if len(r)
+                else "",
+                "range over x-axes": f"{x['frac'].min():.2f}-{x['frac'].max():.2f}",
+                "significant flips": int(f["significant"].sum()),
+                "most by": ", ".join(f"{k} ({int(v)})" for k, v in top.head(3).items() if v > 0),
+                "seconds": round(sm.seconds, 1),
+            }
+        )
     s.append(_md(pd.DataFrame(lines), ".2f"))
-    s.append("`predictable`: share of tasks classified predictable on the testbed's "
-             "reference x-axis (90% bootstrap interval over models); `range over x-axes`: the "
-             "same share on every other x-axis (validation sets, compute, parameters); "
-             f"`significant flips`: flips with p < {SIGNIFICANT_P} (kinds of change in "
-             "`most by`); `seconds`: import + analysis of that testbed. Reports: "
-             + ", ".join(f"[{n}]({n}/report.md)" for n in summaries) + ".\n")
+    s.append(
+        "`predictable`: share of tasks classified predictable on the testbed's "
+        "reference x-axis (90% bootstrap interval over models); `range over x-axes`: the "
+        "same share on every other x-axis (validation sets, compute, parameters); "
+        f"`significant flips`: flips with p < {SIGNIFICANT_P} (kinds of change in "
+        "`most by`); `seconds`: import + analysis of that testbed. Reports: "
+        + ", ".join(f"[{n}]({n}/report.md)" for n in summaries)
+        + ".\n"
+    )
     s.append("\n## Fraction predictable by x-axis, evaluation setup, corpus and points\n\n")
     s.append(_md(head_df.drop(columns=["reference"]), ".3f"))
     s.append("\n## Flips by kind of change\n\n")

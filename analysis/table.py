@@ -60,6 +60,7 @@ def with_all_columns(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for col, dtype in COLUMNS.items():
         if col not in out:
-            out[col] = pd.Series(pd.NA if dtype != "float64" else float("nan"),
-                                 index=out.index, dtype=dtype)
+            out[col] = pd.Series(
+                pd.NA if dtype != "float64" else float("nan"), index=out.index, dtype=dtype
+            )
     return out

@@ -31,13 +31,19 @@ from analysis.variants import variant_flips
 
 AXIS_TASK_LOSS = "task_bpb"  # x-axis name: each task's own bits-per-byte
 #: extra tables written to tables/ when computed
-EXTRA_TABLES = ("predictable_points", "two_step", "variance", "task_axis_predictable",
-                "task_axis_trends")
+EXTRA_TABLES = (
+    "predictable_points",
+    "two_step",
+    "variance",
+    "task_axis_predictable",
+    "task_axis_trends",
+)
 METRIC_VARIANTS = ("prob", "bpb")
 
 
-def testbed_extras(table: pd.DataFrame, main: pd.DataFrame, cfg: AnalysisConfig,
-                   results: dict) -> dict:
+def testbed_extras(
+    table: pd.DataFrame, main: pd.DataFrame, cfg: AnalysisConfig, results: dict
+) -> dict:
     """Extra tables for `results`; `flips` comes back with the extra flip rows appended."""
     out: dict = {}
     if has_checkpoints(main):
@@ -48,8 +54,9 @@ def testbed_extras(table: pd.DataFrame, main: pd.DataFrame, cfg: AnalysisConfig,
     extra = [e for e in extra if not e.empty]
     if extra:
         base = results["flips"] if not results["flips"].empty else None
-        out["flips"] = pd.concat(([base] if base is not None else []) + extra,
-                                 ignore_index=True)[FLIP_COLUMNS]
+        out["flips"] = pd.concat(([base] if base is not None else []) + extra, ignore_index=True)[
+            FLIP_COLUMNS
+        ]
     own = _task_loss_axis(cfg, results)
     if own is not None:
         pred_row, trend_df, flip_df = own
@@ -60,11 +67,11 @@ def testbed_extras(table: pd.DataFrame, main: pd.DataFrame, cfg: AnalysisConfig,
         out["flips"] = pd.concat([base, flip_df], ignore_index=True)[FLIP_COLUMNS]
     targets = set(cfg.extrapolate.two_step.targets)
     if targets & set(main["run_id"].astype(str)):
-        bt = two_step_backtest(main, cfg.extrapolate.two_step, cfg.accuracy_metric,
-                               cfg.fit.huber_delta)
+        bt = two_step_backtest(
+            main, cfg.extrapolate.two_step, cfg.accuracy_metric, cfg.fit.huber_delta
+        )
         out["two_step"] = bt
-        out["variance"] = variance_analysis(main, cfg.extrapolate.two_step, bt,
-                                            cfg.accuracy_metric)
+        out["variance"] = variance_analysis(main, cfg.extrapolate.two_step, bt, cfg.accuracy_metric)
         out["extrapolation"] = _with_two_step(results["extrapolation"], bt)
     return out
 
@@ -88,27 +95,49 @@ def _task_loss_axis(cfg: AnalysisConfig, results: dict):
         if ok.sum() < cfg.classify.min_models:
             continue
         gt_group = dataclasses.replace(
-            g, val_set=AXIS_TASK_LOSS, run_ids=g.run_ids[ok], run_corpus=g.run_corpus[ok],
-            size=g.size[ok], n_params=g.n_params[ok], x=g.X_task[ok, t],
-            names=[g.names[t]], tasks=[g.tasks[t]], setups=[g.setups[t]],
-            Y=g.Y[ok][:, [t]], S=g.S[ok][:, [t]], chance=g.chance[[t]], X_task=None,
-            cluster=None if g.cluster is None else g.cluster[ok])
-        W = bootstrap_weights(gt_group.n, R, cfg.bootstrap.seed,
-                              gt_group.run_corpus if g.corpus == POOLED else None,
-                              gt_group.cluster)
+            g,
+            val_set=AXIS_TASK_LOSS,
+            run_ids=g.run_ids[ok],
+            run_corpus=g.run_corpus[ok],
+            size=g.size[ok],
+            n_params=g.n_params[ok],
+            x=g.X_task[ok, t],
+            names=[g.names[t]],
+            tasks=[g.tasks[t]],
+            setups=[g.setups[t]],
+            Y=g.Y[ok][:, [t]],
+            S=g.S[ok][:, [t]],
+            chance=g.chance[[t]],
+            X_task=None,
+            cluster=None if g.cluster is None else g.cluster[ok],
+        )
+        W = bootstrap_weights(
+            gt_group.n,
+            R,
+            cfg.bootstrap.seed,
+            gt_group.run_corpus if g.corpus == POOLED else None,
+            gt_group.cluster,
+        )
         gt = classify_group(gt_group, W, cfg.classify, cfg.fit)
         codes.append(gt.codes[:, 0])
         rows.append(trend_rows(gt))
-        flips += _category_rows(ref, gt, "val_set", f"corpus={g.corpus}", g.val_set,
-                                AXIS_TASK_LOSS, [t], [0])
+        flips += _category_rows(
+            ref, gt, "val_set", f"corpus={g.corpus}", g.val_set, AXIS_TASK_LOSS, [t], [0]
+        )
     if not codes:
         return None
     C = np.stack(codes, 1)
     frac = (C == LABELS.index("predictable")).mean(1)
     lo, hi = percentile_ci(frac[1:], cfg.bootstrap.ci) if len(frac) > 2 else (np.nan, np.nan)
-    pred = {"val_set": AXIS_TASK_LOSS, "corpus": g.corpus, "frac": float(frac[0]),
-            "ci_low": float(lo), "ci_high": float(hi), "n_tasks": C.shape[1],
-            "n_predictable": int(round(frac[0] * C.shape[1]))}
+    pred = {
+        "val_set": AXIS_TASK_LOSS,
+        "corpus": g.corpus,
+        "frac": float(frac[0]),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "n_tasks": C.shape[1],
+        "n_predictable": int(round(frac[0] * C.shape[1])),
+    }
     return pred, pd.concat(rows, ignore_index=True), pd.DataFrame(flips, columns=FLIP_COLUMNS)
 
 
@@ -125,18 +154,23 @@ def _points_comparison(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -
     R = min(200, cfg.bootstrap.n_resamples)
     rows = [{"points": cfg.points, **_pred_row(results["_trends"][k], cfg)} for k in keys]
     try:
-        groups = build_groups(select_points(main, other, cfg.checkpoint_min_frac),
-                              cfg.accuracy_metric, tuple(cfg.task_loss_metrics))
+        groups = build_groups(
+            select_points(main, other, cfg.checkpoint_min_frac),
+            cfg.accuracy_metric,
+            tuple(cfg.task_loss_metrics),
+        )
     except AnalysisError as exc:
         warn(f"points={other} comparison not computed: {exc}")
         return pd.DataFrame(rows)
     for g in groups:
         if (g.val_set, g.corpus) not in keys:
             continue
-        W = bootstrap_weights(g.n, R, cfg.bootstrap.seed,
-                              g.run_corpus if g.corpus == POOLED else None, g.cluster)
-        rows.append({"points": other, **_pred_row(classify_group(g, W, cfg.classify, cfg.fit),
-                                                  cfg)})
+        W = bootstrap_weights(
+            g.n, R, cfg.bootstrap.seed, g.run_corpus if g.corpus == POOLED else None, g.cluster
+        )
+        rows.append(
+            {"points": other, **_pred_row(classify_group(g, W, cfg.classify, cfg.fit), cfg)}
+        )
     return pd.DataFrame(rows)
 
 
@@ -144,9 +178,17 @@ def _pred_row(gt, cfg: AnalysisConfig) -> dict:
     est, lo, hi = fraction_predictable(gt, cfg.bootstrap.ci)
     g = gt.group
     n_runs = len(set(g.cluster)) if g.cluster is not None else g.n
-    return {"val_set": g.val_set, "corpus": g.corpus, "frac": est, "ci_low": lo, "ci_high": hi,
-            "n_tasks": len(g.names), "n_points": g.n, "n_runs": n_runs,
-            "resamples": gt.codes.shape[0] - 1}
+    return {
+        "val_set": g.val_set,
+        "corpus": g.corpus,
+        "frac": est,
+        "ci_low": lo,
+        "ci_high": hi,
+        "n_tasks": len(g.names),
+        "n_points": g.n,
+        "n_runs": n_runs,
+        "resamples": gt.codes.shape[0] - 1,
+    }
 
 
 def _metric_flips(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -> pd.DataFrame:
@@ -164,8 +206,9 @@ def _metric_flips(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -> pd.
         sub["metric"] = cfg.accuracy_metric
         sub["stderr"] = np.nan
         try:
-            groups = build_groups(pd.concat([base, sub], ignore_index=True),
-                                  cfg.accuracy_metric, ())
+            groups = build_groups(
+                pd.concat([base, sub], ignore_index=True), cfg.accuracy_metric, ()
+            )
         except AnalysisError:
             continue
         for g in groups:
@@ -175,9 +218,16 @@ def _metric_flips(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -> pd.
             W = results["_weights"][(g.val_set, g.corpus)]
             b = classify_group(g, W, cfg.classify, dataclasses.replace(cfg.fit))
             names = [n for n in a.group.names if n in g.names]
-            rows += _category_rows(a, b, "metric", f"val_set={g.val_set},corpus={g.corpus}",
-                                   cfg.accuracy_metric, m, [a.group.names.index(n) for n in names],
-                                   [g.names.index(n) for n in names])
+            rows += _category_rows(
+                a,
+                b,
+                "metric",
+                f"val_set={g.val_set},corpus={g.corpus}",
+                cfg.accuracy_metric,
+                m,
+                [a.group.names.index(n) for n in names],
+                [g.names.index(n) for n in names],
+            )
     return pd.DataFrame(rows, columns=FLIP_COLUMNS)
 
 
@@ -185,11 +235,23 @@ def _with_two_step(extrap: pd.DataFrame, bt: pd.DataFrame) -> pd.DataFrame:
     """extrapolation.csv rows for the two-step backtest (abs/rel errors beside published)."""
     if bt.empty:
         return extrap
-    rows = pd.DataFrame({
-        "backtest": "two_step_ladder", "corpus": "", "target": bt["target"],
-        "run_id": bt["target"], "quantity": "acc:" + bt["task"], "law": bt["method"],
-        "predicted": bt["predicted"], "ci_low": np.nan, "ci_high": np.nan,
-        "actual": bt["actual"], "rel_error": bt["rel_error"],
-        "published_rel_error": bt["published_rel_error"], "n_train": bt["n_step1"],
-        "abs_error": bt["abs_error"], "published_abs_error": bt["published_abs_error"]})
+    rows = pd.DataFrame(
+        {
+            "backtest": "two_step_ladder",
+            "corpus": "",
+            "target": bt["target"],
+            "run_id": bt["target"],
+            "quantity": "acc:" + bt["task"],
+            "law": bt["method"],
+            "predicted": bt["predicted"],
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "actual": bt["actual"],
+            "rel_error": bt["rel_error"],
+            "published_rel_error": bt["published_rel_error"],
+            "n_train": bt["n_step1"],
+            "abs_error": bt["abs_error"],
+            "published_abs_error": bt["published_abs_error"],
+        }
+    )
     return pd.concat([extrap, rows], ignore_index=True) if not extrap.empty else rows

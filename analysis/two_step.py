@@ -45,16 +45,40 @@ PUBLISHED_13B = {
 }
 PUBLISHED_SOURCE = "allenai/OLMo-ladder src/scripts/paper/figures/chained_main.csv @4d99344"
 
-TWO_STEP_COLUMNS = ["method", "target", "task", "x_feature", "predicted_x", "actual_x",
-                    "predicted", "actual", "abs_error", "rel_error", "published_predicted",
-                    "published_actual", "published_abs_error", "published_rel_error",
-                    "n_step1", "n_step2"]
-VARIANCE_COLUMNS = ["task", "run", "last_n", "acc_sd", "acc_cv", "bpb_sd", "bpb_cv",
-                    "two_step_abs_error_13B", "two_step_abs_error_7B"]
+TWO_STEP_COLUMNS = [
+    "method",
+    "target",
+    "task",
+    "x_feature",
+    "predicted_x",
+    "actual_x",
+    "predicted",
+    "actual",
+    "abs_error",
+    "rel_error",
+    "published_predicted",
+    "published_actual",
+    "published_abs_error",
+    "published_rel_error",
+    "n_step1",
+    "n_step2",
+]
+VARIANCE_COLUMNS = [
+    "task",
+    "run",
+    "last_n",
+    "acc_sd",
+    "acc_cv",
+    "bpb_sd",
+    "bpb_cv",
+    "two_step_abs_error_13B",
+    "two_step_abs_error_7B",
+]
 
 
-def fit_chinchilla_many(N: np.ndarray, D: np.ndarray, Y: np.ndarray, delta: float = 1e-3,
-                        n_starts: int = 3) -> np.ndarray:
+def fit_chinchilla_many(
+    N: np.ndarray, D: np.ndarray, Y: np.ndarray, delta: float = 1e-3, n_starts: int = 3
+) -> np.ndarray:
     """Chinchilla law ``E + A / N^alpha + B / D^beta`` for each row of Y (T, n) at once.
 
     The tasks' objectives are independent, so one L-BFGS over all of them (block-separable
@@ -90,8 +114,13 @@ def fit_chinchilla_many(N: np.ndarray, D: np.ndarray, Y: np.ndarray, delta: floa
     best, best_val = None, None
     for k in range(order.shape[1]):
         th0 = grid[order[:, k]]
-        res = minimize(fun, th0.ravel(), jac=True, method="L-BFGS-B",
-                       options={"maxiter": 3000, "ftol": 1e-15, "gtol": 1e-12})
+        res = minimize(
+            fun,
+            th0.ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 3000, "ftol": 1e-15, "gtol": 1e-12},
+        )
         th = res.x.reshape(T_, -1)
         val = _per_task_loss(th, J, logy, delta)
         if best is None:
@@ -120,7 +149,8 @@ def _smooth(df: pd.DataFrame, window: int) -> pd.DataFrame:
     """Trailing moving average of `value` along each run's checkpoints."""
     df = df.sort_values(["run_id", "tokens"])
     df["value"] = df.groupby("run_id")["value"].transform(
-        lambda v: v.rolling(window, min_periods=1).mean())
+        lambda v: v.rolling(window, min_periods=1).mean()
+    )
     return df
 
 
@@ -152,9 +182,14 @@ def _refine_sigmoid(x: np.ndarray, y: np.ndarray, p0: dict) -> dict:
         return np.column_stack([1 - sg, sg, dz * (x - p[3]), -dz * p[2]])
 
     span = float(np.ptp(x)) or 1.0
-    fit = least_squares(lambda p: curve(p) - y, start, jac=jac, method="trf", max_nfev=2000,
-                        bounds=([0, 0, 0, x.min() - 20 * span], [1, 1, 200 / span,
-                                                                  x.max() + 20 * span]))
+    fit = least_squares(
+        lambda p: curve(p) - y,
+        start,
+        jac=jac,
+        method="trf",
+        max_nfev=2000,
+        bounds=([0, 0, 0, x.min() - 20 * span], [1, 1, 200 / span, x.max() + 20 * span]),
+    )
     bo, to, k, l0 = map(float, fit.x)
     return {"a": to - bo, "b": bo, "s": -k, "x0": l0}
 
@@ -168,8 +203,9 @@ def _step2(x: np.ndarray, y: np.ndarray) -> dict | None:
     return _refine_sigmoid(x[ok], y[ok], p)
 
 
-def _single_step_many(N: np.ndarray, D: np.ndarray, Y: np.ndarray, Nt: np.ndarray,
-                      Dt: np.ndarray) -> np.ndarray:
+def _single_step_many(
+    N: np.ndarray, D: np.ndarray, Y: np.ndarray, Nt: np.ndarray, Dt: np.ndarray
+) -> np.ndarray:
     """Single-step predictions (T, targets): per task,
     ``acc = b + (top - b) / (1 + exp(E + A' (N/1e9)^-alpha + B' (D/1e11)^-beta))`` with
     b, top in [0, 1], fitted by least squares from two starts."""
@@ -185,10 +221,16 @@ def _single_step_many(N: np.ndarray, D: np.ndarray, Y: np.ndarray, Nt: np.ndarra
     for y in Y:
         best = None
         for e0 in (-2.0, 1.0):
-            p0 = [np.clip(y.min() - 0.05, 0, 1), np.clip(y.max() + 0.1, 0, 1), e0, 0.0, 0.3,
-                  0.0, 0.3]
-            r = least_squares(lambda p, y=y: f(p, lN, lD) - y, p0, bounds=(lo, hi),
-                              max_nfev=400)
+            p0 = [
+                np.clip(y.min() - 0.05, 0, 1),
+                np.clip(y.max() + 0.1, 0, 1),
+                e0,
+                0.0,
+                0.3,
+                0.0,
+                0.3,
+            ]
+            r = least_squares(lambda p, y=y: f(p, lN, lD) - y, p0, bounds=(lo, hi), max_nfev=400)
             if best is None or r.cost < best.cost:
                 best = r
         out.append(f(best.x, np.log(Nt / 1e9), np.log(Dt / 1e11)))
@@ -197,24 +239,41 @@ def _single_step_many(N: np.ndarray, D: np.ndarray, Y: np.ndarray, Nt: np.ndarra
 
 def _row(method, target, task, feature, px, ax, pred, act, n1, n2) -> dict:
     pub = PUBLISHED_13B.get(task) if target.startswith("13B") and method == "two_step" else None
-    return {"method": method, "target": target, "task": task, "x_feature": feature,
-            "predicted_x": px, "actual_x": ax, "predicted": pred, "actual": act,
-            "abs_error": abs(pred - act), "rel_error": abs(pred - act) / abs(act),
-            "published_predicted": pub[1] if pub else np.nan,
-            "published_actual": pub[0] if pub else np.nan,
-            "published_abs_error": abs(pub[1] - pub[0]) if pub else np.nan,
-            "published_rel_error": abs(pub[1] - pub[0]) / pub[0] if pub else np.nan,
-            "n_step1": n1, "n_step2": n2}
+    return {
+        "method": method,
+        "target": target,
+        "task": task,
+        "x_feature": feature,
+        "predicted_x": px,
+        "actual_x": ax,
+        "predicted": pred,
+        "actual": act,
+        "abs_error": abs(pred - act),
+        "rel_error": abs(pred - act) / abs(act),
+        "published_predicted": pub[1] if pub else np.nan,
+        "published_actual": pub[0] if pub else np.nan,
+        "published_abs_error": abs(pub[1] - pub[0]) if pub else np.nan,
+        "published_rel_error": abs(pub[1] - pub[0]) / pub[0] if pub else np.nan,
+        "n_step1": n1,
+        "n_step2": n2,
+    }
 
 
-def two_step_backtest(table: pd.DataFrame, cfg: TwoStepConfig, accuracy_metric: str = "acc",
-                      huber_delta: float = 1e-3) -> pd.DataFrame:
+def two_step_backtest(
+    table: pd.DataFrame, cfg: TwoStepConfig, accuracy_metric: str = "acc", huber_delta: float = 1e-3
+) -> pd.DataFrame:
     """Predictions for every target and task shared with the ladder (TWO_STEP_COLUMNS)."""
     runs = table.drop_duplicates("run_id").set_index("run_id")
     mult_ok = runs["multiplier"].apply(
-        lambda m: any(np.isclose(m, v, rtol=0.02) for v in cfg.train_multipliers))
-    ladder = list(runs.index[runs["size"].isin(cfg.train_sizes) & mult_ok
-                             & ~runs["sweep"].astype(str).str.contains(":")])
+        lambda m: any(np.isclose(m, v, rtol=0.02) for v in cfg.train_multipliers)
+    )
+    ladder = list(
+        runs.index[
+            runs["size"].isin(cfg.train_sizes)
+            & mult_ok
+            & ~runs["sweep"].astype(str).str.contains(":")
+        ]
+    )
     targets = [r for r in cfg.targets if r in runs.index]
     if len(ladder) < 6 or not targets:
         warn(f"two-step backtest: {len(ladder)} ladder runs and targets {targets}; not run")
@@ -223,9 +282,11 @@ def two_step_backtest(table: pd.DataFrame, cfg: TwoStepConfig, accuracy_metric: 
     acc = tasks[tasks["metric"] == accuracy_metric]
     bpb = tasks[tasks["metric"] == "bpb"]
     c4 = table[(table["kind"] == "val_loss") & (table["name"] == cfg.loss_val_set)]
-    names = sorted(set(acc.loc[acc["run_id"].isin(ladder), "name"])
-                   & set(acc.loc[acc["run_id"].isin(targets), "name"])
-                   & set(bpb.loc[bpb["run_id"].isin(ladder), "name"]))
+    names = sorted(
+        set(acc.loc[acc["run_id"].isin(ladder), "name"])
+        & set(acc.loc[acc["run_id"].isin(targets), "name"])
+        & set(bpb.loc[bpb["run_id"].isin(ladder), "name"])
+    )
     Nl = runs.loc[ladder, "n_params"].to_numpy(float)
     Dl = runs.loc[ladder, "train_tokens"].to_numpy(float)
     Nt = runs.loc[targets, "n_params"].to_numpy(float)
@@ -245,8 +306,11 @@ def two_step_backtest(table: pd.DataFrame, cfg: TwoStepConfig, accuracy_metric: 
     c4_pts = _smooth(c4[c4["run_id"].isin(ladder)].copy(), cfg.last_n)
     for i, (method, feature, name, frows, fx) in enumerate(feats):
         a_name = acc[(acc["name"] == name) & acc["run_id"].isin(ladder)].copy()
-        xr = c4_pts if method == "c4_loss" else _smooth(
-            frows[frows["run_id"].isin(ladder)].copy(), cfg.last_n)
+        xr = (
+            c4_pts
+            if method == "c4_loss"
+            else _smooth(frows[frows["run_id"].isin(ladder)].copy(), cfg.last_n)
+        )
         pts = _pair(xr, _smooth(a_name, cfg.last_n), cfg.step2_min_frac)
         s2 = _step2(pts["x"].to_numpy(), pts["y"].to_numpy())
         if s2 is None:
@@ -254,36 +318,60 @@ def two_step_backtest(table: pd.DataFrame, cfg: TwoStepConfig, accuracy_metric: 
             continue
         for j, tg in enumerate(targets):
             pred = float(sigmoid_acc(px_all[i, j], **s2))
-            rows.append(_row(method, tg, name, feature, float(px_all[i, j]),
-                             float(fx.get(tg, np.nan)), pred, float(y_fin[name].get(tg, np.nan)),
-                             len(ladder), len(pts)))
+            rows.append(
+                _row(
+                    method,
+                    tg,
+                    name,
+                    feature,
+                    float(px_all[i, j]),
+                    float(fx.get(tg, np.nan)),
+                    pred,
+                    float(y_fin[name].get(tg, np.nan)),
+                    len(ladder),
+                    len(pts),
+                )
+            )
     Y = np.array([y_fin[n].loc[ladder].to_numpy(float) for n in names])
     for k, pred in enumerate(_single_step_many(Nl, Dl, Y, Nt, Dt)):
         for j, tg in enumerate(targets):
-            rows.append(_row("single_step", tg, names[k], "(N, D)", np.nan, np.nan,
-                             float(pred[j]), float(y_fin[names[k]].get(tg, np.nan)),
-                             len(ladder), 0))
+            rows.append(
+                _row(
+                    "single_step",
+                    tg,
+                    names[k],
+                    "(N, D)",
+                    np.nan,
+                    np.nan,
+                    float(pred[j]),
+                    float(y_fin[names[k]].get(tg, np.nan)),
+                    len(ladder),
+                    0,
+                )
+            )
     return pd.DataFrame(rows, columns=TWO_STEP_COLUMNS)
 
 
 def _pair(x_rows: pd.DataFrame, y_rows: pd.DataFrame, min_frac: float) -> pd.DataFrame:
     keys = ["run_id", "step"]
-    m = x_rows[keys + ["tokens", "value"]].merge(y_rows[keys + ["value"]], on=keys,
-                                                 suffixes=("_x", "_y"))
+    m = x_rows[keys + ["tokens", "value"]].merge(
+        y_rows[keys + ["value"]], on=keys, suffixes=("_x", "_y")
+    )
     last = m.groupby("run_id")["tokens"].transform("max")
     m = m[m["tokens"] >= min_frac * last]
     return m.rename(columns={"value_x": "x", "value_y": "y"})
 
 
-def variance_analysis(table: pd.DataFrame, cfg: TwoStepConfig, backtest: pd.DataFrame,
-                      accuracy_metric: str = "acc") -> pd.DataFrame:
+def variance_analysis(
+    table: pd.DataFrame, cfg: TwoStepConfig, backtest: pd.DataFrame, accuracy_metric: str = "acc"
+) -> pd.DataFrame:
     """Per task: spread of accuracy and bpb over the last checkpoints of `variance_run`
     (standard deviation and coefficient of variation), beside the two-step errors."""
     run = table[(table["run_id"] == cfg.variance_run) & (table["kind"] == "task")]
     if run.empty:
         warn(f"variance analysis: run {cfg.variance_run} not in the table; not run")
         return pd.DataFrame(columns=VARIANCE_COLUMNS)
-    steps = sorted(run["step"].dropna().unique())[-cfg.variance_last_n:]
+    steps = sorted(run["step"].dropna().unique())[-cfg.variance_last_n :]
     tail = run[run["step"].isin(steps)]
     rows = []
     err = backtest[backtest["method"] == "two_step"] if not backtest.empty else backtest
@@ -291,11 +379,19 @@ def variance_analysis(table: pd.DataFrame, cfg: TwoStepConfig, backtest: pd.Data
         a = sub.loc[sub["metric"] == accuracy_metric, "value"].astype(float)
         b = sub.loc[sub["metric"] == "bpb", "value"].astype(float)
         e = {} if err.empty else err[err["task"] == name].set_index("target")["abs_error"]
-        rows.append({"task": name, "run": cfg.variance_run, "last_n": len(steps),
-                     "acc_sd": a.std(), "acc_cv": a.std() / a.mean() if len(a) else np.nan,
-                     "bpb_sd": b.std(), "bpb_cv": b.std() / b.mean() if len(b) else np.nan,
-                     "two_step_abs_error_13B": _get(e, "13B"),
-                     "two_step_abs_error_7B": _get(e, "7B")})
+        rows.append(
+            {
+                "task": name,
+                "run": cfg.variance_run,
+                "last_n": len(steps),
+                "acc_sd": a.std(),
+                "acc_cv": a.std() / a.mean() if len(a) else np.nan,
+                "bpb_sd": b.std(),
+                "bpb_cv": b.std() / b.mean() if len(b) else np.nan,
+                "two_step_abs_error_13B": _get(e, "13B"),
+                "two_step_abs_error_7B": _get(e, "7B"),
+            }
+        )
     return pd.DataFrame(rows, columns=VARIANCE_COLUMNS)
 
 

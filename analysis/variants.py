@@ -45,10 +45,12 @@ def setting_of(sweep: str) -> str:
 def _reference(runs: pd.DataFrame, rid: str) -> str | None:
     r = runs.loc[rid]
     main = runs[~runs["sweep"].astype(str).str.contains(":", regex=False)]
-    same = main[(main["source"] == r["source"]) & (main["size"] == r["size"])
-                & (main["corpus"] == r["corpus"])
-                & np.isclose(main["train_tokens"].astype(float), float(r["train_tokens"]),
-                             rtol=0.02)]
+    same = main[
+        (main["source"] == r["source"])
+        & (main["size"] == r["size"])
+        & (main["corpus"] == r["corpus"])
+        & np.isclose(main["train_tokens"].astype(float), float(r["train_tokens"]), rtol=0.02)
+    ]
     return str(same.index[0]) if len(same) else None
 
 
@@ -57,10 +59,12 @@ def _interpolated(tasks: pd.DataFrame, runs: pd.DataFrame, vid: str):
     of the two main-suite runs of the same corpus and budget that bracket its size,
     interpolated linearly in log N (stderr likewise). None when no pair brackets it."""
     r = runs.loc[vid]
-    main = runs[~runs["sweep"].astype(str).str.contains(":", regex=False)
-                & (runs["source"] == r["source"]) & (runs["corpus"] == r["corpus"])
-                & np.isclose(runs["train_tokens"].astype(float), float(r["train_tokens"]),
-                             rtol=0.02)]
+    main = runs[
+        ~runs["sweep"].astype(str).str.contains(":", regex=False)
+        & (runs["source"] == r["source"])
+        & (runs["corpus"] == r["corpus"])
+        & np.isclose(runs["train_tokens"].astype(float), float(r["train_tokens"]), rtol=0.02)
+    ]
     n = float(r["n_params"])
     lo = main[main["n_params"] < n]["n_params"].astype(float)
     hi = main[main["n_params"] > n]["n_params"].astype(float)
@@ -74,8 +78,9 @@ def _interpolated(tasks: pd.DataFrame, runs: pd.DataFrame, vid: str):
     both = ra.index.intersection(rb.index)
     out = ra.loc[both].copy()
     out["value"] = (1 - w) * ra.loc[both, "value"] + w * rb.loc[both, "value"]
-    out["stderr"] = np.sqrt(((1 - w) * ra.loc[both, "stderr"]) ** 2
-                            + (w * rb.loc[both, "stderr"]) ** 2)
+    out["stderr"] = np.sqrt(
+        ((1 - w) * ra.loc[both, "stderr"]) ** 2 + (w * rb.loc[both, "stderr"]) ** 2
+    )
     out["n_params"] = n
     return out.reset_index(), f"interp({a},{b})"
 
@@ -89,19 +94,28 @@ def _trajectory_group(rows: pd.DataFrame, names: list[str], rid: str) -> Group:
     x = np.log10(AXES["compute"][1] / (6.0 * n * acc.index.to_numpy(float)))
     meta = rows.drop_duplicates("name").set_index("name")
     ids = np.array([f"{rid}@{t:.0f}" for t in acc.index], dtype=object)
-    return Group(val_set="compute", corpus=str(rows["corpus"].iloc[0]), run_ids=ids,
-                 run_corpus=np.full(len(ids), str(rows["corpus"].iloc[0]), dtype=object),
-                 size=np.full(len(ids), str(rows["size"].iloc[0]), dtype=object),
-                 n_params=np.full(len(ids), n), x=x, names=list(names),
-                 tasks=[str(meta.at[c, "task"]) for c in names],
-                 setups=[str(meta.at[c, "setup"]) for c in names],
-                 Y=acc.to_numpy(float), S=se.to_numpy(float), chance=chance)
+    return Group(
+        val_set="compute",
+        corpus=str(rows["corpus"].iloc[0]),
+        run_ids=ids,
+        run_corpus=np.full(len(ids), str(rows["corpus"].iloc[0]), dtype=object),
+        size=np.full(len(ids), str(rows["size"].iloc[0]), dtype=object),
+        n_params=np.full(len(ids), n),
+        x=x,
+        names=list(names),
+        tasks=[str(meta.at[c, "task"]) for c in names],
+        setups=[str(meta.at[c, "setup"]) for c in names],
+        Y=acc.to_numpy(float),
+        S=se.to_numpy(float),
+        chance=chance,
+    )
 
 
 def variant_flips(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
     """FLIP_COLUMNS rows for every variant run against its reference run."""
-    tasks = table[(table["kind"] == "task") & (table["metric"] == cfg.accuracy_metric)
-                  & table["step"].notna()]
+    tasks = table[
+        (table["kind"] == "task") & (table["metric"] == cfg.accuracy_metric) & table["step"].notna()
+    ]
     runs = table.drop_duplicates("run_id").set_index("run_id")
     variants = [r for r in runs.index if ":" in str(runs.at[r, "sweep"])]
     rows: list[dict] = []
@@ -114,8 +128,10 @@ def variant_flips(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
         else:
             a, ref = _interpolated(tasks, runs, vid)
             if a is None:
-                warn(f"{setting} variant {vid}: no main-suite run of the same size, corpus and "
-                     "tokens, nor two that bracket its size; skipped")
+                warn(
+                    f"{setting} variant {vid}: no main-suite run of the same size, corpus and "
+                    "tokens, nor two that bracket its size; skipped"
+                )
                 continue
         names = sorted(set(a["name"]) & set(b["name"]))
         if not names:
@@ -125,18 +141,28 @@ def variant_flips(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
         ta = tb = None
         if min(ga.n, gb.n) >= cfg.classify.min_models:
             R = cfg.bootstrap.n_resamples
-            ta = classify_group(ga, bootstrap_weights(ga.n, R, cfg.bootstrap.seed),
-                                cfg.classify, cfg.fit)
-            tb = classify_group(gb, bootstrap_weights(gb.n, R, cfg.bootstrap.seed + 1),
-                                cfg.classify, cfg.fit)
+            ta = classify_group(
+                ga, bootstrap_weights(ga.n, R, cfg.bootstrap.seed), cfg.classify, cfg.fit
+            )
+            tb = classify_group(
+                gb, bootstrap_weights(gb.n, R, cfg.bootstrap.seed + 1), cfg.classify, cfg.fit
+            )
             idx = list(range(len(names)))
             rows += _category_rows(ta, tb, setting, ctx, ref, vid, idx, idx)
         rows += _gap_rows(ga, gb, names, setting, ctx, ref, vid, cfg)
     return pd.DataFrame(rows, columns=FLIP_COLUMNS)
 
 
-def _gap_rows(ga: Group, gb: Group, names: list[str], setting: str, ctx: str, ref: str,
-              vid: str, cfg: AnalysisConfig) -> list[dict]:
+def _gap_rows(
+    ga: Group,
+    gb: Group,
+    names: list[str],
+    setting: str,
+    ctx: str,
+    ref: str,
+    vid: str,
+    cfg: AnalysisConfig,
+) -> list[dict]:
     ta = {round(float(x), 6): i for i, x in enumerate(ga.x)}
     pairs = [(ta[round(float(x), 6)], j) for j, x in enumerate(gb.x) if round(float(x), 6) in ta]
     if not pairs:
@@ -160,9 +186,20 @@ def _gap_rows(ga: Group, gb: Group, names: list[str], setting: str, ctx: str, re
             continue
         lo, hi = gap - z * se, gap + z * se
         if (lo > 0 or hi < 0) and abs(gap) >= cfg.flips.min_gap:
-            rows.append({"task": ga.tasks[t], "setup": ga.setups[t], "setting": setting,
-                         "context": ctx, "from": ref, "to": vid, "kind": "variant_gap",
-                         "effect": gap, "effect_from": np.nan, "ci_low": lo, "ci_high": hi,
-                         "p_value": float(2 * norm.sf(abs(gap) / se))})
+            rows.append(
+                {
+                    "task": ga.tasks[t],
+                    "setup": ga.setups[t],
+                    "setting": setting,
+                    "context": ctx,
+                    "from": ref,
+                    "to": vid,
+                    "kind": "variant_gap",
+                    "effect": gap,
+                    "effect_from": np.nan,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "p_value": float(2 * norm.sf(abs(gap) / se)),
+                }
+            )
     return rows
-

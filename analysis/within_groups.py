@@ -55,9 +55,11 @@ def mark_within_mix(points: pd.DataFrame, trends: pd.DataFrame, metric: str) -> 
     if out.empty or harness.empty:
         return out
     loss = harness[harness["kind"] == "val_loss"].pivot_table(
-        index="run_id", columns="name", values="value", aggfunc="mean")
+        index="run_id", columns="name", values="value", aggfunc="mean"
+    )
     acc = harness[(harness["kind"] == "task") & (harness["metric"] == metric)].pivot_table(
-        index="run_id", columns="name", values="value", aggfunc="mean")
+        index="run_id", columns="name", values="value", aggfunc="mean"
+    )
     corpus = harness.drop_duplicates("run_id").set_index("run_id")["corpus"].astype(str)
     se = out.set_index(["val_set", "corpus", "name"])["binomial_se"]
     rows = out.index[(out["corpus"] == POOLED) & (out["category"] == "predictable")]
@@ -69,8 +71,13 @@ def mark_within_mix(points: pd.DataFrame, trends: pd.DataFrame, metric: str) -> 
         for c in sorted(corpus.unique()):
             ids = [r for r in corpus.index[corpus == c] if r in loss.index and r in acc.index]
             noise = se.get((v, c, name), out.at[i, "binomial_se"])
-            ts.append(slope_t(loss.loc[ids, v].to_numpy(float), acc.loc[ids, name].to_numpy(float),
-                              float(noise)))
+            ts.append(
+                slope_t(
+                    loss.loc[ids, v].to_numpy(float),
+                    acc.loc[ids, name].to_numpy(float),
+                    float(noise),
+                )
+            )
         out.at[i, COLUMN] = _verdict(ts)
     return out
 
@@ -79,18 +86,25 @@ def report_line(trends: pd.DataFrame, val_set: str) -> str:
     """One sentence for the report: pooled-predictable tasks that trend between mixes only."""
     if COLUMN not in trends or trends.empty:
         return ""
-    t = trends[(trends["val_set"] == val_set) & (trends["corpus"] == POOLED)
-               & (trends[COLUMN].fillna("") != "")]
+    t = trends[
+        (trends["val_set"] == val_set)
+        & (trends["corpus"] == POOLED)
+        & (trends[COLUMN].fillna("") != "")
+    ]
     if t.empty:
         return ""
     between = sorted(t.loc[t[COLUMN] == "between mixes only", "name"])
     if not between:
-        return (f"Within-mix check on `{val_set}`: every pooled-predictable task also trends "
-                f"inside at least one data mix ({len(t)} checked).\n")
-    return (f"Within-mix check on `{val_set}`: {len(between)} of {len(t)} pooled-predictable "
-            f"task(s) trend between data mixes only — inside each mix accuracy does not move "
-            f"with loss beyond binomial noise, so the pooled law fits a difference between "
-            f"clusters, not a scaling trend: {', '.join(between)}.\n")
+        return (
+            f"Within-mix check on `{val_set}`: every pooled-predictable task also trends "
+            f"inside at least one data mix ({len(t)} checked).\n"
+        )
+    return (
+        f"Within-mix check on `{val_set}`: {len(between)} of {len(t)} pooled-predictable "
+        f"task(s) trend between data mixes only — inside each mix accuracy does not move "
+        f"with loss beyond binomial noise, so the pooled law fits a difference between "
+        f"clusters, not a scaling trend: {', '.join(between)}.\n"
+    )
 
 
 def report_lines(trends: pd.DataFrame) -> str:

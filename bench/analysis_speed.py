@@ -40,8 +40,10 @@ def main(argv: list[str]) -> dict[str, float]:
             summary = analyze(table, out / name, settings_for(name, AnalysisConfig()))
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         times[name] = wall
-        print(f"{name}: import {w1 - w0:.1f} s, total {wall:.1f} s wall, {cpu:.1f} s CPU "
-              f"(load average {load0:.1f} -> {os.getloadavg()[0]:.1f}) -> {out / name}")
+        print(
+            f"{name}: import {w1 - w0:.1f} s, total {wall:.1f} s wall, {cpu:.1f} s CPU "
+            f"(load average {load0:.1f} -> {os.getloadavg()[0]:.1f}) -> {out / name}"
+        )
         ref = settings_for(name, AnalysisConfig()).reference_val_set
         if ref in summary.frac_predictable:
             est, lo, hi = summary.frac_predictable[ref]

@@ -33,7 +33,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TASKS = ["toy_recall", "toy_twohop", "toy_arith", "toy_grammar", "toy_override", "toy_code"]
 
 
-def make_checkpoints(out: Path, n: int, n_per_task: int, small: bool = False) -> tuple[list[Path], Path]:
+def make_checkpoints(
+    out: Path, n: int, n_per_task: int, small: bool = False
+) -> tuple[list[Path], Path]:
     """N saved checkpoints and the toy task folder, built through the harness's own data path."""
     import torch
     from hydra import compose, initialize_config_dir
@@ -43,12 +45,29 @@ def make_checkpoints(out: Path, n: int, n_per_task: int, small: bool = False) ->
     from train.model import build_model
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            f"cache_dir={out / 'cache'}", "model=cpu-200k", "eval=toy", f"eval.n_per_task={n_per_task}",
-            "sources.toyworld.docs.train=2000", "tokenizer.vocab_size=1024", "tokenizer.train_docs=1000"]
+        cfg = compose(
+            config_name="config",
+            overrides=[
+                f"cache_dir={out / 'cache'}",
+                "model=cpu-200k",
+                "eval=toy",
+                f"eval.n_per_task={n_per_task}",
+                "sources.toyworld.docs.train=2000",
+                "tokenizer.vocab_size=1024",
+                "tokenizer.train_docs=1000",
+            ]
             # --smoke: a smaller world and tokenizer, so setup takes seconds
-            + (["sources.toyworld.n_entities=120", "sources.toyworld.docs.train=300",
-                "tokenizer.vocab_size=512", "tokenizer.train_docs=200"] if small else []))
+            + (
+                [
+                    "sources.toyworld.n_entities=120",
+                    "sources.toyworld.docs.train=300",
+                    "tokenizer.vocab_size=512",
+                    "tokenizer.train_docs=200",
+                ]
+                if small
+                else []
+            ),
+        )
     spec = run_spec(cfg)
     data = prepare_data(spec)
     task_dir, _ = toy_task_dir(spec)
@@ -65,7 +84,9 @@ def make_checkpoints(out: Path, n: int, n_per_task: int, small: bool = False) ->
     return paths, task_dir
 
 
-def time_harness(ckpts: list[Path], tasks: list[str], task_dir: Path, batch_size: int, limit: int | None) -> float:
+def time_harness(
+    ckpts: list[Path], tasks: list[str], task_dir: Path, batch_size: int, limit: int | None
+) -> float:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -80,14 +101,30 @@ def time_harness(ckpts: list[Path], tasks: list[str], task_dir: Path, batch_size
     return time.perf_counter() - t0
 
 
-def time_cli(ckpts: list[Path], tasks: list[str], task_dir: Path, batch_size: int, limit: int | None) -> float:
+def time_cli(
+    ckpts: list[Path], tasks: list[str], task_dir: Path, batch_size: int, limit: int | None
+) -> float:
     exe = Path(sys.executable).with_name("lm_eval")
     t0 = time.perf_counter()
     for ckpt in ckpts:
-        cmd = [str(exe), "--model", "hf", "--model_args", f"pretrained={ckpt},dtype=float32,max_length=256",
-               "--tasks", ",".join(tasks), "--include_path", str(task_dir), "--batch_size", str(batch_size),
-               "--device", "cpu"] + (["--limit", str(limit)] if limit else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1"))
+        cmd = [
+            str(exe),
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={ckpt},dtype=float32,max_length=256",
+            "--tasks",
+            ",".join(tasks),
+            "--include_path",
+            str(task_dir),
+            "--batch_size",
+            str(batch_size),
+            "--device",
+            "cpu",
+        ] + (["--limit", str(limit)] if limit else [])
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1")
+        )
         if proc.returncode != 0:
             raise SystemExit(f"lm_eval failed on {ckpt}:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - t0
@@ -106,11 +143,16 @@ def main(argv: list[str] | None = None) -> float:
     out = args.out or Path(tempfile.mkdtemp(prefix="eval_speed_"))
     t0 = time.perf_counter()
     ckpts, task_dir = make_checkpoints(out, n, n_per_task, small=args.smoke)
-    print(f"setup: {n} checkpoints + toy tasks in {time.perf_counter() - t0:.1f} s ({out})", flush=True)
+    print(
+        f"setup: {n} checkpoints + toy tasks in {time.perf_counter() - t0:.1f} s ({out})",
+        flush=True,
+    )
     harness = time_harness(ckpts, tasks, task_dir, args.batch_size, limit)
     cli = time_cli(ckpts, tasks, task_dir, args.batch_size, limit)
-    print(f"{n} checkpoints, tasks {','.join(tasks)}, batch size {args.batch_size}, torch threads "
-          f"{__import__('torch').get_num_threads()}")
+    print(
+        f"{n} checkpoints, tasks {','.join(tasks)}, batch size {args.batch_size}, torch threads "
+        f"{__import__('torch').get_num_threads()}"
+    )
     print(f"{'path':<10} {'total s':>9} {'s/checkpoint':>13}")
     print(f"{'harness':<10} {harness:>9.1f} {harness / n:>13.2f}")
     print(f"{'lm_eval':<10} {cli:>9.1f} {cli / n:>13.2f}")

@@ -68,8 +68,16 @@ class ModelInfo:
     n_heads: int | None = None
     vocab_size: int | None = None
     seq_len: int | None = None
-    TYPES = {"size": (str,), "n_params": _NUM, "n_params_nonembedding": _NUM, "d_model": (int,),
-             "n_layers": (int,), "n_heads": (int,), "vocab_size": (int,), "seq_len": (int,)}
+    TYPES = {
+        "size": (str,),
+        "n_params": _NUM,
+        "n_params_nonembedding": _NUM,
+        "d_model": (int,),
+        "n_layers": (int,),
+        "n_heads": (int,),
+        "vocab_size": (int,),
+        "seq_len": (int,),
+    }
 
 
 @dataclass
@@ -97,10 +105,21 @@ class Compute:
     peak_memory_bytes: int | None = None
     peak_memory_kind: str | None = None
     world_size: int | None = None
-    TYPES = {"flops": _NUM, "flops_convention": (str,), "tokens": _NUM, "steps": (int,),
-             "wall_seconds": _NUM, "train_seconds": _NUM, "tokens_per_second": _NUM,
-             "device": (str,), "torch_threads": (int,), "resumed_from_step": (int,),
-             "peak_memory_bytes": (int,), "peak_memory_kind": (str,), "world_size": (int,)}
+    TYPES = {
+        "flops": _NUM,
+        "flops_convention": (str,),
+        "tokens": _NUM,
+        "steps": (int,),
+        "wall_seconds": _NUM,
+        "train_seconds": _NUM,
+        "tokens_per_second": _NUM,
+        "device": (str,),
+        "torch_threads": (int,),
+        "resumed_from_step": (int,),
+        "peak_memory_bytes": (int,),
+        "peak_memory_kind": (str,),
+        "world_size": (int,),
+    }
 
 
 @dataclass
@@ -124,11 +143,14 @@ class CheckpointEntry:
             raise RecordError(f"record {where}: keys {sorted(raw)}, expected {list(keys)}")
         step = _check(f"{where}.step", raw.get("step"), (int,), optional=False)
         tasks = _check(f"{where}.tasks", raw.get("tasks") or {}, (dict,))
-        return cls(step, _check(f"{where}.tokens", raw.get("tokens"), _NUM),
-                   _check(f"{where}.flops", raw.get("flops"), _NUM),
-                   _scores(f"{where}.val_loss", raw.get("val_loss") or {}),
-                   {str(t): _scores(f"{where}.tasks.{t}", m) for t, m in tasks.items()},
-                   _check(f"{where}.failure", raw.get("failure"), (str,)))
+        return cls(
+            step,
+            _check(f"{where}.tokens", raw.get("tokens"), _NUM),
+            _check(f"{where}.flops", raw.get("flops"), _NUM),
+            _scores(f"{where}.val_loss", raw.get("val_loss") or {}),
+            {str(t): _scores(f"{where}.tasks.{t}", m) for t, m in tasks.items()},
+            _check(f"{where}.failure", raw.get("failure"), (str,)),
+        )
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -137,10 +159,23 @@ class CheckpointEntry:
         return out
 
 
-_TOP = {"schema_version": (int,), "run_id": (str,), "sweep": (str,), "status": (str,),
-        "failure": (str,), "config": (dict,), "git_sha": (str,), "seed": (int,), "host": (str,),
-        "slurm_job_id": (str,), "model": (dict,), "data": (dict,), "compute": (dict,),
-        "tasks_meta": (dict,), "checkpoints": (list,)}
+_TOP = {
+    "schema_version": (int,),
+    "run_id": (str,),
+    "sweep": (str,),
+    "status": (str,),
+    "failure": (str,),
+    "config": (dict,),
+    "git_sha": (str,),
+    "seed": (int,),
+    "host": (str,),
+    "slurm_job_id": (str,),
+    "model": (dict,),
+    "data": (dict,),
+    "compute": (dict,),
+    "tasks_meta": (dict,),
+    "checkpoints": (list,),
+}
 
 
 @dataclass
@@ -171,8 +206,10 @@ class RunRecord:
         _check("", raw, (dict,), optional=False)
         version = _check("schema_version", raw.get("schema_version", 1), (int,), optional=False)
         if version not in (1, SCHEMA_VERSION):
-            raise RecordError(f"record schema_version: {version} is not one this harness reads "
-                              f"(1, {SCHEMA_VERSION}); upgrade the harness")
+            raise RecordError(
+                f"record schema_version: {version} is not one this harness reads "
+                f"(1, {SCHEMA_VERSION}); upgrade the harness"
+            )
         strict = version == SCHEMA_VERSION
         if strict and set(raw) != set(_TOP):
             missing, unknown = sorted(set(_TOP) - set(raw)), sorted(set(raw) - set(_TOP))
@@ -185,27 +222,46 @@ class RunRecord:
             raise RecordError(f"record status: {top['status']!r} (known: {', '.join(STATUSES)})")
         compute = top["compute"] or None  # schema 1 wrote {} until the run completed
         return cls(
-            run_id=top["run_id"], status=top["status"], sweep=top["sweep"], failure=top["failure"],
-            config=top["config"] or {}, git_sha=top["git_sha"], seed=top["seed"], host=top["host"],
+            run_id=top["run_id"],
+            status=top["status"],
+            sweep=top["sweep"],
+            failure=top["failure"],
+            config=top["config"] or {},
+            git_sha=top["git_sha"],
+            seed=top["seed"],
+            host=top["host"],
             slurm_job_id=top["slurm_job_id"],
             model=ModelInfo(**_block("model", top["model"], ModelInfo, strict)),
             data=DataInfo(**_block("data", top["data"] or {}, DataInfo, strict)),
             compute=Compute(**_block("compute", compute, Compute, strict)) if compute else None,
-            tasks_meta={str(k): _check(f"tasks_meta.{k}", v, (dict,), optional=False)
-                        for k, v in (top["tasks_meta"] or {}).items()},
-            checkpoints=[CheckpointEntry.from_json(c, f"checkpoints[{i}]", strict)
-                         for i, c in enumerate(top["checkpoints"] or [])],
+            tasks_meta={
+                str(k): _check(f"tasks_meta.{k}", v, (dict,), optional=False)
+                for k, v in (top["tasks_meta"] or {}).items()
+            },
+            checkpoints=[
+                CheckpointEntry.from_json(c, f"checkpoints[{i}]", strict)
+                for i, c in enumerate(top["checkpoints"] or [])
+            ],
         )
 
     def to_json(self) -> dict[str, Any]:
         """The record.json object, always in the current schema, keys in a fixed order."""
         return {
-            "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "sweep": self.sweep,
-            "status": self.status, "failure": self.failure, "config": self.config,
-            "git_sha": self.git_sha, "seed": self.seed, "host": self.host,
-            "slurm_job_id": self.slurm_job_id, "model": _plain(self.model),
-            "data": _plain(self.data), "compute": _plain(self.compute) if self.compute else None,
-            "tasks_meta": self.tasks_meta, "checkpoints": [c.to_json() for c in self.checkpoints],
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "sweep": self.sweep,
+            "status": self.status,
+            "failure": self.failure,
+            "config": self.config,
+            "git_sha": self.git_sha,
+            "seed": self.seed,
+            "host": self.host,
+            "slurm_job_id": self.slurm_job_id,
+            "model": _plain(self.model),
+            "data": _plain(self.data),
+            "compute": _plain(self.compute) if self.compute else None,
+            "tasks_meta": self.tasks_meta,
+            "checkpoints": [c.to_json() for c in self.checkpoints],
         }
 
     # -- what the harness does to a record during a run --------------------------------
@@ -247,4 +303,3 @@ class RunRecord:
 
 def _plain(block: Any) -> dict[str, Any]:
     return {f.name: getattr(block, f.name) for f in dataclasses.fields(block)}
-

@@ -45,7 +45,9 @@ def _gold(sample: dict[str, Any], n_choices: int) -> int | None:
     return None
 
 
-def item_metrics(lls: list[float], gold: int, continuations: list[str], n_tokens: list[int]) -> dict[str, float]:
+def item_metrics(
+    lls: list[float], gold: int, continuations: list[str], n_tokens: list[int]
+) -> dict[str, float]:
     """The metrics above for one item."""
     ll = np.asarray(lls, dtype=np.float64)
     p = np.exp(ll - ll.max())
@@ -89,5 +91,7 @@ def continuous_metrics(samples: list[dict[str, Any]], tokenizer) -> dict[str, fl
     for m in METRICS:
         vals = np.array([r[m] for r in rows])
         out[m] = float(vals.mean())
-        out[f"{m}_stderr"] = float(vals.std(ddof=1) / math.sqrt(len(vals))) if len(vals) > 1 else float("nan")
+        out[f"{m}_stderr"] = (
+            float(vals.std(ddof=1) / math.sqrt(len(vals))) if len(vals) > 1 else float("nan")
+        )
     return out

@@ -77,8 +77,14 @@ def _manager(include_paths: tuple[str, ...]) -> tuple[Any, dict[str, Registered]
 class TaskRunner:
     """Scores a fixed list of tasks; build once, call `evaluate` per checkpoint."""
 
-    def __init__(self, tasks: list[str], include_paths: tuple[str, ...] = (), batch_size: int | str = 32,
-                 limit: int | None = None, chance: dict[str, float] | None = None):
+    def __init__(
+        self,
+        tasks: list[str],
+        include_paths: tuple[str, ...] = (),
+        batch_size: int | str = 32,
+        limit: int | None = None,
+        chance: dict[str, float] | None = None,
+    ):
         from lm_eval.tasks import get_task_dict
 
         self.names = list(tasks)
@@ -105,11 +111,14 @@ class TaskRunner:
         for lm_name, task in _leaf_tasks(self.task_dict).items():
             name = to_harness_name(lm_name)
             base, _, setup = name.partition(VARIANT_SEP)
-            n_docs = len(task.eval_docs) if task.has_test_docs() or task.has_validation_docs() else None
+            n_docs = (
+                len(task.eval_docs) if task.has_test_docs() or task.has_validation_docs() else None
+            )
             if n_docs is not None and self.limit:
                 n_docs = min(n_docs, self.limit)
-            out[name] = TaskInfo(name, base, setup, self.chance.get(name), n_docs,
-                                 task.config.num_fewshot or 0)  # lm-eval leaves 0-shot unset
+            out[name] = TaskInfo(
+                name, base, setup, self.chance.get(name), n_docs, task.config.num_fewshot or 0
+            )  # lm-eval leaves 0-shot unset
         return out
 
     def evaluate(self, model, tokenizer, max_length: int) -> dict[str, dict[str, float]]:
@@ -119,10 +128,21 @@ class TaskRunner:
         from eval.continuous import continuous_metrics
 
         # HFLM around an in-memory model only wraps it: cheap, so built per call.
-        lm = _quiet_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size,
-                           max_length=max_length, device=str(next(model.parameters()).device))
-        out = lm_eval_evaluate(lm=lm, task_dict=self.task_dict, limit=self.limit,
-                               log_samples=True, bootstrap_iters=100, verbosity="WARNING")
+        lm = _quiet_hflm()(
+            pretrained=model,
+            tokenizer=tokenizer,
+            batch_size=self.batch_size,
+            max_length=max_length,
+            device=str(next(model.parameters()).device),
+        )
+        out = lm_eval_evaluate(
+            lm=lm,
+            task_dict=self.task_dict,
+            limit=self.limit,
+            log_samples=True,
+            bootstrap_iters=100,
+            verbosity="WARNING",
+        )
         self.last_samples = {to_harness_name(k): v for k, v in out.get("samples", {}).items()}
         results: dict[str, dict[str, float]] = {}
         for lm_name, metrics in out["results"].items():
@@ -151,8 +171,10 @@ def _spec(name: str, tm: Any) -> str | dict[str, Any]:
     if shot and shot["base"] in index:
         entry = index[shot["base"]]
         if entry.yaml_path is None or entry.kind.name != "TASK":
-            raise ConfigError(f"eval.tasks: '{name}': only a single YAML task gets automatic @<N>shot "
-                              f"variants; '{shot['base']}' is a group or tag - define a variant YAML")
+            raise ConfigError(
+                f"eval.tasks: '{name}': only a single YAML task gets automatic @<N>shot "
+                f"variants; '{shot['base']}' is a group or tag - define a variant YAML"
+            )
         return str(_variant_yaml(lm_name, Path(entry.yaml_path), int(shot["n"])))
     near = difflib.get_close_matches(lm_name, index, n=5, cutoff=0.6)
     hint = f" (did you mean: {', '.join(to_harness_name(n) for n in near)})" if near else ""
@@ -235,8 +257,12 @@ def _variant_yaml(lm_name: str, base_yaml: Path, num_fewshot: int) -> Path:
     A `tag` of the base does not make the variant a member: lm-eval drops tags when it builds a
     task from a file, and the file is never indexed."""
     path = _variant_dir() / f"{lm_name}.yaml"
-    path.write_text(yaml.safe_dump({"include": str(base_yaml.resolve()), "task": lm_name,
-                                    "num_fewshot": num_fewshot}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {"include": str(base_yaml.resolve()), "task": lm_name, "num_fewshot": num_fewshot},
+            sort_keys=False,
+        )
+    )
     return path
 
 
@@ -285,16 +311,26 @@ def _failed_task_message(names: list[str], specs: list, tm: Any, err: Exception)
     return _load_error_message(err, None, None, None)
 
 
-def _load_error_message(err: Exception, task: str | None, path: str | None, name: str | None) -> str:
+def _load_error_message(
+    err: Exception, task: str | None, path: str | None, name: str | None
+) -> str:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+    offline = (
+        os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+    )
     where = " while offline" if offline else ""
     if path is None:
         what = f"task '{task}'" if task else "the tasks"
-        return (f"eval.tasks: {what} could not be built{where} ({text}); if a dataset is missing, "
-                "pre-cache it on a machine with hub access and copy ~/.cache/huggingface (or set HF_HOME)")
+        return (
+            f"eval.tasks: {what} could not be built{where} ({text}); if a dataset is missing, "
+            "pre-cache it on a machine with hub access and "
+            "copy ~/.cache/huggingface (or set HF_HOME)"
+        )
     args = f"'{path}'" + (f", '{name}'" if name else "")
-    return (f"eval.tasks: dataset {path}{f' ({name})' if name else ''} for task '{task}' "
-            f"could not be loaded{where} ({text}); pre-cache it on a machine with hub access: "
-            f"python -c \"import datasets; datasets.load_dataset({args})\", then copy ~/.cache/huggingface "
-            "here (or point HF_HOME at it)")
+    return (
+        f"eval.tasks: dataset {path}{f' ({name})' if name else ''} for task '{task}' "
+        f"could not be loaded{where} ({text}); pre-cache it on a machine with hub access: "
+        f'python -c "import datasets; datasets.load_dataset({args})", '
+        "then copy ~/.cache/huggingface "
+        "here (or point HF_HOME at it)"
+    )

@@ -27,8 +27,16 @@ from train.sources import stdlib_split_files
 from train.toyworld import COLOURS, FOODS, PROFESSIONS, SPECIES, World, person_fields
 from train.toyworld_entities import stable_seed
 
-TASKS = ("toy_recall", "toy_twohop", "toy_arith", "toy_grammar", "toy_override", "toy_code",
-         "toy_facts", "toy_unseen")
+TASKS = (
+    "toy_recall",
+    "toy_twohop",
+    "toy_arith",
+    "toy_grammar",
+    "toy_override",
+    "toy_code",
+    "toy_facts",
+    "toy_unseen",
+)
 # Setups per task; "" is the default cloze setup.
 SETUPS: dict[str, tuple[str, ...]] = {t: ("", "3shot", "letters") for t in TASKS}
 SETUPS["toy_grammar"] = ("", "prefix", "3shot")
@@ -58,8 +66,14 @@ def lm_eval_name(name: str) -> str:
 # ---------------------------------------------------------------- item generators
 # An item is {"key", "query", "choices", "gold", ...}; "key" keeps fewshot and test items apart.
 
-def _mc(rng: random.Random, gold: str, pool: list[str] | tuple[str, ...], k: int = 4,
-        must: tuple[str, ...] = ()) -> tuple[list[str], int]:
+
+def _mc(
+    rng: random.Random,
+    gold: str,
+    pool: list[str] | tuple[str, ...],
+    k: int = 4,
+    must: tuple[str, ...] = (),
+) -> tuple[list[str], int]:
     """k choices: gold, the `must` distractors, then random distinct others; gold shuffled in."""
     others = [c for c in dict.fromkeys(pool) if c != gold and c not in must]
     choices = [gold, *must, *rng.sample(others, min(k - 1 - len(must), len(others)))]
@@ -67,9 +81,11 @@ def _mc(rng: random.Random, gold: str, pool: list[str] | tuple[str, ...], k: int
     return choices, choices.index(gold)
 
 
-_ATTRS = {"colour": ("{n}'s favourite colour is", COLOURS),
-          "food": ("{n}'s favourite food is", FOODS),
-          "profession": ("{n}'s profession is", PROFESSIONS)}
+_ATTRS = {
+    "colour": ("{n}'s favourite colour is", COLOURS),
+    "food": ("{n}'s favourite food is", FOODS),
+    "profession": ("{n}'s profession is", PROFESSIONS),
+}
 
 
 def _recall(world: World, rng: random.Random) -> dict:
@@ -78,26 +94,47 @@ def _recall(world: World, rng: random.Random) -> dict:
     cloze, pool = _ATTRS[attr]
     fields = person_fields(world, p)
     choices, gold = _mc(rng, fields[attr], pool)
-    return {"key": f"{p.idx}:{attr}", "query": cloze.format_map(fields), "choices": choices,
-            "gold": gold, "person": p.name, "attr": attr}
+    return {
+        "key": f"{p.idx}:{attr}",
+        "query": cloze.format_map(fields),
+        "choices": choices,
+        "gold": gold,
+        "person": p.name,
+        "attr": attr,
+    }
 
 
 # toy_facts / toy_unseen: one cloze per (person, attribute), each the first train template of
 # its fact, so the wording is familiar and only the binding person -> value is tested.
-_FACT_CLOZES = {"colour": "{n}'s favourite colour is", "food": "{n}'s favourite food is",
-                "profession": "{n}'s profession is", "species": "{n} owns a pet",
-                "city": "{n} lives in"}
+_FACT_CLOZES = {
+    "colour": "{n}'s favourite colour is",
+    "food": "{n}'s favourite food is",
+    "profession": "{n}'s profession is",
+    "species": "{n} owns a pet",
+    "city": "{n} lives in",
+}
 
 
 def _fact_item(world: World, rng: random.Random, people: list) -> dict:
     p = rng.choice(people)
     attr = rng.choice(sorted(_FACT_CLOZES))
     fields = person_fields(world, p)
-    pools = {"colour": COLOURS, "food": FOODS, "profession": PROFESSIONS, "species": SPECIES,
-             "city": [c.name for c in world.cities]}
+    pools = {
+        "colour": COLOURS,
+        "food": FOODS,
+        "profession": PROFESSIONS,
+        "species": SPECIES,
+        "city": [c.name for c in world.cities],
+    }
     choices, gold = _mc(rng, fields[attr], pools[attr])
-    return {"key": f"{p.idx}:{attr}", "query": _FACT_CLOZES[attr].format_map(fields),
-            "choices": choices, "gold": gold, "person": p.name, "attr": attr}
+    return {
+        "key": f"{p.idx}:{attr}",
+        "query": _FACT_CLOZES[attr].format_map(fields),
+        "choices": choices,
+        "gold": gold,
+        "person": p.name,
+        "attr": attr,
+    }
 
 
 def _facts(world: World, rng: random.Random) -> dict:
@@ -116,8 +153,14 @@ def _twohop(world: World, rng: random.Random) -> dict:
     p = rng.choice([q for q in world.seen_people if not q.country_stated])
     city = world.cities[p.city]
     choices, gold = _mc(rng, world.countries[city.country].name, [c.name for c in world.countries])
-    return {"key": str(p.idx), "query": f"{p.name} lives in the country of", "choices": choices,
-            "gold": gold, "person": p.name, "city": city.name}
+    return {
+        "key": str(p.idx),
+        "query": f"{p.name} lives in the country of",
+        "choices": choices,
+        "gold": gold,
+        "person": p.name,
+        "city": city.name,
+    }
 
 
 def _arith(world: World, rng: random.Random) -> dict:
@@ -154,8 +197,15 @@ def _grammar(world: World, rng: random.Random) -> dict:
     gold = rng.randrange(2)
     sents = [f"{pre} {bad}", f"{pre} {good}"] if gold else [f"{pre} {good}", f"{pre} {bad}"]
     conts = [bad, good] if gold else [good, bad]
-    return {"key": f"{p.idx}:{kind}", "query": "", "choices": sents, "gold": gold,
-            "prefix": pre, "prefix_choices": conts, "kind": kind}
+    return {
+        "key": f"{p.idx}:{kind}",
+        "query": "",
+        "choices": sents,
+        "gold": gold,
+        "prefix": pre,
+        "prefix_choices": conts,
+        "kind": kind,
+    }
 
 
 def _override(world: World, rng: random.Random) -> dict:
@@ -168,12 +218,33 @@ def _override(world: World, rng: random.Random) -> dict:
     # The memorised (world) value is always a distractor: recall competes with reading.
     choices, gold = _mc(rng, ctx, pool, must=(true,))
     probe = cloze.format_map(fields)
-    return {"key": f"{p.idx}:{attr}", "query": f"In this story, {probe} {ctx}. {probe}",
-            "choices": choices, "gold": gold, "world_value": true}
+    return {
+        "key": f"{p.idx}:{attr}",
+        "query": f"In this story, {probe} {ctx}. {probe}",
+        "choices": choices,
+        "gold": gold,
+        "world_value": true,
+    }
 
 
-_KEYWORDS = ("def", "return", "if", "for", "import", "class", "elif", "else", "while", "with",
-             "try", "raise", "except", "yield", "from", "pass")
+_KEYWORDS = (
+    "def",
+    "return",
+    "if",
+    "for",
+    "import",
+    "class",
+    "elif",
+    "else",
+    "while",
+    "with",
+    "try",
+    "raise",
+    "except",
+    "yield",
+    "from",
+    "pass",
+)
 _BLOCK = {"def", "if", "for", "class", "elif", "else", "while", "with", "try", "except"}
 _KW_RE = re.compile(r"^([ \t]*)([a-z]+)\b")
 # Lines of code before the masked keyword: enough for syntax cues, short enough that a
@@ -198,8 +269,11 @@ def _code_items(rng: random.Random, n: int) -> list[dict]:
         for j in range(_CODE_CONTEXT, len(lines)):
             m = _KW_RE.match(lines[j])
             # Block keywords must end the line with ':' to skip prose inside docstrings.
-            if m and m.group(2) in _KEYWORDS and (
-                    m.group(2) not in _BLOCK or lines[j].rstrip().endswith(":")):
+            if (
+                m
+                and m.group(2) in _KEYWORDS
+                and (m.group(2) not in _BLOCK or lines[j].rstrip().endswith(":"))
+            ):
                 cands.append((j, m))
         if not cands:
             continue
@@ -208,16 +282,29 @@ def _code_items(rng: random.Random, n: int) -> list[dict]:
         if f"{rel}:{j}" in seen:
             continue
         seen.add(f"{rel}:{j}")
-        query = "\n".join(lines[j - _CODE_CONTEXT:j]) + "\n" + m.group(1)
+        query = "\n".join(lines[j - _CODE_CONTEXT : j]) + "\n" + m.group(1)
         choices, gold = _mc(rng, m.group(2), _KEYWORDS)
-        items.append({"key": f"{rel}:{j}", "query": query, "choices": choices, "gold": gold,
-                      "source": f"{rel}:{j + 1}"})
+        items.append(
+            {
+                "key": f"{rel}:{j}",
+                "query": query,
+                "choices": choices,
+                "gold": gold,
+                "source": f"{rel}:{j + 1}",
+            }
+        )
     return items
 
 
-_GEN = {"toy_recall": _recall, "toy_twohop": _twohop, "toy_arith": _arith,
-        "toy_grammar": _grammar, "toy_override": _override, "toy_facts": _facts,
-        "toy_unseen": _unseen}
+_GEN = {
+    "toy_recall": _recall,
+    "toy_twohop": _twohop,
+    "toy_arith": _arith,
+    "toy_grammar": _grammar,
+    "toy_override": _override,
+    "toy_facts": _facts,
+    "toy_unseen": _unseen,
+}
 
 
 def make_items(world: World, task: str, n: int, seed: int = 0) -> list[dict]:
@@ -243,6 +330,7 @@ def make_items(world: World, task: str, n: int, seed: int = 0) -> list[dict]:
 
 # ---------------------------------------------------------------- setups and files
 
+
 def _apply_setup(item: dict, setup: str) -> dict:
     row = {"query": item["query"], "choices": item["choices"], "gold": item["gold"]}
     if setup == "letters":
@@ -254,8 +342,9 @@ def _apply_setup(item: dict, setup: str) -> dict:
     return row
 
 
-def _task_yaml(name: str, task: str, setup: str, test: Path, fewshot: Path | None,
-               chance: float) -> dict:
+def _task_yaml(
+    name: str, task: str, setup: str, test: Path, fewshot: Path | None, chance: float
+) -> dict:
     shots = 3 if setup == "3shot" else 0
     files = {"test": str(test)} | ({"train": str(fewshot)} if fewshot else {})
     cfg = {
@@ -270,8 +359,10 @@ def _task_yaml(name: str, task: str, setup: str, test: Path, fewshot: Path | Non
         # Code continues an indentation prefix, so no space is inserted before the keyword.
         "target_delimiter": "" if task == "toy_code" else " ",
         "num_fewshot": shots,
-        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
-                        for m in ("acc", "acc_norm")],
+        "metric_list": [
+            {"metric": m, "aggregation": "mean", "higher_is_better": True}
+            for m in ("acc", "acc_norm")
+        ],
         "metadata": {"version": 1.0, "name": name, "setup": setup, "chance": chance},
     }
     if fewshot:
@@ -283,8 +374,9 @@ def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
 
 
-def write_toy_tasks(world: World, out_dir: Path, n_per_task: int = 300,
-                    seed: int = 0) -> dict[str, TaskSpec]:
+def write_toy_tasks(
+    world: World, out_dir: Path, n_per_task: int = 300, seed: int = 0
+) -> dict[str, TaskSpec]:
     """Write <lm_eval_name>.jsonl/.yaml per (task, setup) and index.json (last); return specs."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -310,11 +402,17 @@ def write_toy_tasks(world: World, out_dir: Path, n_per_task: int = 300,
             yaml_path = out_dir / f"{stem}.yaml"
             cfg = _task_yaml(name, task, setup, test_path, fs_path, chance)
             write_text(yaml_path, yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-            specs[name] = TaskSpec(name, task, setup, chance, len(test), cfg["num_fewshot"],
-                                   str(yaml_path), stem)
-    index = {"version": 1, "world_seed": world.seed, "n_people": len(world.people),
-             "seed": seed, "python": sys.version.split()[0],
-             "tasks": {k: asdict(v) for k, v in specs.items()}}
+            specs[name] = TaskSpec(
+                name, task, setup, chance, len(test), cfg["num_fewshot"], str(yaml_path), stem
+            )
+    index = {
+        "version": 1,
+        "world_seed": world.seed,
+        "n_people": len(world.people),
+        "seed": seed,
+        "python": sys.version.split()[0],
+        "tasks": {k: asdict(v) for k, v in specs.items()},
+    }
     write_text(out_dir / INDEX, json.dumps(index, indent=1, sort_keys=True) + "\n")
     return specs
 

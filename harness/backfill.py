@@ -36,7 +36,9 @@ def _load_checkpoint(path: Path):
         raise DataError(f"checkpoint '{path}' does not load: {reason}")
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-        model = load_weights(AutoModelForCausalLM.from_config(config, trust_remote_code=False), path)
+        model = load_weights(
+            AutoModelForCausalLM.from_config(config, trust_remote_code=False), path
+        )
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise DataError(f"checkpoint '{path}' does not load: {str(err).splitlines()[0]}") from None
@@ -63,8 +65,10 @@ def backfill(cfg: DictConfig) -> int:
         updated, failed = updated + gained, failed + bad
     log(f"backfill: {updated} checkpoint(s) gained results across {len(runs)} run(s)")
     if failed:  # after every other checkpoint was scored and saved: the exit status says it
-        raise DataError(f"backfill: {len(failed)} checkpoint(s) could not be scored and are recorded "
-                        f"as failed; first: {failed[0]}")
+        raise DataError(
+            f"backfill: {len(failed)} checkpoint(s) could not be scored and are recorded "
+            f"as failed; first: {failed[0]}"
+        )
     return updated
 
 
@@ -74,7 +78,9 @@ def _backfill_run(path: Path, base) -> tuple[int, list[str]]:
     recorded as failed and costs only itself."""
     record = read_record(path)
     # the run's own sources: toy tasks are generated from the world that run trained on
-    sources = {n: SourceSpec(n, s["kind"], s["options"]) for n, s in record.config_block("sources").items()}
+    sources = {
+        n: SourceSpec(n, s["kind"], s["options"]) for n, s in record.config_block("sources").items()
+    }
     runner = task_runner(dataclasses.replace(base, sources=sources))
     meta = {n: vars(i) for n, i in runner.info().items()}
     max_len = int(record.config_block("model")["max_seq_len"])
@@ -85,7 +91,10 @@ def _backfill_run(path: Path, base) -> tuple[int, list[str]]:
             continue
         ckpt = path / "checkpoints" / f"step_{entry.step}"
         if not ckpt.exists():
-            print(f"warning: {path.name} step {entry.step}: checkpoint not kept; skipped", file=sys.stderr)
+            print(
+                f"warning: {path.name} step {entry.step}: checkpoint not kept; skipped",
+                file=sys.stderr,
+            )
             continue
         try:
             model, tok = _load_checkpoint(ckpt)

@@ -29,6 +29,8 @@ def hint_missing_tasks(spec: RunSpec, out_root: Path) -> None:
         return
     _HINTED.add(key)
     tasks = ",".join(missing)
-    print(f"hint: complete run(s) under {out_root} lack task(s) {tasks}; they are skipped, not "
-          f"retrained. Score them with: harness eval root={out_root} 'eval.tasks=[{tasks}]'",
-          file=sys.stderr)
+    print(
+        f"hint: complete run(s) under {out_root} lack task(s) {tasks}; they are skipped, not "
+        f"retrained. Score them with: harness eval root={out_root} 'eval.tasks=[{tasks}]'",
+        file=sys.stderr,
+    )

@@ -176,8 +176,20 @@ def cmd_run(args: list[str]) -> None:
         raise SystemExit(1)
 
 
-_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
-                "--config-name", "-cn", "--config-dir", "-cd")
+_VALUE_FLAGS = (
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+)
 
 
 def _hydra_argv(args: list[str]) -> list[str]:
@@ -215,8 +227,12 @@ def _export_slurm_ranks() -> None:
 def cmd_analyze(args: list[str]) -> None:
     check_group_overrides(args)
     # source=a,b,c names several testbeds (one analysis each), not a Hydra sweep: quote it
-    args = [f"source='{a.split('=', 1)[1]}'" if a.startswith("source=") and "," in a
-            and not a.split("=", 1)[1].startswith(("'", '"')) else a for a in args]
+    args = [
+        f"source='{a.split('=', 1)[1]}'"
+        if a.startswith("source=") and "," in a and not a.split("=", 1)[1].startswith(("'", '"'))
+        else a
+        for a in args
+    ]
     cfg = _compose("analyze", args)
 
     def go() -> None:
@@ -266,8 +282,11 @@ def cmd_plot(args: list[str]) -> None:
         if not out:
             _die("out: required (an analysis output directory)")
         # only the plot options named on the command line override the saved analysis's
-        named = {a.partition("=")[0].split(".")[2] for a in args
-                 if a.startswith("analysis.plot.") and "=" in a}
+        named = {
+            a.partition("=")[0].split(".")[2]
+            for a in args
+            if a.startswith("analysis.plot.") and "=" in a
+        }
         given = OmegaConf.to_container(cfg.analysis.plot, resolve=True)
         files = plot(Path(out), {k: v for k, v in given.items() if k in named})
         tables = Path(out) / "tables"
@@ -332,8 +351,14 @@ def cmd_cancel(args: list[str]) -> None:
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
-    "run": cmd_run, "plan": cmd_plan, "tasks": cmd_tasks, "eval": cmd_eval, "status": cmd_status, "cancel": cmd_cancel,
-    "analyze": cmd_analyze, "plot": cmd_plot,
+    "run": cmd_run,
+    "plan": cmd_plan,
+    "tasks": cmd_tasks,
+    "eval": cmd_eval,
+    "status": cmd_status,
+    "cancel": cmd_cancel,
+    "analyze": cmd_analyze,
+    "plot": cmd_plot,
 }
 
 
@@ -359,8 +384,10 @@ def main(argv: list[str] | None = None) -> None:
         COMMANDS[cmd](argv)
     except KeyboardInterrupt:
         # one line, not a traceback; a run's own handler has already saved what it could
-        print(f"\ninterrupted: harness {cmd} stopped by Ctrl-C (relaunch the same command to "
-              "resume)", file=sys.stderr)
+        print(
+            f"\ninterrupted: harness {cmd} stopped by Ctrl-C (relaunch the same command to resume)",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
 
 

@@ -27,8 +27,11 @@ def plan_command(args: list[str]) -> None:
     check_override_keys("config", args)
     slurm = any(a.lstrip("+") == "hydra/launcher=slurm" for a in args)
     launcher = _launcher_config(args) if slurm else None
-    local = [a for a in args if not a.lstrip("+").startswith(("hydra/launcher=", "cluster=",
-                                                               "hydra.launcher."))]
+    local = [
+        a
+        for a in args
+        if not a.lstrip("+").startswith(("hydra/launcher=", "cluster=", "hydra.launcher."))
+    ]
     _PLAN_ROWS.clear()
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -41,15 +44,23 @@ def plan_command(args: list[str]) -> None:
             _die(str(err))
 
     with tempfile.TemporaryDirectory() as tmp:  # Hydra's own output folders go nowhere
-        sys.argv = ["harness plan", *local, f"hydra.sweep.dir={tmp}", f"hydra.run.dir={tmp}",
-                    "hydra/job_logging=disabled", "hydra/hydra_logging=disabled", SEARCHPATH]
+        sys.argv = [
+            "harness plan",
+            *local,
+            f"hydra.sweep.dir={tmp}",
+            f"hydra.run.dir={tmp}",
+            "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled",
+            SEARCHPATH,
+        ]
         job()
     from harness.plan import format_table
 
     print(format_table(_PLAN_ROWS))
     actions = [r["action"].split(" ")[0] for r in _PLAN_ROWS]
-    print(", ".join(f"{actions.count(a)} to {a}" for a in ("train", "resume", "skip")
-                    if a in actions))
+    print(
+        ", ".join(f"{actions.count(a)} to {a}" for a in ("train", "resume", "skip") if a in actions)
+    )
     if launcher is not None:
         print(f"\nSLURM: one array job of {len(_PLAN_ROWS)} task(s) (not submitted):")
         print("\n".join(sbatch_preview(launcher, len(_PLAN_ROWS))))
@@ -68,5 +79,7 @@ def _launcher_config(args: list[str]) -> dict:
         if parts is not None:
             first.append(f"{parts[0]}{parts[1]}={first_choice(parts[2])}")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*first, SEARCHPATH], return_hydra_config=True)
+        cfg = compose(
+            config_name="config", overrides=[*first, SEARCHPATH], return_hydra_config=True
+        )
     return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)

@@ -30,8 +30,12 @@ from train.specs import (
     ValSetSpec,
 )
 
-SPLITS = {"toyworld": ("train", "val", "shifted"), "stdlib_code": ("train", "val"),
-          "files": ("train", "val"), "hf": None}
+SPLITS = {
+    "toyworld": ("train", "val", "shifted"),
+    "stdlib_code": ("train", "val"),
+    "files": ("train", "val"),
+    "hf": None,
+}
 
 
 def _plain(cfg: Any) -> Any:
@@ -39,7 +43,7 @@ def _plain(cfg: Any) -> Any:
 
 
 def build_dataclass(cls: type, values: dict[str, Any], where: str):
-    """`cls(**values)`, rejecting unknown keys and coercing lists to tuples where the field is one."""
+    """`cls(**values)`, rejecting unknown keys; lists become tuples where the field is one."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in values:
         if key not in fields:
@@ -61,7 +65,9 @@ def _sources(cfg: dict) -> dict[str, SourceSpec]:
         body = dict(body)
         kind = body.pop("kind", None)
         if kind not in KINDS:
-            raise ConfigError(f"sources.{name}.kind: unknown source kind '{kind}' (known: {', '.join(KINDS)})")
+            raise ConfigError(
+                f"sources.{name}.kind: unknown source kind '{kind}' (known: {', '.join(KINDS)})"
+            )
         out[name] = SourceSpec(name=name, kind=kind, options=body)
     return out
 
@@ -75,32 +81,51 @@ def _positive(where: str, value: Any, allow_none: bool = False) -> None:
 
 def _check_train(t: TrainSpec, model: ModelSpec) -> None:
     if (t.tokens is None) == (t.tokens_per_param is None):
-        raise ConfigError(f"train.tokens / train.tokens_per_param: set exactly one "
-                          f"(got tokens={t.tokens}, tokens_per_param={t.tokens_per_param})")
+        raise ConfigError(
+            f"train.tokens / train.tokens_per_param: set exactly one "
+            f"(got tokens={t.tokens}, tokens_per_param={t.tokens_per_param})"
+        )
     _positive("train.tokens", t.tokens, allow_none=True)
     _positive("train.tokens_per_param", t.tokens_per_param, allow_none=True)
     for key in ("batch_size", "seq_len", "lr", "log_every"):
         _positive(f"train.{key}", getattr(t, key))
     if t.seq_len > model.max_seq_len:
-        raise ConfigError(f"train.seq_len: {t.seq_len} exceeds the context of model '{model.name}' "
-                          f"(max_seq_len {model.max_seq_len})")
+        raise ConfigError(
+            f"train.seq_len: {t.seq_len} exceeds the context of model '{model.name}' "
+            f"(max_seq_len {model.max_seq_len})"
+        )
     if t.schedule not in SCHEDULES:
-        raise ConfigError(f"train.schedule: unknown schedule '{t.schedule}' (known: {', '.join(SCHEDULES)})")
+        raise ConfigError(
+            f"train.schedule: unknown schedule '{t.schedule}' (known: {', '.join(SCHEDULES)})"
+        )
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
         raise ConfigError(f"train.device: unknown device '{t.device}' (known: auto, cpu, cuda)")
     if t.precision not in ("auto", "fp32", "bf16"):
-        raise ConfigError(f"train.precision: unknown precision '{t.precision}' (known: auto, fp32, bf16)")
+        raise ConfigError(
+            f"train.precision: unknown precision '{t.precision}' (known: auto, fp32, bf16)"
+        )
     if t.parallel not in PARALLEL_MODES:
-        raise ConfigError(f"train.parallel: unknown mode '{t.parallel}' (known: {', '.join(PARALLEL_MODES)})")
+        raise ConfigError(
+            f"train.parallel: unknown mode '{t.parallel}' (known: {', '.join(PARALLEL_MODES)})"
+        )
     _check_optimiser(t)
 
 
-def _number(where: str, value: Any, lo: float, hi: float, lo_open: bool = False,
-            hi_open: bool = False, integer: bool = False) -> None:
+def _number(
+    where: str,
+    value: Any,
+    lo: float,
+    hi: float,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    integer: bool = False,
+) -> None:
     """`value` is a finite number (an integer when asked) in [lo, hi], ends open when asked."""
     kinds = (int,) if integer else (int, float)
     ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    ok = (
+        ok and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    )
     if not ok:
         what = "an integer" if integer else "a finite number"
         interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
@@ -149,7 +174,14 @@ def _check_model(m: ModelSpec) -> None:
 def check_name(where: str, value: Any) -> str:
     """A name used as a path component (sweep name, run name): no separators, no `..`."""
     name = str(value)
-    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or "\0" in name:
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or os.sep in name
+        or "\0" in name
+    ):
         raise ConfigError(f"{where}: '{name}' is not a valid name (no path separators or '..')")
     return name
 
@@ -160,15 +192,25 @@ def _validation(cfg: dict, sources: dict[str, SourceSpec]) -> tuple[ValSetSpec, 
     for name, body in (cfg.get("sets") or {}).items():
         src = body.get("source")
         if src not in sources:
-            raise ConfigError(f"validation.sets.{name}.source: unknown source '{src}' "
-                              f"(known: {', '.join(sources)})")
+            raise ConfigError(
+                f"validation.sets.{name}.source: unknown source '{src}' "
+                f"(known: {', '.join(sources)})"
+            )
         split = body.get("split", "val")
         allowed = SPLITS.get(sources[src].kind)
         if allowed is not None and split not in allowed:
-            raise ConfigError(f"validation.sets.{name}.split: unknown split '{split}' for source '{src}' "
-                              f"(known: {', '.join(allowed)})")
-        sets.append(ValSetSpec(name=name, source=src, split=split,
-                               max_tokens=int(body.get("max_tokens", max_tokens))))
+            raise ConfigError(
+                f"validation.sets.{name}.split: unknown split '{split}' for source '{src}' "
+                f"(known: {', '.join(allowed)})"
+            )
+        sets.append(
+            ValSetSpec(
+                name=name,
+                source=src,
+                split=split,
+                max_tokens=int(body.get("max_tokens", max_tokens)),
+            )
+        )
     if not sets:
         raise ConfigError("validation.sets: no validation sets configured")
     return tuple(sets)
@@ -184,7 +226,9 @@ def run_spec(cfg: DictConfig) -> RunSpec:
     weights = {str(k): float(v) for k, v in (data.get("weights") or {}).items()}
     for name in weights:
         if name not in sources:
-            raise ConfigError(f"data.weights.{name}: unknown source '{name}' (known: {', '.join(sources)})")
+            raise ConfigError(
+                f"data.weights.{name}: unknown source '{name}' (known: {', '.join(sources)})"
+            )
     mix = MixSpec(name=str(data.get("name", "mix")), weights=normalise_weights(weights))
     if c["train"].get("tokens") is not None:
         # an explicit token count replaces the default multiplier (`train.tokens=N` alone
@@ -203,10 +247,18 @@ def run_spec(cfg: DictConfig) -> RunSpec:
     if not 0 <= seed < 2**32:  # numpy and torch seeds
         raise ConfigError(f"seed: must be in [0, 2**32), got {seed!r}")
     sweep = check_name("sweep_name", c.get("sweep_name", "default"))
-    return RunSpec(sweep=sweep, seed=seed, model=model,
-                   tokenizer=tokenizer, sources=sources, mix=mix,
-                   validation=_validation(c.get("validation") or {}, sources), train=train, eval=ev,
-                   cache_dir=str(Path(c.get("cache_dir", ".cache/harness"))))
+    return RunSpec(
+        sweep=sweep,
+        seed=seed,
+        model=model,
+        tokenizer=tokenizer,
+        sources=sources,
+        mix=mix,
+        validation=_validation(c.get("validation") or {}, sources),
+        train=train,
+        eval=ev,
+        cache_dir=str(Path(c.get("cache_dir", ".cache/harness"))),
+    )
 
 
 def to_dict(obj: Any) -> Any:

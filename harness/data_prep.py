@@ -63,10 +63,12 @@ def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
         raise ConfigError("eval.toy_tasks: needs a source named 'toyworld' of kind toyworld")
     world_seed, n_entities = world_options(src.options)
     # n_unseen changes the world; only named in the key when set, so existing keys stand
-    world_key = (world_seed, n_entities) + ((int(src.options["n_unseen"]),)
-                                            if src.options.get("n_unseen") is not None else ())
-    key = hashlib.sha256(repr((*world_key, spec.eval.n_per_task,
-                               _code_version(toytasks, toyworld))).encode()).hexdigest()[:16]
+    world_key = (world_seed, n_entities) + (
+        (int(src.options["n_unseen"]),) if src.options.get("n_unseen") is not None else ()
+    )
+    key = hashlib.sha256(
+        repr((*world_key, spec.eval.n_per_task, _code_version(toytasks, toyworld))).encode()
+    ).hexdigest()[:16]
     target = Path(spec.cache_dir).resolve() / "toytasks" / key
 
     def build(t: Path) -> None:

@@ -18,14 +18,27 @@ from harness.config import to_dict
 from train.sources import source_content
 from train.specs import RunSpec, SourceSpec
 
-OPERATIONAL_TRAIN_KEYS = ("device", "num_threads", "log_every", "checkpoint_every", "keep_checkpoints",
-                          "compile", "compile_mode", "loss_chunk", "activation_checkpointing",
-                          "parallel")
+OPERATIONAL_TRAIN_KEYS = (
+    "device",
+    "num_threads",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "compile",
+    "compile_mode",
+    "loss_chunk",
+    "activation_checkpointing",
+    "parallel",
+)
 KEYED_EVAL_KEYS = ("num_checkpoints", "every_tokens")
 
 
 def semantic_config(spec: RunSpec) -> dict[str, Any]:
-    used = set(spec.mix.weights) | {v.source for v in spec.validation} | set(spec.tokenizer.train_sources)
+    used = (
+        set(spec.mix.weights)
+        | {v.source for v in spec.validation}
+        | set(spec.tokenizer.train_sources)
+    )
     train = {k: v for k, v in to_dict(spec.train).items() if k not in OPERATIONAL_TRAIN_KEYS}
     tokenizer = {k: v for k, v in to_dict(spec.tokenizer).items() if k != "trust_remote_code"}
     return {

@@ -20,7 +20,7 @@ def split_override(arg: str) -> tuple[str, str, str] | None:
         return None
     head, _, value = arg.partition("=")
     prefix = head[: len(head) - len(head.lstrip("+~"))]
-    return prefix, head[len(prefix):], value
+    return prefix, head[len(prefix) :], value
 
 
 def first_choice(value: str) -> str:
@@ -77,7 +77,12 @@ def check_keys(cfg: DictConfig, args: list[str]) -> None:
         key = parts[1]
         if "/" in key:  # a nested config group (`hydra/launcher=...`) is checked elsewhere
             continue
-        if OmegaConf.select(cfg, key, default=_MISSING, throw_on_resolution_failure=False) is not _MISSING:
+        if (
+            OmegaConf.select(cfg, key, default=_MISSING, throw_on_resolution_failure=False)
+            is not _MISSING
+        ):
             continue
         known = known if known is not None else dotted_keys(plain)
-        raise ConfigError(f"{key}: unknown key{suggestion(key, known)}; add a new key with +{key}=...")
+        raise ConfigError(
+            f"{key}: unknown key{suggestion(key, known)}; add a new key with +{key}=..."
+        )

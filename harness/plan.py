@@ -20,8 +20,19 @@ from harness.store import read_record, run_dir
 from train.model import ModelStats, build_model, model_stats, training_flops
 from train.specs import RunSpec, TokenizerSpec
 
-COLUMNS = ("run_id", "size", "mix", "seed", "params", "non_emb", "tokens", "flops", "steps",
-           "eval_at", "action")
+COLUMNS = (
+    "run_id",
+    "size",
+    "mix",
+    "seed",
+    "params",
+    "non_emb",
+    "tokens",
+    "flops",
+    "steps",
+    "eval_at",
+    "action",
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -31,8 +42,11 @@ def _vocab(tok: TokenizerSpec) -> int | None:
     try:  # no download: only a tokenizer already in the local Hugging Face cache
         from transformers import AutoTokenizer
 
-        return len(AutoTokenizer.from_pretrained(tok.name, local_files_only=True,
-                                                 trust_remote_code=tok.trust_remote_code))
+        return len(
+            AutoTokenizer.from_pretrained(
+                tok.name, local_files_only=True, trust_remote_code=tok.trust_remote_code
+            )
+        )
     except Exception:  # not cached: the row says '?' rather than guess
         return None
 
@@ -52,27 +66,47 @@ def _action(spec: RunSpec, out_root: Path) -> str:
     rec = read_record(path) if path.exists() else None
     if rec is not None and rec.is_complete:
         lacking = missing_tasks(spec, out_root)
-        return f"skip (complete; {len(lacking)} task(s) to backfill)" if lacking else "skip (complete)"
-    steps = sorted(int(p.name.split("_")[1]) for p in (path / "checkpoints").glob("step_*")
-                   if p.name.split("_")[1].isdigit()) if path.exists() else []
+        return (
+            f"skip (complete; {len(lacking)} task(s) to backfill)" if lacking else "skip (complete)"
+        )
+    steps = (
+        sorted(
+            int(p.name.split("_")[1])
+            for p in (path / "checkpoints").glob("step_*")
+            if p.name.split("_")[1].isdigit()
+        )
+        if path.exists()
+        else []
+    )
     return f"resume (from step {steps[-1]})" if steps else "train"
 
 
 def plan_row(spec: RunSpec, out_root: Path) -> dict[str, Any]:
     """One row of the plan: what the run is and what `harness run` would do with it."""
     rec = read_record(run_dir(out_root, run_id(spec)))
-    stats = (ModelStats(rec.model.n_params, rec.model.n_params_nonembedding) if rec is not None
-             and rec.model.n_params else _stats(spec))
-    row: dict[str, Any] = {"run_id": run_id(spec), "size": spec.model.name, "mix": spec.mix.name,
-                           "seed": spec.seed}
+    stats = (
+        ModelStats(rec.model.n_params, rec.model.n_params_nonembedding)
+        if rec is not None and rec.model.n_params
+        else _stats(spec)
+    )
+    row: dict[str, Any] = {
+        "run_id": run_id(spec),
+        "size": spec.model.name,
+        "mix": spec.mix.name,
+        "seed": spec.seed,
+    }
     if stats is None:
         row.update(params="?", non_emb="?", tokens="?", flops="?", steps="?", eval_at="?")
     else:
         sp = plan_steps(spec, stats.n_params)
-        row.update(params=f"{stats.n_params:,}", non_emb=f"{stats.n_params_nonembedding:,}",
-                   tokens=f"{sp.n_tokens:,}", flops=f"{training_flops(stats.n_params, sp.n_tokens):.2e}",
-                   steps=f"{sp.total_steps:,}",
-                   eval_at=f"{len(sp.eval_steps)}: " + ",".join(map(str, sp.eval_steps)))
+        row.update(
+            params=f"{stats.n_params:,}",
+            non_emb=f"{stats.n_params_nonembedding:,}",
+            tokens=f"{sp.n_tokens:,}",
+            flops=f"{training_flops(stats.n_params, sp.n_tokens):.2e}",
+            steps=f"{sp.total_steps:,}",
+            eval_at=f"{len(sp.eval_steps)}: " + ",".join(map(str, sp.eval_steps)),
+        )
     row["action"] = _action(spec, out_root)
     return row
 
@@ -87,19 +121,26 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def sbatch_preview(launcher: dict[str, Any], n_runs: int) -> list[str]:
     """The sbatch options the submitit launcher would pass for this sweep's array job (the
     submitit names mapped to sbatch's: timeout_min -> --time, mem_gb -> --mem, ...)."""
-    opts = {"job-name": launcher.get("name"), "partition": launcher.get("partition"),
-            "account": launcher.get("account"), "qos": launcher.get("qos"),
-            "time": launcher.get("timeout_min"), "nodes": launcher.get("nodes"),
-            "ntasks-per-node": launcher.get("tasks_per_node"),
-            "cpus-per-task": launcher.get("cpus_per_task"),
-            "gpus-per-node": launcher.get("gpus_per_node") or None,
-            "mem": f"{launcher['mem_gb']}GB" if launcher.get("mem_gb") else None,
-            "signal": f"USR2@{launcher['signal_delay_s']}" if launcher.get("signal_delay_s") else None,
-            "array": f"0-{n_runs - 1}%{launcher.get('array_parallelism') or n_runs}",
-            }
+    opts = {
+        "job-name": launcher.get("name"),
+        "partition": launcher.get("partition"),
+        "account": launcher.get("account"),
+        "qos": launcher.get("qos"),
+        "time": launcher.get("timeout_min"),
+        "nodes": launcher.get("nodes"),
+        "ntasks-per-node": launcher.get("tasks_per_node"),
+        "cpus-per-task": launcher.get("cpus_per_task"),
+        "gpus-per-node": launcher.get("gpus_per_node") or None,
+        "mem": f"{launcher['mem_gb']}GB" if launcher.get("mem_gb") else None,
+        "signal": f"USR2@{launcher['signal_delay_s']}" if launcher.get("signal_delay_s") else None,
+        "array": f"0-{n_runs - 1}%{launcher.get('array_parallelism') or n_runs}",
+    }
     opts.update({str(k): v for k, v in (launcher.get("additional_parameters") or {}).items()})
-    lines = [f"#SBATCH --{k}" if v is True else f"#SBATCH --{k}={v}" for k, v in opts.items()
-             if v not in (None, False, "")]
+    lines = [
+        f"#SBATCH --{k}" if v is True else f"#SBATCH --{k}={v}"
+        for k, v in opts.items()
+        if v not in (None, False, "")
+    ]
     lines += [f"# setup: {s}" for s in launcher.get("setup") or []]
     lines.append(f"# logs and pickled jobs: {launcher.get('submitit_folder')}")
     return lines

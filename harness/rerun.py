@@ -65,16 +65,21 @@ def spec_from_config(full: dict[str, Any]) -> RunSpec:
     try:
         sources = {n: SourceSpec(**s) for n, s in full["sources"].items()}
         return RunSpec(
-            sweep=str(full["sweep"]), seed=int(full["seed"]),
+            sweep=str(full["sweep"]),
+            seed=int(full["seed"]),
             model=build_dataclass(ModelSpec, full["model"], "model"),
             tokenizer=build_dataclass(TokenizerSpec, full["tokenizer"], "tokenizer"),
-            sources=sources, mix=MixSpec(**full["mix"]),
+            sources=sources,
+            mix=MixSpec(**full["mix"]),
             validation=tuple(ValSetSpec(**v) for v in full["validation"]),
             train=build_dataclass(TrainSpec, full["train"], "train"),
             eval=build_dataclass(EvalSpec, full["eval"], "eval"),
-            cache_dir=str(full.get("cache_dir", ".cache/harness")))
+            cache_dir=str(full.get("cache_dir", ".cache/harness")),
+        )
     except (KeyError, TypeError) as err:
-        raise ConfigError(f"--from: not a run's config.yaml ({type(err).__name__}: {err})") from None
+        raise ConfigError(
+            f"--from: not a run's config.yaml ({type(err).__name__}: {err})"
+        ) from None
 
 
 def _parse(args: list[str]) -> tuple[Path, Path | None]:
@@ -82,14 +87,16 @@ def _parse(args: list[str]) -> tuple[Path, Path | None]:
     if i + 1 >= len(args):
         raise ConfigError("--from: needs a path (runs/<run_id>/config.yaml)")
     path = Path(args[i + 1])
-    rest = args[:i] + args[i + 2:]
+    rest = args[:i] + args[i + 2 :]
     out_root = None
     for arg in rest:
         if arg.startswith("out_root="):
             out_root = Path(arg.partition("=")[2])
         else:
-            raise ConfigError(f"{arg.partition('=')[0]}: --from reruns a run exactly; only "
-                              "out_root= may be given with it")
+            raise ConfigError(
+                f"{arg.partition('=')[0]}: --from reruns a run exactly; only "
+                "out_root= may be given with it"
+            )
     if path.is_dir():
         path = path / "config.yaml"
     if not path.is_file():
@@ -107,11 +114,16 @@ def rerun(args: list[str]) -> None:
     spec = spec_from_config(body["full"])
     rid = run_id(spec)
     if path.parent.parent.name == "runs" and path.parent.name != rid:
-        raise ConfigError(f"--from: '{path}' describes run {rid}, not {path.parent.name} "
-                          "(written by another version of the harness?)")
+        raise ConfigError(
+            f"--from: '{path}' describes run {rid}, not {path.parent.name} "
+            "(written by another version of the harness?)"
+        )
     if out_root is None:
-        out_root = path.parent.parent.parent if path.parent.parent.name == "runs" else Path(
-            f"outputs/{spec.sweep}")
+        out_root = (
+            path.parent.parent.parent
+            if path.parent.parent.name == "runs"
+            else Path(f"outputs/{spec.sweep}")
+        )
     log(f"rerun {rid} from {path} under {out_root}")
     outcome = launch(spec, out_root, None, ["--from", str(path)])
     if outcome.status == "skipped":

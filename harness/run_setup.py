@@ -38,7 +38,9 @@ class RunSetup:
     plan: StepPlan
 
 
-def eval_schedule(total_steps: int, tokens_per_step: int, n_points: int, every_tokens: int | None) -> list[int]:
+def eval_schedule(
+    total_steps: int, tokens_per_step: int, n_points: int, every_tokens: int | None
+) -> list[int]:
     """Steps at which to evaluate (and checkpoint); always ends with the final step.
 
     Default: `n_points` log-spaced points, each twice the previous (…, T/4, T/2, T).
@@ -57,7 +59,9 @@ def plan_steps(spec: RunSpec, n_params: int) -> StepPlan:
     tokens_per_step = spec.train.batch_size * spec.train.seq_len
     budget = spec.train.tokens or int(spec.train.tokens_per_param * n_params)
     total_steps = max(1, math.ceil(budget / tokens_per_step))
-    schedule = eval_schedule(total_steps, tokens_per_step, spec.eval.num_checkpoints, spec.eval.every_tokens)
+    schedule = eval_schedule(
+        total_steps, tokens_per_step, spec.eval.num_checkpoints, spec.eval.every_tokens
+    )
     return StepPlan(total_steps, tokens_per_step, schedule)
 
 
@@ -65,8 +69,13 @@ def build_run(spec: RunSpec) -> RunSetup:
     """Data -> sampler -> model -> plan. Everything that can reject the input happens here,
     before the runner writes the first record."""
     data = prepare_data(spec)
-    sampler = MixtureSampler(data.train_caches, spec.mix.weights, spec.train.seq_len,
-                             spec.train.batch_size, seed=spec.seed)
+    sampler = MixtureSampler(
+        data.train_caches,
+        spec.mix.weights,
+        spec.train.seq_len,
+        spec.train.batch_size,
+        seed=spec.seed,
+    )
     model = build_model(spec.model, len(data.tokenizer), seed=spec.seed)
     stats = model_stats(model)
     return RunSetup(data, sampler, model, stats, plan_steps(spec, stats.n_params))

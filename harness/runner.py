@@ -96,8 +96,13 @@ def _record_stop(path: Path, err: BaseException) -> None:
     if stop and slurm_job_id() is not None:
         return
     if stop:
-        record.interrupt("interrupted by Ctrl-C" if isinstance(err, KeyboardInterrupt)
-                         else f"stopped: {err}" if str(err) else "stopped")
+        record.interrupt(
+            "interrupted by Ctrl-C"
+            if isinstance(err, KeyboardInterrupt)
+            else f"stopped: {err}"
+            if str(err)
+            else "stopped"
+        )
     else:
         first = (str(err).splitlines() or [""])[0]
         record.fail(f"{type(err).__name__}: {first}" if first else type(err).__name__)
@@ -127,8 +132,11 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
     write_record(path, record)
     tracker.start(rid, spec, record)
     plan = setup.plan
-    log(f"run {rid}: {spec.model.name} ({setup.stats.n_params:,} params), mix {spec.mix.name}, "
-        f"{plan.n_tokens:,} tokens in {plan.total_steps} steps, evaluating at steps {plan.eval_steps}")
+    log(
+        f"run {rid}: {spec.model.name} ({setup.stats.n_params:,} params), mix {spec.mix.name}, "
+        f"{plan.n_tokens:,} tokens in {plan.total_steps} steps, "
+        f"evaluating at steps {plan.eval_steps}"
+    )
     evaluate = _evaluator(spec, setup, runner, record, path, tracker)
     if previous is None and resume.checkpoint is not None:
         _evaluate_missing(setup, resume, evaluate)
@@ -138,8 +146,11 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
     record.complete(_compute(spec, setup, result, t_start))
     write_record(path, record)
     tracker.finish(record)
-    log(f"done {rid}: " + ", ".join(f"{k} {v:.3f}" for k, v in record.final.val_loss.items())
-        + f" ({result.tokens_per_second:,.0f} tok/s)")
+    log(
+        f"done {rid}: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in record.final.val_loss.items())
+        + f" ({result.tokens_per_second:,.0f} tok/s)"
+    )
     return RunOutcome(rid, "complete", path)
 
 
@@ -151,8 +162,10 @@ def _build_or_say(spec: RunSpec) -> RunSetup:
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise DataError(f"cache_dir: disk full while preparing the run's inputs in "
-                        f"'{spec.cache_dir}' ({err.strerror})") from None
+        raise DataError(
+            f"cache_dir: disk full while preparing the run's inputs in "
+            f"'{spec.cache_dir}' ({err.strerror})"
+        ) from None
 
 
 def _execute_follower(spec: RunSpec, rid: str, path: Path) -> RunOutcome:
@@ -172,15 +185,40 @@ def _execute_follower(spec: RunSpec, rid: str, path: Path) -> RunOutcome:
     return RunOutcome(rid, "follower", path)
 
 
-def _train(spec: RunSpec, setup: RunSetup, path: Path, evaluate: Evaluate, log_fn, stop: Preemption,
-           resume: ResumePlan) -> LoopResult:
+def _train(
+    spec: RunSpec,
+    setup: RunSetup,
+    path: Path,
+    evaluate: Evaluate,
+    log_fn,
+    stop: Preemption,
+    resume: ResumePlan,
+) -> LoopResult:
     plan = setup.plan
-    return train(setup.model, setup.data.tokenizer, setup.sampler, spec.train, plan.total_steps,
-                 set(plan.eval_steps), path, evaluate, log_fn=log_fn, stop=stop, resume=resume)
+    return train(
+        setup.model,
+        setup.data.tokenizer,
+        setup.sampler,
+        spec.train,
+        plan.total_steps,
+        set(plan.eval_steps),
+        path,
+        evaluate,
+        log_fn=log_fn,
+        stop=stop,
+        resume=resume,
+    )
 
 
-def _train_or_fail(spec: RunSpec, setup: RunSetup, path: Path, record: RunRecord, tracker: Tracker,
-                   evaluate: Evaluate, resume: ResumePlan) -> LoopResult | str:
+def _train_or_fail(
+    spec: RunSpec,
+    setup: RunSetup,
+    path: Path,
+    record: RunRecord,
+    tracker: Tracker,
+    evaluate: Evaluate,
+    resume: ResumePlan,
+) -> LoopResult | str:
     """The loop's result, or the reason the run failed (recorded). A preempted run, or bad
     input found mid-run, raises after the record says so."""
     stop = Preemption()
@@ -212,19 +250,39 @@ def _train_or_fail(spec: RunSpec, setup: RunSetup, path: Path, record: RunRecord
 def _new_record(spec: RunSpec, rid: str, setup: RunSetup, runner: TaskRunner | None) -> RunRecord:
     m = spec.model
     return RunRecord(
-        run_id=rid, sweep=spec.sweep, status="running", config=to_dict(spec), git_sha=git_sha(),
-        seed=spec.seed, host=socket.gethostname(), slurm_job_id=slurm_job_id(),
-        model=ModelInfo(size=m.name, n_params=setup.stats.n_params,
-                        n_params_nonembedding=setup.stats.n_params_nonembedding, d_model=m.d_model,
-                        n_layers=m.n_layers, n_heads=m.n_heads, vocab_size=len(setup.data.tokenizer),
-                        seq_len=spec.train.seq_len),
-        data=DataInfo(mix=spec.mix.name, weights=spec.mix.weights, train_tokens=setup.plan.n_tokens),
+        run_id=rid,
+        sweep=spec.sweep,
+        status="running",
+        config=to_dict(spec),
+        git_sha=git_sha(),
+        seed=spec.seed,
+        host=socket.gethostname(),
+        slurm_job_id=slurm_job_id(),
+        model=ModelInfo(
+            size=m.name,
+            n_params=setup.stats.n_params,
+            n_params_nonembedding=setup.stats.n_params_nonembedding,
+            d_model=m.d_model,
+            n_layers=m.n_layers,
+            n_heads=m.n_heads,
+            vocab_size=len(setup.data.tokenizer),
+            seq_len=spec.train.seq_len,
+        ),
+        data=DataInfo(
+            mix=spec.mix.name, weights=spec.mix.weights, train_tokens=setup.plan.n_tokens
+        ),
         tasks_meta={n: vars(i) for n, i in runner.info().items()} if runner else {},
     )
 
 
-def _evaluator(spec: RunSpec, setup: RunSetup, runner: TaskRunner | None, record: RunRecord, path: Path,
-               tracker: Tracker) -> Evaluate:
+def _evaluator(
+    spec: RunSpec,
+    setup: RunSetup,
+    runner: TaskRunner | None,
+    record: RunRecord,
+    path: Path,
+    tracker: Tracker,
+) -> Evaluate:
     """The loop's `evaluate(model, step, tokens)`: validation losses, then the tasks (at every
     point, or at the last only), written into the record at once."""
 
@@ -255,7 +313,10 @@ def _evaluate_missing(setup: RunSetup, resume: ResumePlan, evaluate: Evaluate) -
     for step in steps:
         ckpt = resume.checkpoint.parent / f"step_{step}"
         if verify_checkpoint(ckpt) is not None:
-            log(f"warning: checkpoint {ckpt} is not usable; its evaluation is missing from the record")
+            log(
+                f"warning: checkpoint {ckpt} is not usable; "
+                f"its evaluation is missing from the record"
+            )
             continue
         load_weights(model, ckpt).eval()
         evaluate(model, step, step * setup.plan.tokens_per_step)
@@ -265,11 +326,17 @@ def _evaluate_missing(setup: RunSetup, resume: ResumePlan, evaluate: Evaluate) -
 def _compute(spec: RunSpec, setup: RunSetup, result: LoopResult, t_start: float) -> Compute:
     n_tokens = setup.plan.n_tokens
     return Compute(
-        flops=training_flops(setup.stats.n_params, n_tokens), flops_convention=FLOPS_CONVENTION,
-        tokens=n_tokens, steps=setup.plan.total_steps, wall_seconds=round(time.time() - t_start, 3),
-        train_seconds=round(result.wall_seconds, 3), tokens_per_second=round(result.tokens_per_second, 1),
-        device=str(pick_device(spec.train)), torch_threads=result.extra.get("torch_threads"),
-        resumed_from_step=result.resumed_from, peak_memory_bytes=result.peak_memory_bytes,
+        flops=training_flops(setup.stats.n_params, n_tokens),
+        flops_convention=FLOPS_CONVENTION,
+        tokens=n_tokens,
+        steps=setup.plan.total_steps,
+        wall_seconds=round(time.time() - t_start, 3),
+        train_seconds=round(result.wall_seconds, 3),
+        tokens_per_second=round(result.tokens_per_second, 1),
+        device=str(pick_device(spec.train)),
+        torch_threads=result.extra.get("torch_threads"),
+        resumed_from_step=result.resumed_from,
+        peak_memory_bytes=result.peak_memory_bytes,
         peak_memory_kind=result.extra.get("peak_memory_kind"),
         world_size=result.extra.get("world_size", 1),
     )
@@ -293,10 +360,14 @@ def _check_same_config(path: Path, spec: RunSpec) -> None:
     if cfg_path.exists():
         existing = yaml.safe_load(cfg_path.read_text()) or {}
         if existing.get("semantic") != _yaml_roundtrip(semantic):
-            raise ConfigError(f"out_root: run directory '{path}' holds a run with a different config; "
-                              "use another out_root or delete it")
+            raise ConfigError(
+                f"out_root: run directory '{path}' holds a run with a different config; "
+                "use another out_root or delete it"
+            )
         return
-    write_text(cfg_path, yaml.safe_dump({"semantic": semantic, "full": to_dict(spec)}, sort_keys=False))
+    write_text(
+        cfg_path, yaml.safe_dump({"semantic": semantic, "full": to_dict(spec)}, sort_keys=False)
+    )
 
 
 def _yaml_roundtrip(obj: Any) -> Any:

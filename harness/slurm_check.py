@@ -51,19 +51,27 @@ def preflight(args: list[str]) -> None:
     if _arg(args, "hydra/launcher") != "slurm":
         return
     if shutil.which("sbatch") is None:
-        raise ConfigError("hydra/launcher=slurm: SLURM client tools (sbatch, sinfo) are not installed here")
+        raise ConfigError(
+            "hydra/launcher=slurm: SLURM client tools (sbatch, sinfo) are not installed here"
+        )
     ping = _run(["scontrol", "ping"], timeout=20)
     if ping.returncode != 0 or "UP" not in ping.stdout:
         first = (ping.stdout or ping.stderr).strip().splitlines()
-        raise ConfigError("hydra/launcher=slurm: no SLURM controller answers "
-                          f"(scontrol ping: {first[0] if first else 'no output'})")
+        raise ConfigError(
+            "hydra/launcher=slurm: no SLURM controller answers "
+            f"(scontrol ping: {first[0] if first else 'no output'})"
+        )
     listed = _run(["sinfo", "-h", "-o", "%P"], timeout=20).stdout.split()
     partitions = [p.rstrip("*") for p in listed]
     partition = requested_partition(args)
     if partition is None:
         if not any(p.endswith("*") for p in listed):
-            raise ConfigError("hydra.launcher.partition: not set and the cluster has no default partition "
-                              f"(partitions: {', '.join(partitions)})")
+            raise ConfigError(
+                "hydra.launcher.partition: not set and the cluster has no default partition "
+                f"(partitions: {', '.join(partitions)})"
+            )
     elif partition not in partitions:
-        raise ConfigError(f"hydra.launcher.partition: unknown partition '{partition}' "
-                          f"(known: {', '.join(partitions)})")
+        raise ConfigError(
+            f"hydra.launcher.partition: unknown partition '{partition}' "
+            f"(known: {', '.join(partitions)})"
+        )

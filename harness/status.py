@@ -21,8 +21,9 @@ def squeue_jobs() -> dict[str, str]:
     if shutil.which("squeue") is None:
         return {}
     try:
-        out = subprocess.run(["squeue", "-h", "--me", "-o", "%i %T"], capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(
+            ["squeue", "-h", "--me", "-o", "%i %T"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return {}
     jobs = {}
@@ -71,13 +72,18 @@ def status_rows(root: Path) -> list[dict]:
             state = "interrupted"  # a local run whose process is gone (killed): relaunch to resume
         val = rec.final.val_loss if rec and rec.final else {}
         first = next(iter(val.items()), (None, None))
-        rows.append({
-            "run_id": path.name, "size": (rec.model.size if rec else None) or "?",
-            "mix": (rec.data.mix if rec else None) or "?", "state": state,
-            "step": last.get("step", 0), "tokens": last.get("tokens", 0),
-            "val_loss": f"{first[0]}={first[1]:.4f}" if first[0] else "-",
-            "slurm_job": f"{job} ({jobs[job]})" if job in jobs else (job or "-"),
-        })
+        rows.append(
+            {
+                "run_id": path.name,
+                "size": (rec.model.size if rec else None) or "?",
+                "mix": (rec.data.mix if rec else None) or "?",
+                "state": state,
+                "step": last.get("step", 0),
+                "tokens": last.get("tokens", 0),
+                "val_loss": f"{first[0]}={first[1]:.4f}" if first[0] else "-",
+                "slurm_job": f"{job} ({jobs[job]})" if job in jobs else (job or "-"),
+            }
+        )
     return rows
 
 

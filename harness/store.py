@@ -21,8 +21,17 @@ from common.errors import RecordError
 from common.files import read_regular
 from common.record import SCHEMA_VERSION, STATUSES, RunRecord
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "RunRecord", "git_sha", "is_complete", "iter_run_dirs",
-           "read_record", "run_dir", "write_record"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "RunRecord",
+    "git_sha",
+    "is_complete",
+    "iter_run_dirs",
+    "read_record",
+    "run_dir",
+    "write_record",
+]
 
 
 # a record holds a few hundred checkpoint entries at most; anything far larger is not one
@@ -46,7 +55,9 @@ def read_record(path: Path) -> RunRecord | None:
     try:
         rec = json.loads(text.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        print(f"warning: corrupt record {path}: {err}; treating the run as not done", file=sys.stderr)
+        print(
+            f"warning: corrupt record {path}: {err}; treating the run as not done", file=sys.stderr
+        )
         return None
     try:
         return RunRecord.from_json(rec)
@@ -77,10 +88,21 @@ def git_sha() -> str:
     """The project's commit, with '+dirty' when the tree has changes; 'unknown' outside git."""
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -94,8 +116,10 @@ def iter_run_dirs(out_root: Path) -> list[Path]:
 def write_heartbeat(run_path: Path) -> None:
     """Say which process runs this run (`heartbeat.json`: pid, host, time), so `harness
     status` can tell a live local run from a dead one."""
-    write_json(Path(run_path) / HEARTBEAT, {"pid": os.getpid(), "host": socket.gethostname(),
-                                            "time": round(time.time(), 3)})
+    write_json(
+        Path(run_path) / HEARTBEAT,
+        {"pid": os.getpid(), "host": socket.gethostname(), "time": round(time.time(), 3)},
+    )
 
 
 def is_dead(run_path: Path) -> bool:

@@ -24,8 +24,16 @@ def toy_rows(spec: RunSpec) -> list[dict[str, Any]]:
     folder, _ = toy_task_dir(spec)
     rows: dict[str, dict[str, Any]] = {}
     for _, ts in sorted(load_task_specs(folder).items()):
-        row = rows.setdefault(ts.task, {"task": ts.task, "variants": [], "chance": ts.chance,
-                                        "items": ts.n_samples, "source": "toy world"})
+        row = rows.setdefault(
+            ts.task,
+            {
+                "task": ts.task,
+                "variants": [],
+                "chance": ts.chance,
+                "items": ts.n_samples,
+                "source": "toy world",
+            },
+        )
         if ts.setup:
             row["variants"].append(f"@{ts.setup}")
     return list(rows.values())
@@ -36,8 +44,10 @@ def lm_eval_rows(include_paths: tuple[str, ...], pattern: str = "") -> list[dict
 
     tm = task_manager(include_paths)
     names = sorted(n for n in tm.all_tasks if pattern in n)
-    return [{"task": n, "variants": [SHOT_NOTE], "chance": None, "items": None,
-             "source": "lm-eval"} for n in names]
+    return [
+        {"task": n, "variants": [SHOT_NOTE], "chance": None, "items": None, "source": "lm-eval"}
+        for n in names
+    ]
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
@@ -65,13 +75,23 @@ def list_tasks(spec: RunSpec, all_lm_eval: bool, pattern: str = "") -> str:
         rows += lm_eval_rows(tuple(spec.eval.include_paths), pattern)
     else:  # the suite's own non-toy tasks, named as configured
         toy = {r["task"] for r in rows}
-        rows += [{"task": t, "variants": [SHOT_NOTE], "chance": None, "items": None,
-                  "source": f"suite {spec.eval.suite}"} for t in spec.eval.tasks
-                 if t.split("@")[0] not in toy and pattern in t]
+        rows += [
+            {
+                "task": t,
+                "variants": [SHOT_NOTE],
+                "chance": None,
+                "items": None,
+                "source": f"suite {spec.eval.suite}",
+            }
+            for t in spec.eval.tasks
+            if t.split("@")[0] not in toy and pattern in t
+        ]
     if not rows:
         return ""
     note = "\nvariants: name them as task@variant in eval.tasks."
     if any(r["chance"] is None for r in rows):
-        note = ("\nvariants: name them as task@variant in eval.tasks; chance and items of lm-eval "
-                "tasks ('-') need their datasets and are recorded per run (record.json tasks_meta).")
+        note = (
+            "\nvariants: name them as task@variant in eval.tasks; chance and items of lm-eval "
+            "tasks ('-') need their datasets and are recorded per run (record.json tasks_meta)."
+        )
     return format_rows(rows) + note

@@ -37,8 +37,12 @@ def null_tracker() -> Tracker:
 def flat_config(spec: RunSpec, record: RunRecord) -> dict[str, Any]:
     """Top-level keys W&B users filter on, then the rest of the config flattened with '/'."""
     flat: dict[str, Any] = {
-        "size": spec.model.name, "mix": spec.mix.name, "seed": spec.seed, "sweep": spec.sweep,
-        "val_sets": [v.name for v in spec.validation], "n_params": record.model.n_params,
+        "size": spec.model.name,
+        "mix": spec.mix.name,
+        "seed": spec.seed,
+        "sweep": spec.sweep,
+        "val_sets": [v.name for v in spec.validation],
+        "n_params": record.model.n_params,
         "train_tokens": record.data.train_tokens,
     }
 
@@ -61,8 +65,14 @@ def api_key_configured() -> bool:
 
 
 class WandbTracker(Tracker):
-    def __init__(self, project: str, entity: str | None = None, mode: str = "auto", directory: str | None = None,
-                 init_timeout: float = 20.0):
+    def __init__(
+        self,
+        project: str,
+        entity: str | None = None,
+        mode: str = "auto",
+        directory: str | None = None,
+        init_timeout: float = 20.0,
+    ):
         self.project, self.entity, self.directory = project, entity, directory
         self.init_timeout = init_timeout
         self.mode = ("online" if api_key_configured() else "offline") if mode == "auto" else mode
@@ -71,42 +81,67 @@ class WandbTracker(Tracker):
     def start(self, run_id: str, spec: RunSpec, record: RunRecord) -> None:
         import wandb
 
-        if os.environ.get("WANDB_MODE") == "":  # `export WANDB_MODE=` makes wandb reject its settings
+        if (
+            os.environ.get("WANDB_MODE") == ""
+        ):  # `export WANDB_MODE=` makes wandb reject its settings
             del os.environ["WANDB_MODE"]
 
-        kwargs = dict(project=self.project, entity=self.entity, id=run_id, resume="allow",
-                      group=spec.sweep, job_type="train",
-                      name=f"{spec.model.name}-{spec.mix.name}-s{spec.seed}",
-                      config=flat_config(spec, record), dir=self.directory,
-                      settings=wandb.Settings(init_timeout=self.init_timeout, silent=True, console="off"))
+        kwargs = dict(
+            project=self.project,
+            entity=self.entity,
+            id=run_id,
+            resume="allow",
+            group=spec.sweep,
+            job_type="train",
+            name=f"{spec.model.name}-{spec.mix.name}-s{spec.seed}",
+            config=flat_config(spec, record),
+            dir=self.directory,
+            settings=wandb.Settings(init_timeout=self.init_timeout, silent=True, console="off"),
+        )
         if self.directory:
             Path(self.directory).mkdir(parents=True, exist_ok=True)
-        if self.mode == "online" and not _reachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")):
-            print("warning: W&B server unreachable; logging offline (sync later with `wandb sync`)",
-                  file=sys.stderr)
+        if self.mode == "online" and not _reachable(
+            os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+        ):
+            print(
+                "warning: W&B server unreachable; logging offline (sync later with `wandb sync`)",
+                file=sys.stderr,
+            )
             self.mode = "offline"
         if self.mode != "offline":
             try:
                 self.run = wandb.init(mode=self.mode, **kwargs)
                 return
             except Exception as err:  # bad key, server error: keep the run, log offline
-                print(f"warning: wandb {self.mode} init failed ({_first_line(err)}); logging offline",
-                      file=sys.stderr)
+                print(
+                    f"warning: wandb {self.mode} init failed ({_first_line(err)}); logging offline",
+                    file=sys.stderr,
+                )
             wandb.teardown()  # drop the failed online session, which still holds the run id
         try:
             self.run = wandb.init(mode="offline", **kwargs)
         except Exception as err:
-            print(f"warning: wandb offline init failed too ({_first_line(err)}); not tracking this run",
-                  file=sys.stderr)
+            print(
+                f"warning: wandb offline init failed too ({_first_line(err)}); "
+                f"not tracking this run",
+                file=sys.stderr,
+            )
             self.run = None
             return
         _offline_hint(Path(self.run.dir).parent)
 
     def log_step(self, row: dict[str, Any]) -> None:
         if self.run:
-            self.run.log({"train/loss": row["loss"], "train/lr": row["lr"],
-                          "train/tokens_per_second": row["tokens_per_second"],
-                          "train/grad_norm": row["grad_norm"], "tokens": row["tokens"]}, step=row["step"])
+            self.run.log(
+                {
+                    "train/loss": row["loss"],
+                    "train/lr": row["lr"],
+                    "train/tokens_per_second": row["tokens_per_second"],
+                    "train/grad_norm": row["grad_norm"],
+                    "tokens": row["tokens"],
+                },
+                step=row["step"],
+            )
 
     def log_checkpoint(self, entry: CheckpointEntry) -> None:
         if not self.run:
@@ -122,8 +157,11 @@ class WandbTracker(Tracker):
     def finish(self, record: RunRecord, preempted: bool = False) -> None:
         if not self.run:
             return
-        summary: dict[str, Any] = {"status": record.status, "n_params": record.model.n_params,
-                                   "n_params_nonembedding": record.model.n_params_nonembedding}
+        summary: dict[str, Any] = {
+            "status": record.status,
+            "n_params": record.model.n_params,
+            "n_params_nonembedding": record.model.n_params_nonembedding,
+        }
         compute = vars(record.compute) if record.compute else {}
         summary.update({f"compute/{k}": v for k, v in compute.items() if v is not None})
         last = record.final
@@ -146,8 +184,11 @@ def _offline_hint(run_dir: Path) -> None:
     if folder in _HINTED_OFFLINE:
         return
     _HINTED_OFFLINE.add(folder)
-    print(f"W&B offline: runs are saved under {folder} (this one: {run_dir.name}); upload "
-          f"them with: wandb sync {folder}/offline-run-*", file=sys.stderr)
+    print(
+        f"W&B offline: runs are saved under {folder} (this one: {run_dir.name}); upload "
+        f"them with: wandb sync {folder}/offline-run-*",
+        file=sys.stderr,
+    )
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:
@@ -170,9 +211,13 @@ def make_tracker(cfg: dict[str, Any], out_root: Path) -> Tracker:
     if kind == "none":
         return null_tracker()
     if kind == "wandb":
-        return WandbTracker(project=cfg.get("project", "scaling-harness"), entity=cfg.get("entity"),
-                            mode=cfg.get("mode", "auto"), directory=cfg.get("dir") or str(out_root),
-                            init_timeout=float(cfg.get("init_timeout", 20)))
+        return WandbTracker(
+            project=cfg.get("project", "scaling-harness"),
+            entity=cfg.get("entity"),
+            mode=cfg.get("mode", "auto"),
+            directory=cfg.get("dir") or str(out_root),
+            init_timeout=float(cfg.get("init_timeout", 20)),
+        )
     from common.errors import ConfigError
 
     raise ConfigError(f"logger.kind: unknown logger '{kind}' (known: none, wandb)")

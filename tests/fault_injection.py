@@ -31,20 +31,39 @@ TOL = 1e-6
 def demo_overrides(cache: Path, out: Path, steps: int = 300) -> list[str]:
     """A cpu-100k run of `steps` steps at batch 8 x seq 64, checkpointing every 10 steps."""
     return [
-        f"cache_dir={cache}", f"out_root={out}", "model=cpu-100k", "eval=none",
-        "sources.toyworld.n_entities=120", "sources.toyworld.docs.train=400",
-        "sources.toyworld.docs.val=40", "sources.toyworld.docs.shifted=40",
-        "tokenizer.vocab_size=512", "tokenizer.train_docs=300",
-        f"train.tokens={steps * 8 * 64}", "train.tokens_per_param=null", "train.batch_size=8",
-        "train.seq_len=64", "train.log_every=5", "train.checkpoint_every=10", "train.keep_checkpoints=2",
+        f"cache_dir={cache}",
+        f"out_root={out}",
+        "model=cpu-100k",
+        "eval=none",
+        "sources.toyworld.n_entities=120",
+        "sources.toyworld.docs.train=400",
+        "sources.toyworld.docs.val=40",
+        "sources.toyworld.docs.shifted=40",
+        "tokenizer.vocab_size=512",
+        "tokenizer.train_docs=300",
+        f"train.tokens={steps * 8 * 64}",
+        "train.tokens_per_param=null",
+        "train.batch_size=8",
+        "train.seq_len=64",
+        "train.log_every=5",
+        "train.checkpoint_every=10",
+        "train.keep_checkpoints=2",
         # one thread: CPU results are bitwise reproducible only at a fixed thread count
-        "train.num_threads=1", "validation.max_tokens=2048", "eval.num_checkpoints=3",
+        "train.num_threads=1",
+        "validation.max_tokens=2048",
+        "eval.num_checkpoints=3",
     ]
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ, HARNESS_NO_PROGRESS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               WANDB_MODE="offline", PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        HARNESS_NO_PROGRESS="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        WANDB_MODE="offline",
+        PYTHONPATH=str(ROOT),
+    )
     env.update(extra or {})
     return env
 
@@ -76,12 +95,18 @@ def _log_max_step(log: Path, since_ns: int) -> int:
     return -1
 
 
-def run_to_step_then_kill(overrides: list[str], run_log: Path, step: int, delay: float,
-                          timeout: float = 120.0) -> str:
+def run_to_step_then_kill(
+    overrides: list[str], run_log: Path, step: int, delay: float, timeout: float = 120.0
+) -> str:
     """Launch the run; SIGKILL it `delay` s after its log reaches `step`. Returns what happened."""
     since = time.time_ns()
-    proc = subprocess.Popen(harness_cmd(overrides), cwd=ROOT, env=child_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        harness_cmd(overrides),
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + timeout
     try:
         while proc.poll() is None and time.time() < deadline:
@@ -104,14 +129,23 @@ def run_to_step_then_kill(overrides: list[str], run_log: Path, step: int, delay:
 
 
 def run_to_end(overrides: list[str], timeout: float = 300.0) -> None:
-    res = subprocess.run(harness_cmd(overrides), cwd=ROOT, env=child_env(), capture_output=True,
-                         text=True, timeout=timeout)
+    res = subprocess.run(
+        harness_cmd(overrides),
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if res.returncode != 0:
         raise RuntimeError(f"harness run exited {res.returncode}:\n{res.stderr[-3000:]}")
 
 
 def train_losses(run: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())]
+    return [
+        (r["step"], r["loss"])
+        for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())
+    ]
 
 
 def record_differences(ref: Path, got: Path, tol: float = TOL) -> list[str]:
@@ -124,8 +158,10 @@ def record_differences(ref: Path, got: Path, tol: float = TOL) -> list[str]:
         if a.get(key) != b.get(key):
             diffs.append(f"{key}: {a.get(key)!r} != {b.get(key)!r}")
     if [c["step"] for c in a["checkpoints"]] != [c["step"] for c in b["checkpoints"]]:
-        diffs.append(f"checkpoint steps {[c['step'] for c in a['checkpoints']]} != "
-                     f"{[c['step'] for c in b['checkpoints']]}")
+        diffs.append(
+            f"checkpoint steps {[c['step'] for c in a['checkpoints']]} != "
+            f"{[c['step'] for c in b['checkpoints']]}"
+        )
     for ca, cb in zip(a["checkpoints"], b["checkpoints"], strict=False):  # lengths checked above
         for k in ("tokens", "flops"):
             if ca[k] != cb[k]:
@@ -159,8 +195,9 @@ class Outcome:
     seconds: float = 0.0
 
 
-def inject(workdir: Path, kills: int = 5, seed: int = 0, steps: int = 300,
-           cache: Path | None = None) -> Outcome:
+def inject(
+    workdir: Path, kills: int = 5, seed: int = 0, steps: int = 300, cache: Path | None = None
+) -> Outcome:
     """Reference run, then `kills` SIGKILLs at seeded random steps, then a final relaunch."""
     t0 = time.time()
     cache = cache or workdir / "cache"
@@ -172,8 +209,11 @@ def inject(workdir: Path, kills: int = 5, seed: int = 0, steps: int = 300,
     targets = sorted(rng.sample(range(3, steps - 5), kills))
     result = Outcome()
     for step in targets:
-        result.events.append(run_to_step_then_kill(demo_overrides(cache, out, steps), log, step,
-                                                   delay=rng.uniform(0.0, 0.05)))
+        result.events.append(
+            run_to_step_then_kill(
+                demo_overrides(cache, out, steps), log, step, delay=rng.uniform(0.0, 0.05)
+            )
+        )
     run_to_end(demo_overrides(cache, out, steps))
     got = json.loads((out / "runs" / ref_run.name / "record.json").read_text())
     result.events.append(f"final launch resumed from step {got['compute']['resumed_from_step']}")
@@ -197,9 +237,15 @@ def main() -> int:
     for e in res.events:
         print(e)
     if res.differences:
-        print("FAIL: the relaunched run differs from the uninterrupted one:\n  " + "\n  ".join(res.differences))
+        print(
+            "FAIL: the relaunched run differs from the uninterrupted one:\n  "
+            + "\n  ".join(res.differences)
+        )
         return 1
-    print(f"OK: {args.kills} kills, final record equals the uninterrupted one ({res.seconds:.0f} s, {args.workdir})")
+    print(
+        f"OK: {args.kills} kills, final record equals the uninterrupted one "
+        f"({res.seconds:.0f} s, {args.workdir})"
+    )
     return 0
 
 

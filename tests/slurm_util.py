@@ -41,7 +41,8 @@ def slurm_available() -> tuple[bool, str]:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return (
             False,
-            "SLURM client tools (sinfo/sbatch) not installed; run `bash slurm/local_cluster.sh start`",
+            "SLURM client tools (sinfo/sbatch) not installed; "
+            "run `bash slurm/local_cluster.sh start`",
         )
     try:
         proc = _run(["sinfo", "-h", "-N", "-o", "%N %P %t"])
@@ -84,7 +85,7 @@ def job_info(job_id: str) -> dict[str, str]:
 
 
 def job_state(job_id: str) -> str:
-    """Job state from scontrol (kept MinJobAge seconds after the end), else sacct, else 'UNKNOWN'."""
+    """Job state from scontrol (kept MinJobAge s after the end), else sacct, else 'UNKNOWN'."""
     state = job_info(job_id).get("JobState")
     if state:
         return state

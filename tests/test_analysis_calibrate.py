@@ -32,11 +32,21 @@ def _multi_group(per_kind: int = 3, n: int = 64, seed: int = 0) -> Group:
             names.append(f"{kind}_{i}")
             cols.append(curve(kind, x, rng))
     Y = np.stack(cols, 1)
-    return Group(val_set="v", corpus="all", run_ids=np.arange(n).astype(object),
-                 run_corpus=np.array(["c"] * n), size=np.array(["s"] * n),
-                 n_params=np.geomspace(1e6, 1e9, n), x=x, names=names, tasks=names,
-                 setups=[""] * len(names), Y=Y, S=np.sqrt(Y * (1 - Y) / 2000),
-                 chance=np.full(len(names), 0.25))
+    return Group(
+        val_set="v",
+        corpus="all",
+        run_ids=np.arange(n).astype(object),
+        run_corpus=np.array(["c"] * n),
+        size=np.array(["s"] * n),
+        n_params=np.geomspace(1e6, 1e9, n),
+        x=x,
+        names=names,
+        tasks=names,
+        setups=[""] * len(names),
+        Y=Y,
+        S=np.sqrt(Y * (1 - Y) / 2000),
+        chance=np.full(len(names), 0.25),
+    )
 
 
 def _labels_file(tmp_path, rows: list[tuple[str, str]], header: str = "task\tcategory"):
@@ -49,8 +59,11 @@ BAD_LABELS = [
     ([("predictable_0", "linear")], "task\tcategory", "unknown category 'linear'"),
     ([("no_such_task", "noisy")], "task\tcategory", "unknown task 'no_such_task'"),
     ([("predictable_0", "noisy")], "name\tcategory", "lacks column(s) ['task']"),
-    ([("predictable_0", "noisy"), ("predictable_0", "inverse")], "task\tcategory",
-     "task 'predictable_0' labelled twice"),
+    (
+        [("predictable_0", "noisy"), ("predictable_0", "inverse")],
+        "task\tcategory",
+        "task 'predictable_0' labelled twice",
+    ),
 ]
 
 
@@ -121,8 +134,9 @@ def test_sigmoid_fit_is_canonical_and_thread_independent():
 
 def test_exp_fits_and_labels_do_not_depend_on_threads_or_row_order():
     g = _multi_group(per_kind=2, seed=5)
-    W = np.vstack([np.ones(g.n), np.random.default_rng(1).multinomial(g.n, np.full(
-        g.n, 1 / g.n), 20)])
+    W = np.vstack(
+        [np.ones(g.n), np.random.default_rng(1).multinomial(g.n, np.full(g.n, 1 / g.n), 20)]
+    )
     outs = []
     for threads in (1, 2):
         with threadpool_limits(threads):

@@ -15,11 +15,21 @@ def _group(kind: str, n: int = 48, seed: int = 0) -> Group:
     rng = np.random.default_rng(seed)
     x = np.sort(rng.uniform(2.5, 4.5, n))[::-1]
     y = curve(kind, x, rng)
-    return Group(val_set="v", corpus="c", run_ids=np.arange(n).astype(object),
-                 run_corpus=np.array(["c"] * n), size=np.array(["s"] * n),
-                 n_params=np.geomspace(1e6, 1e9, n), x=x, names=[kind], tasks=[kind],
-                 setups=[""], Y=y[:, None], S=np.sqrt(y * (1 - y) / 2000)[:, None],
-                 chance=np.array([0.25]))
+    return Group(
+        val_set="v",
+        corpus="c",
+        run_ids=np.arange(n).astype(object),
+        run_corpus=np.array(["c"] * n),
+        size=np.array(["s"] * n),
+        n_params=np.geomspace(1e6, 1e9, n),
+        x=x,
+        names=[kind],
+        tasks=[kind],
+        setups=[""],
+        Y=y[:, None],
+        S=np.sqrt(y * (1 - y) / 2000)[:, None],
+        chance=np.array([0.25]),
+    )
 
 
 @pytest.mark.parametrize("kind", CATEGORIES)
@@ -63,7 +73,6 @@ def test_pure_noise_is_mostly_trendless_whatever_the_group_size(n):
 
 def test_trend_rows_carry_the_rule_features():
     g = _group("predictable")
-    row = trend_rows(classify_group(g, np.ones((1, g.n)), ClassifyConfig(),
-                                    FitConfig())).iloc[0]
+    row = trend_rows(classify_group(g, np.ones((1, g.n)), ClassifyConfig(), FitConfig())).iloc[0]
     assert row["snr"] > ClassifyConfig().snr_pred and row["net"] == pytest.approx(1.0, abs=0.1)
     assert 0 <= row["drop"] < 0.3 and row["plateau"] > ClassifyConfig().plateau_frac

@@ -12,17 +12,30 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _analyze(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "analyze", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "analyze", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 BAD = [
     (["source=nosuch"], "source: unknown source 'nosuch'"),
-    (["source=gadre2024", "path=/nonexistent/exp_data"],
-     "path: '/nonexistent/exp_data' does not exist"),
+    (
+        ["source=gadre2024", "path=/nonexistent/exp_data"],
+        "path: '/nonexistent/exp_data' does not exist",
+    ),
     (["source=gadre2024", "path={empty}"], "is not a Gadre testbed"),
-    (["source=gadre2024", "analysis.calibration.labels=/nonexistent.tsv",
-      "analysis.bootstrap.n_resamples=0"], "calibration.labels: no such file"),
+    (
+        [
+            "source=gadre2024",
+            "analysis.calibration.labels=/nonexistent.tsv",
+            "analysis.bootstrap.n_resamples=0",
+        ],
+        "calibration.labels: no such file",
+    ),
 ]
 
 

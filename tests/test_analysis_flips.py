@@ -23,12 +23,31 @@ def _table(reverse: bool) -> pd.DataFrame:
         for i, L1 in enumerate(np.linspace(2.3, 3.6, 24)):
             acc = h(L1) + shift + rng.normal(0, 0.003)
             L2 = hinv(acc - 0.08) if (corpus == "B" and reverse) else hinv(acc - shift)
-            base = {"run_id": f"{corpus}{i}", "source": "t", "corpus": corpus, "size": str(i),
-                    "n_params": 1e6 * (i + 1), "final": True, "setup": ""}
-            rows += [{**base, "kind": "val_loss", "name": v, "task": v, "metric": "loss",
-                      "value": L} for v, L in (("v1", L1), ("v2", L2))]
-            rows.append({**base, "kind": "task", "name": "t", "task": "t", "metric": "acc",
-                         "value": acc, "stderr": 0.005, "chance": 0.0})
+            base = {
+                "run_id": f"{corpus}{i}",
+                "source": "t",
+                "corpus": corpus,
+                "size": str(i),
+                "n_params": 1e6 * (i + 1),
+                "final": True,
+                "setup": "",
+            }
+            rows += [
+                {**base, "kind": "val_loss", "name": v, "task": v, "metric": "loss", "value": L}
+                for v, L in (("v1", L1), ("v2", L2))
+            ]
+            rows.append(
+                {
+                    **base,
+                    "kind": "task",
+                    "name": "t",
+                    "task": "t",
+                    "metric": "acc",
+                    "value": acc,
+                    "stderr": 0.005,
+                    "chance": 0.0,
+                }
+            )
     return conform(with_all_columns(pd.DataFrame(rows)))
 
 

@@ -28,12 +28,19 @@ def test_testbed_importer_reads_fixture(tmp_path):
     table, msgs = _load(make_testbed(tmp_path / "exp_data"))
     assert list(table.columns) == list(COLUMNS)
     assert set(table["corpus"]) == {"c4_original", "rpj", "rw_original"}
-    assert set(table.loc[table["kind"] == "val_loss", "name"]) == {"openlm", "c4_val",
-                                                                   "paloma_code"}
+    assert set(table.loc[table["kind"] == "val_loss", "name"]) == {
+        "openlm",
+        "c4_val",
+        "paloma_code",
+    }
     assert table["run_id"].nunique() == 24 and table["final"].all()
     row = table[(table["name"] == "up_task")].iloc[0]
-    assert row["chance"] == 0.25 and row["size"] in {"d=96_l=8_h=4", "d=512_l=8_h=4",
-                                                      "d=576_l=24_h=8", "d=1024_l=24_h=8"}
+    assert row["chance"] == 0.25 and row["size"] in {
+        "d=96_l=8_h=4",
+        "d=512_l=8_h=4",
+        "d=576_l=24_h=8",
+        "d=1024_l=24_h=8",
+    }
     assert row["stderr"] == pytest.approx(math.sqrt(row["value"] * (1 - row["value"]) / 2000))
     assert np.allclose(table["flops"], 6 * table["n_params"] * table["train_tokens"])
     assert "unused_task" not in set(table["name"])

@@ -19,13 +19,21 @@ from tests.fixtures.analysis_make import sweep_table
 from tests.fixtures.gadre_make import make_testbed
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = {"bootstrap": {"n_resamples": 40, "loss_law_resamples": 10},
-        "plot": {"max_flip_figures": 2}}
+FAST = {"bootstrap": {"n_resamples": 40, "loss_law_resamples": 10}, "plot": {"max_flip_figures": 2}}
 
 CONTRACT = {
     "trends.csv": {"task", "val_set", "corpus", "category", "r2", "n_models", "p_category"},
-    "flips.csv": {"task", "setting", "from", "to", "kind", "effect", "p_value", "ci_low",
-                  "ci_high"},
+    "flips.csv": {
+        "task",
+        "setting",
+        "from",
+        "to",
+        "kind",
+        "effect",
+        "p_value",
+        "ci_low",
+        "ci_high",
+    },
     "extrapolation.csv": {"target", "quantity", "predicted", "actual", "rel_error"},
     "fits.csv": {"law", "params", "r2"},
 }
@@ -86,8 +94,9 @@ def test_testbed_fixture_end_to_end(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AnalysisWarning)
         table = load_testbed(make_testbed(tmp_path / "exp_data"))
-    summary, msgs = _analyze(table, tmp_path / "out", plot={"max_flip_figures": 1,
-                                                            "grid_val_sets": ["c4_val"]})
+    summary, msgs = _analyze(
+        table, tmp_path / "out", plot={"max_flip_figures": 1, "grid_val_sets": ["c4_val"]}
+    )
     assert any("no held-out target runs" in m for m in msgs)
     ext = pd.read_csv(tmp_path / "out" / "tables" / "extrapolation.csv")
     assert (ext["backtest"] == "leave_largest_out").any()
@@ -104,26 +113,37 @@ def _drop_task(t):
     return t[~((t["name"] == "task_inverse") & (t["run_id"].isin(["r00", "r01"])))]
 
 
-@pytest.mark.parametrize("mutate, expect", [
-    (_nan_scores, "NaN value"),
-    (_drop_task, None),
-    (lambda t: t[t["run_id"].isin(["r00", "r01", "r02"])], "not fitted"),
-])
+@pytest.mark.parametrize(
+    "mutate, expect",
+    [
+        (_nan_scores, "NaN value"),
+        (_drop_task, None),
+        (lambda t: t[t["run_id"].isin(["r00", "r01", "r02"])], "not fitted"),
+    ],
+)
 def test_bad_input_is_warned_not_fatal(tmp_path, mutate, expect):
-    table = mutate(sweep_table(n_sizes=5, mixes=("toy",), n_ckpt=2,
-                               tasks=("predictable", "inverse")))
+    table = mutate(
+        sweep_table(n_sizes=5, mixes=("toy",), n_ckpt=2, tasks=("predictable", "inverse"))
+    )
     summary, msgs = _analyze(table, tmp_path, plot={"max_flip_figures": 0})
     assert (tmp_path / "tables" / "trends.csv").exists()
     if expect:
         assert any(expect in m for m in msgs), msgs
 
 
-@pytest.mark.parametrize("table, match", [
-    (empty_table(), "empty table"),
-    (pd.DataFrame({"x": [1]}), "lacks columns"),
-    (sweep_table(n_sizes=3, mixes=("toy",), n_ckpt=1, tasks=("predictable",)).query(
-        "kind == 'val_loss'"), "no final-checkpoint acc scores"),
-])
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        (empty_table(), "empty table"),
+        (pd.DataFrame({"x": [1]}), "lacks columns"),
+        (
+            sweep_table(n_sizes=3, mixes=("toy",), n_ckpt=1, tasks=("predictable",)).query(
+                "kind == 'val_loss'"
+            ),
+            "no final-checkpoint acc scores",
+        ),
+    ],
+)
 def test_unusable_table_raises_one_line_error(tmp_path, table, match):
     with pytest.raises(AnalysisError, match=match) as exc:
         analyze(table, tmp_path, AnalysisConfig.from_dict(FAST))

@@ -18,8 +18,14 @@ ENV = {**os.environ, "HARNESS_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "HF_DATA
 
 
 def bench(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_train_throughput_smoke(tmp_path):
@@ -42,7 +48,9 @@ def test_train_throughput_explicit_missing_anchor_is_one_line(tmp_path):
 
 
 def test_tokenize_throughput_smoke(tmp_path):
-    res = bench("tokenize_throughput.py", "--mb", "0.3", "--repeats", "1", "--out", str(tmp_path / "k.json"))
+    res = bench(
+        "tokenize_throughput.py", "--mb", "0.3", "--repeats", "1", "--out", str(tmp_path / "k.json")
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads((tmp_path / "k.json").read_text())
     assert out["tokens"] > 0 and out["ratio"] > 0

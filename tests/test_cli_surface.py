@@ -24,16 +24,25 @@ def test_help_covers_every_command():
     assert set(HELP) == set(cli.COMMANDS)
 
 
-@pytest.mark.parametrize("cmd, arg, message", [
-    ("run", "train.tokenz=5", "train.tokenz: unknown key (did you mean train.tokens?)"),
-    ("status", "roots=x", "roots: unknown key (did you mean root?)"),
-    ("analyze", "analysis.plot.dpii=200", "analysis.plot.dpii: unknown key (did you mean analysis.plot.dpi?)"),
-    ("plan", "modle=cpu-50k", "modle: unknown key (did you mean model?)"),
-])
+@pytest.mark.parametrize(
+    "cmd, arg, message",
+    [
+        ("run", "train.tokenz=5", "train.tokenz: unknown key (did you mean train.tokens?)"),
+        ("status", "roots=x", "roots: unknown key (did you mean root?)"),
+        (
+            "analyze",
+            "analysis.plot.dpii=200",
+            "analysis.plot.dpii: unknown key (did you mean analysis.plot.dpi?)",
+        ),
+        ("plan", "modle=cpu-50k", "modle: unknown key (did you mean model?)"),
+    ],
+)
 def test_unknown_key_one_line_with_suggestion(run_cli, cmd, arg, message):
     code, out, err = run_cli(cmd, arg)
     assert code == 2
-    assert err.strip().splitlines() == [f"error: {message}; add a new key with +{arg.partition('=')[0]}=..."]
+    assert err.strip().splitlines() == [
+        f"error: {message}; add a new key with +{arg.partition('=')[0]}=..."
+    ]
 
 
 def test_unknown_command_suggests(run_cli):
@@ -49,7 +58,8 @@ def test_ctrl_c_is_one_line(run_cli, monkeypatch):
     code, _, err = run_cli("status", "root=x")
     assert code == 130
     assert [ln for ln in err.splitlines() if ln] == [
-        "interrupted: harness status stopped by Ctrl-C (relaunch the same command to resume)"]
+        "interrupted: harness status stopped by Ctrl-C (relaunch the same command to resume)"
+    ]
 
 
 def test_status_nothing_found_is_an_error(run_cli, tmp_path):
@@ -67,13 +77,16 @@ def test_train_tokens_alone_replaces_the_multiplier():
     # the same run as writing both out: the run id does not depend on how it was said
     from harness.identity import run_id
 
-    both = run_spec(compose(["model=cpu-50k", "train.tokens=100000", "train.tokens_per_param=null"]))
+    both = run_spec(
+        compose(["model=cpu-50k", "train.tokens=100000", "train.tokens_per_param=null"])
+    )
     assert run_id(spec) == run_id(both)
 
 
 def test_plan_rows_without_training(run_cli, tmp_path):
-    code, out, err = run_cli("plan", "-m", "model=cpu-50k,cpu-100k", "train.tokens=100000",
-                             f"out_root={tmp_path}")
+    code, out, err = run_cli(
+        "plan", "-m", "model=cpu-50k,cpu-100k", "train.tokens=100000", f"out_root={tmp_path}"
+    )
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split()[:6] == ["run_id", "size", "mix", "seed", "params", "non_emb"]
@@ -86,8 +99,14 @@ def test_plan_rows_without_training(run_cli, tmp_path):
 
 def test_plan_previews_slurm_without_sbatch(run_cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no scontrol
-    code, out, err = run_cli("plan", "-m", "hydra/launcher=slurm", "+cluster=example_gpu",
-                             "model=cpu-50k,cpu-100k", f"out_root={tmp_path}")
+    code, out, err = run_cli(
+        "plan",
+        "-m",
+        "hydra/launcher=slurm",
+        "+cluster=example_gpu",
+        "model=cpu-50k,cpu-100k",
+        f"out_root={tmp_path}",
+    )
     assert code == 0, err
     assert "#SBATCH --partition=gpu" in out and "#SBATCH --array=0-1%32" in out
     assert "#SBATCH --time=480" in out and "#SBATCH --requeue" in out
@@ -112,8 +131,14 @@ def test_backfill_hint_names_the_command(tmp_path, capsys):
     spec = run_spec(compose(["model=cpu-50k", "eval=toy", "eval.tasks=[toy_recall,toy_arith]"]))
     path = run_dir(tmp_path, run_id(spec))
     path.mkdir(parents=True)
-    rec = RunRecord(run_id=run_id(spec), sweep="t", status="running", config={},
-                    model=ModelInfo(size="cpu-50k", n_params=1), data=DataInfo(mix="toy"))
+    rec = RunRecord(
+        run_id=run_id(spec),
+        sweep="t",
+        status="running",
+        config={},
+        model=ModelInfo(size="cpu-50k", n_params=1),
+        data=DataInfo(mix="toy"),
+    )
     rec.put_checkpoint(CheckpointEntry(1, 1, 1.0, {"toy": 2.0}, {"toy_recall": {"acc": 0.5}}))
     rec.status = "complete"
     write_record(path, rec)
@@ -125,8 +150,9 @@ def test_backfill_hint_names_the_command(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bad_task_leaves_no_ghost_run(run_cli, tmp_path, shared_cache):
-    code, _, err = run_cli("run", *tiny_overrides(shared_cache, tmp_path, tasks=True),
-                           "eval.tasks=[toy_nope]")
+    code, _, err = run_cli(
+        "run", *tiny_overrides(shared_cache, tmp_path, tasks=True), "eval.tasks=[toy_nope]"
+    )
     assert code == 2 and "toy_nope" in err
     # the task list is checked when the run is built, after its directory was made
     assert list((tmp_path / "runs").glob("*")) == []
@@ -167,7 +193,9 @@ def test_cancel_with_nothing_to_cancel_is_non_zero(run_cli, tmp_path):
 
 def test_cfg_hydra_previews_slurm_without_sbatch(run_cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch: the preflight is for launches only
-    code, out, err = run_cli("run", "hydra/launcher=slurm", "+cluster=example_gpu", "--cfg", "hydra")
+    code, out, err = run_cli(
+        "run", "hydra/launcher=slurm", "+cluster=example_gpu", "--cfg", "hydra"
+    )
     assert code == 0, err
     assert "timeout_min: 480" in out and "partition: gpu" in out
 
@@ -175,4 +203,6 @@ def test_cfg_hydra_previews_slurm_without_sbatch(run_cli, tmp_path, monkeypatch)
 def test_conflicting_hydra_flags_are_one_line(run_cli):
     code, _, err = run_cli("run", "-m", "--cfg", "job")
     assert code == 2 and err.strip().splitlines() == [
-        "error: flags: Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified"]
+        "error: flags: Only one of --run, --multirun, --cfg, --info and --shell_completion "
+        "can be specified"
+    ]

@@ -45,36 +45,60 @@ def test_every_model_in_ladder_builds_a_spec():
 def test_run_id_changes_only_with_semantic_fields(tmp_path):
     base = spec_for([], tmp_path)
     same = [
-        ["train.device=cpu"], ["train.num_threads=1"], ["train.log_every=5"], ["out_root=/elsewhere"],
-        ["cache_dir=/elsewhere"], ["logger=wandb"], ["eval.tasks=[toy_arith]"], ["train.parallel=fsdp"],
+        ["train.device=cpu"],
+        ["train.num_threads=1"],
+        ["train.log_every=5"],
+        ["out_root=/elsewhere"],
+        ["cache_dir=/elsewhere"],
+        ["logger=wandb"],
+        ["eval.tasks=[toy_arith]"],
+        ["train.parallel=fsdp"],
     ]
     for extra in same:
         assert run_id(spec_for(extra, tmp_path)) == run_id(base), extra
     different = [
-        ["seed=1"], ["model=cpu-100k"], ["data=toy_code"], ["train.lr=0.001"], ["train.tokens=20000"],
-        ["eval.num_checkpoints=3"], ["validation.max_tokens=4096"], ["tokenizer.vocab_size=600"],
+        ["seed=1"],
+        ["model=cpu-100k"],
+        ["data=toy_code"],
+        ["train.lr=0.001"],
+        ["train.tokens=20000"],
+        ["eval.num_checkpoints=3"],
+        ["validation.max_tokens=4096"],
+        ["tokenizer.vocab_size=600"],
     ]
     ids = {run_id(spec_for(extra, tmp_path)) for extra in different}
     assert run_id(base) not in ids and len(ids) == len(different)
 
 
-@pytest.mark.parametrize("override, message", [
-    (["data.weights.toyworld=-1"], "data.weights.toyworld: weight must be a finite number >= 0, got -1.0"),
-    (["data.weights.toyworld=0"], "data.weights: all weights are zero"),
-    (["+data.weights.nosuch=1"], "data.weights.nosuch: unknown source 'nosuch'"),
-    (["train.seq_len=999"], "train.seq_len: 999 exceeds the context of model 'cpu-50k' (max_seq_len 256)"),
-    (["train.tokens=null"], "train.tokens / train.tokens_per_param: set exactly one"),
-    (["train.schedule=linear"], "train.schedule: unknown schedule 'linear'"),
-    (["train.device=tpu"], "train.device: unknown device 'tpu'"),
-    (["train.parallel=zero"], "train.parallel: unknown mode 'zero' (known: ddp, fsdp, auto)"),
-    (["+train.lrr=1"], "train.lrr: unknown key"),
-    (["train.batch_size=0"], "train.batch_size: must be a positive number, got 0"),
-    (["validation.sets.toy.source=nosuch"], "validation.sets.toy.source: unknown source 'nosuch'"),
-    (["validation.sets.toy.split=test"], "validation.sets.toy.split: unknown split 'test'"),
-    (["sources.toyworld.kind=web"], "sources.toyworld.kind: unknown source kind 'web'"),
-    (["model.n_heads=5"], "model.n_heads: 5 does not divide d_model 24"),
-    (["seed=abc"], "seed: must be an integer, got 'abc'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            ["data.weights.toyworld=-1"],
+            "data.weights.toyworld: weight must be a finite number >= 0, got -1.0",
+        ),
+        (["data.weights.toyworld=0"], "data.weights: all weights are zero"),
+        (["+data.weights.nosuch=1"], "data.weights.nosuch: unknown source 'nosuch'"),
+        (
+            ["train.seq_len=999"],
+            "train.seq_len: 999 exceeds the context of model 'cpu-50k' (max_seq_len 256)",
+        ),
+        (["train.tokens=null"], "train.tokens / train.tokens_per_param: set exactly one"),
+        (["train.schedule=linear"], "train.schedule: unknown schedule 'linear'"),
+        (["train.device=tpu"], "train.device: unknown device 'tpu'"),
+        (["train.parallel=zero"], "train.parallel: unknown mode 'zero' (known: ddp, fsdp, auto)"),
+        (["+train.lrr=1"], "train.lrr: unknown key"),
+        (["train.batch_size=0"], "train.batch_size: must be a positive number, got 0"),
+        (
+            ["validation.sets.toy.source=nosuch"],
+            "validation.sets.toy.source: unknown source 'nosuch'",
+        ),
+        (["validation.sets.toy.split=test"], "validation.sets.toy.split: unknown split 'test'"),
+        (["sources.toyworld.kind=web"], "sources.toyworld.kind: unknown source kind 'web'"),
+        (["model.n_heads=5"], "model.n_heads: 5 does not divide d_model 24"),
+        (["seed=abc"], "seed: must be an integer, got 'abc'"),
+    ],
+)
 def test_bad_config_one_line_error(override, message, tmp_path):
     with pytest.raises(ConfigError) as err:
         spec = spec_for(override, tmp_path)
@@ -85,14 +109,17 @@ def test_bad_config_one_line_error(override, message, tmp_path):
     assert message in text and "\n" not in text
 
 
-@pytest.mark.parametrize("args, message", [
-    (["model=cpu-huge"], "model: unknown model 'cpu-huge' (known: cpu-1.5m"),
-    (["-m", "model=cpu-50k,cpu-nope"], "model: unknown model 'cpu-nope'"),
-    (["data=web"], "data: unknown data 'web'"),
-    (["validation=paloma"], "validation: unknown validation 'paloma'"),
-    (["eval=nosuite"], "eval: unknown eval 'nosuite'"),
-    (["train.seq_len=999", "model=cpu-50k"], "train.seq_len: 999 exceeds the context"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["model=cpu-huge"], "model: unknown model 'cpu-huge' (known: cpu-1.5m"),
+        (["-m", "model=cpu-50k,cpu-nope"], "model: unknown model 'cpu-nope'"),
+        (["data=web"], "data: unknown data 'web'"),
+        (["validation=paloma"], "validation: unknown validation 'paloma'"),
+        (["eval=nosuite"], "eval: unknown eval 'nosuite'"),
+        (["train.seq_len=999", "model=cpu-50k"], "train.seq_len: 999 exceeds the context"),
+    ],
+)
 def test_cli_bad_input_exits_nonzero(run_cli, args, message, tmp_path):
     code, out, err = run_cli("run", *args, f"out_root={tmp_path}", f"cache_dir={tmp_path / 'c'}")
     assert code == 2

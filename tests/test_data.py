@@ -17,9 +17,13 @@ from train.specs import SourceSpec, TokenizerSpec
 from train.token_cache import build_token_cache
 from train.tokenizer import load_tokenizer, tokenizer_key
 
-TOY = SourceSpec("toyworld", "toyworld", {"n_entities": 60, "docs": {"train": 120, "val": 12, "shifted": 12}})
+TOY = SourceSpec(
+    "toyworld", "toyworld", {"n_entities": 60, "docs": {"train": 120, "val": 12, "shifted": 12}}
+)
 CODE = SourceSpec("stdlib_code", "stdlib_code", {"val_fraction": 0.05})
-TOK = TokenizerSpec(kind="bpe", vocab_size=400, train_sources=("toyworld", "stdlib_code"), train_docs=60)
+TOK = TokenizerSpec(
+    kind="bpe", vocab_size=400, train_sources=("toyworld", "stdlib_code"), train_docs=60
+)
 SOURCES = {"toyworld": TOY, "stdlib_code": CODE}
 
 
@@ -62,6 +66,7 @@ def test_token_cache_deterministic_and_content_keyed(tok, tmp_path):
 def _build_in_process(args):
     spec_opts, cache_dir = args
     from train.specs import SourceSpec
+
     spec = SourceSpec("toyworld", "toyworld", spec_opts)
     tokenizer = load_tokenizer(TOK, SOURCES, cache_dir / "tok")
     c = build_token_cache(spec, "train", tokenizer, "tid", cache_dir)
@@ -72,6 +77,7 @@ def test_concurrent_cache_builds_agree(tok, tmp_path):
     """Two processes building the same cache: one builds, the other waits; same bytes."""
     _, cache = tok
     import shutil
+
     shutil.copytree(cache / "tokenizers", tmp_path / "tok" / "tokenizers")
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
@@ -117,19 +123,32 @@ def test_hf_source_through_load_dataset_on_local_files(tmp_path):
     rows = [{"text": f"row {i}", "other": i} for i in range(30)]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:5]))
-    spec = SourceSpec("hfds", "hf", {"path": "json", "text_field": "text",
-                                     "data_files": {"train": str(tmp_path / "train.jsonl"),
-                                                    "validation": str(tmp_path / "val.jsonl")},
-                                     "splits": {"val": "validation"}, "max_docs": {"train": 10}})
+    spec = SourceSpec(
+        "hfds",
+        "hf",
+        {
+            "path": "json",
+            "text_field": "text",
+            "data_files": {
+                "train": str(tmp_path / "train.jsonl"),
+                "validation": str(tmp_path / "val.jsonl"),
+            },
+            "splits": {"val": "validation"},
+            "max_docs": {"train": 10},
+        },
+    )
     assert len(list(iter_documents(spec, "train"))) == 10
     assert list(iter_documents(spec, "val"))[0] == "row 0"
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: None, "data file not found"),
-    (lambda p: p.write_bytes(b"\xff\xfe\x00bad"), "data file is not UTF-8 text"),
-    (lambda p: p.write_text('{"txt": "x"}\n'), "text_field 'text' missing"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "data file not found"),
+        (lambda p: p.write_bytes(b"\xff\xfe\x00bad"), "data file is not UTF-8 text"),
+        (lambda p: p.write_text('{"txt": "x"}\n'), "text_field 'text' missing"),
+    ],
+)
 def test_bad_data_files(make, message, tmp_path):
     path = tmp_path / "bad.txt"
     make(path)
@@ -155,11 +174,14 @@ def test_hf_dataset_missing_offline_names_dataset(tmp_path):
         list(iter_documents(spec, "train"))
 
 
-@pytest.mark.parametrize("weights, message", [
-    ({"a": -1.0, "b": 1.0}, "data.weights.a: weight must be a finite number >= 0, got -1.0"),
-    ({"a": 0.0, "b": 0.0}, "data.weights: all weights are zero"),
-    ({"a": float("nan")}, "data.weights.a: weight must be a finite number >= 0, got nan"),
-])
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ({"a": -1.0, "b": 1.0}, "data.weights.a: weight must be a finite number >= 0, got -1.0"),
+        ({"a": 0.0, "b": 0.0}, "data.weights: all weights are zero"),
+        ({"a": float("nan")}, "data.weights.a: weight must be a finite number >= 0, got nan"),
+    ],
+)
 def test_bad_mix_weights(weights, message):
     with pytest.raises(ConfigError) as err:
         normalise_weights(weights)

@@ -35,15 +35,31 @@ def run(run_dir: Path) -> None:
     model = build_model(TINY, 128, seed=0)
 
     def evaluate(m, step, tokens):  # only rank 0 evaluates; the record shows which rank did
-        (run_dir / f"eval_rank{dist.get_rank() if dist.is_initialized() else 0}").write_text(str(tokens))
+        (run_dir / f"eval_rank{dist.get_rank() if dist.is_initialized() else 0}").write_text(
+            str(tokens)
+        )
 
-    train(model, StubTokenizer(), RandomSampler(128, 8, 32), SPEC, total_steps=STEPS, eval_steps={STEPS},
-          run_dir=run_dir, evaluate=evaluate)
+    train(
+        model,
+        StubTokenizer(),
+        RandomSampler(128, 8, 32),
+        SPEC,
+        total_steps=STEPS,
+        eval_steps={STEPS},
+        run_dir=run_dir,
+        evaluate=evaluate,
+    )
 
 
 def _worker(rank: int, world: int, port: int, run_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     try:
         run(Path(run_dir))
     finally:
@@ -67,7 +83,9 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     mp.spawn(_worker, args=(2, free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
     one, two = log_rows(tmp_path / "single"), log_rows(tmp_path / "ddp")
     assert [r["step"] for r in two] == list(range(1, STEPS + 1))
-    assert [r["tokens"] for r in two] == [r["tokens"] for r in one]  # the global batch, counted once
+    assert [r["tokens"] for r in two] == [
+        r["tokens"] for r in one
+    ]  # the global batch, counted once
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], abs=1e-5)
     assert [r["grad_norm"] for r in two] == pytest.approx([r["grad_norm"] for r in one], abs=1e-5)
     # rank 0 alone evaluates and writes the checkpoint; its weights equal the single run's
@@ -92,9 +110,25 @@ def test_torchrun_through_the_cli_matches_one_process(tmp_path, shared_cache):
     ref = execute(run_spec(compose(ov)), tmp_path / "one")
     env = {**os.environ, "HARNESS_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     two = [a.replace(str(tmp_path / "one"), str(tmp_path / "two")) for a in ov]
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          "--master_port", str(_free_port()), "-m", "harness.cli", "run", *two],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port",
+            str(_free_port()),
+            "-m",
+            "harness.cli",
+            "run",
+            *two,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     recs = list((tmp_path / "two").glob("runs/*/record.json"))
     assert [p.parent.name for p in recs] == [ref.run_id]

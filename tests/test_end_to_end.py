@@ -16,14 +16,27 @@ pytestmark = pytest.mark.slow  # end to end: a sweep, analysis and plots in subp
 
 
 def harness(*args: str, cwd) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HARNESS_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "HARNESS_NO_PROGRESS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_sweep_then_analyze_then_plot(tmp_path):
     out = tmp_path / "sweep"
-    overrides = [a for a in tiny_overrides(tmp_path / "cache", out, tasks=True) if not a.startswith("model=")]
+    overrides = [
+        a for a in tiny_overrides(tmp_path / "cache", out, tasks=True) if not a.startswith("model=")
+    ]
     res = harness("run", "-m", "model=cpu-50k,cpu-100k", "sweep_name=e2e", *overrides, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     records = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
@@ -32,7 +45,9 @@ def test_sweep_then_analyze_then_plot(tmp_path):
     assert all(r["sweep"] == "e2e" for r in records)
 
     # relaunching the same sweep skips both runs
-    again = harness("run", "-m", "model=cpu-50k,cpu-100k", "sweep_name=e2e", *overrides, cwd=tmp_path)
+    again = harness(
+        "run", "-m", "model=cpu-50k,cpu-100k", "sweep_name=e2e", *overrides, cwd=tmp_path
+    )
     assert again.returncode == 0 and again.stderr.count("complete") >= 2 and "skip" in again.stderr
 
     res = harness("analyze", f"root={out}", "analysis.bootstrap.n_resamples=50", cwd=tmp_path)

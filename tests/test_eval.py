@@ -38,12 +38,25 @@ def test_every_checkpoint_has_accuracy_and_continuous_metrics(finished_run):
     for entry in rec["checkpoints"]:
         assert set(entry["tasks"]) == set(TASKS)
         for name, m in entry["tasks"].items():
-            for key in ("acc", "acc_stderr", "acc_norm", "logprob", "logprob_per_token", "logprob_per_byte",
-                        "bpb", "prob_correct", "brier", "brier_stderr"):
+            for key in (
+                "acc",
+                "acc_stderr",
+                "acc_norm",
+                "logprob",
+                "logprob_per_token",
+                "logprob_per_byte",
+                "bpb",
+                "prob_correct",
+                "brier",
+                "brier_stderr",
+            ):
                 assert key in m and math.isfinite(m[key]), (name, key)
             assert 0 <= m["acc"] <= 1 and 0 <= m["prob_correct"] <= 1
     meta = rec["tasks_meta"]
-    assert meta["toy_recall@letters"]["setup"] == "letters" and meta["toy_recall@letters"]["task"] == "toy_recall"
+    assert (
+        meta["toy_recall@letters"]["setup"] == "letters"
+        and meta["toy_recall@letters"]["task"] == "toy_recall"
+    )
     assert meta["toy_recall"]["chance"] == pytest.approx(0.25)
     # the variant is scored separately from its base task
     last = rec["checkpoints"][-1]["tasks"]
@@ -68,7 +81,7 @@ def test_continuous_metrics_match_a_hand_computation(finished_run):
     for ctx, cont in pairs:
         ctx_ids = tok(ctx, add_special_tokens=False).input_ids
         whole = tok(ctx + cont, add_special_tokens=False).input_ids
-        cont_ids = whole[len(ctx_ids):]
+        cont_ids = whole[len(ctx_ids) :]
         ids = torch.tensor([ctx_ids + cont_ids])
         with torch.no_grad():
             logp = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)
@@ -83,12 +96,16 @@ def test_continuous_metrics_match_a_hand_computation(finished_run):
     assert mine["bpb"] == pytest.approx(-lls[gold] / (len(pairs[gold][1].encode()) * math.log(2)))
     brier = sum((pi / sum(p) - (i == gold)) ** 2 for i, pi in enumerate(p))
     assert mine["brier"] == pytest.approx(brier)
-    per_item = [float(s["filtered_resps"][int(s["target"])][0]) for s in runner.last_samples["toy_recall"]]
+    per_item = [
+        float(s["filtered_resps"][int(s["target"])][0]) for s in runner.last_samples["toy_recall"]
+    ]
     assert scores["toy_recall"]["logprob"] == pytest.approx(sum(per_item) / len(per_item))
 
 
 def test_item_metrics_by_hand():
-    m = item_metrics([math.log(0.5), math.log(0.25), math.log(0.25)], 0, [" ab", " c", " d"], [2, 1, 1])
+    m = item_metrics(
+        [math.log(0.5), math.log(0.25), math.log(0.25)], 0, [" ab", " c", " d"], [2, 1, 1]
+    )
     assert m["logprob"] == pytest.approx(math.log(0.5))
     assert m["logprob_per_token"] == pytest.approx(math.log(0.5) / 2)
     assert m["logprob_per_byte"] == pytest.approx(math.log(0.5) / 3)
@@ -101,8 +118,11 @@ def test_item_metrics_by_hand():
 def test_backfill_adds_a_task_and_skips_what_is_there(finished_run, run_cli):
     cache, out, outcome = finished_run
     before = read(outcome.path)
-    args = ["root=" + str(out), f"cache_dir={cache}"] + [a for a in tiny_overrides(cache, out, tasks=True)
-                                                        if a.startswith(("sources.", "tokenizer.", "eval.n_per"))]
+    args = ["root=" + str(out), f"cache_dir={cache}"] + [
+        a
+        for a in tiny_overrides(cache, out, tasks=True)
+        if a.startswith(("sources.", "tokenizer.", "eval.n_per"))
+    ]
     code, _, err = run_cli("eval", *args, "eval=toy", "eval.tasks=[toy_recall,toy_grammar@prefix]")
     assert code == 0, err
     after = read(outcome.path)
@@ -114,16 +134,22 @@ def test_backfill_adds_a_task_and_skips_what_is_there(finished_run, run_cli):
     assert code == 0 and "0 checkpoint(s) gained results" in err
 
 
-@pytest.mark.parametrize("tasks, message", [
-    ("[toy_recal]", "eval.tasks: unknown task 'toy_recal' (did you mean: toy_recall"),
-    ("[toy_recall,toy_recall]", "eval.tasks: task 'toy_recall' is listed twice"),
-])
+@pytest.mark.parametrize(
+    "tasks, message",
+    [
+        ("[toy_recal]", "eval.tasks: unknown task 'toy_recal' (did you mean: toy_recall"),
+        ("[toy_recall,toy_recall]", "eval.tasks: task 'toy_recall' is listed twice"),
+    ],
+)
 @pytest.mark.slow
 def test_bad_task_names(finished_run, run_cli, tasks, message):
     cache, out, outcome = finished_run
     before = (outcome.path / "record.json").read_bytes()
     args = [f"root={out}", f"cache_dir={cache}", "eval=toy", f"eval.tasks={tasks}"] + [
-        a for a in tiny_overrides(cache, out, tasks=True) if a.startswith(("sources.", "eval.n_per"))]
+        a
+        for a in tiny_overrides(cache, out, tasks=True)
+        if a.startswith(("sources.", "eval.n_per"))
+    ]
     code, _, err = run_cli("eval", *args)
     assert code == 2 and message in err
     assert (outcome.path / "record.json").read_bytes() == before
@@ -141,10 +167,15 @@ def test_backfill_reports_a_checkpoint_that_does_not_load(finished_run, run_cli,
         (ckpt / "model.safetensors").write_bytes(b"not a model")
     before = (run / "record.json").read_bytes()
     args = [f"root={copy}", f"cache_dir={cache}", "eval=toy", "eval.tasks=[toy_code]"] + [
-        a for a in tiny_overrides(cache, out, tasks=True) if a.startswith(("sources.", "eval.n_per"))]
+        a
+        for a in tiny_overrides(cache, out, tasks=True)
+        if a.startswith(("sources.", "eval.n_per"))
+    ]
     code, _, err = run_cli("eval", *args)
     assert code == 2 and "does not load" in err
     # each checkpoint is recorded as failed, with its reason; no score was added
     after = json.loads((run / "record.json").read_bytes())
-    assert [c["tasks"] for c in after["checkpoints"]] == [c["tasks"] for c in json.loads(before)["checkpoints"]]
+    assert [c["tasks"] for c in after["checkpoints"]] == [
+        c["tasks"] for c in json.loads(before)["checkpoints"]
+    ]
     assert all("does not load" in c["failure"] for c in after["checkpoints"])

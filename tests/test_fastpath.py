@@ -90,8 +90,16 @@ def run_loop(tmp_path, **train_kw) -> tuple[list[float], LoopResult]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     model = build_model(TINY, 128, seed=0)
     spec = TrainSpec(tokens=4096, lr=3e-3, log_every=1, device="cpu", **train_kw)
-    result = train(model, None, RandomSampler(128, 8, 32), spec, total_steps=8, eval_steps=set(),
-                   run_dir=tmp_path, evaluate=lambda m, s, t: None)
+    result = train(
+        model,
+        None,
+        RandomSampler(128, 8, 32),
+        spec,
+        total_steps=8,
+        eval_steps=set(),
+        run_dir=tmp_path,
+        evaluate=lambda m, s, t: None,
+    )
     rows = [json.loads(ln) for ln in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     return [r["loss"] for r in rows], result
 

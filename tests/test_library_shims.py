@@ -23,14 +23,21 @@ def test_lm_eval_evaluate_builds_then_reads_task_instances():
 
     src = inspect.getsource(evaluator.evaluate)
     version = lm_eval.__version__
-    assert "task.build_all_requests(" in src, f"lm-eval {version}: evaluate no longer builds requests per task"
+    assert "task.build_all_requests(" in src, (
+        f"lm-eval {version}: evaluate no longer builds requests per task"
+    )
     assert "task.instances" in src, f"lm-eval {version}: evaluate no longer reads task.instances"
     prop = inspect.getsource(Task.instances.fget)
-    assert "self._instances" in prop, f"lm-eval {version}: Task.instances no longer returns _instances"
-    assert "self._instances =" in inspect.getsource(Task.build_all_requests), \
+    assert "self._instances" in prop, (
+        f"lm-eval {version}: Task.instances no longer returns _instances"
+    )
+    assert "self._instances =" in inspect.getsource(Task.build_all_requests), (
         f"lm-eval {version}: build_all_requests no longer stores its Instances in _instances"
+    )
     fields = set(inspect.signature(Instance).parameters)
-    assert {"resps", "filtered_resps"} <= fields, f"lm-eval {version}: Instance lost resps/filtered_resps"
+    assert {"resps", "filtered_resps"} <= fields, (
+        f"lm-eval {version}: Instance lost resps/filtered_resps"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +45,36 @@ def task_dir(tmp_path_factory) -> Path:
     """One include path for both lm-eval tests below (indexing lm-eval's tasks takes seconds)."""
     root = tmp_path_factory.mktemp("shim_tasks")
     (root / "d.jsonl").write_text('{"q": "1+1=", "gold": 0, "choices": ["2", "3"]}\n' * 4)
-    (root / "t_base.yaml").write_text(yaml.safe_dump({
-        "tag": ["my_tag"], "task": "t_base", "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(root / "d.jsonl")}}, "test_split": "test",
-        "output_type": "multiple_choice", "doc_to_text": "{{q}}", "doc_to_target": "{{gold}}",
-        "doc_to_choice": "{{choices}}", "num_fewshot": 0}))
-    (root / "t_gone.yaml").write_text(yaml.safe_dump({
-        "task": "t_gone", "dataset_path": str(root / "no_such_dataset"), "dataset_name": "cfg",
-        "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "q",
-        "doc_to_target": 0, "doc_to_choice": ["a", "b"]}))
+    (root / "t_base.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "tag": ["my_tag"],
+                "task": "t_base",
+                "dataset_path": "json",
+                "dataset_kwargs": {"data_files": {"test": str(root / "d.jsonl")}},
+                "test_split": "test",
+                "output_type": "multiple_choice",
+                "doc_to_text": "{{q}}",
+                "doc_to_target": "{{gold}}",
+                "doc_to_choice": "{{choices}}",
+                "num_fewshot": 0,
+            }
+        )
+    )
+    (root / "t_gone.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": "t_gone",
+                "dataset_path": str(root / "no_such_dataset"),
+                "dataset_name": "cfg",
+                "test_split": "test",
+                "output_type": "multiple_choice",
+                "doc_to_text": "q",
+                "doc_to_target": 0,
+                "doc_to_choice": ["a", "b"],
+            }
+        )
+    )
     return root
 
 
@@ -60,8 +88,11 @@ def test_variant_yaml_derives_a_task_with_other_shots(task_dir):
     tm = task_manager((str(task_dir),))
     spec = _spec("t_base@3shot", tm)
     variant = yaml.safe_load(Path(spec).read_text())
-    assert variant == {"include": str(Path(tm.task_index["t_base"].yaml_path).resolve()),
-                       "task": "t_base__3shot", "num_fewshot": 3}
+    assert variant == {
+        "include": str(Path(tm.task_index["t_base"].yaml_path).resolve()),
+        "task": "t_base__3shot",
+        "num_fewshot": 3,
+    }
     (task,) = get_task_dict([spec], tm).values()
     assert task.config.num_fewshot == 3 and task.config.task == "t_base__3shot"
     assert "t_base__3shot" not in tm.task_index

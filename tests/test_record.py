@@ -16,20 +16,61 @@ from tests.conftest import ROOT, tiny_overrides
 
 # A complete record as the schema-1 harness (commit 279ae06) wrote it, trimmed to one checkpoint.
 SCHEMA1_COMPLETE = {
-    "schema_version": 1, "run_id": "3e1b5e871760", "sweep": "default", "status": "complete",
-    "failure": None, "config": {"model": {"name": "cpu-50k", "max_seq_len": 128}}, "git_sha": "279ae06",
-    "seed": 0, "host": "box", "slurm_job_id": None,
-    "model": {"size": "cpu-50k", "n_params": 62912, "n_params_nonembedding": 29632, "d_model": 32,
-              "n_layers": 2, "n_heads": 2, "vocab_size": 1024, "seq_len": 128},
+    "schema_version": 1,
+    "run_id": "3e1b5e871760",
+    "sweep": "default",
+    "status": "complete",
+    "failure": None,
+    "config": {"model": {"name": "cpu-50k", "max_seq_len": 128}},
+    "git_sha": "279ae06",
+    "seed": 0,
+    "host": "box",
+    "slurm_job_id": None,
+    "model": {
+        "size": "cpu-50k",
+        "n_params": 62912,
+        "n_params_nonembedding": 29632,
+        "d_model": 32,
+        "n_layers": 2,
+        "n_heads": 2,
+        "vocab_size": 1024,
+        "seq_len": 128,
+    },
     "data": {"mix": "toy", "weights": {"toyworld": 1.0}, "train_tokens": 120832},
-    "compute": {"flops": 4.56e10, "flops_convention": "6ND", "tokens": 120832, "steps": 59,
-                "wall_seconds": 30.1, "train_seconds": 12.0, "tokens_per_second": 10000.0,
-                "device": "cpu", "torch_threads": 2, "resumed_from_step": None,
-                "peak_memory_bytes": 123, "peak_memory_kind": "cpu_max_rss", "world_size": 1},
-    "tasks_meta": {"toy_recall": {"name": "toy_recall", "task": "toy_recall", "setup": "",
-                                  "chance": 0.25, "n_samples": 200, "num_fewshot": 0}},
-    "checkpoints": [{"step": 59, "tokens": 120832, "flops": 4.56e10,
-                     "val_loss": {"toy": 3.1}, "tasks": {"toy_recall": {"acc": 0.3, "acc_stderr": 0.03}}}],
+    "compute": {
+        "flops": 4.56e10,
+        "flops_convention": "6ND",
+        "tokens": 120832,
+        "steps": 59,
+        "wall_seconds": 30.1,
+        "train_seconds": 12.0,
+        "tokens_per_second": 10000.0,
+        "device": "cpu",
+        "torch_threads": 2,
+        "resumed_from_step": None,
+        "peak_memory_bytes": 123,
+        "peak_memory_kind": "cpu_max_rss",
+        "world_size": 1,
+    },
+    "tasks_meta": {
+        "toy_recall": {
+            "name": "toy_recall",
+            "task": "toy_recall",
+            "setup": "",
+            "chance": 0.25,
+            "n_samples": 200,
+            "num_fewshot": 0,
+        }
+    },
+    "checkpoints": [
+        {
+            "step": 59,
+            "tokens": 120832,
+            "flops": 4.56e10,
+            "val_loss": {"toy": 3.1},
+            "tasks": {"toy_recall": {"acc": 0.3, "acc_stderr": 0.03}},
+        }
+    ],
 }
 
 
@@ -47,7 +88,9 @@ def roundtrip_all(root: Path) -> int:
 
 @pytest.mark.slow
 def test_every_record_of_a_sweep_roundtrips(shared_cache, tmp_path, run_cli):
-    args = [o for o in tiny_overrides(shared_cache, tmp_path, tasks=True) if not o.startswith("model=")]
+    args = [
+        o for o in tiny_overrides(shared_cache, tmp_path, tasks=True) if not o.startswith("model=")
+    ]
     code, _, err = run_cli("run", "-m", *args, "model=cpu-50k", "seed=0,1")
     assert code == 0, err
     assert roundtrip_all(tmp_path) == 2
@@ -60,8 +103,10 @@ def test_every_record_of_a_sweep_roundtrips(shared_cache, tmp_path, run_cli):
     assert RunRecord.from_json(running.to_json()) == running
 
 
-@pytest.mark.skipif(not (ROOT / "outputs" / "demo" / "runs").is_dir(),
-                    reason="no demo outputs (run `make demo` first)")
+@pytest.mark.skipif(
+    not (ROOT / "outputs" / "demo" / "runs").is_dir(),
+    reason="no demo outputs (run `make demo` first)",
+)
 def test_demo_records_roundtrip():
     assert roundtrip_all(ROOT / "outputs" / "demo") > 0
 
@@ -74,8 +119,9 @@ def test_schema1_record_reads_and_upgrades(tmp_path):
     write_record(tmp_path / "r", rec)
     written = json.loads((tmp_path / "r" / "record.json").read_text())
     assert written["schema_version"] == SCHEMA_VERSION
-    assert {k: v for k, v in written.items() if k != "schema_version"} == \
-        {k: v for k, v in SCHEMA1_COMPLETE.items() if k != "schema_version"}
+    assert {k: v for k, v in written.items() if k != "schema_version"} == {
+        k: v for k, v in SCHEMA1_COMPLETE.items() if k != "schema_version"
+    }
     assert read_record(tmp_path / "r") == rec
 
 
@@ -87,7 +133,12 @@ def test_schema1_running_record_with_missing_keys_reads():
         del raw[key]
     del raw["model"]["d_model"]
     rec = RunRecord.from_json(raw)
-    assert rec.compute is None and rec.host is None and rec.tasks_meta == {} and rec.model.d_model is None
+    assert (
+        rec.compute is None
+        and rec.host is None
+        and rec.tasks_meta == {}
+        and rec.model.d_model is None
+    )
     assert RunRecord.from_json(rec.to_json()) == rec  # the upgraded record is strictly valid
 
 
@@ -95,16 +146,25 @@ def _current() -> dict:
     return RunRecord.from_json(SCHEMA1_COMPLETE).to_json()
 
 
-@pytest.mark.parametrize("mutate, named", [
-    (lambda r: r.update(checkpoint=r.pop("checkpoints")), "checkpoint"),  # renamed top-level key
-    (lambda r: r["model"].update(params=r["model"].pop("n_params")), "n_params"),
-    (lambda r: r["compute"].pop("world_size"), "world_size"),
-    (lambda r: r["checkpoints"][0].update(val_losses=r["checkpoints"][0].pop("val_loss")), "val_loss"),
-    (lambda r: r["checkpoints"][0].update(step="59"), "checkpoints[0].step"),
-    (lambda r: r["checkpoints"][0]["tasks"]["toy_recall"].update(acc="high"), "toy_recall.acc"),
-    (lambda r: r.update(status="done"), "status"),
-    (lambda r: r.update(schema_version=SCHEMA_VERSION + 1), "schema_version"),
-])
+@pytest.mark.parametrize(
+    "mutate, named",
+    [
+        (
+            lambda r: r.update(checkpoint=r.pop("checkpoints")),
+            "checkpoint",
+        ),  # renamed top-level key
+        (lambda r: r["model"].update(params=r["model"].pop("n_params")), "n_params"),
+        (lambda r: r["compute"].pop("world_size"), "world_size"),
+        (
+            lambda r: r["checkpoints"][0].update(val_losses=r["checkpoints"][0].pop("val_loss")),
+            "val_loss",
+        ),
+        (lambda r: r["checkpoints"][0].update(step="59"), "checkpoints[0].step"),
+        (lambda r: r["checkpoints"][0]["tasks"]["toy_recall"].update(acc="high"), "toy_recall.acc"),
+        (lambda r: r.update(status="done"), "status"),
+        (lambda r: r.update(schema_version=SCHEMA_VERSION + 1), "schema_version"),
+    ],
+)
 def test_current_schema_rejects_bad_fields_by_name(mutate, named):
     raw = _current()
     RunRecord.from_json(raw)  # valid before the change

@@ -18,27 +18,62 @@ from train.checkpoint import checkpoint_steps
 
 
 def _files_source(path: Path) -> list[str]:
-    return [f"+sources.mine={{kind: files, paths: ['{path}'], format: text, val_fraction: 0.0}}",
-            "~data.weights.toyworld", "+data.weights.mine=1.0"]
+    return [
+        f"+sources.mine={{kind: files, paths: ['{path}'], format: text, val_fraction: 0.0}}",
+        "~data.weights.toyworld",
+        "+data.weights.mine=1.0",
+    ]
 
 
 def _bad_utf8(p: Path) -> None:
     p.write_bytes(b"ok text\n\xff\xfe not utf-8\n")
 
 
-@pytest.mark.parametrize("extra, prepare, message", [
-    (["+data.weights.nosuch=1"], None, "data.weights.nosuch: unknown source 'nosuch'"),
-    (["data.weights.toyworld=-1"], None, "data.weights.toyworld: weight must be a finite number >= 0"),
-    (["data.weights.toyworld=0"], None, "data.weights: all weights are zero"),
-    (["data.weights.toyworld=nan"], None, "data.weights.toyworld: weight must be a finite number >= 0, got nan"),
-    (["validation.sets.toy.source=nosuch"], None, "validation.sets.toy.source: unknown source 'nosuch'"),
-    (["+validation.sets.extra={source: toyworld, split: test}"], None,
-     "validation.sets.extra.split: unknown split 'test'"),
-    ("files", None, "data file not found"),
-    ("files", lambda p: p.write_text(""), "sources.mine: split 'train' is empty (no documents)"),
-    ("files", _bad_utf8, "data file is not UTF-8 text"),
-], ids=["unknown-source", "negative-weight", "zero-weights", "nan-weight", "unknown-val-source",
-        "unknown-val-split", "missing-file", "empty-file", "non-utf8-file"])
+@pytest.mark.parametrize(
+    "extra, prepare, message",
+    [
+        (["+data.weights.nosuch=1"], None, "data.weights.nosuch: unknown source 'nosuch'"),
+        (
+            ["data.weights.toyworld=-1"],
+            None,
+            "data.weights.toyworld: weight must be a finite number >= 0",
+        ),
+        (["data.weights.toyworld=0"], None, "data.weights: all weights are zero"),
+        (
+            ["data.weights.toyworld=nan"],
+            None,
+            "data.weights.toyworld: weight must be a finite number >= 0, got nan",
+        ),
+        (
+            ["validation.sets.toy.source=nosuch"],
+            None,
+            "validation.sets.toy.source: unknown source 'nosuch'",
+        ),
+        (
+            ["+validation.sets.extra={source: toyworld, split: test}"],
+            None,
+            "validation.sets.extra.split: unknown split 'test'",
+        ),
+        ("files", None, "data file not found"),
+        (
+            "files",
+            lambda p: p.write_text(""),
+            "sources.mine: split 'train' is empty (no documents)",
+        ),
+        ("files", _bad_utf8, "data file is not UTF-8 text"),
+    ],
+    ids=[
+        "unknown-source",
+        "negative-weight",
+        "zero-weights",
+        "nan-weight",
+        "unknown-val-source",
+        "unknown-val-split",
+        "missing-file",
+        "empty-file",
+        "non-utf8-file",
+    ],
+)
 def test_run_bad_input(run_cli, tmp_path, shared_cache, extra, prepare, message):
     if extra == "files":
         data = tmp_path / "data.txt"
@@ -54,7 +89,9 @@ def test_run_bad_input(run_cli, tmp_path, shared_cache, extra, prepare, message)
 
 
 def test_run_unknown_task(run_cli, tmp_path, shared_cache):
-    code, _, err = run_cli("run", *tiny_overrides(shared_cache, tmp_path, tasks=True), "eval.tasks=[toy_nope]")
+    code, _, err = run_cli(
+        "run", *tiny_overrides(shared_cache, tmp_path, tasks=True), "eval.tasks=[toy_nope]"
+    )
     assert code == 2 and "eval.tasks: unknown task 'toy_nope'" in err
 
 
@@ -66,7 +103,9 @@ def finished(tmp_path_factory, shared_cache):
     from tests.conftest import compose
 
     out = tmp_path_factory.mktemp("finished")
-    outcome = execute(run_spec(compose(tiny_overrides(shared_cache, out) + ["train.checkpoint_every=4"])), out)
+    outcome = execute(
+        run_spec(compose(tiny_overrides(shared_cache, out) + ["train.checkpoint_every=4"])), out
+    )
     assert outcome.status == "complete"
     return out, outcome.run_id
 
@@ -84,7 +123,9 @@ def test_corrupt_record_is_reported_and_rebuilt(run_cli, finished, tmp_path, sha
 
 
 @pytest.mark.slow
-def test_corrupt_newest_checkpoint_resumes_from_the_previous(run_cli, finished, tmp_path, shared_cache):
+def test_corrupt_newest_checkpoint_resumes_from_the_previous(
+    run_cli, finished, tmp_path, shared_cache
+):
     """As if killed while the final record was being written, with the newest checkpoint damaged."""
     out, rid = finished
     copy = tmp_path / "sweep"
@@ -99,7 +140,10 @@ def test_corrupt_newest_checkpoint_resumes_from_the_previous(run_cli, finished, 
         fh.write(b"XXXX")
     code, _, err = run_cli("run", *tiny_overrides(shared_cache, copy), "train.checkpoint_every=4")
     assert code == 0, err
-    assert f"warning: skipping checkpoint {newest}: file trainer_state.pt does not match its sha256" in err
+    assert (
+        f"warning: skipping checkpoint {newest}: file trainer_state.pt does not match its sha256"
+        in err
+    )
     rec = json.loads((run / "record.json").read_text())
     assert rec["status"] == "complete" and rec["compute"]["resumed_from_step"] == 28
     assert not record_differences(out / "runs" / rid, run)
@@ -126,14 +170,22 @@ def test_cached_task_file_missing_a_field(run_cli, tmp_path, shared_cache):
 
 def _analyze(root: Path) -> subprocess.CompletedProcess:
     # a subprocess: the CLI user sees warnings on stderr (in-process, pytest would capture them)
-    return subprocess.run([sys.executable, "-m", "harness.cli", "analyze", f"root={root}", f"out={root / 'an'}"],
-                          cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "analyze", f"root={root}", f"out={root / 'an'}"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
 def test_analysis_root_without_complete_records(tmp_path):
     (tmp_path / "runs" / "a").mkdir(parents=True)
-    (tmp_path / "runs" / "a" / "record.json").write_text(json.dumps({"status": "failed", "failure": "x"}))
+    (tmp_path / "runs" / "a" / "record.json").write_text(
+        json.dumps({"status": "failed", "failure": "x"})
+    )
     (tmp_path / "runs" / "b").mkdir()
     (tmp_path / "runs" / "b" / "record.json").write_text('{"trunc')
     res = _analyze(tmp_path)
@@ -149,13 +201,29 @@ def test_analysis_skips_corrupt_and_failed_records(tmp_path):
     recs = sweep_records(n_sizes=3, mixes=("toy",), n_ckpt=2, tasks=("predictable",))
     write_records(tmp_path, recs)
     good = recs[0]
-    for name, text in [("truncated", json.dumps(good)[:80]),
-                       ("failed", json.dumps({**good, "run_id": "failed", "status": "failed",
-                                              "failure": "diverged: loss is nan at step 3"}))]:
+    for name, text in [
+        ("truncated", json.dumps(good)[:80]),
+        (
+            "failed",
+            json.dumps(
+                {
+                    **good,
+                    "run_id": "failed",
+                    "status": "failed",
+                    "failure": "diverged: loss is nan at step 3",
+                }
+            ),
+        ),
+    ]:
         (tmp_path / "runs" / name).mkdir()
         (tmp_path / "runs" / name / "record.json").write_text(text)
     res = _analyze(tmp_path)
     assert res.returncode == 0, res.stderr
-    assert f"skipping unreadable record {tmp_path / 'runs' / 'truncated' / 'record.json'}" in res.stderr
-    assert f"skipping {tmp_path / 'runs' / 'failed' / 'record.json'}: status is 'failed'" in res.stderr
+    assert (
+        f"skipping unreadable record {tmp_path / 'runs' / 'truncated' / 'record.json'}"
+        in res.stderr
+    )
+    assert (
+        f"skipping {tmp_path / 'runs' / 'failed' / 'record.json'}: status is 'failed'" in res.stderr
+    )
     assert (tmp_path / "an" / "report.md").exists()

@@ -15,8 +15,14 @@ from tests.fault_injection import child_env
 
 
 def _launch(overrides: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *overrides], cwd=ROOT,
-                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", *overrides],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(procs: list[subprocess.Popen]) -> list[str]:
@@ -29,7 +35,9 @@ def _finish(procs: list[subprocess.Popen]) -> list[str]:
 
 
 def _no_temporaries(root: Path) -> None:
-    left = [p for p in root.rglob(".*") if p.name not in (".lock",) and not p.name.endswith(".lock")]
+    left = [
+        p for p in root.rglob(".*") if p.name not in (".lock",) and not p.name.endswith(".lock")
+    ]
     assert not left, left
 
 
@@ -77,7 +85,9 @@ def test_concurrent_toy_task_builds_agree(tmp_path):
         results = pool.map(_toy_tasks, [str(tmp_path)] * 2)
     assert results[0] == results[1]
     entries = list((tmp_path / "toytasks").iterdir())
-    assert [str(p) for p in entries if p.is_dir()] == [results[0][0]]  # one folder, no .build.* left
+    assert [str(p) for p in entries if p.is_dir()] == [
+        results[0][0]
+    ]  # one folder, no .build.* left
     assert all(p.is_dir() or p.name.endswith(".lock") for p in entries)
 
 
@@ -86,8 +96,10 @@ def _hammer(args: tuple[str, int]) -> int:
 
     path, who = args
     for i in range(150):
-        write_json(Path(path) / "record.json", {"status": "running", "writer": who, "i": i,
-                                                "pad": "x" * (2000 * (who + 1))})
+        write_json(
+            Path(path) / "record.json",
+            {"status": "running", "writer": who, "i": i, "pad": "x" * (2000 * (who + 1))},
+        )
     return who
 
 

@@ -49,8 +49,9 @@ def reference(shared_cache, tmp_path_factory):
     return spec, execute(spec, out)
 
 
-def test_disk_full_during_checkpoint_keeps_previous_and_relaunch_resumes(reference, shared_cache, tmp_path,
-                                                                         run_cli, monkeypatch):
+def test_disk_full_during_checkpoint_keeps_previous_and_relaunch_resumes(
+    reference, shared_cache, tmp_path, run_cli, monkeypatch
+):
     import train.checkpoint as ckpt_mod
 
     spec, ref = reference
@@ -155,8 +156,11 @@ def test_resume_from_checkpoint_between_log_steps_is_exact(shared_cache, tmp_pat
 
 
 def test_divergence_fails_one_run_and_the_sweep_goes_on(shared_cache, tmp_path, run_cli):
-    args = tiny_overrides(shared_cache, tmp_path) + ["train.grad_clip=1e9", "train.spike_factor=1.5",
-                                                     "train.warmup_frac=0"]
+    args = tiny_overrides(shared_cache, tmp_path) + [
+        "train.grad_clip=1e9",
+        "train.spike_factor=1.5",
+        "train.warmup_frac=0",
+    ]
     code, _, err = run_cli("run", "-m", *args, "train.lr=50.0,0.004")
     assert code == 1 and "1 run(s) failed" in err and "diverged" not in err.split("failed:")[0]
     records = [read(p) for p in sorted((tmp_path / "runs").iterdir())]

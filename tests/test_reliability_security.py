@@ -29,7 +29,7 @@ def _calls(pattern: str) -> list[tuple[Path, int, str]]:
                 while depth and i < len(text):
                     depth += {"(": 1, ")": -1}.get(text[i], 0)
                     i += 1
-                out.append((f, text.count("\n", 0, m.start()) + 1, text[m.start():i]))
+                out.append((f, text.count("\n", 0, m.start()) + 1, text[m.start() : i]))
     return out
 
 
@@ -59,7 +59,9 @@ class _Recorder:
 
 
 @pytest.mark.parametrize("configured", [None, True])
-def test_pretrained_tokenizer_trust_remote_code_off_unless_configured(monkeypatch, tmp_path, configured):
+def test_pretrained_tokenizer_trust_remote_code_off_unless_configured(
+    monkeypatch, tmp_path, configured
+):
     import train.tokenizer as tokmod
     from common.errors import DataError
 
@@ -84,7 +86,9 @@ def test_backfill_loads_checkpoints_without_remote_code(monkeypatch, tmp_path):
 
     write_json(tmp_path / "manifest.json", {"step": 1, "files": {}})
     _Recorder.calls = []
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", _Recorder.from_pretrained)
+    monkeypatch.setattr(
+        transformers.AutoModelForCausalLM, "from_pretrained", _Recorder.from_pretrained
+    )
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", _Recorder.from_pretrained)
     # backfill reads the architecture first (weights go through train.checkpoint.load_weights)
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", _Recorder.from_pretrained)
@@ -106,13 +110,18 @@ def test_trainer_state_with_code_in_the_pickle_is_refused(tmp_path):
 
     marker = tmp_path / "pwned"
     torch.save({"step": 1, "payload": _Evil(marker)}, tmp_path / STATE)
-    with pytest.raises(Exception, match="(?i)weights.only|unsupported global|not an allowed global"):
+    with pytest.raises(
+        Exception, match="(?i)weights.only|unsupported global|not an allowed global"
+    ):
         load_trainer_state(tmp_path)
     assert not marker.exists()
 
 
-SECRETS = {"WANDB_API_KEY": "sk-test-PLANTED-123", "HF_TOKEN": "hf_PLANTED456",
-           "HUGGING_FACE_HUB_TOKEN": "hf_PLANTED456"}
+SECRETS = {
+    "WANDB_API_KEY": "sk-test-PLANTED-123",
+    "HF_TOKEN": "hf_PLANTED456",
+    "HUGGING_FACE_HUB_TOKEN": "hf_PLANTED456",
+}
 
 
 @pytest.mark.parametrize("logger", ["none", "wandb"])
@@ -120,17 +129,30 @@ SECRETS = {"WANDB_API_KEY": "sk-test-PLANTED-123", "HF_TOKEN": "hf_PLANTED456",
 def test_planted_secrets_never_reach_outputs(shared_cache, tmp_path, logger):
     out = tmp_path / "out"
     extra = ["logger=wandb", "logger.mode=offline"] if logger == "wandb" else ["logger=none"]
-    res = subprocess.run([sys.executable, "-m", "harness.cli", "run", *tiny_overrides(shared_cache, out), *extra],
-                         cwd=ROOT, env=child_env({**SECRETS, "WANDB_MODE": "offline",
-                                                  "WANDB_DIR": str(out), "WANDB_CACHE_DIR": str(out / "wc"),
-                                                  "WANDB_CONFIG_DIR": str(out / "wcfg")}),
-                         capture_output=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", *tiny_overrides(shared_cache, out), *extra],
+        cwd=ROOT,
+        env=child_env(
+            {
+                **SECRETS,
+                "WANDB_MODE": "offline",
+                "WANDB_DIR": str(out),
+                "WANDB_CACHE_DIR": str(out / "wc"),
+                "WANDB_CONFIG_DIR": str(out / "wcfg"),
+            }
+        ),
+        capture_output=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr.decode(errors="replace")[-3000:]
     files = [p for root in (out, shared_cache) for p in root.rglob("*") if p.is_file()]
     assert any(p.name == "record.json" for p in files)
     if logger == "wandb":
         assert any("wandb" in p.parts for p in files), "W&B offline wrote nothing under out_root"
-    blobs = [(str(p), p.read_bytes()) for p in files] + [("stdout", res.stdout), ("stderr", res.stderr)]
+    blobs = [(str(p), p.read_bytes()) for p in files] + [
+        ("stdout", res.stdout),
+        ("stderr", res.stderr),
+    ]
     for secret in set(SECRETS.values()):
         leaks = [name for name, data in blobs if secret.encode() in data]
         assert not leaks, f"{secret} found in {leaks}"

@@ -20,8 +20,7 @@ from analysis.report_findings import sensitivity_block
 from analysis.within_groups import COLUMN, mark_within_mix
 from tests.fixtures.analysis_make import sweep_table
 
-FAST = {"bootstrap": {"n_resamples": 40, "loss_law_resamples": 10},
-        "plot": {"max_flip_figures": 1}}
+FAST = {"bootstrap": {"n_resamples": 40, "loss_law_resamples": 10}, "plot": {"max_flip_figures": 1}}
 
 
 def _analyze(out, **over):
@@ -39,8 +38,10 @@ def sweep(tmp_path_factory):
 
 def test_fit_flags_name_bounds_and_r2():
     f = FitConfig()
-    assert fit_flag("exp", {"eps": 0.5, "ln_k": 0.0, "gamma": f.gamma_max}, -0.0, f) == \
-        "ln_k at bound 0; gamma at bound 20; R² ≤ 0"
+    assert (
+        fit_flag("exp", {"eps": 0.5, "ln_k": 0.0, "gamma": f.gamma_max}, -0.0, f)
+        == "ln_k at bound 0; gamma at bound 20; R² ≤ 0"
+    )
     assert fit_flag("exp", {"eps": 0.5, "ln_k": 2.0, "gamma": 3.0}, 0.8, f) == ""
     assert fit_flag("compute", {"E": 1.0}, -0.3, f) == "R² ≤ 0"
 
@@ -63,7 +64,7 @@ def test_findings_come_first_with_figure_links(sweep):
     _, report = sweep
     findings = report.index("## Findings")
     assert findings < report.index("## Fraction of tasks") < report.index("## Classification rules")
-    first = report[findings:report.index("## Fraction of tasks")]
+    first = report[findings : report.index("## Fraction of tasks")]
     assert "(figures/task_grid_toy.png)" in first and "(figures/loss_vs_compute.png)" in first
 
 
@@ -75,8 +76,16 @@ def test_unclassifiable_sweep_reports_na_not_zero(tmp_path):
 
 
 def test_all_zero_sensitivity_is_one_line():
-    sens = pd.DataFrame({"val_set": "v", "corpus": "all", "threshold": ["a", "a", "b", "b"],
-                         "factor": [0.5, 2.0, 0.5, 2.0], "value": 1.0, "frac_predictable": 0.0})
+    sens = pd.DataFrame(
+        {
+            "val_set": "v",
+            "corpus": "all",
+            "threshold": ["a", "a", "b", "b"],
+            "factor": [0.5, 2.0, 0.5, 2.0],
+            "value": 1.0,
+            "frac_predictable": 0.0,
+        }
+    )
     text = sensitivity_block(sens, "v", _md)
     assert text.strip().count("\n") == 0 and "is 0.00 under every threshold" in text
     sens.loc[0, "frac_predictable"] = 0.5
@@ -92,11 +101,16 @@ def _mix_points(within: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
             rid, loss = f"{mix}{i}", base_loss - 0.1 * i
             acc = base_acc + (0.05 * i if within else 0.004 * (-1) ** i)
             common = {"run_id": rid, "source": "harness", "corpus": mix}
-            rows.append({**common, "kind": "val_loss", "name": "v", "metric": "loss", "value": loss})
+            rows.append(
+                {**common, "kind": "val_loss", "name": "v", "metric": "loss", "value": loss}
+            )
             rows.append({**common, "kind": "task", "name": "t", "metric": "acc", "value": acc})
-    trends = pd.DataFrame([{"val_set": "v", "corpus": c, "name": "t", "category": cat,
-                            "binomial_se": 0.01} for c, cat in
-                           (("all", "predictable"), ("a", "insufficient"), ("b", "insufficient"))])
+    trends = pd.DataFrame(
+        [
+            {"val_set": "v", "corpus": c, "name": "t", "category": cat, "binomial_se": 0.01}
+            for c, cat in (("all", "predictable"), ("a", "insufficient"), ("b", "insufficient"))
+        ]
+    )
     return pd.DataFrame(rows), trends
 
 
@@ -134,7 +148,11 @@ def test_plot_cli_says_what_it_read(sweep, run_cli):
     out, _ = sweep
     code, stdout, err = run_cli("plot", f"out={out}", "analysis.plot.formats=[svg]")
     assert code == 0, err
-    assert stdout.splitlines()[0] == f"read runs.parquet, trends.csv, flips.csv, fits.csv, extrapolation.csv from {out / 'tables'}"
+    assert (
+        stdout.splitlines()[0]
+        == "read runs.parquet, trends.csv, flips.csv, fits.csv, extrapolation.csv from "
+        f"{out / 'tables'}"
+    )
     assert all(line.endswith(".svg") for line in stdout.splitlines()[1:])
     code, _, err = run_cli("plot", f"out={out / 'nothing'}")
     assert code == 2 and err.strip().count("\n") == 0 and "harness analyze" in err
@@ -149,9 +167,14 @@ def test_task_grid_legend_names_every_line_style(sweep, monkeypatch):
     cfg = AnalysisConfig.from_dict(json.loads((out / "analysis_config.json").read_text()))
     plots.task_grids(out, plots._Data(out, cfg), cfg)
     labels = [t.get_text() for t in figs[0].legends[0].get_texts()]
-    assert labels == ["toy", "toy+code", "fitted law, all runs pooled",
-                      "fitted law, one data mix (its colour)", "chance",
-                      "binomial 95% band around the pooled fit"]
+    assert labels == [
+        "toy",
+        "toy+code",
+        "fitted law, all runs pooled",
+        "fitted law, one data mix (its colour)",
+        "chance",
+        "binomial 95% band around the pooled fit",
+    ]
     ax = figs[0].axes[0]
     assert "(nats/token)" in figs[0].texts[0].get_text() if figs[0].texts else True
     titles = [a.get_title() for a in figs[0].axes]
@@ -166,5 +189,6 @@ def test_within_mix_line_names_the_task_on_every_val_set():
 
     points, trends = _mix_points(False)
     text = report_lines(mark_within_mix(points, trends, "acc"))
-    assert text.startswith("Within-mix check on `v`: 1 of 1 pooled-predictable task(s) trend "
-                           "between data mixes only") and text.rstrip().endswith(": t.")
+    assert text.startswith(
+        "Within-mix check on `v`: 1 of 1 pooled-predictable task(s) trend between data mixes only"
+    ) and text.rstrip().endswith(": t.")

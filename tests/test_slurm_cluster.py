@@ -1,4 +1,6 @@
-"""Smoke tests of the SLURM cluster the sweeps run on (locally: `bash slurm/local_cluster.sh start`).
+"""Smoke tests of the SLURM cluster the sweeps run on.
+
+Locally: `bash slurm/local_cluster.sh start`.
 
 All tests are marked ``slurm`` and skip with the reason from ``slurm_available()`` when no cluster
 answers. Accounting is off in the local cluster (no slurmdbd), so job states come from

@@ -24,8 +24,14 @@ ENV = {**os.environ, "HARNESS_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "HF_DATA
 
 
 def harness(*args: str, cwd: Path, **kw):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        **kw,
+    )
 
 
 def records(out: Path) -> list[dict]:
@@ -35,8 +41,18 @@ def records(out: Path) -> list[dict]:
 def test_three_run_sweep_through_the_launcher(tmp_path, shared_cache):
     out = tmp_path / "out"
     ov = [a for a in tiny_overrides(shared_cache, out) if not a.startswith("model=")]
-    res = harness("run", "-m", "hydra/launcher=slurm", "+cluster=local", "model=cpu-50k", "seed=0,1,2",
-                  "sweep_name=slurm3", *ov, cwd=tmp_path, timeout=300)
+    res = harness(
+        "run",
+        "-m",
+        "hydra/launcher=slurm",
+        "+cluster=local",
+        "model=cpu-50k",
+        "seed=0,1,2",
+        "sweep_name=slurm3",
+        *ov,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     recs = records(out)
     assert len(recs) == 3 and all(r["status"] == "complete" for r in recs)
@@ -58,23 +74,49 @@ def _wait(predicate, timeout: float, what: str):
 
 def test_requeued_run_resumes_to_the_uninterrupted_result(tmp_path, shared_cache):
     ov = tiny_overrides(shared_cache, tmp_path / "ref") + [
-        "model=cpu-100k", "train.tokens=400000", "train.checkpoint_every=5", "train.num_threads=1",
-        "eval.num_checkpoints=2", "sweep_name=requeue"]
+        "model=cpu-100k",
+        "train.tokens=400000",
+        "train.checkpoint_every=5",
+        "train.num_threads=1",
+        "eval.num_checkpoints=2",
+        "sweep_name=requeue",
+    ]
     ref = execute(run_spec(compose(ov)), tmp_path / "ref")
     ref_rec = json.loads((ref.path / "record.json").read_text())
 
     out = tmp_path / "slurm"
     sweep_ov = [a.replace(str(tmp_path / "ref"), str(out)) for a in ov]
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "-m", "hydra/launcher=slurm",
-                             "+cluster=local", *sweep_ov], cwd=tmp_path, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "-m",
+            "hydra/launcher=slurm",
+            "+cluster=local",
+            *sweep_ov,
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         run_dir = out / "runs" / ref.run_id
         log = run_dir / "train_log.jsonl"
-        _wait(lambda: log.exists() and len(log.read_text().splitlines()) >= 10, 120, "training to start")
+        _wait(
+            lambda: log.exists() and len(log.read_text().splitlines()) >= 10,
+            120,
+            "training to start",
+        )
         rec = json.loads((run_dir / "record.json").read_text())
         job = rec["slurm_job_id"]
-        assert subprocess.run(["scontrol", "requeue", job], capture_output=True, timeout=30).returncode == 0
+        assert (
+            subprocess.run(["scontrol", "requeue", job], capture_output=True, timeout=30).returncode
+            == 0
+        )
         output, _ = proc.communicate(timeout=300)
     finally:
         proc.kill()
@@ -89,24 +131,51 @@ def test_requeued_run_resumes_to_the_uninterrupted_result(tmp_path, shared_cache
 
 def test_unknown_partition_is_a_clear_error(tmp_path, shared_cache):
     out = tmp_path / "out"
-    res = harness("run", "-m", "hydra/launcher=slurm", "+cluster=local", "hydra.launcher.partition=nosuch",
-                  *tiny_overrides(shared_cache, out), cwd=tmp_path, timeout=120)
+    res = harness(
+        "run",
+        "-m",
+        "hydra/launcher=slurm",
+        "+cluster=local",
+        "hydra.launcher.partition=nosuch",
+        *tiny_overrides(shared_cache, out),
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1] == \
-        "error: hydra.launcher.partition: unknown partition 'nosuch' (known: debug)"
+    assert (
+        res.stderr.strip().splitlines()[-1]
+        == "error: hydra.launcher.partition: unknown partition 'nosuch' (known: debug)"
+    )
     assert not records(out)
 
 
 def test_unreachable_controller_is_a_clear_error(tmp_path, shared_cache):
     conf = tmp_path / "slurm.conf"
-    lines = [ln for ln in Path("/etc/slurm/slurm.conf").read_text().splitlines()
-             if not ln.startswith("SlurmctldPort")]
+    lines = [
+        ln
+        for ln in Path("/etc/slurm/slurm.conf").read_text().splitlines()
+        if not ln.startswith("SlurmctldPort")
+    ]
     conf.write_text("\n".join(lines + ["SlurmctldPort=9"]) + "\n")  # nothing listens there
     env = {**ENV, "SLURM_CONF": str(conf)}
     t0 = time.time()
-    res = subprocess.run([sys.executable, "-m", "harness.cli", "run", "-m", "hydra/launcher=slurm",
-                          "+cluster=local", *tiny_overrides(shared_cache, tmp_path / "out")], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "-m",
+            "hydra/launcher=slurm",
+            "+cluster=local",
+            *tiny_overrides(shared_cache, tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and time.time() - t0 < 60
     assert "error: hydra/launcher=slurm: no SLURM controller answers" in res.stderr
 
@@ -118,11 +187,23 @@ def test_two_slurm_tasks_train_one_run_data_parallel(tmp_path, shared_cache):
     ref = execute(run_spec(compose(ov)), tmp_path / "one")
     out = tmp_path / "two"
     two = [a.replace(str(tmp_path / "one"), str(out)) for a in ov]
-    res = harness("run", "-m", "hydra/launcher=slurm", "+cluster=local", "hydra.launcher.tasks_per_node=2",
-                  *two, cwd=tmp_path, timeout=300)
+    res = harness(
+        "run",
+        "-m",
+        "hydra/launcher=slurm",
+        "+cluster=local",
+        "hydra.launcher.tasks_per_node=2",
+        *two,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     (rec,) = records(out)
-    assert rec["status"] == "complete" and rec["compute"]["world_size"] == 2 and rec["run_id"] == ref.run_id
+    assert (
+        rec["status"] == "complete"
+        and rec["compute"]["world_size"] == 2
+        and rec["run_id"] == ref.run_id
+    )
     ref_rec = json.loads((ref.path / "record.json").read_text())
     for a, b in zip(ref_rec["checkpoints"], rec["checkpoints"], strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
@@ -131,15 +212,36 @@ def test_two_slurm_tasks_train_one_run_data_parallel(tmp_path, shared_cache):
 def test_cancel_stops_a_sweeps_jobs(tmp_path, shared_cache):
     out = tmp_path / "out"
     ov = tiny_overrides(shared_cache, out) + ["train.tokens=5000000", "model=cpu-400k"]
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "-m", "hydra/launcher=slurm",
-                             "+cluster=local", *ov], cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "-m",
+            "hydra/launcher=slurm",
+            "+cluster=local",
+            *ov,
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait(lambda: records(out) and records(out)[0].get("slurm_job_id"), 120, "the job to start")
         job = records(out)[0]["slurm_job_id"]
         res = harness("cancel", f"root={out}", cwd=tmp_path, timeout=60)
         assert res.returncode == 0 and f"cancelled 1 job(s): {job}" in res.stdout
-        _wait(lambda: job not in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
-                                                text=True).stdout.split(), 60, "the job to leave the queue")
+        _wait(
+            lambda: (
+                job
+                not in subprocess.run(
+                    ["squeue", "-h", "-o", "%i"], capture_output=True, text=True
+                ).stdout.split()
+            ),
+            60,
+            "the job to leave the queue",
+        )
     finally:
         proc.kill()

@@ -77,8 +77,9 @@ def test_missing_column_is_named(raw):
     f = raw / "ladder-runs" / "370M-2xC.csv"
     df = pd.read_csv(f).drop(columns=["eval/pile-validation/CrossEntropyLoss"])
     df.to_csv(f, index=False)
-    with pytest.raises(AnalysisError, match="370M-2xC: missing column "
-                                            "'eval/pile-validation/CrossEntropyLoss'"):
+    with pytest.raises(
+        AnalysisError, match="370M-2xC: missing column 'eval/pile-validation/CrossEntropyLoss'"
+    ):
         read_raw(raw)
 
 

@@ -25,8 +25,10 @@ def test_testbed_settings_fill_defaults_but_keep_explicit_values():
 
 
 def test_summary_answers_how_often_and_what_breaks(tmp_path):
-    tables = {"olmo_ladder": read_olmo(write_olmo(tmp_path / "o")),
-              "pythia": read_pythia(write_pythia(tmp_path / "p"))}
+    tables = {
+        "olmo_ladder": read_olmo(write_olmo(tmp_path / "o")),
+        "pythia": read_pythia(write_pythia(tmp_path / "p")),
+    }
     out = tmp_path / "out"
     summaries = {}
     for name, t in tables.items():

@@ -21,8 +21,16 @@ from eval.toytasks import (
 from train.toyworld import DOMAINS, CorpusOptions, documents, make_world, person_fields
 
 N = 20
-CHANCE = {"toy_recall": 0.25, "toy_twohop": 0.25, "toy_arith": 0.25, "toy_grammar": 0.5,
-          "toy_override": 0.25, "toy_code": 0.25, "toy_facts": 0.25, "toy_unseen": 0.25}
+CHANCE = {
+    "toy_recall": 0.25,
+    "toy_twohop": 0.25,
+    "toy_arith": 0.25,
+    "toy_grammar": 0.5,
+    "toy_override": 0.25,
+    "toy_code": 0.25,
+    "toy_facts": 0.25,
+    "toy_unseen": 0.25,
+}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +78,10 @@ def test_deterministic_bytes(world, task_dir, tmp_path):
         assert first.read_bytes() == second.read_bytes()
         same_yaml = Path(again[name].yaml_path).read_text().replace(str(tmp_path / "a"), str(out))
         assert same_yaml == Path(spec.yaml_path).read_text()
-    differs = [(out / f"{t}.jsonl").read_bytes() != (tmp_path / "b" / f"{t}.jsonl").read_bytes()
-               for t in TASKS]
+    differs = [
+        (out / f"{t}.jsonl").read_bytes() != (tmp_path / "b" / f"{t}.jsonl").read_bytes()
+        for t in TASKS
+    ]
     assert all(differs) and set(other) == set(specs)
 
 
@@ -133,8 +143,9 @@ DEMO_CORPUS = CorpusOptions(subject_zipf=1.0, recap_prob=0.5)
 
 
 def test_unseen_answers_not_in_training_text(world):
-    train = "\n".join(d for dom in DOMAINS for d in documents(world, dom, 200, "train", 0,
-                                                                DEMO_CORPUS))
+    train = "\n".join(
+        d for dom in DOMAINS for d in documents(world, dom, 200, "train", 0, DEMO_CORPUS)
+    )
     unseen = {it["person"] for it in make_items(world, "toy_unseen", N)}
     seen = {it["person"] for it in make_items(world, "toy_facts", N)}
     assert unseen and not [n for n in unseen if n in train]
@@ -148,13 +159,16 @@ def test_frequency_prior_scores_chance(world):
     from collections import Counter
 
     big = make_world(seed=1, n_entities=400, n_unseen=100)
-    train = " ".join(d for dom in DOMAINS for d in documents(big, dom, 300, "train", 0,
-                                                             DEMO_CORPUS))
+    train = " ".join(
+        d for dom in DOMAINS for d in documents(big, dom, 300, "train", 0, DEMO_CORPUS)
+    )
     freq = Counter(train.replace(".", " ").replace(",", " ").split())
     for task in ("toy_facts", "toy_unseen"):
         items = make_items(big, task, 400)[24:]
-        hits = [max(range(len(it["choices"])), key=lambda i: freq[it["choices"][i]])
-                == it["gold"] for it in items]
+        hits = [
+            max(range(len(it["choices"])), key=lambda i: freq[it["choices"][i]]) == it["gold"]
+            for it in items
+        ]
         assert len(items) == 400 and abs(sum(hits) / len(hits) - 0.25) < 0.07, task
 
 
@@ -193,16 +207,28 @@ def _tiny_model_and_tokenizer(world):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                     unk_token="<unk>", pad_token="</s>")
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="</s>"
+    )
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                      max_position_embeddings=1024, bos_token_id=1, eos_token_id=2,
-                      pad_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     return LlamaForCausalLM(cfg).eval(), hf_tok
 
 
@@ -218,8 +244,13 @@ def test_every_task_runs_through_lm_eval(world, task_dir, tmp_path, monkeypatch)
     model, tok = _tiny_model_and_tokenizer(world)
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=8, device="cpu")
     names = sorted(s.lm_eval_name for s in specs.values())
-    res = lm_eval.simple_evaluate(model=lm, tasks=names, limit=5, log_samples=True,
-                                  task_manager=TaskManager(include_path=str(out)))
+    res = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=names,
+        limit=5,
+        log_samples=True,
+        task_manager=TaskManager(include_path=str(out)),
+    )
     assert set(res["results"]) == set(names)
     for name in names:
         r = res["results"][name]

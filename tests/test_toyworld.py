@@ -45,13 +45,21 @@ def _digest(world, seed: int = 0) -> str:
 
 def test_same_seed_same_bytes_across_processes(world):
     # PYTHONHASHSEED differs per process, so any reliance on hash(str) would show up here.
-    code = ("from train.toyworld import make_world; import tests.test_toyworld as t;"
-            "print(t._digest(make_world(seed=3, n_entities=120)))")
+    code = (
+        "from train.toyworld import make_world; import tests.test_toyworld as t;"
+        "print(t._digest(make_world(seed=3, n_entities=120)))"
+    )
     outs = set()
     for hash_seed in ("1", "987"):
         env = os.environ | {"PYTHONPATH": str(ROOT), "PYTHONHASHSEED": hash_seed}
-        run = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         outs.add(run.stdout.strip())
     assert outs == {_digest(world)}
 
@@ -97,8 +105,11 @@ def test_unknown_key_is_one_line_error(world, domain, split):
 
 
 def test_unknown_domain_message_exact(world):
-    with pytest.raises(ValueError, match=r"^unknown toyworld domain 'foo' \(known: "
-                                         r"encyclopedia, narrative, arithmetic\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^unknown toyworld domain 'foo' \(known: "
+        r"encyclopedia, narrative, arithmetic\)$",
+    ):
         documents(world, "foo", 1, "train")
 
 
@@ -126,9 +137,17 @@ def _literal_anchor(template: str) -> str:
 
 
 def _heldout_train_pairs():
-    groups = [*T.PERSON_FACTS.values(), *T.CITY_FACTS.values(), *T.COUNTRY_FACTS.values(),
-              T.PERSON_INTROS, T.STORY_OPEN, T.STORY_EVENTS, T.STORY_CLOSE, T.ARITH_LINES,
-              T.WORD_PROBLEMS]
+    groups = [
+        *T.PERSON_FACTS.values(),
+        *T.CITY_FACTS.values(),
+        *T.COUNTRY_FACTS.values(),
+        T.PERSON_INTROS,
+        T.STORY_OPEN,
+        T.STORY_EVENTS,
+        T.STORY_CLOSE,
+        T.ARITH_LINES,
+        T.WORD_PROBLEMS,
+    ]
     train = [t for g in groups for t in g[0]]
     heldout = [t for g in groups for t in g[1]]
     return train, heldout
@@ -201,8 +220,9 @@ def test_default_corpus_options_reproduce_the_original_corpus(world):
     # depend on it (the golden digest below was taken before the options existed).
     assert _digest(world) == _digest_with(world, CorpusOptions())
     for domain in DOMAINS:
-        assert documents(world, domain, 30, "train", 0, CorpusOptions(subject_zipf=0.0)) == \
-            documents(world, domain, 30, "train", 0)
+        assert documents(
+            world, domain, 30, "train", 0, CorpusOptions(subject_zipf=0.0)
+        ) == documents(world, domain, 30, "train", 0)
 
 
 def _digest_with(world, options) -> str:
@@ -246,10 +266,15 @@ def test_corpus_option_errors_name_key_and_value(bad):
 
 def test_domain_counts():
     assert domain_counts(10, list(DOMAINS)) == [4, 3, 3]  # the original equal split
-    assert domain_counts(10, list(DOMAINS), {"encyclopedia": 3, "narrative": 1,
-                                             "arithmetic": 1}) == [6, 2, 2]
-    assert sum(domain_counts(1001, list(DOMAINS), {"encyclopedia": 2, "narrative": 1,
-                                                   "arithmetic": 1})) == 1001
+    assert domain_counts(
+        10, list(DOMAINS), {"encyclopedia": 3, "narrative": 1, "arithmetic": 1}
+    ) == [6, 2, 2]
+    assert (
+        sum(
+            domain_counts(1001, list(DOMAINS), {"encyclopedia": 2, "narrative": 1, "arithmetic": 1})
+        )
+        == 1001
+    )
     assert domain_counts(9, list(DOMAINS), {"narrative": 1}) == [0, 9, 0]
     with pytest.raises(ConfigError, match=r"domain_weights\.poems: not one of"):
         domain_counts(9, list(DOMAINS), {"poems": 1})
@@ -274,7 +299,6 @@ def test_recap_restates_facts_of_the_same_biography(world):
         sents = [s if s.endswith(".") else s + "." for s in tail.split(". ")]
         # two true facts, in the probes' wording
         assert len(sents) == 2 and set(sents) <= truths, sents
-
 
 
 def test_n_unseen_holds_more_people_out():

@@ -118,19 +118,25 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(shared_cache, tmp_path
 
 @pytest.mark.slow
 def test_divergence_marks_run_failed(shared_cache, tmp_path):
-    spec = make_spec(shared_cache, tmp_path, ["train.lr=50.0", "train.grad_clip=1e9", "train.spike_factor=1.5",
-                                              "train.warmup_frac=0"])
+    spec = make_spec(
+        shared_cache,
+        tmp_path,
+        ["train.lr=50.0", "train.grad_clip=1e9", "train.spike_factor=1.5", "train.warmup_frac=0"],
+    )
     outcome = execute(spec, tmp_path)
     rec = read(outcome.path)
     assert outcome.status == "failed" and rec["status"] == "failed"
     assert rec["failure"].startswith("diverged:")
 
 
-@pytest.mark.parametrize("loss, window, factor, message", [
-    (float("nan"), [], 0.0, "loss is nan at step 7"),
-    (float("inf"), [1.0] * 5, 3.0, "loss is inf at step 7"),
-    (10.0, [2.0] * 5, 3.0, "loss spike at step 7: 10.0000 > 3.0 x running mean 2.0000"),
-])
+@pytest.mark.parametrize(
+    "loss, window, factor, message",
+    [
+        (float("nan"), [], 0.0, "loss is nan at step 7"),
+        (float("inf"), [1.0] * 5, 3.0, "loss is inf at step 7"),
+        (10.0, [2.0] * 5, 3.0, "loss spike at step 7: 10.0000 > 3.0 x running mean 2.0000"),
+    ],
+)
 def test_divergence_rules(loss, window, factor, message):
     with pytest.raises(Diverged, match=message.replace(".", r"\.").replace("(", r"\(")):
         _check_divergence(loss, list(window), factor, 7)

@@ -16,9 +16,12 @@ from analysis.two_step import fit_chinchilla_many, predict_many, two_step_backte
 from analysis.variants import variant_flips
 from tests.fixtures.testbeds_make import write_olmo, write_pythia
 
-FAST = {"bootstrap": {"n_resamples": 20, "loss_law_resamples": 0},
-        "extrapolate": {"two_step": {"train_sizes": ["190M", "370M", "760M", "1B"],
-                                     "step2_min_frac": 0.0}}}
+FAST = {
+    "bootstrap": {"n_resamples": 20, "loss_law_resamples": 0},
+    "extrapolate": {
+        "two_step": {"train_sizes": ["190M", "370M", "760M", "1B"], "step2_min_frac": 0.0}
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +32,10 @@ def olmo(tmp_path_factory):
 def test_block_chinchilla_fit_recovers_each_law():
     N = np.repeat([1e8, 3e8, 1e9, 3e9], 4)
     D = N * 20 * np.tile([1, 2, 5, 10], 4)
-    Y = np.array([e + a / N ** 0.3 + 300 / D ** 0.25 for e, a in ((0.5, 200), (1.0, 400))])
+    Y = np.array([e + a / N**0.3 + 300 / D**0.25 for e, a in ((0.5, 200), (1.0, 400))])
     theta, ref = fit_chinchilla_many(N, D, Y)
     pred = predict_many(theta, ref, np.array([1e10]), np.array([4e12]))
-    want = [e + a / 1e10 ** 0.3 + 300 / 4e12 ** 0.25 for e, a in ((0.5, 200), (1.0, 400))]
+    want = [e + a / 1e10**0.3 + 300 / 4e12**0.25 for e, a in ((0.5, 200), (1.0, 400))]
     assert pred[:, 0] == pytest.approx(want, rel=2e-3)
 
 
@@ -45,8 +48,9 @@ def test_two_step_predicts_targets_of_a_clean_ladder(olmo):
     # the fixture's accuracy is an exact sigmoid of its bpb, and bpb follows a Chinchilla law
     assert two["abs_error"].max() < 0.03
     assert (two["rel_error"] == two["abs_error"] / two["actual"]).all()
-    pub = bt[(bt["target"] == "13B-5T") & (bt["task"] == "hellaswag_val")
-             & (bt["method"] == "two_step")]
+    pub = bt[
+        (bt["target"] == "13B-5T") & (bt["task"] == "hellaswag_val") & (bt["method"] == "two_step")
+    ]
     assert pub["published_abs_error"].iloc[0] == pytest.approx(0.853036 - 0.831906, abs=1e-5)
 
 
@@ -98,8 +102,7 @@ def test_pythia_has_compute_axis_and_variant_flips(tmp_path):
 
 
 def test_olmo_analysis_writes_two_step_points_and_metric_tables(olmo, tmp_path):
-    cfg = AnalysisConfig.from_dict({**FAST, "reference_val_set": "c4_en",
-                                    "x_axes": ["compute"]})
+    cfg = AnalysisConfig.from_dict({**FAST, "reference_val_set": "c4_en", "x_axes": ["compute"]})
     s = analyze(olmo, tmp_path, cfg)
     tables = tmp_path / "tables"
     two = pd.read_csv(tables / "two_step.csv")
@@ -108,8 +111,9 @@ def test_olmo_analysis_writes_two_step_points_and_metric_tables(olmo, tmp_path):
     assert (ext["backtest"] == "two_step_ladder").any() and "abs_error" in ext
     pts = pd.read_csv(tables / "predictable_points.csv")
     assert set(pts["points"]) == {"final", "all"}
-    assert (pts.loc[pts["points"] == "all", "n_runs"] < pts.loc[pts["points"] == "all",
-                                                                  "n_points"]).all()
+    assert (
+        pts.loc[pts["points"] == "all", "n_runs"] < pts.loc[pts["points"] == "all", "n_points"]
+    ).all()
     assert "compute" in s.frac_predictable
     report = (tmp_path / "report.md").read_text()
     assert "x-axis: validation loss (c4_en)" in report

@@ -38,10 +38,13 @@ def spec_for(tmp_path: Path, extra: tuple[str, ...] = (), cache: Path | None = N
 def _files_run(spec, corpus: Path):
     """`spec` training on one `files` source."""
     src = SourceSpec("mine", "files", {"paths": [str(corpus)], "val_fraction": 0.2})
-    return dataclasses.replace(spec, sources={**spec.sources, "mine": src}, mix=MixSpec("m", {"mine": 1.0}))
+    return dataclasses.replace(
+        spec, sources={**spec.sources, "mine": src}, mix=MixSpec("m", {"mine": 1.0})
+    )
 
 
 # -- 2. inputs are part of identity ------------------------------------------------------
+
 
 def test_replaced_corpus_gets_a_new_run_id(tmp_path):
     corpus = tmp_path / "corpus.txt"
@@ -98,6 +101,7 @@ def test_edited_tokenizer_cache_is_refused(tmp_path, shared_cache):
 
 # -- 3. task folders never run planted code -----------------------------------------------
 
+
 def _old_suite_name(root: Path) -> str:
     """The predictable shared-temp name suites were materialised under before."""
     from eval.suites.paths import _files, lm_eval_tasks_dir
@@ -116,7 +120,9 @@ def test_planted_suite_folder_in_shared_temp_is_never_used(tmp_path, monkeypatch
     planted = tmp_path / _old_suite_name(root)
     planted.mkdir()
     (planted / "evil.py").write_text("def pwn(ds):\n    open('PWNED', 'w')\n    return ds\n")
-    (planted / "arc_easy_evil.yaml").write_text("task: arc_easy\nprocess_docs: !function evil.pwn\n")
+    (planted / "arc_easy_evil.yaml").write_text(
+        "task: arc_easy\nprocess_docs: !function evil.pwn\n"
+    )
     got = materialise(root)
     assert got.resolve() != planted.resolve() and planted not in got.parents
     private = got.parent
@@ -146,7 +152,9 @@ def test_toy_task_include_of_code_running_yaml_is_refused(toy_tasks):
     victim = Path(next(iter(specs.values())).yaml_path)
     cfg = yaml.safe_load(victim.read_text())
     victim.write_text(yaml.safe_dump({"include": "base.yaml", **cfg}))
-    with pytest.raises(ValueError, match="not written by the toy-task generator|may not use 'include'"):
+    with pytest.raises(
+        ValueError, match="not written by the toy-task generator|may not use 'include'"
+    ):
         load_task_specs(out)
     (out / "base.yaml").unlink()
     (out / "evil.py").unlink()
@@ -156,18 +164,22 @@ def test_toy_task_include_of_code_running_yaml_is_refused(toy_tasks):
 
 # -- 5. strict settings, 7. names ---------------------------------------------------------
 
-@pytest.mark.parametrize("override, message", [
-    ("train.grad_clip=-1", "train.grad_clip: must be a finite number in (0, inf), got -1"),
-    ("train.min_lr_ratio=-3", "train.min_lr_ratio: must be a finite number in [0, 1], got -3"),
-    ("train.lr=nan", "train.lr: must be a finite number in (0, inf), got nan"),
-    ("train.beta2=1.5", "train.beta2: must be a finite number in [0, 1), got 1.5"),
-    ("train.beta1=-0.1", "train.beta1: must be a finite number in [0, 1), got -0.1"),
-    ("seed=-1", "seed: must be in [0, 2**32), got -1"),
-    ("train.warmup_frac=2", "train.warmup_frac: must be a finite number in [0, 1], got 2"),
-    ("model.d_model=0", "model.d_model: must be an integer in [1, inf], got 0"),
-    ("sweep_name=../../x", "sweep_name: '../../x' is not a valid name"),
-    ("sweep_name=..", "sweep_name: '..' is not a valid name"),
-])
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.grad_clip=-1", "train.grad_clip: must be a finite number in (0, inf), got -1"),
+        ("train.min_lr_ratio=-3", "train.min_lr_ratio: must be a finite number in [0, 1], got -3"),
+        ("train.lr=nan", "train.lr: must be a finite number in (0, inf), got nan"),
+        ("train.beta2=1.5", "train.beta2: must be a finite number in [0, 1), got 1.5"),
+        ("train.beta1=-0.1", "train.beta1: must be a finite number in [0, 1), got -0.1"),
+        ("seed=-1", "seed: must be in [0, 2**32), got -1"),
+        ("train.warmup_frac=2", "train.warmup_frac: must be a finite number in [0, 1], got 2"),
+        ("model.d_model=0", "model.d_model: must be an integer in [1, inf], got 0"),
+        ("sweep_name=../../x", "sweep_name: '../../x' is not a valid name"),
+        ("sweep_name=..", "sweep_name: '..' is not a valid name"),
+    ],
+)
 def test_bad_settings_are_one_line_errors_before_any_record(override, message, tmp_path):
     with pytest.raises(ConfigError) as err:
         spec_for(tmp_path, (override,))
@@ -181,11 +193,16 @@ def test_grad_clip_null_still_means_no_clipping(tmp_path):
 
 # -- 6. honest status -------------------------------------------------------------------
 
+
 def _running_record(root: Path, rid: str) -> Path:
     path = root / "runs" / rid
     path.mkdir(parents=True)
-    write_record(path, RunRecord(run_id=rid, status="running", model=ModelInfo(size="cpu-50k"),
-                                 data=DataInfo(mix="toy")))
+    write_record(
+        path,
+        RunRecord(
+            run_id=rid, status="running", model=ModelInfo(size="cpu-50k"), data=DataInfo(mix="toy")
+        ),
+    )
     return path
 
 
@@ -196,10 +213,18 @@ def _state(root: Path, rid: str) -> str:
 def test_locally_killed_run_shows_interrupted(tmp_path):
     path = _running_record(tmp_path, "aaaa")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from train.cache_lock import file_lock\n"
-         "with file_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(600)",
-         str(path / ".lock")], stdout=subprocess.PIPE, text=True, env=child_env())
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from train.cache_lock import file_lock\n"
+            "with file_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(600)",
+            str(path / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert _state(tmp_path, "aaaa") == "running"  # a live process holds the run
@@ -226,22 +251,40 @@ def test_fifo_and_dev_zero_records_are_skipped_not_read(tmp_path):
     (tmp_path / "runs" / "zero").mkdir()
     (tmp_path / "runs" / "zero" / "record.json").symlink_to("/dev/zero")
     # in child processes: before the fix, each hung (a FIFO open blocks; /dev/zero never ends)
-    status = subprocess.run([sys.executable, "-m", "harness.cli", "status", f"root={tmp_path}"],
-                            capture_output=True, text=True, env=child_env(), timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "status", f"root={tmp_path}"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+    )
     assert status.returncode == 0, status.stderr
     assert "not a regular file" in status.stderr and "good" in status.stdout
     analysis = subprocess.run(
-        [sys.executable, "-c", "import sys; from analysis.records import load_records; "
-         "load_records(sys.argv[1])", str(tmp_path)],
-        capture_output=True, text=True, env=child_env(), timeout=120)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from analysis.records import load_records; load_records(sys.argv[1])",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+    )
     assert "not a regular file" in analysis.stderr  # then: no complete runs, said in one line
     assert "no usable run records" in analysis.stderr
 
 
-def test_sweep_name_with_dots_writes_nothing_outside_the_output_root(tmp_path, monkeypatch, run_cli):
+def test_sweep_name_with_dots_writes_nothing_outside_the_output_root(
+    tmp_path, monkeypatch, run_cli
+):
     cwd = tmp_path / "a" / "b"
     cwd.mkdir(parents=True)
     monkeypatch.chdir(cwd)
     code, _, err = run_cli("run", "sweep_name=../../escaped", "model=cpu-50k", "eval=none")
-    assert code == 2 and "sweep_name: '../../escaped' is not a valid name" in err.strip().splitlines()[-1]
+    assert (
+        code == 2
+        and "sweep_name: '../../escaped' is not a valid name" in err.strip().splitlines()[-1]
+    )
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["a", "a/b"]

@@ -30,7 +30,9 @@ def trained(tmp_path_factory, shared_cache):
     from tests.conftest import compose
 
     out = tmp_path_factory.mktemp("verified")
-    spec = run_spec(compose(tiny_overrides(shared_cache, out, tasks=True) + ["eval.num_checkpoints=3"]))
+    spec = run_spec(
+        compose(tiny_overrides(shared_cache, out, tasks=True) + ["eval.num_checkpoints=3"])
+    )
     outcome = execute(spec, out)
     assert outcome.status == "complete"
     return out, outcome.run_id
@@ -53,18 +55,20 @@ def _steps(run: Path) -> list[Path]:
 def _eval_args(root: Path, cache: Path, tasks: str) -> list[str]:
     keep = ("sources.", "tokenizer.", "eval.n_per")
     return [f"root={root}", f"cache_dir={cache}", "eval=toy", f"eval.tasks={tasks}"] + [
-        a for a in tiny_overrides(cache, root, tasks=True) if a.startswith(keep)]
+        a for a in tiny_overrides(cache, root, tasks=True) if a.startswith(keep)
+    ]
 
 
 @pytest.mark.slow
 def test_backfill_skips_damaged_and_unfinished_checkpoints_and_keeps_the_rest(
-        trained, shared_cache, tmp_path, run_cli):
+    trained, shared_cache, tmp_path, run_cli
+):
     root, run = _copy(trained, tmp_path)
     first, second, last = _steps(run)
     weights = first / "model.safetensors"
     data = bytearray(weights.read_bytes())
     mid = len(data) // 2
-    data[mid:mid + 2048] = bytes(2048)  # 2 KB zeroed in the middle: same size, other weights
+    data[mid : mid + 2048] = bytes(2048)  # 2 KB zeroed in the middle: same size, other weights
     weights.write_bytes(bytes(data))
     (second / "manifest.json").unlink()  # interrupted while saving
     code, _, err = run_cli("eval", *_eval_args(root, shared_cache, "[toy_grammar@prefix]"))
@@ -72,17 +76,31 @@ def test_backfill_skips_damaged_and_unfinished_checkpoints_and_keeps_the_rest(
     by_step = {c["step"]: c for c in _record(run)["checkpoints"]}
     damaged, unfinished, good = (by_step[int(p.name[5:])] for p in (first, second, last))
     assert "toy_grammar@prefix" not in damaged["tasks"] and "sha256" in damaged["failure"]
-    assert "toy_grammar@prefix" not in unfinished["tasks"] and "no manifest" in unfinished["failure"]
+    assert (
+        "toy_grammar@prefix" not in unfinished["tasks"] and "no manifest" in unfinished["failure"]
+    )
     assert "acc" in good["tasks"]["toy_grammar@prefix"] and "failure" not in good
 
 
 @pytest.mark.slow
 def test_concurrent_backfills_of_one_root_keep_both_tasks(trained, shared_cache, tmp_path):
     root, run = _copy(trained, tmp_path)
-    procs = [subprocess.Popen([sys.executable, "-m", "harness.cli", "eval",
-                               *_eval_args(root, shared_cache, f"[{task}]")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env())
-             for task in ("toy_grammar@prefix", "toy_twohop")]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "eval",
+                *_eval_args(root, shared_cache, f"[{task}]"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=child_env(),
+        )
+        for task in ("toy_grammar@prefix", "toy_twohop")
+    ]
     for p in procs:
         out, _ = p.communicate(timeout=600)
         assert p.returncode == 0, out
@@ -107,7 +125,10 @@ def test_code_running_trainer_state_falls_back_to_the_previous_checkpoint(traine
     marker = tmp_path / "pwned"
     torch.save({"step": 1, "payload": _Evil(marker)}, newest / STATE)
     manifest = json.loads((newest / MANIFEST).read_text())  # re-signed: only the loader can tell
-    manifest["files"][STATE] = {"bytes": (newest / STATE).stat().st_size, "sha256": _sha256(newest / STATE)}
+    manifest["files"][STATE] = {
+        "bytes": (newest / STATE).stat().st_size,
+        "sha256": _sha256(newest / STATE),
+    }
     (newest / MANIFEST).write_text(json.dumps(manifest))
     said: list[str] = []
     plan = plan_resume(run / "checkpoints", log=said.append)
@@ -118,15 +139,19 @@ def test_code_running_trainer_state_falls_back_to_the_previous_checkpoint(traine
 
 @pytest.mark.slow
 def test_damaged_token_cache_on_relaunch_fails_the_record_with_its_reason(
-        trained, shared_cache, tmp_path, run_cli):
+    trained, shared_cache, tmp_path, run_cli
+):
     root, run = _copy(trained, tmp_path)
     cache = tmp_path / "cache"
     shutil.copytree(shared_cache, cache, ignore=shutil.ignore_patterns("*.lock"))
     rec = _record(run)
     rec["status"], rec["compute"] = "running", None  # as a run killed before it finished
     (run / "record.json").write_text(json.dumps(rec))
-    metas = [m for m in (cache / "tokens").glob("*.json")
-             if json.loads(m.read_text()).get("split") == "val"]
+    metas = [
+        m
+        for m in (cache / "tokens").glob("*.json")
+        if json.loads(m.read_text()).get("split") == "val"
+    ]
     assert metas
     for meta in metas:
         binary = meta.with_suffix(".bin")
@@ -136,7 +161,9 @@ def test_damaged_token_cache_on_relaunch_fails_the_record_with_its_reason(
     leftover = run / "checkpoints" / ".step_40.abc123"  # a save interrupted long ago
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"partial")
-    code, _, err = run_cli("run", *tiny_overrides(cache, root, tasks=True), "eval.num_checkpoints=3")
+    code, _, err = run_cli(
+        "run", *tiny_overrides(cache, root, tasks=True), "eval.num_checkpoints=3"
+    )
     assert code == 2 and "does not match its sha256" in err
     after = _record(run)
     assert after["status"] == "failed" and "does not match its sha256" in after["failure"]
@@ -150,8 +177,13 @@ def test_local_run_stopped_by_a_signal_is_recorded_interrupted(shared_cache, tmp
 
     out = tmp_path / "out"
     over = tiny_overrides(shared_cache, out) + ["train.tokens=400000", "train.checkpoint_every=2"]
-    proc = subprocess.Popen(harness_cmd(over), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=child_env())
+    proc = subprocess.Popen(
+        harness_cmd(over),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=child_env(),
+    )
     try:
         log = None
         for _ in range(1200):  # until training has logged a step
@@ -171,6 +203,8 @@ def test_local_run_stopped_by_a_signal_is_recorded_interrupted(shared_cache, tmp
             proc.wait()
     rec = _record(log.parent)
     assert rec["status"] == "interrupted", output
-    want = "interrupted by Ctrl-C" if sig == signal.SIGINT else f"stopped: signal {int(sig)} at step"
+    want = (
+        "interrupted by Ctrl-C" if sig == signal.SIGINT else f"stopped: signal {int(sig)} at step"
+    )
     assert rec["failure"].startswith(want), rec["failure"]
     assert [r["state"] for r in status_rows(out)] == ["interrupted"]

@@ -37,12 +37,25 @@ def test_offline_run_holds_every_metric(no_key, shared_cache, tmp_path):
     assert cfg_keys["size"] == "cpu-50k" and cfg_keys["mix"] == "toy" and cfg_keys["seed"] == 0
     assert cfg_keys["val_sets"] == ["toy", "toy_shifted", "code"]
     keys = set().union(*(h.keys() for h in logged["history"]))
-    for key in ("train/loss", "train/lr", "train/tokens_per_second", "val/toy", "val/code",
-                "task/toy_recall/acc", "task/toy_recall/acc_stderr", "task/toy_recall/bpb"):
+    for key in (
+        "train/loss",
+        "train/lr",
+        "train/tokens_per_second",
+        "val/toy",
+        "val/code",
+        "task/toy_recall/acc",
+        "task/toy_recall/acc_stderr",
+        "task/toy_recall/bpb",
+    ):
         assert key in keys, key
     summary = logged["summary"]
-    for key in ("final/val/toy", "final/task/toy_arith/acc", "n_params", "compute/flops",
-                "compute/tokens_per_second"):
+    for key in (
+        "final/val/toy",
+        "final/task/toy_arith/acc",
+        "n_params",
+        "compute/flops",
+        "compute/tokens_per_second",
+    ):
         assert key in summary, key
     assert summary["status"] == "complete"
 
@@ -50,7 +63,9 @@ def test_offline_run_holds_every_metric(no_key, shared_cache, tmp_path):
 @pytest.mark.slow
 def test_unreachable_server_with_a_key_falls_back_offline(monkeypatch, shared_cache, tmp_path):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv(
+        "WANDB_BASE_URL", "http://127.0.0.1:9"
+    )  # nothing listens on the discard port
     out = tmp_path / "out"
     cfg = compose(tiny_overrides(shared_cache, out) + ["logger=wandb"])
     tracker = make_tracker(dict(cfg.logger), out)
@@ -63,7 +78,11 @@ def test_unreachable_server_with_a_key_falls_back_offline(monkeypatch, shared_ca
 @pytest.mark.slow
 def test_logger_none_writes_nothing(shared_cache, tmp_path):
     out = tmp_path / "out"
-    execute(run_spec(compose(tiny_overrides(shared_cache, out))), out, make_tracker({"kind": "none"}, out))
+    execute(
+        run_spec(compose(tiny_overrides(shared_cache, out))),
+        out,
+        make_tracker({"kind": "none"}, out),
+    )
     assert not (out / "wandb").exists()
 
 
@@ -85,8 +104,14 @@ def test_offline_run_says_where_and_how_to_sync_once(no_key, tmp_path, capsys):
     from common.record import DataInfo, ModelInfo, RunRecord
 
     spec = run_spec(compose(["model=cpu-50k"]))
-    rec = RunRecord(run_id="hint", sweep="t", status="running", config={},
-                    model=ModelInfo(size="cpu-50k", n_params=1), data=DataInfo(mix="toy"))
+    rec = RunRecord(
+        run_id="hint",
+        sweep="t",
+        status="running",
+        config={},
+        model=ModelInfo(size="cpu-50k", n_params=1),
+        data=DataInfo(mix="toy"),
+    )
     for rid in ("hint1", "hint2"):
         tracker = WandbTracker("p", mode="offline", directory=str(tmp_path))
         tracker.start(rid, spec, rec)

@@ -23,8 +23,8 @@ def _payloads(data: bytes):
         if left < 7:  # block trailer padding
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk = data[pos + 7:pos + 7 + length]
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == FULL:
             yield chunk
@@ -69,14 +69,26 @@ def _read(run_dir: Path) -> dict:
         rec.ParseFromString(payload)
         kind = rec.WhichOneof("record_type")
         if kind == "run":
-            out["run"] = {"id": rec.run.run_id, "group": rec.run.run_group, "project": rec.run.project}
+            out["run"] = {
+                "id": rec.run.run_id,
+                "group": rec.run.run_group,
+                "project": rec.run.project,
+            }
             out["config"].update({i.key: json.loads(i.value_json) for i in rec.run.config.update})
         elif kind == "history":
-            out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                   for i in rec.history.item})
+            out["history"].append(
+                {
+                    i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                    for i in rec.history.item
+                }
+            )
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in rec.config.update})
         elif kind == "summary":
-            out["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                   for i in rec.summary.update})
+            out["summary"].update(
+                {
+                    i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                    for i in rec.summary.update
+                }
+            )
     return out

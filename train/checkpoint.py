@@ -52,9 +52,11 @@ def _sha256(path: Path) -> str:
 def rng_state() -> dict[str, Any]:
     """RNG states as plain lists and tensors, so the state file loads with weights_only=True."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
-                                                      has_gauss, gauss],
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -69,8 +71,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(ckpt_root: Path, step: int, model, tokenizer, trainer_state: dict[str, Any],
-                    extra_dirs: dict[str, Path] | None = None) -> Path:
+def save_checkpoint(
+    ckpt_root: Path,
+    step: int,
+    model,
+    tokenizer,
+    trainer_state: dict[str, Any],
+    extra_dirs: dict[str, Path] | None = None,
+) -> Path:
     """Write `step_<step>/` into a temporary directory, then rename it into place.
 
     extra_dirs: directories written elsewhere (the ranks' sharded optimizer state, FSDP) moved
@@ -86,8 +94,10 @@ def save_checkpoint(ckpt_root: Path, step: int, model, tokenizer, trainer_state:
         for name, src in (extra_dirs or {}).items():
             Path(src).rename(tmp / name)
         written = sorted(p for p in tmp.rglob("*") if p.is_file())
-        files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-                 for p in written}
+        files = {
+            p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            for p in written
+        }
         write_json(tmp / MANIFEST, {"step": step, "files": files})
         for p in [*written, tmp / MANIFEST]:
             with open(p, "rb") as fh:

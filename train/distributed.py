@@ -38,9 +38,12 @@ def dist_info() -> DistInfo:
     """Rank and world size from the environment (torchrun / SLURM launch); 1 process otherwise."""
     env = os.environ
     world = int(env.get("WORLD_SIZE", "1"))
-    return DistInfo(rank=int(env.get("RANK", "0")), world_size=world,
-                    local_rank=int(env.get("LOCAL_RANK", "0")),
-                    local_world_size=int(env.get("LOCAL_WORLD_SIZE", str(world))))
+    return DistInfo(
+        rank=int(env.get("RANK", "0")),
+        world_size=world,
+        local_rank=int(env.get("LOCAL_RANK", "0")),
+        local_world_size=int(env.get("LOCAL_WORLD_SIZE", str(world))),
+    )
 
 
 def init(device_type: str) -> DistInfo:
@@ -49,8 +52,9 @@ def init(device_type: str) -> DistInfo:
     if info.enabled and not dist.is_initialized():
         if device_type == "cuda":
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
-                                rank=info.rank, world_size=info.world_size)
+        dist.init_process_group(
+            "nccl" if device_type == "cuda" else "gloo", rank=info.rank, world_size=info.world_size
+        )
     return info
 
 
@@ -66,8 +70,10 @@ def local_device(device: torch.device, info: DistInfo) -> torch.device:
 def local_rows(global_batch: int, info: DistInfo) -> slice:
     """This rank's rows of the global batch; equal slices keep the mean loss exact."""
     if global_batch % info.world_size:
-        raise ConfigError(f"train.batch_size: {global_batch} is not divisible by the {info.world_size} "
-                          "data-parallel processes")
+        raise ConfigError(
+            f"train.batch_size: {global_batch} is not divisible by the {info.world_size} "
+            "data-parallel processes"
+        )
     n = global_batch // info.world_size
     return slice(info.rank * n, (info.rank + 1) * n)
 
@@ -109,5 +115,7 @@ def wrap(module: torch.nn.Module, device: torch.device, info: DistInfo) -> torch
 
 def cpu_threads(info: DistInfo) -> int:
     """All cores this process may use, shared evenly between the ranks on this node."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     return max(1, cores // max(1, info.local_world_size))

@@ -16,16 +16,17 @@ import torch.nn.functional as F
 
 class _ChunkedLinearCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                chunk: int) -> torch.Tensor:
+    def forward(
+        ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int
+    ) -> torch.Tensor:
         n = hidden.shape[0]
         w = weight.to(hidden.dtype)  # under autocast the matmul runs in the activations' dtype
         grad_h = torch.empty_like(hidden)
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for lo in range(0, n, chunk):
-            h = hidden[lo:lo + chunk]
-            t = targets[lo:lo + chunk]
+            h = hidden[lo : lo + chunk]
+            t = targets[lo : lo + chunk]
             logits = (h @ w.t()).float()
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
@@ -33,7 +34,7 @@ class _ChunkedLinearCE(torch.autograd.Function):
             g = logits.sub_(lse[:, None]).exp_()
             g.scatter_add_(1, t[:, None], torch.full_like(t[:, None], -1, dtype=g.dtype))
             g = g.to(hidden.dtype)
-            grad_h[lo:lo + chunk] = g @ w
+            grad_h[lo : lo + chunk] = g @ w
             grad_w += g.t() @ h  # accumulated in fp32 whatever the matmul's dtype
         ctx.save_for_backward(grad_h, grad_w)
         ctx.n = n
@@ -47,8 +48,9 @@ class _ChunkedLinearCE(torch.autograd.Function):
         return (grad_h * scale.to(grad_h.dtype), (grad_w * scale).to(ctx.w_dtype), None, None)
 
 
-def chunked_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                                 chunk: int) -> torch.Tensor:
+def chunked_linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int
+) -> torch.Tensor:
     """Mean cross-entropy of `hidden @ weight.T` against `targets`, never holding full logits.
 
     hidden: [N, d]; weight: [V, d]; targets: [N] (all counted; no ignore index).
@@ -56,8 +58,9 @@ def chunked_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, tar
     return _ChunkedLinearCE.apply(hidden, weight, targets, chunk)
 
 
-def full_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor,
-                              targets: torch.Tensor) -> torch.Tensor:
+def full_linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
     """The plain path: full logits, upcast to fp32, then cross-entropy (the reference)."""
     logits = F.linear(hidden, weight)
     return F.cross_entropy(logits.float(), targets)
@@ -80,5 +83,7 @@ class CausalLMLoss(torch.nn.Module):
         hidden = hidden.reshape(-1, hidden.size(-1))
         weight = self.lm.lm_head.weight
         if self.loss_chunk and self.loss_chunk < hidden.shape[0]:
-            return chunked_linear_cross_entropy(hidden, weight, targets.reshape(-1), self.loss_chunk)
+            return chunked_linear_cross_entropy(
+                hidden, weight, targets.reshape(-1), self.loss_chunk
+            )
         return full_linear_cross_entropy(hidden, weight, targets.reshape(-1))

@@ -72,7 +72,9 @@ def pick_device(spec: TrainSpec) -> torch.device:
     return torch.device(spec.device)
 
 
-def build_optimizer(model: torch.nn.Module, spec: TrainSpec, device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: torch.nn.Module, spec: TrainSpec, device: torch.device
+) -> torch.optim.Optimizer:
     """AdamW; no weight decay on norms and biases (1-D parameters).
 
     Fused kernels on CUDA; on CPU the multi-tensor (foreach) path, which for tiny models is
@@ -80,15 +82,23 @@ def build_optimizer(model: torch.nn.Module, spec: TrainSpec, device: torch.devic
     """
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": spec.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": spec.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     if device.type == "cuda":
         return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), fused=True)
     return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), foreach=True)
 
 
-def _restore(model, optimizer, scheduler, ckpt: Path, sharded: fsdp.ShardedRun | None = None,
-             state: dict | None = None) -> tuple[int, list[float], list]:
+def _restore(
+    model,
+    optimizer,
+    scheduler,
+    ckpt: Path,
+    sharded: fsdp.ShardedRun | None = None,
+    state: dict | None = None,
+) -> tuple[int, list[float], list]:
     if state is None:  # read by plan_resume already, normally
         state = load_trainer_state(ckpt)
     if sharded is not None:
@@ -103,7 +113,11 @@ def _restore(model, optimizer, scheduler, ckpt: Path, sharded: fsdp.ShardedRun |
     set_rng_state(state["rng"])
     # the unlogged part of the current log interval: a checkpoint between log steps (a
     # preemption) must resume to the same logged means as an uninterrupted run
-    return int(state["step"]), list(state.get("loss_window", [])), list(state.get("interval", [0.0, 0]))
+    return (
+        int(state["step"]),
+        list(state.get("loss_window", [])),
+        list(state.get("interval", [0.0, 0])),
+    )
 
 
 def _truncate_log(log_path: Path, max_step: int) -> None:
@@ -122,11 +136,19 @@ def _truncate_log(log_path: Path, max_step: int) -> None:
     write_text(log_path, "".join(ln + "\n" for ln in keep))
 
 
-def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_steps: int,
-          eval_steps: set[int], run_dir: Path,
-          evaluate: Callable[[torch.nn.Module, int, int], None],
-          log_fn: Callable[[dict[str, Any]], None] | None = None,
-          stop: StopFlag | None = None, resume: ResumePlan | None = None) -> LoopResult:
+def train(
+    model,
+    tokenizer,
+    sampler: MixtureSampler,
+    spec: TrainSpec,
+    total_steps: int,
+    eval_steps: set[int],
+    run_dir: Path,
+    evaluate: Callable[[torch.nn.Module, int, int], None],
+    log_fn: Callable[[dict[str, Any]], None] | None = None,
+    stop: StopFlag | None = None,
+    resume: ResumePlan | None = None,
+) -> LoopResult:
     """Train to `total_steps`, resuming from `resume` (the caller's plan; by default the newest
     complete checkpoint in `run_dir`, see train.checkpoint.plan_resume).
 
@@ -149,16 +171,23 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
         sharded = fsdp.ShardedRun(model, device, info, spec.loss_chunk, compile_layers)
     optimizer = build_optimizer(model, spec, device)
     warmup = int(round(spec.warmup_frac * total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(
-        s, total_steps, warmup, spec.schedule, spec.min_lr_ratio, spec.decay_frac))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: lr_multiplier(
+            s, total_steps, warmup, spec.schedule, spec.min_lr_ratio, spec.decay_frac
+        ),
+    )
     ckpt_root = run_dir / "checkpoints"
     log_path = run_dir / "train_log.jsonl"
     start, loss_window, resumed_from, interval = 0, [], None, [0.0, 0]
     if resume is None:
-        resume = plan_resume(ckpt_root, log=lambda m: print(m, file=sys.stderr) if info.is_main else None)
+        resume = plan_resume(
+            ckpt_root, log=lambda m: print(m, file=sys.stderr) if info.is_main else None
+        )
     if resume.checkpoint is not None:
-        start, loss_window, interval = _restore(model, optimizer, scheduler, resume.checkpoint,
-                                                sharded, resume.trainer_state)
+        start, loss_window, interval = _restore(
+            model, optimizer, scheduler, resume.checkpoint, sharded, resume.trainer_state
+        )
         resumed_from = start
     if info.is_main:
         _truncate_log(log_path, start)
@@ -173,11 +202,18 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
         torch.set_num_threads(_pick_cpu_threads(step_fn, model, sampler.batch(start)))
     cudagraphs = spec.compile and device.type == "cuda" and spec.compile_mode == "reduce-overhead"
     tokens_per_step = sampler.batch_size * sampler.seq_len  # the global batch: exact accounting
-    batches = _Prefetcher(sampler, distributed.local_rows(sampler.batch_size, info), device, total_steps)
+    batches = _Prefetcher(
+        sampler, distributed.local_rows(sampler.batch_size, info), device, total_steps
+    )
 
     def checkpoint(step: int) -> None:
-        state = {"step": step, "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                 "loss_window": loss_window, "interval": [float(interval_loss.item()), interval_n]}
+        state = {
+            "step": step,
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "loss_window": loss_window,
+            "interval": [float(interval_loss.item()), interval_n],
+        }
         if sharded is not None:  # every rank writes its optimizer shards; rank 0 the rest
             sharded.save(ckpt_root, step, tokenizer, optimizer, state)
         elif info.is_main:
@@ -188,9 +224,15 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
         distributed.barrier(info)
 
     t0 = time.time()
-    bar = tqdm(total=total_steps, initial=start, unit="step", dynamic_ncols=True,
-               mininterval=1.0 if sys.stderr.isatty() else 15.0, file=sys.stderr,
-               disable=os.environ.get("HARNESS_NO_PROGRESS") == "1" or not info.is_main)
+    bar = tqdm(
+        total=total_steps,
+        initial=start,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 15.0,
+        file=sys.stderr,
+        disable=os.environ.get("HARNESS_NO_PROGRESS") == "1" or not info.is_main,
+    )
     interval_loss = torch.tensor(float(interval[0]), device=device)
     interval_t, interval_n = time.time(), int(interval[1])
     paused = 0.0  # seconds spent evaluating and checkpointing
@@ -208,7 +250,9 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
             log_fh.flush()
             if log_fn:
                 log_fn(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_second']:,.0f}", refresh=False)
+        bar.set_postfix(
+            loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_second']:,.0f}", refresh=False
+        )
 
     model.train()
     try:
@@ -223,8 +267,9 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
             if sharded is not None:
                 grad_norm = sharded.clip(spec.grad_clip)
             else:
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip,
-                                                           foreach=True)
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), spec.grad_clip, foreach=True
+                )
             optimizer.step()
             scheduler.step()
             interval_loss += loss.detach()
@@ -234,12 +279,18 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
             log_step = done % spec.log_every == 0 or done == total_steps or done in eval_steps
             if log_step:
                 elapsed = time.time() - interval_t
-                stats = distributed.mean_across(torch.stack([interval_loss / interval_n,
-                                                             grad_norm.detach().float()]), info)
-                pending = _PendingRow(stats, {"step": done, "tokens": done * tokens_per_step,
-                                              "lr": scheduler.get_last_lr()[0],
-                                              "tokens_per_second": interval_n * tokens_per_step
-                                              / max(elapsed, 1e-9)})
+                stats = distributed.mean_across(
+                    torch.stack([interval_loss / interval_n, grad_norm.detach().float()]), info
+                )
+                pending = _PendingRow(
+                    stats,
+                    {
+                        "step": done,
+                        "tokens": done * tokens_per_step,
+                        "lr": scheduler.get_last_lr()[0],
+                        "tokens_per_second": interval_n * tokens_per_step / max(elapsed, 1e-9),
+                    },
+                )
                 if device.type != "cuda":
                     flush()  # nothing to overlap with on CPU; keeps signals and logs step-exact
                 interval_loss.zero_()
@@ -267,7 +318,9 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
                 flush()
                 if done not in eval_steps:
                     checkpoint(done)
-                raise Preempted(f"signal {stop.signum if stop else None} at step {done}; checkpoint saved")
+                raise Preempted(
+                    f"signal {stop.signum if stop else None} at step {done}; checkpoint saved"
+                )
         flush()
     finally:
         bar.close()
@@ -278,27 +331,42 @@ def train(model, tokenizer, sampler: MixtureSampler, spec: TrainSpec, total_step
             model.activation_checkpointing_disable()
     wall = time.time() - t0 - paused
     steps_run = total_steps - start
-    return LoopResult(total_steps, total_steps * tokens_per_step, wall,
-                      steps_run * tokens_per_step / max(wall, 1e-9), resumed_from, peak_memory(device),
-                      extra={"world_size": info.world_size, "torch_threads": torch.get_num_threads(),
-                             "parallel": "fsdp" if sharded else ("ddp" if info.enabled else "none"),
-                             "peak_memory_kind":
-                             "cuda_max_allocated" if device.type == "cuda" else "cpu_max_rss"})
+    return LoopResult(
+        total_steps,
+        total_steps * tokens_per_step,
+        wall,
+        steps_run * tokens_per_step / max(wall, 1e-9),
+        resumed_from,
+        peak_memory(device),
+        extra={
+            "world_size": info.world_size,
+            "torch_threads": torch.get_num_threads(),
+            "parallel": "fsdp" if sharded else ("ddp" if info.enabled else "none"),
+            "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "cpu_max_rss",
+        },
+    )
 
 
-def _step_module(model: torch.nn.Module, spec: TrainSpec, device: torch.device,
-                 info: distributed.DistInfo) -> torch.nn.Module:
+def _step_module(
+    model: torch.nn.Module, spec: TrainSpec, device: torch.device, info: distributed.DistInfo
+) -> torch.nn.Module:
     """The loss module the step calls: (chunked) loss fused in, DDP-wrapped, compiled on CUDA."""
     if spec.compile_mode not in COMPILE_MODES:
-        raise ConfigError(f"train.compile_mode: unknown mode '{spec.compile_mode}' "
-                          f"(known: {', '.join(COMPILE_MODES)})")
+        raise ConfigError(
+            f"train.compile_mode: unknown mode '{spec.compile_mode}' "
+            f"(known: {', '.join(COMPILE_MODES)})"
+        )
     module = distributed.wrap(CausalLMLoss(model, spec.loss_chunk), device, info)
     if spec.compile and device.type == "cuda":
-        return torch.compile(module, mode=None if spec.compile_mode == "default" else spec.compile_mode)
+        return torch.compile(
+            module, mode=None if spec.compile_mode == "default" else spec.compile_mode
+        )
     return module
 
 
-def _pick_cpu_threads(step_fn: torch.nn.Module, model: torch.nn.Module, window: torch.Tensor) -> int:
+def _pick_cpu_threads(
+    step_fn: torch.nn.Module, model: torch.nn.Module, window: torch.Tensor
+) -> int:
     """All cores, unless one thread measures >10% faster on this model's forward + backward.
 
     When other processes share the cores, OpenMP's all-core kernels (spinning at barriers) can
@@ -340,14 +408,18 @@ class _PendingRow:
         loss, grad_norm = self.host.tolist()
         row = dict(self.row)
         row.update(loss=loss, grad_norm=grad_norm)
-        return {k: row[k] for k in ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_second")}
+        return {
+            k: row[k] for k in ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_second")
+        }
 
 
 class _Prefetcher:
     """This rank's rows of each step's batch. On CUDA the next batch is sampled and pinned on a
     worker thread while the GPU runs the current step, then copied without blocking."""
 
-    def __init__(self, sampler: MixtureSampler, rows: slice, device: torch.device, total_steps: int):
+    def __init__(
+        self, sampler: MixtureSampler, rows: slice, device: torch.device, total_steps: int
+    ):
         self.sampler, self.rows, self.device, self.total = sampler, rows, device, total_steps
         self.pool = ThreadPoolExecutor(1) if device.type == "cuda" else None
         self.next: tuple[int, Future] | None = None
@@ -362,7 +434,9 @@ class _Prefetcher:
             host = self.next[1].result()
         else:
             host = self._load(step)
-        self.next = (step + 1, self.pool.submit(self._load, step + 1)) if step + 1 < self.total else None
+        self.next = (
+            (step + 1, self.pool.submit(self._load, step + 1)) if step + 1 < self.total else None
+        )
         return host.to(self.device, non_blocking=True)
 
     def close(self) -> None:
@@ -384,6 +458,8 @@ def _check_divergence(loss: float, window: list[float], factor: float, step: int
     if factor > 0 and len(window) >= 5:
         mean = sum(window) / len(window)
         if loss > factor * mean:
-            raise Diverged(f"loss spike at step {step}: {loss:.4f} > {factor} x running mean {mean:.4f}")
+            raise Diverged(
+                f"loss spike at step {step}: {loss:.4f} > {factor} x running mean {mean:.4f}"
+            )
     window.append(loss)
     del window[:-20]

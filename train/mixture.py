@@ -28,15 +28,23 @@ def normalise_weights(weights: dict[str, float], where: str = "data.weights") ->
 class MixtureSampler:
     """Samples [batch, seq_len + 1] token windows from several caches by weight."""
 
-    def __init__(self, caches: dict[str, TokenCache], weights: dict[str, float], seq_len: int,
-                 batch_size: int, seed: int):
+    def __init__(
+        self,
+        caches: dict[str, TokenCache],
+        weights: dict[str, float],
+        seq_len: int,
+        batch_size: int,
+        seed: int,
+    ):
         self.names = sorted(weights)
         self.probs = np.array([weights[n] for n in self.names])
         self.arrays = [caches[n].array() for n in self.names]
         for name, arr in zip(self.names, self.arrays, strict=True):
             if len(arr) < seq_len + 2:
-                raise DataError(f"data.weights.{name}: source has {len(arr)} tokens, fewer than one "
-                                f"sequence of {seq_len + 1}")
+                raise DataError(
+                    f"data.weights.{name}: source has {len(arr)} tokens, fewer than one "
+                    f"sequence of {seq_len + 1}"
+                )
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.seed = seed
@@ -48,7 +56,7 @@ class MixtureSampler:
         for row, k in enumerate(which):
             arr = self.arrays[k]
             start = int(rng.integers(0, len(arr) - self.seq_len - 1))
-            out[row] = arr[start:start + self.seq_len + 1]
+            out[row] = arr[start : start + self.seq_len + 1]
         return torch.from_numpy(out)
 
 
@@ -57,7 +65,9 @@ def eval_windows(cache: TokenCache, seq_len: int, max_tokens: int) -> torch.Tens
     arr = cache.array()
     n = min((len(arr) - 1) // seq_len, max(1, max_tokens // seq_len))
     if n < 1:
-        raise DataError(f"validation cache '{cache.path.name}' has {len(arr)} tokens, fewer than one "
-                        f"sequence of {seq_len + 1}")
+        raise DataError(
+            f"validation cache '{cache.path.name}' has {len(arr)} tokens, fewer than one "
+            f"sequence of {seq_len + 1}"
+        )
     idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
     return torch.from_numpy(np.asarray(arr[idx], dtype=np.int64))

@@ -9,9 +9,10 @@ from common.errors import ConfigError
 SCHEDULES = ("cosine", "wsd")
 
 
-def lr_multiplier(step: int, total: int, warmup: int, kind: str, min_ratio: float,
-                  decay_frac: float = 0.2) -> float:
-    """Linear warmup, then cosine to `min_ratio`, or warmup-stable-decay (linear decay at the end)."""
+def lr_multiplier(
+    step: int, total: int, warmup: int, kind: str, min_ratio: float, decay_frac: float = 0.2
+) -> float:
+    """Linear warmup, then cosine to `min_ratio`, or warmup-stable-decay (linear decay last)."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     if kind == "cosine":

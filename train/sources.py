@@ -27,8 +27,10 @@ def iter_documents(spec: SourceSpec, split: str) -> Iterator[str]:
         "hf": _hf,
     }
     if spec.kind not in readers:
-        raise ConfigError(f"sources.{spec.name}.kind: unknown source kind '{spec.kind}' "
-                          f"(known: {', '.join(KINDS)})")
+        raise ConfigError(
+            f"sources.{spec.name}.kind: unknown source kind '{spec.kind}' "
+            f"(known: {', '.join(KINDS)})"
+        )
     yield from readers[spec.kind](spec, split)
 
 
@@ -40,8 +42,10 @@ def _toyworld(spec: SourceSpec, split: str) -> Iterator[str]:
     world = world_from_options(opts)
     docs_per_split = opts.get("docs", {})
     if split not in docs_per_split:
-        raise ConfigError(f"sources.{spec.name}.docs: no document count for split '{split}' "
-                          f"(have: {', '.join(docs_per_split) or 'none'})")
+        raise ConfigError(
+            f"sources.{spec.name}.docs: no document count for split '{split}' "
+            f"(have: {', '.join(docs_per_split) or 'none'})"
+        )
     domains = list(opts.get("domains", DOMAINS))
     n_total = int(docs_per_split[split])
     split_seed = int(opts.get("seed", 0))
@@ -94,7 +98,9 @@ def _read_file_docs(path: Path, fmt: str, text_field: str) -> Iterator[str]:
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
-            raise DataError(f"data file is not UTF-8 text: '{path}' ({err.reason} at byte {err.start})") from None
+            raise DataError(
+                f"data file is not UTF-8 text: '{path}' ({err.reason} at byte {err.start})"
+            ) from None
         if text.strip():  # an empty file is no document, so an empty corpus is reported as such
             yield text
     elif fmt == "jsonl":
@@ -142,20 +148,25 @@ def _hf(spec: SourceSpec, split: str) -> Iterator[str]:
     text_field = opts.get("text_field", "text")
     kwargs = {k: v for k, v in opts.items() if k in ("name", "data_files", "data_dir", "revision")}
     try:
-        ds = datasets.load_dataset(opts["path"], split=hf_split, streaming=bool(opts.get("streaming", False)),
-                                   **kwargs)
+        ds = datasets.load_dataset(
+            opts["path"], split=hf_split, streaming=bool(opts.get("streaming", False)), **kwargs
+        )
     except KeyError:
         raise ConfigError(f"sources.{spec.name}.path: missing dataset path") from None
     except Exception as err:  # hub unreachable, unknown split, missing files
-        raise DataError(f"sources.{spec.name}: could not load dataset '{opts.get('path')}' split "
-                        f"'{hf_split}': {str(err).splitlines()[0] if str(err) else type(err).__name__}. "
-                        "Offline? Pre-cache it on a connected machine with datasets.load_dataset, "
-                        "then set HF_DATASETS_OFFLINE=1.") from None
+        raise DataError(
+            f"sources.{spec.name}: could not load dataset '{opts.get('path')}' split "
+            f"'{hf_split}': {str(err).splitlines()[0] if str(err) else type(err).__name__}. "
+            "Offline? Pre-cache it on a connected machine with datasets.load_dataset, "
+            "then set HF_DATASETS_OFFLINE=1."
+        ) from None
     for i, row in enumerate(ds):
         if max_docs is not None and i >= int(max_docs):
             break
         if text_field not in row:
-            raise DataError(f"sources.{spec.name}.text_field: '{text_field}' not a column of '{opts['path']}'")
+            raise DataError(
+                f"sources.{spec.name}.text_field: '{text_field}' not a column of '{opts['path']}'"
+            )
         yield str(row[text_field])
 
 
@@ -198,4 +209,6 @@ def source_fingerprint(spec: SourceSpec) -> str:
     payload: dict = {"name": spec.name, "kind": spec.kind, "options": spec.options}
     if spec.kind == "files":
         payload["content"] = source_content(spec)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]

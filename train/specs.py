@@ -88,10 +88,14 @@ class TrainSpec:
     checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = only at eval points
     keep_checkpoints: int = 0  # 0 = keep all (they are evaluated later by backfill)
     spike_factor: float = 0.0  # stop when loss > factor * running mean; 0 = off
-    compile_mode: str = "default"  # torch.compile mode on CUDA: default | reduce-overhead | max-autotune
+    compile_mode: str = (
+        "default"  # torch.compile mode on CUDA: default | reduce-overhead | max-autotune
+    )
     loss_chunk: int = 0  # rows per chunk of the fused linear + cross-entropy; 0 = full logits
     activation_checkpointing: bool = False  # recompute layer activations in backward (less memory)
-    parallel: str = "ddp"  # several processes: ddp | fsdp (sharded, train/fsdp.py) | auto (fsdp > 1B params)
+    parallel: str = (
+        "ddp"  # several processes: ddp | fsdp (sharded, train/fsdp.py) | auto (fsdp > 1B params)
+    )
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,14 @@ def encode_to_file(docs: Iterator[str], tokenizer, out_path: Path, dtype: str) -
     return n_tokens, n_docs
 
 
-def build_token_cache(spec: SourceSpec, split: str, tokenizer, tokenizer_id: str, cache_dir: Path,
-                      max_docs: int | None = None) -> TokenCache:
+def build_token_cache(
+    spec: SourceSpec,
+    split: str,
+    tokenizer,
+    tokenizer_id: str,
+    cache_dir: Path,
+    max_docs: int | None = None,
+) -> TokenCache:
     """The token cache of `spec`'s `split`, built on first use (safe under concurrency)."""
     key = cache_key(spec, split, tokenizer_id, max_docs)
     bin_path = cache_dir / "tokens" / f"{key}.bin"
@@ -91,15 +97,27 @@ def build_token_cache(spec: SourceSpec, split: str, tokenizer, tokenizer_id: str
             n_tokens, n_docs = encode_to_file(docs, tokenizer, tmp, dtype)
             if n_docs == 0:
                 raise DataError(f"sources.{spec.name}: split '{split}' is empty (no documents)")
-        write_json(meta_target, {"key": key, "source": spec.name, "split": split, "dtype": dtype,
-                                 "n_tokens": n_tokens, "n_docs": n_docs,
-                                 "sha256": file_sha256(bin_path),
-                                 "build_seconds": round(time.time() - t0, 3)})
+        write_json(
+            meta_target,
+            {
+                "key": key,
+                "source": spec.name,
+                "split": split,
+                "dtype": dtype,
+                "n_tokens": n_tokens,
+                "n_docs": n_docs,
+                "sha256": file_sha256(bin_path),
+                "build_seconds": round(time.time() - t0, 3),
+            },
+        )
 
     # The metadata is written last: its presence means the .bin beside it is complete.
     build_once(meta_path, build)
     meta = json.loads(meta_path.read_text())
-    if not bin_path.exists() or bin_path.stat().st_size != meta["n_tokens"] * np.dtype(meta["dtype"]).itemsize:
+    if (
+        not bin_path.exists()
+        or bin_path.stat().st_size != meta["n_tokens"] * np.dtype(meta["dtype"]).itemsize
+    ):
         raise DataError(f"token cache '{bin_path}' is incomplete or corrupt; delete it and rerun")
     # verified when opened (hashed once per process): a same-size edit of the ids is caught
     if "sha256" in meta and file_sha256(bin_path) != meta["sha256"]:

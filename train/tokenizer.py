@@ -24,7 +24,9 @@ from train.specs import SourceSpec, TokenizerSpec
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
-CHECKSUMS = "checksums.json"  # sha256 of each tokenizer file, written before the folder is renamed in
+CHECKSUMS = (
+    "checksums.json"  # sha256 of each tokenizer file, written before the folder is renamed in
+)
 
 
 def tokenizer_key(spec: TokenizerSpec, sources: dict[str, SourceSpec]) -> str:
@@ -33,7 +35,12 @@ def tokenizer_key(spec: TokenizerSpec, sources: dict[str, SourceSpec]) -> str:
         payload = {"kind": spec.kind, "name": spec.name}
     else:
         fps = {n: source_fingerprint(sources[n]) for n in spec.train_sources}
-        payload = {"kind": spec.kind, "vocab": spec.vocab_size, "docs": spec.train_docs, "sources": fps}
+        payload = {
+            "kind": spec.kind,
+            "vocab": spec.vocab_size,
+            "docs": spec.train_docs,
+            "sources": fps,
+        }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -55,14 +62,23 @@ def _train_bpe(spec: TokenizerSpec, sources: dict[str, SourceSpec], target: Path
     )
     tok.train_from_iterator(corpus(), trainer=trainer)
     if tok.get_vocab_size() < 300:
-        raise DataError(f"tokenizer.train_sources: corpus {list(spec.train_sources)} is too small "
-                        f"to train a BPE (vocabulary came out at {tok.get_vocab_size()})")
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=EOS,
-                                   model_max_length=1_000_000)
+        raise DataError(
+            f"tokenizer.train_sources: corpus {list(spec.train_sources)} is too small "
+            f"to train a BPE (vocabulary came out at {tok.get_vocab_size()})"
+        )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=EOS,
+        pad_token=PAD,
+        bos_token=EOS,
+        model_max_length=1_000_000,
+    )
     tmp = Path(tempfile.mkdtemp(prefix=".tok.", dir=target.parent))
     shareable(tmp, is_dir=True)
     fast.save_pretrained(tmp)
-    write_json(tmp / CHECKSUMS, {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()})
+    write_json(
+        tmp / CHECKSUMS, {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()}
+    )
     tmp.rename(target)
 
 
@@ -76,11 +92,15 @@ def _verify(target: Path) -> None:
     for name, digest in json.loads(meta.read_text()).items():
         f = target / name
         if not f.is_file() or file_sha256(f) != digest:
-            raise DataError(f"tokenizer cache '{target}': {name} does not match its sha256; "
-                            "delete the folder and rerun")
+            raise DataError(
+                f"tokenizer cache '{target}': {name} does not match its sha256; "
+                "delete the folder and rerun"
+            )
 
 
-def load_tokenizer(spec: TokenizerSpec, sources: dict[str, SourceSpec], cache_dir: Path) -> PreTrainedTokenizerFast:
+def load_tokenizer(
+    spec: TokenizerSpec, sources: dict[str, SourceSpec], cache_dir: Path
+) -> PreTrainedTokenizerFast:
     """The study's tokenizer: trained once into the cache, or loaded by name."""
     if spec.kind == "pretrained":
         if not spec.name:
@@ -88,7 +108,9 @@ def load_tokenizer(spec: TokenizerSpec, sources: dict[str, SourceSpec], cache_di
         try:
             tok = AutoTokenizer.from_pretrained(spec.name, trust_remote_code=spec.trust_remote_code)
         except OSError as err:
-            raise DataError(f"tokenizer.name: cannot load '{spec.name}' ({str(err).splitlines()[0]})") from None
+            raise DataError(
+                f"tokenizer.name: cannot load '{spec.name}' ({str(err).splitlines()[0]})"
+            ) from None
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         return tok
@@ -96,7 +118,9 @@ def load_tokenizer(spec: TokenizerSpec, sources: dict[str, SourceSpec], cache_di
         raise ConfigError(f"tokenizer.kind: unknown kind '{spec.kind}' (known: bpe, pretrained)")
     for name in spec.train_sources:
         if name not in sources:
-            raise ConfigError(f"tokenizer.train_sources: unknown source '{name}' (known: {', '.join(sources)})")
+            raise ConfigError(
+                f"tokenizer.train_sources: unknown source '{name}' (known: {', '.join(sources)})"
+            )
     target = cache_dir / "tokenizers" / tokenizer_key(spec, sources)
     target.parent.mkdir(parents=True, exist_ok=True)
     build_once(target, lambda t: _train_bpe(spec, sources, t))

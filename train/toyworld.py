@@ -30,9 +30,22 @@ from train.toyworld_entities import (
     stable_seed,
 )
 
-__all__ = ["DOMAINS", "SPLITS", "CorpusOptions", "World", "documents", "iter_documents",
-           "make_world", "person_fields", "subject_weights", "COLOURS", "FOODS", "PROFESSIONS",
-           "SPECIES", "OBJECTS"]
+__all__ = [
+    "DOMAINS",
+    "SPLITS",
+    "CorpusOptions",
+    "World",
+    "documents",
+    "iter_documents",
+    "make_world",
+    "person_fields",
+    "subject_weights",
+    "COLOURS",
+    "FOODS",
+    "PROFESSIONS",
+    "SPECIES",
+    "OBJECTS",
+]
 
 DOMAINS = ("encyclopedia", "narrative", "arithmetic")
 SPLITS = ("train", "val", "shifted")
@@ -67,17 +80,22 @@ def corpus_options(options: dict, where: str = "sources.toyworld") -> CorpusOpti
     return CorpusOptions(**values)
 
 
-def domain_counts(n_total: int, domains: list[str], weights: dict | None = None,
-                  where: str = "sources.toyworld") -> list[int]:
+def domain_counts(
+    n_total: int, domains: list[str], weights: dict | None = None, where: str = "sources.toyworld"
+) -> list[int]:
     """Documents per domain. No weights: an equal split, the remainder to the first domains
     (the original corpus). Weights: proportional, largest remainders first, summing to n_total."""
     if weights is None:
-        return [n_total // len(domains) + (1 if i < n_total % len(domains) else 0)
-                for i in range(len(domains))]
+        return [
+            n_total // len(domains) + (1 if i < n_total % len(domains) else 0)
+            for i in range(len(domains))
+        ]
     for d, w in weights.items():
         if d not in domains:
-            raise ConfigError(f"{where}.domain_weights.{d}: not one of the source's domains "
-                              f"({', '.join(domains)})")
+            raise ConfigError(
+                f"{where}.domain_weights.{d}: not one of the source's domains "
+                f"({', '.join(domains)})"
+            )
         if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
             raise ConfigError(f"{where}.domain_weights.{d}: must be a number >= 0, got {w!r}")
     ws = [float(weights.get(d, 0.0)) for d in domains]
@@ -115,12 +133,26 @@ def person_fields(world: World, p: Person) -> dict[str, str]:
     country: Country = world.countries[city.country]
     f = p.gender == "f"
     return {
-        "n": p.name, "P": "She" if f else "He", "p": "she" if f else "he",
-        "Pos": "Her" if f else "His", "pos": "her" if f else "his", "obj_pr": "her" if f else "him",
-        "colour": p.colour, "food": p.food, "profession": p.profession, "age": str(p.age),
-        "city": city.name, "country": country.name, "lang": country.language,
-        "capital": world.cities[country.capital].name, "dish": city.dish, "size": city.size,
-        "pet": p.pet_name, "species": p.pet_species, "obj": p.obj, "objc": p.obj_colour,
+        "n": p.name,
+        "P": "She" if f else "He",
+        "p": "she" if f else "he",
+        "Pos": "Her" if f else "His",
+        "pos": "her" if f else "his",
+        "obj_pr": "her" if f else "him",
+        "colour": p.colour,
+        "food": p.food,
+        "profession": p.profession,
+        "age": str(p.age),
+        "city": city.name,
+        "country": country.name,
+        "lang": country.language,
+        "capital": world.cities[country.capital].name,
+        "dish": city.dish,
+        "size": city.size,
+        "pet": p.pet_name,
+        "species": p.pet_species,
+        "obj": p.obj,
+        "objc": p.obj_colour,
         "friend": world.people[p.friend].name,
         "parent": world.people[p.parent].name if p.parent is not None else "",
         "kids": _join([world.people[k].name for k in world.children.get(p.idx, [])] or ["-"]),
@@ -136,8 +168,9 @@ def _subjects(world: World, shifted: bool) -> list[Person]:
     return world.unseen_people if shifted else world.seen_people
 
 
-def _person_facts(world: World, p: Person, rng: random.Random, shifted: bool,
-                  kinds: list[str] | None = None) -> list[str]:
+def _person_facts(
+    world: World, p: Person, rng: random.Random, shifted: bool, kinds: list[str] | None = None
+) -> list[str]:
     fields = person_fields(world, p)
     if kinds is None:
         kinds = ["colour", "food", "profession", "age", "city", "pet", "obj", "friend"]
@@ -162,8 +195,9 @@ class _Subjects:
     def __init__(self, world: World, opts: CorpusOptions):
         self.zipf = opts.subject_zipf
         self.recap_prob = opts.recap_prob
-        self.cum = list(itertools.accumulate(subject_weights(world, self.zipf))) \
-            if self.zipf > 0 else None
+        self.cum = (
+            list(itertools.accumulate(subject_weights(world, self.zipf))) if self.zipf > 0 else None
+        )
 
     def pick(self, world: World, rng: random.Random, shifted: bool) -> Person:
         people = _subjects(world, shifted)
@@ -194,11 +228,18 @@ def _place_article(world: World, rng: random.Random, shifted: bool, subj: _Subje
     pool = [world.cities[p.city] for p in world.unseen_people] if shifted else world.cities
     city = rng.choice(pool)
     country = world.countries[city.country]
-    fields = {"city": city.name, "country": country.name, "size": city.size, "dish": city.dish,
-              "capital": world.cities[country.capital].name, "lang": country.language}
+    fields = {
+        "city": city.name,
+        "country": country.name,
+        "size": city.size,
+        "dish": city.dish,
+        "capital": world.cities[country.capital].name,
+        "lang": country.language,
+    }
     sents = [_pick(rng, T.CITY_FACTS[k], shifted).format_map(fields) for k in ("country", "dish")]
-    sents += [_pick(rng, T.COUNTRY_FACTS[k], shifted).format_map(fields)
-              for k in ("capital", "lang")]
+    sents += [
+        _pick(rng, T.COUNTRY_FACTS[k], shifted).format_map(fields) for k in ("capital", "lang")
+    ]
     residents = [p for p in _subjects(world, shifted) if p.city == city.idx]
     rng.shuffle(residents)
     paras = [" ".join(sents)]
@@ -219,8 +260,9 @@ def _narrative(world: World, rng: random.Random, shifted: bool, subj: _Subjects)
     events = list(T.STORY_EVENTS[1] if shifted else T.STORY_EVENTS[0])
     k = rng.randint(4, 20)
     # Without replacement first, so short stories don't repeat one event back to back.
-    chosen = rng.sample(events, min(k, len(events))) + [rng.choice(events) for _ in
-                                                        range(k - len(events))]
+    chosen = rng.sample(events, min(k, len(events))) + [
+        rng.choice(events) for _ in range(k - len(events))
+    ]
     lines = [_pick(rng, T.STORY_OPEN, shifted)] + chosen + [_pick(rng, T.STORY_CLOSE, shifted)]
     return " ".join(line.format_map(fields) for line in lines)
 
@@ -261,8 +303,14 @@ def _arithmetic(world: World, rng: random.Random, shifted: bool, subj: _Subjects
 _RENDER = {"encyclopedia": _encyclopedia, "narrative": _narrative, "arithmetic": _arithmetic}
 
 
-def iter_documents(world: World, domain: str, n_docs: int, split: str = "train",
-                   seed: int = 0, options: CorpusOptions | None = None) -> Iterator[str]:
+def iter_documents(
+    world: World,
+    domain: str,
+    n_docs: int,
+    split: str = "train",
+    seed: int = 0,
+    options: CorpusOptions | None = None,
+) -> Iterator[str]:
     """Yield ``n_docs`` documents; validates domain/split before yielding anything."""
     _check(domain, split)
     render, shifted = _RENDER[domain], split == "shifted"
@@ -273,8 +321,14 @@ def iter_documents(world: World, domain: str, n_docs: int, split: str = "train",
         yield render(world, rng, shifted, subj)
 
 
-def documents(world: World, domain: str, n_docs: int, split: str = "train",
-              seed: int = 0, options: CorpusOptions | None = None) -> list[str]:
+def documents(
+    world: World,
+    domain: str,
+    n_docs: int,
+    split: str = "train",
+    seed: int = 0,
+    options: CorpusOptions | None = None,
+) -> list[str]:
     """Render ``n_docs`` documents of one domain and split (see module docstring)."""
     _check(domain, split)  # eager so a bad key fails here, not at first iteration
     return list(iter_documents(world, domain, n_docs, split, seed, options))

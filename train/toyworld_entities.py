@@ -11,20 +11,86 @@ import random
 import re
 from dataclasses import dataclass, field
 
-COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "white", "black", "grey",
-           "pink", "brown", "silver")
-FOODS = ("bread", "rice", "apples", "cheese", "soup", "fish", "noodles", "pears", "honey",
-         "beans", "plums", "dumplings", "carrots", "figs")
-PROFESSIONS = ("baker", "farmer", "teacher", "doctor", "sailor", "painter", "miller", "weaver",
-               "potter", "singer", "builder", "tailor", "merchant", "hunter", "scribe", "smith")
+COLOURS = (
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "purple",
+    "orange",
+    "white",
+    "black",
+    "grey",
+    "pink",
+    "brown",
+    "silver",
+)
+FOODS = (
+    "bread",
+    "rice",
+    "apples",
+    "cheese",
+    "soup",
+    "fish",
+    "noodles",
+    "pears",
+    "honey",
+    "beans",
+    "plums",
+    "dumplings",
+    "carrots",
+    "figs",
+)
+PROFESSIONS = (
+    "baker",
+    "farmer",
+    "teacher",
+    "doctor",
+    "sailor",
+    "painter",
+    "miller",
+    "weaver",
+    "potter",
+    "singer",
+    "builder",
+    "tailor",
+    "merchant",
+    "hunter",
+    "scribe",
+    "smith",
+)
 SPECIES = ("cat", "dog", "horse", "goat", "parrot", "rabbit", "owl", "fox")
 OBJECTS = ("lamp", "drum", "kettle", "boat", "flute", "clock", "cart", "mirror", "bell", "kite")
 CITY_SIZES = ("village", "town", "city", "port")
 
 # Syllable inventory for pronounceable names; gendered endings let a model also learn
 # pronoun agreement from the name itself, as in natural language.
-_ONSETS = ("b", "br", "d", "dr", "f", "g", "k", "kr", "l", "m", "n", "p", "r", "s", "st", "t",
-           "th", "v", "z", "sh", "h", "j", "tr", "gl")
+_ONSETS = (
+    "b",
+    "br",
+    "d",
+    "dr",
+    "f",
+    "g",
+    "k",
+    "kr",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "st",
+    "t",
+    "th",
+    "v",
+    "z",
+    "sh",
+    "h",
+    "j",
+    "tr",
+    "gl",
+)
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ei", "ou", "ia", "ee")
 _CODAS = ("n", "r", "l", "s", "m", "th", "k", "nd", "rt")
 _FEMALE_END = ("a", "ia", "elle", "ine", "ora", "essa")
@@ -123,8 +189,10 @@ DEFAULT_N_ENTITIES = 400
 
 def world_options(options: dict) -> tuple[int, int]:
     """(world seed, number of entities) of a toyworld source's options, defaults filled in."""
-    return (int(options.get("world_seed", DEFAULT_WORLD_SEED)),
-            int(options.get("n_entities", DEFAULT_N_ENTITIES)))
+    return (
+        int(options.get("world_seed", DEFAULT_WORLD_SEED)),
+        int(options.get("n_entities", DEFAULT_N_ENTITIES)),
+    )
 
 
 def world_from_options(options: dict) -> World:
@@ -134,8 +202,9 @@ def world_from_options(options: dict) -> World:
     return make_world(seed, n_entities, None if n_unseen is None else int(n_unseen))
 
 
-def make_world(seed: int, n_entities: int = DEFAULT_N_ENTITIES,
-               n_unseen: int | None = None) -> World:
+def make_world(
+    seed: int, n_entities: int = DEFAULT_N_ENTITIES, n_unseen: int | None = None
+) -> World:
     """Build a world with ``n_entities`` people; places scale with it (~1 city per 12 people,
     ~1 country per 5 cities). ``n_unseen`` people (default: 10%, at least 2) are 'unseen'
     (shifted split only); for half of the seen people the corpus never states the composed
@@ -149,9 +218,12 @@ def make_world(seed: int, n_entities: int = DEFAULT_N_ENTITIES,
     n_cities = max(6, n_entities // 12)
     n_countries = max(4, n_cities // 5)
 
-    countries = [Country(i, _unique(rng, used, lambda r: _syllable(r, False)
-                                    + r.choice(_COUNTRY_END)), "", -1)
-                 for i in range(n_countries)]
+    countries = [
+        Country(
+            i, _unique(rng, used, lambda r: _syllable(r, False) + r.choice(_COUNTRY_END)), "", -1
+        )
+        for i in range(n_countries)
+    ]
     for c in countries:
         c.language = c.name.rstrip("aeiou") + "ish"
     cities = []
@@ -163,14 +235,22 @@ def make_world(seed: int, n_entities: int = DEFAULT_N_ENTITIES,
     for c in countries:
         c.capital = min(ci.idx for ci in cities if ci.country == c.idx)
 
-    firsts_f = [_unique(rng, used, lambda r: _syllable(r, False) + r.choice(_FEMALE_END))
-                for _ in range(max(12, n_entities // 8))]
-    firsts_m = [_unique(rng, used, lambda r: _syllable(r, False) + r.choice(_MALE_END))
-                for _ in range(max(12, n_entities // 8))]
-    surnames = [_unique(rng, used, lambda r: _syllable(r, False) + _syllable(r, True))
-                for _ in range(max(20, n_entities // 6))]
-    pet_names = [_unique(rng, used, lambda r: _syllable(r, False) + _syllable(r, False))
-                 for _ in range(max(20, n_entities // 4))]
+    firsts_f = [
+        _unique(rng, used, lambda r: _syllable(r, False) + r.choice(_FEMALE_END))
+        for _ in range(max(12, n_entities // 8))
+    ]
+    firsts_m = [
+        _unique(rng, used, lambda r: _syllable(r, False) + r.choice(_MALE_END))
+        for _ in range(max(12, n_entities // 8))
+    ]
+    surnames = [
+        _unique(rng, used, lambda r: _syllable(r, False) + _syllable(r, True))
+        for _ in range(max(20, n_entities // 6))
+    ]
+    pet_names = [
+        _unique(rng, used, lambda r: _syllable(r, False) + _syllable(r, False))
+        for _ in range(max(20, n_entities // 4))
+    ]
 
     full: set[str] = set()
     n_unseen = max(2, n_entities // 10) if n_unseen is None else n_unseen
@@ -182,13 +262,26 @@ def make_world(seed: int, n_entities: int = DEFAULT_N_ENTITIES,
             if name not in full:
                 full.add(name)
                 break
-        people.append(Person(
-            idx=i, name=name, gender=gender, age=rng.randint(18, 89), colour=rng.choice(COLOURS),
-            food=rng.choice(FOODS), profession=rng.choice(PROFESSIONS),
-            city=rng.randrange(n_cities), friend=-1, parent=None,
-            pet_name=rng.choice(pet_names), pet_species=rng.choice(SPECIES),
-            obj=rng.choice(OBJECTS), obj_colour=rng.choice(COLOURS),
-            unseen=i >= n_entities - n_unseen, country_stated=rng.random() < 0.5))
+        people.append(
+            Person(
+                idx=i,
+                name=name,
+                gender=gender,
+                age=rng.randint(18, 89),
+                colour=rng.choice(COLOURS),
+                food=rng.choice(FOODS),
+                profession=rng.choice(PROFESSIONS),
+                city=rng.randrange(n_cities),
+                friend=-1,
+                parent=None,
+                pet_name=rng.choice(pet_names),
+                pet_species=rng.choice(SPECIES),
+                obj=rng.choice(OBJECTS),
+                obj_colour=rng.choice(COLOURS),
+                unseen=i >= n_entities - n_unseen,
+                country_stated=rng.random() < 0.5,
+            )
+        )
     n_seen = n_entities - n_unseen
     children: dict[int, list[int]] = {}
     for p in people:

@@ -49,35 +49,42 @@ def register(bed: Testbed) -> None:
     TESTBEDS[bed.name] = bed
 
 
-register(Testbed(
-    name="gadre2024",
-    loader="analysis.gadre:load_testbed",
-    shipped=HERE / "gadre2024" / "exp_data",
-    description="Gadre et al. (2024): 104 open_lm models, 46 tasks, 8 validation losses",
-    labels=HERE / "gadre2024" / "lourie2025_calibration.tsv",
-))
+register(
+    Testbed(
+        name="gadre2024",
+        loader="analysis.gadre:load_testbed",
+        shipped=HERE / "gadre2024" / "exp_data",
+        description="Gadre et al. (2024): 104 open_lm models, 46 tasks, 8 validation losses",
+        labels=HERE / "gadre2024" / "lourie2025_calibration.tsv",
+    )
+)
 
 
-register(Testbed(
-    name="olmo_ladder",
-    loader="analysis.olmo_ladder:load_testbed",
-    shipped=HERE / "olmo_ladder",
-    description="Bhagia et al. (2024) OLMo ladder: 190M-3B x 0.5-10x Chinchilla, every "
-                "checkpoint, 11 validation losses, 7B/13B targets",
-))
+register(
+    Testbed(
+        name="olmo_ladder",
+        loader="analysis.olmo_ladder:load_testbed",
+        shipped=HERE / "olmo_ladder",
+        description="Bhagia et al. (2024) OLMo ladder: 190M-3B x 0.5-10x Chinchilla, every "
+        "checkpoint, 11 validation losses, 7B/13B targets",
+    )
+)
 
-register(Testbed(
-    name="pythia",
-    loader="analysis.pythia:load_testbed",
-    shipped=HERE / "pythia",
-    description="Biderman et al. (2023) Pythia 70M-12B on the Pile and deduplicated Pile, "
-                "zero/five-shot along training, bf16 and batch-size variants",
-))
+register(
+    Testbed(
+        name="pythia",
+        loader="analysis.pythia:load_testbed",
+        shipped=HERE / "pythia",
+        description="Biderman et al. (2023) Pythia 70M-12B on the Pile and deduplicated Pile, "
+        "zero/five-shot along training, bf16 and batch-size variants",
+    )
+)
 
 
 def get(name: str) -> Testbed:
     """The registered testbed called `name`; a one-line error naming it otherwise."""
     if name not in TESTBEDS:
         raise AnalysisError(
-            f"source: unknown source '{name}' (known: harness, {', '.join(sorted(TESTBEDS))})")
+            f"source: unknown source '{name}' (known: harness, {', '.join(sorted(TESTBEDS))})"
+        )
     return TESTBEDS[name]

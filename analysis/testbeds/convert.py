@@ -20,8 +20,10 @@ from analysis.errors import AnalysisError, AnalysisWarning
 HERE = Path(__file__).resolve().parent
 
 #: testbed -> (module with read_raw, compact file name)
-CONVERTERS = {"olmo_ladder": ("analysis.olmo_ladder", "olmo_ladder.parquet"),
-              "pythia": ("analysis.pythia", "pythia.parquet")}
+CONVERTERS = {
+    "olmo_ladder": ("analysis.olmo_ladder", "olmo_ladder.parquet"),
+    "pythia": ("analysis.pythia", "pythia.parquet"),
+}
 
 
 def convert(name: str, raw: Path, dest: Path | None = None) -> Path:
@@ -36,8 +38,10 @@ def convert(name: str, raw: Path, dest: Path | None = None) -> Path:
         table = importlib.import_module(module).read_raw(Path(raw))
     dest = Path(dest) if dest else HERE / name
     dest.mkdir(parents=True, exist_ok=True)
-    out = io.atomic_write(dest / fname, lambda p: table.to_parquet(
-        p, index=False, compression="zstd", compression_level=19))
+    out = io.atomic_write(
+        dest / fname,
+        lambda p: table.to_parquet(p, index=False, compression="zstd", compression_level=19),
+    )
     lic = Path(raw) / "LICENSE"
     if lic.is_file():
         io.write_text(dest / "LICENSE", lic.read_text())

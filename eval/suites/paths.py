@@ -5,9 +5,9 @@ few fields. lm-eval resolves a relative `include:` against the including file's 
 checked-in relative path into site-packages would break with every venv layout. Instead the
 variant names its base as `{lm_eval_tasks}/arc/arc_easy.yaml`, and before lm-eval sees the folder
 we copy it to a content-keyed temp folder with the placeholder replaced by the absolute path of
-the installed lm_eval/tasks (a private folder made per process, never one found by name). Plain lm-eval never indexes the unmaterialised files (their include
-does not resolve, so its indexer skips them), so the variants exist only where a suite names
-this include path.
+the installed lm_eval/tasks (a private folder made per process, never one found by name).
+Plain lm-eval never indexes the unmaterialised files (their include does not resolve, so its
+indexer skips them), so the variants exist only where a suite names this include path.
 
 Every YAML in our include paths is validated first, because lm-eval's indexer silently skips a
 file it cannot parse and lets a later file with the same task name replace an earlier one.
@@ -82,7 +82,9 @@ def materialise(root: Path) -> Path:
         dest = target / p.relative_to(root)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if p.suffix == ".yaml":
-            dest.write_text(p.read_text(encoding="utf-8").replace(PLACEHOLDER, base), encoding="utf-8")
+            dest.write_text(
+                p.read_text(encoding="utf-8").replace(PLACEHOLDER, base), encoding="utf-8"
+            )
         else:
             shutil.copy2(p, dest)
     _MATERIALISED[key] = target
@@ -108,7 +110,9 @@ def _check(source: Path, cfg: dict) -> str:
         return str(cfg.get("task", source.stem))
     required = REQUIRED_FIELDS + (MC_FIELDS if cfg.get("output_type") == "multiple_choice" else ())
     for field in required:
-        if cfg.get(field) in (None, "") and not (field == "dataset_path" and cfg.get("custom_dataset")):
+        if cfg.get(field) in (None, "") and not (
+            field == "dataset_path" and cfg.get("custom_dataset")
+        ):
             raise ConfigError(f"{source}: task YAML missing required field '{field}'")
     return str(cfg["task"])
 
@@ -128,16 +132,22 @@ def index_include_paths(roots: list[tuple[Path, Path]]) -> dict[str, Registered]
             try:
                 cfg = load_yaml(path, resolve_func=False, recursive=True)
             except Exception as err:  # noqa: BLE001 - yaml, include and shape errors alike
-                msg = (str(err).splitlines() or [type(err).__name__])[0].replace(str(lm_eval_tasks_dir()), PLACEHOLDER)
+                msg = (str(err).splitlines() or [type(err).__name__])[0].replace(
+                    str(lm_eval_tasks_dir()), PLACEHOLDER
+                )
                 raise ConfigError(f"{source}: unreadable task YAML ({msg})") from None
             name = _check(source, cfg)
             if name in found:
-                raise ConfigError(f"{source}: task name '{name}' is already registered by {found[name].source}")
+                raise ConfigError(
+                    f"{source}: task name '{name}' is already registered by {found[name].source}"
+                )
             found[name] = Registered(name, source, cfg.get("num_fewshot"))
     return found
 
 
-def prepare_include_paths(entries: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], dict[str, Registered]]:
+def prepare_include_paths(
+    entries: tuple[str, ...] | list[str],
+) -> tuple[tuple[str, ...], dict[str, Registered]]:
     """Resolve, materialise and validate; returns (paths for lm-eval, names they register)."""
     pairs = []
     for entry in entries:
