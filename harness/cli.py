@@ -63,6 +63,7 @@ def check_group_overrides(args: list[str]) -> None:
         key, _, value = arg.lstrip("+~").partition("=")
         if key == "sweep_name":  # before Hydra makes its output folder from it
             _check_sweep_names(value)
+        _check_duplicate_keys(key, value)
         if key.startswith("hydra/launcher"):
             options = group_options("hydra/launcher")
             options = sorted(set(options or []) | {"basic", "submitit_local", "submitit_slurm"})
@@ -73,6 +74,23 @@ def check_group_overrides(args: list[str]) -> None:
         for v in value.split(","):
             if v not in options:
                 _die(f"{key}: unknown {key} '{v}' (known: {', '.join(options)})")
+
+
+def _check_duplicate_keys(key: str, value: str) -> None:
+    """`data.weights={toyworld:0.5,toyworld:0.3}`: Hydra's parser keeps the last value, so a
+    mix naming one source twice would be silently merged; refuse it instead."""
+    value = value.strip()
+    if not (value.startswith("{") and value.endswith("}")):
+        return
+    depth, start, seen = 0, 1, set()
+    for i, ch in enumerate(value[1:-1] + ",", start=1):
+        depth += ch in "{[(" and 1 or (ch in "}])" and -1 or 0)
+        if ch == "," and depth == 0:
+            name = value[start:i].partition(":")[0].strip().strip("'\"")
+            if name and name in seen:
+                _die(f"{key}: '{name}' is named twice in {value}")
+            seen.add(name)
+            start = i + 1
 
 
 def _compose_raw(config_name: str, overrides: list[str]):

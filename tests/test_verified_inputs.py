@@ -288,3 +288,17 @@ def test_sweep_name_with_dots_writes_nothing_outside_the_output_root(
         and "sweep_name: '../../escaped' is not a valid name" in err.strip().splitlines()[-1]
     )
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["a", "a/b"]
+
+
+@pytest.mark.parametrize(
+    "weights",
+    ["{toyworld:0.5,toyworld:0.3}", "{toyworld: 0.5, code: 0.2, 'toyworld': 0.3}"],
+)
+def test_mix_naming_one_source_twice_is_refused(tmp_path, run_cli, weights):
+    # Hydra's override parser keeps the last value of a repeated key: the mix would be
+    # silently merged into another experiment than the one typed
+    code, _, err = run_cli("run", f"data.weights={weights}", f"out_root={tmp_path}")
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: data.weights: 'toyworld' is named twice in {weights}"
+    ]
+    assert not any(tmp_path.iterdir())
