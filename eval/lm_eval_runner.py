@@ -54,7 +54,7 @@ class TaskInfo:
     num_fewshot: int | None
 
 
-_MANAGERS: dict[tuple[str, ...], tuple[Any, dict[str, Registered]]] = {}
+_MANAGERS: dict[tuple[tuple[str, ...], bool], tuple[Any, dict[str, Registered]]] = {}
 
 
 def task_manager(include_paths: tuple[str, ...]) -> Any:
@@ -62,16 +62,39 @@ def task_manager(include_paths: tuple[str, ...]) -> Any:
     return _manager(include_paths)[0]
 
 
-def _manager(include_paths: tuple[str, ...]) -> tuple[Any, dict[str, Registered]]:
-    key = tuple(sorted(include_paths))
+def _manager(
+    include_paths: tuple[str, ...], include_defaults: bool = True
+) -> tuple[Any, dict[str, Registered]]:
+    key = (tuple(sorted(include_paths)), include_defaults)
     if key not in _MANAGERS:
         from lm_eval.tasks import TaskManager
 
         # Validated before lm-eval sees them: its indexer skips bad files and lets duplicates win.
-        paths, registered = prepare_include_paths(key)
+        paths, registered = prepare_include_paths(key[0])
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
-        _MANAGERS[key] = (TaskManager(include_path=list(paths) or None), registered)
+        tm = TaskManager(include_path=list(paths) or None, include_defaults=include_defaults)
+        _MANAGERS[key] = (tm, registered)
     return _MANAGERS[key]
+
+
+def _manager_for(names: list[str], include_paths: tuple[str, ...]) -> Any:
+    """The manager for these tasks: indexing every YAML lm-eval ships takes ~25 s of a demo run,
+    so when each task is a plain task of our own include paths (or a `@<N>shot` of one) only
+    those paths are indexed. Groups may name lm-eval's tasks, so they get the full index."""
+    if include_paths:
+        _, registered = prepare_include_paths(tuple(sorted(include_paths)))
+
+        def local(name: str) -> bool:
+            shot = _SHOT.match(name)
+            lm_name = to_lm_eval_name(name)
+            entry = registered.get(lm_name) or (
+                registered.get(shot["base"]) if shot and lm_name not in registered else None
+            )
+            return entry is not None and not entry.group
+
+        if all(local(n) for n in names):
+            return _manager(include_paths, include_defaults=False)[0]
+    return _manager(include_paths)[0]
 
 
 class TaskRunner:
@@ -93,7 +116,7 @@ class TaskRunner:
             if name in seen:
                 raise ConfigError(f"eval.tasks: task '{name}' is listed twice")
             seen.add(name)
-        tm, _ = _manager(tuple(include_paths))
+        tm = _manager_for(self.names, tuple(include_paths))
         specs = [_spec(name, tm) for name in self.names]
         try:
             self.task_dict = get_task_dict(specs, tm)

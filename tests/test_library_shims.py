@@ -99,6 +99,18 @@ def test_variant_yaml_derives_a_task_with_other_shots(task_dir):
 
 
 @pytest.mark.slow
+def test_own_tasks_skip_indexing_lm_evals_tasks(task_dir):
+    """Tasks all from our include paths get a manager without lm-eval's ~14k shipped YAMLs; a
+    name from lm-eval itself still gets the full index (same manager as the slow test above)."""
+    from eval.lm_eval_runner import _manager_for, task_manager
+
+    local = _manager_for(["t_base", "t_base@3shot", "t_gone"], (str(task_dir),))
+    assert "t_base" in local.task_index and "arc_easy" not in local.task_index
+    full = _manager_for(["t_base", "arc_easy"], (str(task_dir),))
+    assert full is task_manager((str(task_dir),)) and "arc_easy" in full.task_index
+
+
+@pytest.mark.slow
 def test_failed_dataset_is_named_without_tracebacks(task_dir):
     from common.errors import DataError
     from eval.lm_eval_runner import TaskRunner

@@ -96,6 +96,7 @@ class Registered:
     name: str
     source: Path  # the file as configured (not its materialised copy), for messages
     num_fewshot: int | None
+    group: bool = False  # a group may name lm-eval's own tasks
 
 
 def _check(source: Path, cfg: dict) -> str:
@@ -141,7 +142,7 @@ def index_include_paths(roots: list[tuple[Path, Path]]) -> dict[str, Registered]
                 raise ConfigError(
                     f"{source}: task name '{name}' is already registered by {found[name].source}"
                 )
-            found[name] = Registered(name, source, cfg.get("num_fewshot"))
+            found[name] = Registered(name, source, cfg.get("num_fewshot"), "group" in cfg)
     return found
 
 
