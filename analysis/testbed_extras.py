@@ -198,6 +198,9 @@ def _metric_flips(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -> pd.
     if not present or not (tasks["metric"] == cfg.accuracy_metric).any():
         return pd.DataFrame(columns=FLIP_COLUMNS)
     keys = [k for k in _headline_keys(results, cfg) if k[0] == cfg.reference_val_set]
+    # the same points as the groups it is compared with (and their bootstrap weights)
+    main = select_points(main, cfg.points, cfg.checkpoint_min_frac)
+    tasks = main[main["kind"] == "task"]
     base = main[main["kind"] != "task"]
     for m in present:
         sub = tasks[tasks["metric"] == m].copy()

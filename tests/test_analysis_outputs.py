@@ -80,6 +80,14 @@ def test_plot_redraws_figures_from_tables(sweep_out):
     assert files and all(f.exists() for f in files)
 
 
+def test_every_checkpoint_as_points_with_metric_flips(tmp_path):
+    """points=all with task bpb present: the metric-flip groups use the same points as the
+    groups they are compared with (they once used the final ones and crashed on the weights)."""
+    summary, _ = _analyze(sweep_table(), tmp_path, points="all")
+    flips = pd.read_csv(tmp_path / "tables" / "flips.csv")
+    assert summary.n_runs == 10 and not flips.empty
+
+
 def test_small_sweep_reports_unfittable_quantities(tmp_path):
     table = sweep_table(n_sizes=2, mixes=("toy",), n_ckpt=2, tasks=("predictable",))
     summary, msgs = _analyze(table, tmp_path)
