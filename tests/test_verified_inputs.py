@@ -58,6 +58,31 @@ def test_replaced_corpus_gets_a_new_run_id(tmp_path):
     assert run_id(spec) != before
 
 
+def _hf_run(spec, data_files: dict):
+    """`spec` training on one `hf` source read through datasets' local json builder."""
+    src = SourceSpec("hfds", "hf", {"path": "json", "data_files": data_files, "text_field": "t"})
+    return dataclasses.replace(
+        spec, sources={**spec.sources, "hfds": src}, mix=MixSpec("m", {"hfds": 1.0})
+    )
+
+
+def test_changed_hf_dataset_gets_a_new_run_id(tmp_path):
+    """An `hf` source is pinned by its dataset's fingerprint, not only by a revision the user
+    may not have set: new data under the same options is a new run."""
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"t": "the cat sat"}\n' * 20)
+    spec = _hf_run(spec_for(tmp_path), {"train": str(train)})
+    before = run_id(spec)
+    assert run_id(spec) == before  # stable while nothing changes
+    st = train.stat()
+    train.write_text('{"t": "the dog ran"}\n' * 20)  # same size and, below, the same mtime
+    os.utime(train, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert run_id(spec) != before
+    missing = _hf_run(spec_for(tmp_path), {"train": str(tmp_path / "gone.jsonl")})
+    with pytest.raises(DataError, match="sources.hfds: could not load dataset 'json'"):
+        run_id(missing)
+
+
 def test_token_cache_damaged_at_the_same_size_is_refused(tmp_path, shared_cache):
     from train.token_cache import build_token_cache, cache_key
     from train.tokenizer import load_tokenizer, tokenizer_key

@@ -146,20 +146,17 @@ def _hf(spec: SourceSpec, split: str) -> Iterator[str]:
     hf_split = opts.get("splits", {}).get(split, split)
     max_docs = opts.get("max_docs", {}).get(split)
     text_field = opts.get("text_field", "text")
-    kwargs = {k: v for k, v in opts.items() if k in ("name", "data_files", "data_dir", "revision")}
     try:
         ds = datasets.load_dataset(
-            opts["path"], split=hf_split, streaming=bool(opts.get("streaming", False)), **kwargs
+            opts["path"],
+            split=hf_split,
+            streaming=bool(opts.get("streaming", False)),
+            **_hf_kwargs(opts),
         )
     except KeyError:
         raise ConfigError(f"sources.{spec.name}.path: missing dataset path") from None
     except Exception as err:  # hub unreachable, unknown split, missing files
-        raise DataError(
-            f"sources.{spec.name}: could not load dataset '{opts.get('path')}' split "
-            f"'{hf_split}': {str(err).splitlines()[0] if str(err) else type(err).__name__}. "
-            "Offline? Pre-cache it on a connected machine with datasets.load_dataset, "
-            "then set HF_DATASETS_OFFLINE=1."
-        ) from None
+        raise _hf_error(spec, f" split '{hf_split}'", err) from None
     for i, row in enumerate(ds):
         if max_docs is not None and i >= int(max_docs):
             break
@@ -168,6 +165,48 @@ def _hf(spec: SourceSpec, split: str) -> Iterator[str]:
                 f"sources.{spec.name}.text_field: '{text_field}' not a column of '{opts['path']}'"
             )
         yield str(row[text_field])
+
+
+def _hf_kwargs(opts: dict) -> dict:
+    return {k: v for k, v in opts.items() if k in ("name", "data_files", "data_dir", "revision")}
+
+
+def _hf_error(spec: SourceSpec, what: str, err: Exception) -> DataError:
+    return DataError(
+        f"sources.{spec.name}: could not load dataset '{spec.options.get('path')}'{what}: "
+        f"{str(err).splitlines()[0] if str(err) else type(err).__name__}. "
+        "Offline? Pre-cache it on a connected machine with datasets.load_dataset, "
+        "then set HF_DATASETS_OFFLINE=1."
+    )
+
+
+def _local_data_files(data_files: object) -> list[Path]:
+    """The local files an `hf` source's `data_files` names (str, list, or split -> either)."""
+    if isinstance(data_files, dict):
+        return [p for v in data_files.values() for p in _local_data_files(v)]
+    if isinstance(data_files, (list, tuple)):
+        return [p for v in data_files for p in _local_data_files(v)]
+    path = Path(str(data_files)).expanduser()
+    return [path] if isinstance(data_files, str) and path.is_file() else []
+
+
+def _hf_content(spec: SourceSpec) -> str:
+    """What an `hf` dataset is, beyond its options: the `datasets` builder's hash (its code) and
+    config id, which covers the resolved data files (their commit on the hub, their size and
+    mtime on disk), plus the bytes of local data files (an edit that restores the mtime)."""
+    import datasets
+
+    opts = dict(spec.options)
+    if "path" not in opts:
+        raise ConfigError(f"sources.{spec.name}.path: missing dataset path")
+    try:
+        builder = datasets.load_dataset_builder(opts["path"], **_hf_kwargs(opts))
+    except Exception as err:  # hub unreachable and not cached, unknown config, missing files
+        raise _hf_error(spec, "", err) from None
+    h = hashlib.sha256(f"{builder.hash}\0{builder.config_id}\0".encode())
+    for path in _local_data_files(opts.get("data_files")):
+        h.update(str(path.resolve()).encode() + b"\0" + file_sha256(path).encode() + b"\0")
+    return h.hexdigest()[:16]
 
 
 _FILE_HASHES: dict[tuple, str] = {}
@@ -189,9 +228,11 @@ def file_sha256(path: Path) -> str:
 
 def source_content(spec: SourceSpec) -> str | None:
     """What a source's text is, beyond its options: for `files`, a hash of every file's bytes
-    (so replacing a corpus, even at the same size and mtime, is a different input). Other kinds
-    are pinned by their options (the toy world's seed, the stdlib of this Python, an `hf`
-    source's `revision`): None."""
+    (so replacing a corpus, even at the same size and mtime, is a different input); for `hf`,
+    the dataset's builder fingerprint (`_hf_content`). Other kinds are pinned by their options
+    (the toy world's seed, the stdlib of this Python): None."""
+    if spec.kind == "hf":
+        return _hf_content(spec)
     if spec.kind != "files":
         return None
     h = hashlib.sha256()
@@ -204,10 +245,10 @@ def source_content(spec: SourceSpec) -> str | None:
 
 
 def source_fingerprint(spec: SourceSpec) -> str:
-    """A content key for the spec: options, plus the files' bytes for a `files` source, so an
-    edited corpus never reuses a stale token cache."""
+    """A content key for the spec: options, plus its content (`source_content`) for a `files`
+    or `hf` source, so an edited corpus never reuses a stale token cache."""
     payload: dict = {"name": spec.name, "kind": spec.kind, "options": spec.options}
-    if spec.kind == "files":
+    if spec.kind in ("files", "hf"):
         payload["content"] = source_content(spec)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
         :16
