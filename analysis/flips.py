@@ -332,3 +332,36 @@ def _ranking_rows(trends, val_sets, corpora, cfg: FlipConfig) -> list[dict]:
                 }
             )
     return rows
+
+
+#: the order in which the report names flips: a change of evaluation setup or of validation set
+#: is the study's "benign change"; then the data mix, the metric, and run-level variants
+HEADLINE_SETTINGS = ("setup", "val_set", "corpus", "metric")
+
+
+def headline_flips(flips: pd.DataFrame, ref: str, alpha: float, n: int = 2) -> pd.DataFrame:
+    """The strongest significant category flip of each kind of setting, at most `n` settings.
+
+    Preferred within a setting: a flip seen on all models pooled and on the reference x-axis
+    `ref`, then one that moves a task into or out of `predictable`, then the smallest p-value.
+    The task's own-loss axis (`task_bpb`) is not a setting a user chooses, so it is left out.
+    """
+    if flips.empty:
+        return flips
+    f = flips[
+        (flips["kind"] == "category")
+        & (flips["p_value"] < alpha)
+        & (flips["to"].astype(str) != "task_bpb")
+        & ~flips["from"].astype(str).str.startswith("interp(")
+    ].copy()
+    if f.empty:
+        return f
+    ctx = f["context"].astype(str)
+    pooled = ctx.str.contains(f"corpus={POOLED}") | (f["setting"] == "corpus")
+    on_ref = ctx.str.contains(f"val_set={ref}") | (f["from"] == ref) | (f["to"] == ref)
+    f["_ctx"] = (~(pooled & on_ref)).astype(int)
+    f["_pred"] = (~f["effect"].astype(str).str.contains("predictable")).astype(int)
+    order = {s: i for i, s in enumerate(HEADLINE_SETTINGS)}
+    f["_setting"] = f["setting"].map(order).fillna(len(order))
+    f = f.sort_values(["_setting", "_ctx", "_pred", "p_value"], kind="stable")
+    return f.drop_duplicates("setting").head(n).drop(columns=["_ctx", "_pred", "_setting"])

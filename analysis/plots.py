@@ -28,6 +28,7 @@ from analysis.classify import LABELS  # noqa: E402
 from analysis.config import AnalysisConfig, PlotConfig  # noqa: E402
 from analysis.downstream_laws import exp_law_acc  # noqa: E402
 from analysis.errors import warn  # noqa: E402
+from analysis.flips import headline_flips  # noqa: E402
 from analysis.loss_laws import predict_natural  # noqa: E402
 from analysis.matrix import POOLED  # noqa: E402
 
@@ -265,10 +266,13 @@ def _pick_flips(flips: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
         .fillna(4)
     )
     f = f.sort_values(["pinned", "code", "rank", "p_value"], ascending=[False, False, True, True])
+    # the flips report.md's first screen names are drawn first, so every one has its figure
+    head = headline_flips(flips, ref, cfg.flips.alpha)
+    first = f[f.index.isin(head.index)].loc[[i for i in head.index if i in f.index]]
     f = f.drop_duplicates(["task", "setup", "setting", "from", "to"])
-    pinned = f[f["pinned"]].drop_duplicates("task")
-    rest = f[~f.index.isin(pinned.index)]
-    return pd.concat([pinned, rest]).head(cfg.plot.max_flip_figures)
+    pinned = f[f["pinned"] & ~f.index.isin(first.index)].drop_duplicates("task")
+    rest = f[~f.index.isin(pinned.index) & ~f.index.isin(first.index)]
+    return pd.concat([first, pinned, rest]).head(cfg.plot.max_flip_figures)
 
 
 VARIANT_SETTINGS = ("seed", "precision", "batch_size")  # run-vs-run flips (analysis.variants)

@@ -15,6 +15,7 @@ from analysis.report_calibration import calibration_section, corpus_section
 from analysis.report_extras import axis_line, extra_sections
 from analysis.report_findings import (
     findings_section,
+    lead_sentences,
     predictable_table,
     sensitivity_block,
     with_na,
@@ -54,6 +55,7 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
     vsets = sorted(fin.loc[fin["kind"] == "val_loss", "name"].unique())
     ref = cfg.reference_val_set if cfg.reference_val_set in vsets else (vsets[0] if vsets else "")
     s = ["# Downstream scaling-law reliability report\n\n"]
+    s.append(lead_sentences(out_dir, cfg, ref, head, trends, flips, runs) + "\n")
     s.append(
         f"{fin['run_id'].nunique()} runs ({', '.join(sorted(runs['source'].dropna().unique()))}), "
         f"corpora: {', '.join(corpora)}; sizes: {fin['size'].nunique()}; "

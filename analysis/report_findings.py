@@ -12,6 +12,7 @@ import pandas as pd
 
 from analysis.classify import INSUFFICIENT
 from analysis.config import AnalysisConfig
+from analysis.flips import headline_flips
 from analysis.within_groups import COLUMN as WITHIN
 from analysis.within_groups import report_line
 
@@ -180,3 +181,99 @@ def findings_section(
         )
     s.append(f"- {_extrapolation_sentence(ext, out_dir)}\n")
     return "".join(s)
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    """'a', 'a and b', 'a, b and c', or the first `most` and 'N more'."""
+    shown = [f"`{n}`" for n in names[:most]]
+    if len(names) > most:
+        shown.append(f"{len(names) - most} more")
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def _acc_span(runs: pd.DataFrame | None, name: str, metric: str) -> str:
+    """'; acc 0.29 at the smallest size → 0.53 at the largest (chance 0.25)' from the
+    final checkpoints (mean over runs of a size), or '' when the table cannot say."""
+    if runs is None or runs.empty:
+        return ""
+    r = runs[(runs["kind"] == "task") & (runs["name"] == name) & (runs["metric"] == metric)]
+    r = r[r["final"].fillna(False).astype(bool)].dropna(subset=["n_params", "value"])
+    if r["n_params"].nunique() < 2:
+        return ""
+    by = r.groupby("n_params")["value"].mean()
+    chance = r["chance"].dropna()
+    at = f", chance {chance.iloc[0]:.2f}" if not chance.empty else ""
+    lo, hi = by.iloc[0], by.iloc[-1]
+    return f"; {metric} {lo:.2f} at the smallest size → {hi:.2f} at the largest{at}"
+
+
+def lead_sentences(
+    out_dir: Path,
+    cfg: AnalysisConfig,
+    ref: str,
+    head: str,
+    trends: pd.DataFrame,
+    flips: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+) -> str:
+    """The report's opening: which tasks follow a law, which do not and in which category,
+    and what flipped under which change; one sentence each, each with its figure."""
+    t = trends[(trends["val_set"] == ref) & (trends["corpus"] == head)]
+    t = t[t["category"] != INSUFFICIENT]
+    if t.empty:
+        return f"No task has enough models to classify against `{ref}`.\n"
+    grid = _fig(out_dir, f"task_grid_{_safe(ref)}")
+    pred = t[t["category"] == "predictable"].sort_values("p_predictable", ascending=False)
+    if pred.empty:
+        law = f"Against `{ref}` validation loss no task of {len(t)} follows a scaling law"
+    else:
+        top = pred.iloc[0]
+        law = (
+            f"Against `{ref}` validation loss {len(pred)} of {len(t)} tasks "
+            f"{'follows' if len(pred) == 1 else 'follow'} a scaling law: "
+            f"{_names(list(pred['name']))} (bootstrap probability of `predictable` "
+            + (
+                f"{top['p_predictable']:.2f}{_acc_span(runs, top['name'], cfg.accuracy_metric)}"
+                if len(pred) == 1
+                else f"{pred['p_predictable'].min():.2f}–{pred['p_predictable'].max():.2f}"
+            )
+            + ")"
+        )
+    rest = t[t["category"] != "predictable"]
+    if rest.empty:
+        other = "Every task does"
+    else:
+        parts = []
+        for cat, g in sorted(rest.groupby("category"), key=lambda kv: (-len(kv[1]), kv[0])):
+            verb = "is" if len(g) == 1 else "are"
+            parts.append(f"{_names(sorted(g['name']))} {verb} {cat}")
+        other = f"The other {len(rest)} do not: " + "; ".join(parts)
+    out = [f"{law}{grid}.", f"{other}{grid}."]
+    head_flips = headline_flips(flips, ref, cfg.flips.alpha)
+    if head_flips.empty:
+        out.append(
+            f"No change of a single setting flips a task's category with p < {cfg.flips.alpha:g}."
+        )
+    else:
+        parts = []
+        for r in head_flips.rename(columns={"from": "frm"}).itertuples():
+            name = f"{r.task}@{r.setup}" if isinstance(r.setup, str) and r.setup else r.task
+            frm, to = str(r.effect).split("->") if "->" in str(r.effect) else ("?", "?")
+            parts.append(
+                f"`{name}` goes from {frm} to {to} when the {str(r.setting).replace('_', ' ')} "
+                f"changes from `{r.frm}` to `{r.to}` ({_p(r.p_value)}"
+                f"{_flip_fig(out_dir, name, str(r.frm), str(r.to))})"
+            )
+        out.append("A benign change flips a trend: " + "; ".join(parts) + ".")
+    return " ".join(out) + "\n"
+
+
+def _flip_fig(out_dir: Path, name: str, frm: str, to: str) -> str:
+    stem = f"_{_safe(name)}_{_safe(frm)}_vs_{_safe(to)}.png"
+    figs = sorted((out_dir / "figures").glob("flip_*.png"))
+    own = next((f for f in figs if f.name.endswith(stem)), None)
+    return f"; [figure](figures/{own.name})" if own else ""
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"

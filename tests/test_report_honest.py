@@ -14,9 +14,10 @@ import pytest
 from analysis.config import AnalysisConfig, FitConfig
 from analysis.errors import AnalysisError
 from analysis.fit_quality import fit_flag
+from analysis.flips import headline_flips
 from analysis.pipeline import analyze, plot
 from analysis.report import _md
-from analysis.report_findings import sensitivity_block
+from analysis.report_findings import lead_sentences, sensitivity_block
 from analysis.within_groups import COLUMN, mark_within_mix
 from tests.fixtures.analysis_make import sweep_table
 
@@ -66,6 +67,65 @@ def test_findings_come_first_with_figure_links(sweep):
     assert findings < report.index("## Fraction of tasks") < report.index("## Classification rules")
     first = report[findings : report.index("## Fraction of tasks")]
     assert "(figures/task_grid_toy.png)" in first and "(figures/loss_vs_compute.png)" in first
+
+
+def test_report_opens_with_law_others_and_flips(sweep):
+    """Three sentences before any table: which tasks follow a law, which do not and in which
+    category, what flipped under which change; all agree with the tables."""
+    out, report = sweep
+    lead = report.split("\n\n")[1]
+    assert lead.index("scaling law") < lead.index("do not") < report.index("## Findings")
+    trends = pd.read_csv(out / "tables" / "trends.csv")
+    t = trends[(trends["val_set"] == "toy") & (trends["corpus"] == "all")]
+    assert len(t) == 6
+    for r in t.itertuples():
+        assert f"`{r.name}`" in lead and r.category in lead
+    assert "(figures/task_grid_toy.png)" in lead
+    flips = pd.read_csv(out / "tables" / "flips.csv")
+    assert headline_flips(flips, "toy", 0.05).empty  # this small sweep has none significant
+    assert "No change of a single setting flips a task's category with p < 0.05." in lead
+    flips = pd.DataFrame([_flip("setup", "predictable->trendless", 0.004, "val_set=toy")])
+    flips.loc[0, "setup"] = np.nan  # as read back from flips.csv
+    lead = lead_sentences(out, AnalysisConfig(), "toy", "all", trends, flips)
+    assert (
+        "A benign change flips a trend: `t` goes from predictable to trendless when the setup "
+        "changes from `toy` to `code` (p = 0.004)." in lead
+    )
+
+
+def _flip(setting, effect, p, context="corpus=all", frm="toy", to="code", task="t"):
+    return {
+        "task": task,
+        "setup": "",
+        "setting": setting,
+        "context": context,
+        "from": frm,
+        "to": to,
+        "kind": "category",
+        "effect": effect,
+        "p_value": p,
+    }
+
+
+def test_headline_flips_prefer_benign_changes_on_the_reference_axis():
+    flips = pd.DataFrame(
+        [
+            _flip("corpus", "noisy->predictable", 0.0001, "val_set=toy", "a", "b"),
+            _flip("val_set", "noisy->inverse", 0.0001, task="off_pooled", context="corpus=a"),
+            _flip("val_set", "noisy->inverse", 0.001, task="not_pred"),
+            _flip("val_set", "predictable->noisy", 0.01, task="pred"),
+            _flip("setup", "predictable->trendless", 0.2, "val_set=toy,corpus=all"),
+            _flip("setup", "predictable->trendless", 0.04, "val_set=toy,corpus=all", task="s"),
+            _flip("val_set", "trendless->predictable", 0.0, to="task_bpb", task="axis"),
+        ]
+    )
+    head = headline_flips(flips, "toy", 0.05)
+    assert list(zip(head["setting"], head["task"], strict=True)) == [
+        ("setup", "s"),
+        ("val_set", "pred"),
+    ]
+    assert headline_flips(flips, "toy", 0.05, n=3)["setting"].tolist()[-1] == "corpus"
+    assert headline_flips(flips.assign(p_value=0.5), "toy", 0.05).empty
 
 
 def test_unclassifiable_sweep_reports_na_not_zero(tmp_path):
