@@ -11,10 +11,9 @@ from pathlib import Path
 
 import torch
 
-from common.atomic import shareable
 from common.errors import ConfigError, DataError
 from common.log import log  # noqa: F401 - re-exported: harness.data_prep.log was public
-from train.cache_lock import build_once
+from train.cache_lock import build_dir_once
 from train.mixture import eval_windows
 from train.specs import RunSpec
 from train.token_cache import TokenCache, build_token_cache
@@ -71,22 +70,12 @@ def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
     ).hexdigest()[:16]
     target = Path(spec.cache_dir).resolve() / "toytasks" / key
 
-    def build(t: Path) -> None:
-        import shutil
-        import tempfile
+    def fill(tmp: Path) -> None:
+        world = world_from_options(src.options)
+        toytasks.write_toy_tasks(world, tmp, n_per_task=spec.eval.n_per_task, seed=world_seed)
 
-        tmp = Path(tempfile.mkdtemp(prefix=".build.", dir=t.parent))
-        shareable(tmp, is_dir=True)
-        try:
-            world = world_from_options(src.options)
-            # Task files name their data by absolute path, so generate in place of the final dir.
-            toytasks.write_toy_tasks(world, tmp, n_per_task=spec.eval.n_per_task, seed=world_seed)
-            _relocate(tmp, t)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    build_once(target, build)
+    # Task files name their data by absolute path: _relocate rewrites them as it moves the folder
+    build_dir_once(target, fill, move=_relocate)
     try:
         specs = toytasks.load_task_specs(target)
     except ValueError as err:  # a cached task file was edited or damaged

@@ -6,6 +6,7 @@ torn files. Each test reproduces a case that ended wrong (or hung) before."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -81,6 +82,45 @@ def test_changed_hf_dataset_gets_a_new_run_id(tmp_path):
     missing = _hf_run(spec_for(tmp_path), {"train": str(tmp_path / "gone.jsonl")})
     with pytest.raises(DataError, match="sources.hfds: could not load dataset 'json'"):
         run_id(missing)
+
+
+def test_folder_build_leaves_nothing_half_written(tmp_path):
+    """A build that dies (full disk) removes its temporary folder; one left by a builder that
+    was killed outright is removed by the next build of the same target, not others'."""
+    from train.cache_lock import build_dir_once
+
+    target = tmp_path / "cache" / "abc"
+
+    def full_disk(tmp: Path) -> None:
+        (tmp / "tokenizer.json").write_bytes(b"{" * 10)  # partial, as a real ENOSPC leaves it
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        build_dir_once(target, full_disk)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["abc.lock"]
+    (target.parent / ".abc.build.dead1").mkdir()  # a SIGKILLed builder's leftover
+    (target.parent / ".other.build.live").mkdir()  # another target's build in progress
+    build_dir_once(target, lambda tmp: (tmp / "f").write_text("ok"))
+    assert (target / "f").read_text() == "ok"
+    assert sorted(p.name for p in target.parent.iterdir()) == [
+        ".other.build.live",
+        "abc",
+        "abc.lock",
+    ]
+
+
+def test_full_disk_while_saving_the_tokenizer_is_one_line(tmp_path, run_cli, monkeypatch):
+    from transformers import PreTrainedTokenizerFast
+
+    def full(self, path, *a, **kw):
+        Path(path, "tokenizer.json").write_bytes(b"{" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", full)
+    code, _, err = run_cli("run", *tiny_overrides(tmp_path / "c", tmp_path / "o"))
+    assert code != 0 and "Traceback" not in err
+    assert "cache_dir: disk full while preparing the run's inputs" in err
+    assert [p.name for p in (tmp_path / "c" / "tokenizers").iterdir() if p.is_dir()] == []
 
 
 def test_token_cache_damaged_at_the_same_size_is_refused(tmp_path, shared_cache):

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from common.atomic import shareable
 
 
 @contextmanager
@@ -38,3 +42,28 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
         if not target.exists():
             build(target)
     return target
+
+
+def build_dir_once(
+    target: Path,
+    fill: Callable[[Path], None],
+    move: Callable[[Path, Path], None] = os.rename,
+) -> Path:
+    """`build_once` for a folder: `fill(tmp)` writes it under a temporary name beside `target`
+    (`.<name>.build.<random>`), then `move(tmp, target)` puts it in place. Nothing half-written
+    stays: a failed fill (a full disk, Ctrl-C) removes its folder, and one left by a builder
+    that died is removed by the next one (under the lock, only a dead builder's can exist)."""
+
+    def build(t: Path) -> None:
+        for stale in t.parent.glob(f".{t.name}.build.*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{t.name}.build.", dir=t.parent))
+        try:
+            shareable(tmp, is_dir=True)
+            fill(tmp)
+            move(tmp, t)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # already gone after the move
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return build_once(target, build)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tempfile
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from common.atomic import shareable, write_json
+from common.atomic import write_json
 from common.errors import ConfigError, DataError
-from train.cache_lock import build_once
+from train.cache_lock import build_dir_once
 from train.sources import file_sha256, iter_documents, source_fingerprint
 from train.specs import SourceSpec, TokenizerSpec
 
@@ -44,7 +43,8 @@ def tokenizer_key(spec: TokenizerSpec, sources: dict[str, SourceSpec]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _train_bpe(spec: TokenizerSpec, sources: dict[str, SourceSpec], target: Path) -> None:
+def _train_bpe(spec: TokenizerSpec, sources: dict[str, SourceSpec], tmp: Path) -> None:
+    """Train the BPE and save it, with its checksums, into the (temporary) folder `tmp`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     def corpus():
@@ -73,13 +73,10 @@ def _train_bpe(spec: TokenizerSpec, sources: dict[str, SourceSpec], target: Path
         bos_token=EOS,
         model_max_length=1_000_000,
     )
-    tmp = Path(tempfile.mkdtemp(prefix=".tok.", dir=target.parent))
-    shareable(tmp, is_dir=True)
     fast.save_pretrained(tmp)
     write_json(
         tmp / CHECKSUMS, {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()}
     )
-    tmp.rename(target)
 
 
 def _verify(target: Path) -> None:
@@ -122,8 +119,7 @@ def load_tokenizer(
                 f"tokenizer.train_sources: unknown source '{name}' (known: {', '.join(sources)})"
             )
     target = cache_dir / "tokenizers" / tokenizer_key(spec, sources)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    build_once(target, lambda t: _train_bpe(spec, sources, t))
+    build_dir_once(target, lambda tmp: _train_bpe(spec, sources, tmp))
     _verify(target)
     return PreTrainedTokenizerFast.from_pretrained(str(target))
 
