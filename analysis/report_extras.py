@@ -11,6 +11,7 @@ import pandas as pd
 from analysis import io
 from analysis.axes import axis_label
 from analysis.config import AnalysisConfig
+from analysis.seed_spread import spread_section
 from analysis.two_step import PUBLISHED_SOURCE
 
 
@@ -113,6 +114,7 @@ def extra_sections(out_dir: Path, cfg: AnalysisConfig, md: Callable[..., str]) -
                     ".4f",
                 )
             )
+    s.append(spread_section(_read(t, "seed_spread"), md))
     var = _read(t, "variance")
     if not var.empty:
         s.append("\n## Variance over the last checkpoints vs prediction error\n\n")

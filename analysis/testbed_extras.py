@@ -20,12 +20,13 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from analysis.axes import has_checkpoints, select_points
+from analysis.axes import AXES, has_checkpoints, select_points
 from analysis.classify import LABELS, classify_group, fraction_predictable, trend_rows
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, warn
 from analysis.flips import FLIP_COLUMNS, _category_rows
 from analysis.matrix import POOLED, bootstrap_weights, build_groups, percentile_ci
+from analysis.seed_spread import seed_spread
 from analysis.two_step import two_step_backtest, variance_analysis
 from analysis.variants import variant_flips
 
@@ -37,6 +38,7 @@ EXTRA_TABLES = (
     "variance",
     "task_axis_predictable",
     "task_axis_trends",
+    "seed_spread",
 )
 METRIC_VARIANTS = ("prob", "bpb")
 
@@ -57,6 +59,11 @@ def testbed_extras(
         out["flips"] = pd.concat(([base] if base is not None else []) + extra, ignore_index=True)[
             FLIP_COLUMNS
         ]
+    finals = main[main["final"].fillna(False).astype(bool)]
+    val_sets = sorted(set(finals.loc[finals["kind"] == "val_loss", "name"]) - set(AXES))
+    spread = seed_spread(finals, cfg.accuracy_metric, val_sets)
+    if not spread.empty:
+        out["seed_spread"] = spread
     own = _task_loss_axis(cfg, results)
     if own is not None:
         pred_row, trend_df, flip_df = own

@@ -14,8 +14,8 @@ from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, AnalysisWarning
 from analysis.gadre import load_testbed
 from analysis.pipeline import analyze, plot
-from analysis.table import empty_table
-from tests.fixtures.analysis_make import sweep_table
+from analysis.table import conform, empty_table, with_all_columns
+from tests.fixtures.analysis_make import sweep_records, sweep_table
 from tests.fixtures.gadre_make import make_testbed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +86,33 @@ def test_every_checkpoint_as_points_with_metric_flips(tmp_path):
     summary, _ = _analyze(sweep_table(), tmp_path, points="all")
     flips = pd.read_csv(tmp_path / "tables" / "flips.csv")
     assert summary.n_runs == 10 and not flips.empty
+
+
+def test_seed_spread_is_measured_and_reported(tmp_path):
+    """Two training seeds per configuration: the report shows how far seeds land apart next
+    to how far sizes move each quantity; the numbers follow from the table by hand."""
+    from analysis.records import record_rows
+    from analysis.seed_spread import seed_spread
+
+    recs = []
+    for seed in (0, 1):
+        for r in sweep_records(seed=seed):
+            r["run_id"], r["seed"] = f"{r['run_id']}s{seed}", seed
+            recs.append(r)
+    table = conform(with_all_columns(pd.DataFrame([x for r in recs for x in record_rows(r)])))
+    _analyze(table, tmp_path)
+    spread = pd.read_csv(tmp_path / "tables" / "seed_spread.csv")
+    assert set(spread["name"]) == {"toy"} | {n for n in table["name"] if n.startswith("task_")}
+    assert (spread["n_configs"] == 10).all() and (spread["n_seeds"] == 2).all()
+    assert "## Run-to-run spread over seeds" in (tmp_path / "report.md").read_text()
+    fin = table[table["final"]]
+    one = fin[(fin["name"] == "task_trendless") & (fin["metric"] == "acc")]
+    per = one.groupby(["corpus", "size"])["value"]
+    assert spread.set_index("name").loc["task_trendless", "seed_sd"] == pytest.approx(
+        np.sqrt(per.var(ddof=1).mean())
+    )
+    # one seed per configuration: nothing to say, no table
+    assert seed_spread(fin[fin["seed"] == 0], "acc", ["toy"]).empty
 
 
 def test_small_sweep_reports_unfittable_quantities(tmp_path):
