@@ -29,11 +29,11 @@ demo: install
 	@echo "[$$(date +%T)] sweep: 5 sizes x 2 data mixes"
 	$(OFFLINE) $(VENV)/bin/harness run -m sweep=demo out_root=$(OUT)
 	@echo "[$$(date +%T)] analysis"
-	$(OFFLINE) $(VENV)/bin/harness analyze root=$(OUT)
+	$(OFFLINE) $(VENV)/bin/harness analyze root=$(OUT) analysis.points=all
 	@echo "[$$(date +%T)] demo outputs: $(OUT)/{runs,report.md,figures,tables}"
 
 test: install-dev
-	$(OFFLINE) $(PY) -m pytest -q -ra
+	$(OFFLINE) $(PY) -m pytest -q -ra --durations=15
 
 # The edit-test loop: everything but the tests marked slow (end-to-end runs, lm-eval indexing).
 test-fast: install-dev

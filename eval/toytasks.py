@@ -331,6 +331,18 @@ def make_items(world: World, task: str, n: int, seed: int = 0) -> list[dict]:
 # ---------------------------------------------------------------- setups and files
 
 
+def _gold_at(item: dict, i: int) -> dict:
+    """The item with its choices rotated so that gold sits at position i mod n_choices: over
+    a test set every position holds gold equally often, so a model that always answers "A" in
+    the lettered setup scores exactly chance, not chance plus the shuffle's imbalance."""
+    n = len(item["choices"])
+    shift = (item["gold"] - i) % n
+    out = dict(item, choices=item["choices"][shift:] + item["choices"][:shift], gold=i % n)
+    if "prefix_choices" in item:
+        out["prefix_choices"] = item["prefix_choices"][shift:] + item["prefix_choices"][:shift]
+    return out
+
+
 def _apply_setup(item: dict, setup: str) -> dict:
     row = {"query": item["query"], "choices": item["choices"], "gold": item["gold"]}
     if setup == "letters":
@@ -386,7 +398,7 @@ def write_toy_tasks(
         # Small worlds may lack distinct keys for n + N_FEWSHOT_POOL items: shrink the pool
         # first (never below 3 shots) so the test set keeps n_per_task items when it can.
         k = min(N_FEWSHOT_POOL, max(3, len(items) - n_per_task))
-        pool, test = items[:k], items[k:]
+        pool, test = items[:k], [_gold_at(it, i) for i, it in enumerate(items[k:])]
         if not test:
             raise ValueError(f"toy task {task!r} produced no test items (world too small)")
         n_choices = min(len(it["choices"]) for it in test)
