@@ -25,9 +25,19 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The two data mixes train side by side, one thread each: on 2 cores that is ~25% faster than
+# one run after another at 2 threads (small models use a second thread poorly), with the same
+# run ids and results (train.num_threads is not part of a run's identity). The toy_code process
+# prints its run/eval lines without a progress bar; its own Hydra folder keeps the logs apart.
 demo: install
-	@echo "[$$(date +%T)] sweep: 5 sizes x 2 data mixes"
-	$(OFFLINE) $(VENV)/bin/harness run -m sweep=demo out_root=$(OUT)
+	@echo "[$$(date +%T)] sweep: 5 sizes x 2 data mixes, one process per mix"
+	@stamp=$$(date +%Y%m%d-%H%M%S); \
+	HARNESS_NO_PROGRESS=1 $(OFFLINE) $(VENV)/bin/harness run -m sweep=demo data=toy_code \
+	  train.num_threads=1 out_root=$(OUT) hydra.sweep.dir=$(OUT)/hydra/$$stamp-toy_code & \
+	other=$$!; \
+	$(OFFLINE) $(VENV)/bin/harness run -m sweep=demo data=toy \
+	  train.num_threads=1 out_root=$(OUT) hydra.sweep.dir=$(OUT)/hydra/$$stamp-toy; \
+	toy=$$?; wait $$other; code=$$?; test $$toy -eq 0 -a $$code -eq 0
 	@echo "[$$(date +%T)] analysis"
 	$(OFFLINE) $(VENV)/bin/harness analyze root=$(OUT) analysis.points=all
 	@echo "[$$(date +%T)] demo outputs: $(OUT)/{runs,report.md,figures,tables}"
