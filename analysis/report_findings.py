@@ -163,9 +163,8 @@ def findings_section(
         top = flips.sort_values("p_value").iloc[0]
         setup = top.get("setup")
         name = f"{top['task']}@{setup}" if pd.notna(setup) and str(setup) else str(top["task"])
-        stem = f"_{_safe(name)}_{_safe(str(top['from']))}_vs_{_safe(str(top['to']))}.png"
         figs = sorted((out_dir / "figures").glob("flip_*.png"))
-        own = next((f for f in figs if f.name.endswith(stem)), None)
+        own = _flip_figure(out_dir, name, str(top["from"]), str(top["to"]))
         link = (
             f" ([figure](figures/{own.name}))"
             if own
@@ -268,10 +267,15 @@ def lead_sentences(
     return " ".join(out) + "\n"
 
 
-def _flip_fig(out_dir: Path, name: str, frm: str, to: str) -> str:
+def _flip_figure(out_dir: Path, name: str, frm: str, to: str) -> Path | None:
+    """The drawn figure of this flip (analysis.plots names it flip_<i>_<name>_<from>_vs_<to>)."""
     stem = f"_{_safe(name)}_{_safe(frm)}_vs_{_safe(to)}.png"
     figs = sorted((out_dir / "figures").glob("flip_*.png"))
-    own = next((f for f in figs if f.name.endswith(stem)), None)
+    return next((f for f in figs if f.name.endswith(stem)), None)
+
+
+def _flip_fig(out_dir: Path, name: str, frm: str, to: str) -> str:
+    own = _flip_figure(out_dir, name, frm, to)
     return f"; [figure](figures/{own.name})" if own else ""
 
 
