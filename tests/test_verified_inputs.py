@@ -109,18 +109,33 @@ def test_folder_build_leaves_nothing_half_written(tmp_path):
     ]
 
 
-def test_full_disk_while_saving_the_tokenizer_is_one_line(tmp_path, run_cli, monkeypatch):
-    from transformers import PreTrainedTokenizerFast
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 16 KiB filesystem (tmpfs): too small for a tokenizer. Needs mount rights (root,
+    as CI runs); skipped with the reason elsewhere."""
+    where = tmp_path / "small"
+    where.mkdir()
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {res.stderr.strip() or res.returncode}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
-    def full(self, path, *a, **kw):
-        Path(path, "tokenizer.json").write_bytes(b"{" * 10)
-        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", full)
-    code, _, err = run_cli("run", *tiny_overrides(tmp_path / "c", tmp_path / "o"))
+def test_full_disk_while_saving_the_tokenizer_is_one_line(small_disk, tmp_path, run_cli):
+    """The disk fills while the tokenizer is saved: one line naming the cache, and nothing
+    half-written left in the cache for the next run to trip over."""
+    code, _, err = run_cli("run", *tiny_overrides(small_disk / "c", tmp_path / "o"))
     assert code != 0 and "Traceback" not in err
     assert "cache_dir: disk full while preparing the run's inputs" in err
-    assert [p.name for p in (tmp_path / "c" / "tokenizers").iterdir() if p.is_dir()] == []
+    left = [p.name for p in (small_disk / "c" / "tokenizers").iterdir() if p.is_dir()]
+    assert left == []
 
 
 def test_token_cache_damaged_at_the_same_size_is_refused(tmp_path, shared_cache):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import re
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -73,10 +75,25 @@ def _train_bpe(spec: TokenizerSpec, sources: dict[str, SourceSpec], tmp: Path) -
         bos_token=EOS,
         model_max_length=1_000_000,
     )
-    fast.save_pretrained(tmp)
+    _save(fast, tmp)
     write_json(
         tmp / CHECKSUMS, {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()}
     )
+
+
+def _save(fast: PreTrainedTokenizerFast, tmp: Path) -> None:
+    """save_pretrained, with an I/O failure of the Rust `tokenizers` library (a bare Exception
+    reading "No space left on device (os error 28)") raised as the OSError it is, so a full disk
+    is reported as one (harness.runner) and not as a traceback."""
+    try:
+        fast.save_pretrained(tmp)
+    except OSError:
+        raise
+    except Exception as err:  # noqa: BLE001 - re-raised unless it carries an OS error number
+        code = re.search(r"\(os error (\d+)\)", str(err))
+        if code is None:
+            raise
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(tmp)) from None
 
 
 def _verify(target: Path) -> None:
