@@ -68,6 +68,23 @@ def test_specs_variants_and_chance(task_dir):
                 assert row["choices"] == list("ABCD") and "\nA. " in row["query"]
 
 
+def test_gold_sits_at_every_position_equally_often(task_dir):
+    """A model that always answers the same position (the letter "A", the first sentence)
+    scores chance exactly, not chance plus the imbalance of a random shuffle."""
+    out, specs = task_dir
+    for s in specs.values():
+        rows = _rows(check_task_yaml(Path(s.yaml_path))["dataset_kwargs"]["data_files"]["test"])
+        n = len(rows[0]["choices"])
+        counts = [sum(r["gold"] == k for r in rows) for k in range(n)]
+        assert max(counts) - min(counts) <= 1, (s.name, counts)
+    # the lettered setup lists the cloze setup's choices in the same order, gold at the same place
+    cloze = _rows(Path(out) / "toy_facts.jsonl")
+    letters = _rows(Path(out) / "toy_facts__letters.jsonl")
+    for c, le in zip(cloze, letters, strict=True):
+        assert le["gold"] == c["gold"]
+        assert f"\n{'ABCD'[c['gold']]}. {c['choices'][c['gold']]}\n" in le["query"]
+
+
 def test_deterministic_bytes(world, task_dir, tmp_path):
     out, specs = task_dir
     again = write_toy_tasks(world, tmp_path / "a", n_per_task=N, seed=0)
