@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"error: --sections: unknown '{section}' (known: sizes, small)", file=sys.stderr)
             sys.exit(2)
     if device == "cpu" and not args.no_demo:
-        results["cpu_demo"] = demo_before_after(rounds=2 if args.smoke else 4, steps=steps + 3)
+        results["cpu_demo"] = demo_before_after(rounds=1 if args.smoke else 4, steps=steps + 3)
     save()
     return results
 
