@@ -6,7 +6,7 @@ OUT ?= outputs/demo
 # Tests and the demo never touch the network.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=true
 
-.PHONY: install install-dev demo test test-fast lint format checks bench-smoke gpu-check clean
+.PHONY: install install-dev demo demo-large test test-fast lint format checks bench-smoke gpu-check clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -25,22 +25,30 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# The two data mixes train side by side, one thread each: on 2 cores that is ~25% faster than
-# one run after another at 2 threads (small models use a second thread poorly), with the same
-# run ids and results (train.num_threads is not part of a run's identity). The toy_code process
-# prints its run/eval lines without a progress bar; its own Hydra folder keeps the logs apart.
-demo: install
-	@echo "[$$(date +%T)] sweep: 5 sizes x 2 data mixes, one process per mix"
+# A preset's two data mixes train side by side, one thread each: on 2 cores that is ~25% faster
+# than one run after another at 2 threads (small models use a second thread poorly), with the
+# same run ids and results (train.num_threads is not part of a run's identity). The toy_code
+# process prints its run/eval lines without a progress bar; its own Hydra folder keeps the logs
+# apart. $(call sweep_by_mix,<preset>,<out>)
+define sweep_by_mix
+	@echo "[$$(date +%T)] sweep=$(1): one process per data mix"
 	@stamp=$$(date +%Y%m%d-%H%M%S); \
-	HARNESS_NO_PROGRESS=1 $(OFFLINE) $(VENV)/bin/harness run -m sweep=demo data=toy_code \
-	  train.num_threads=1 out_root=$(OUT) hydra.sweep.dir=$(OUT)/hydra/$$stamp-toy_code & \
+	HARNESS_NO_PROGRESS=1 $(OFFLINE) $(VENV)/bin/harness run -m sweep=$(1) data=toy_code \
+	  train.num_threads=1 out_root=$(2) hydra.sweep.dir=$(2)/hydra/$$stamp-toy_code & \
 	other=$$!; \
-	$(OFFLINE) $(VENV)/bin/harness run -m sweep=demo data=toy \
-	  train.num_threads=1 out_root=$(OUT) hydra.sweep.dir=$(OUT)/hydra/$$stamp-toy; \
+	$(OFFLINE) $(VENV)/bin/harness run -m sweep=$(1) data=toy \
+	  train.num_threads=1 out_root=$(2) hydra.sweep.dir=$(2)/hydra/$$stamp-toy; \
 	toy=$$?; wait $$other; code=$$?; test $$toy -eq 0 -a $$code -eq 0
 	@echo "[$$(date +%T)] analysis"
-	$(OFFLINE) $(VENV)/bin/harness analyze root=$(OUT) analysis.points=all
-	@echo "[$$(date +%T)] demo outputs: $(OUT)/{runs,report.md,figures,tables}"
+	$(OFFLINE) $(VENV)/bin/harness analyze root=$(2) analysis.points=all
+	@echo "[$$(date +%T)] outputs: $(2)/{runs,report.md,figures,tables}"
+endef
+
+demo: install  # 5 sizes x 2 data mixes, 10 runs
+	$(call sweep_by_mix,demo,$(OUT))
+
+demo-large: install  # 7 sizes x 2 data mixes x 2 training seeds, 28 runs (~23 minutes)
+	$(call sweep_by_mix,demo_large,outputs/demo_large)
 
 test: install-dev
 	$(OFFLINE) $(PY) -m pytest -q -ra --durations=15
