@@ -72,6 +72,14 @@ def harness_cmd(overrides: list[str]) -> list[str]:
     return [sys.executable, "-m", "harness.cli", "run", *overrides]
 
 
+def with_default_sigint(cmd: list[str]) -> list[str]:
+    """`cmd` started with SIGINT at its default action. A process started in the background by
+    a non-interactive shell inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt; a test that sends Ctrl-C must not depend on how pytest was launched."""
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    return [sys.executable, "-c", reset + "os.execv(sys.argv[1], sys.argv[1:])", *cmd]
+
+
 def only_run_dir(out: Path) -> Path:
     runs = [p for p in (out / "runs").iterdir() if p.is_dir()]
     assert len(runs) == 1, runs

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tests.conftest import tiny_overrides
-from tests.fault_injection import child_env, harness_cmd
+from tests.fault_injection import child_env, harness_cmd, with_default_sigint
 
 TASKS = "eval.tasks=[toy_recall,toy_recall@letters,toy_arith]"
 
@@ -178,7 +178,7 @@ def test_local_run_stopped_by_a_signal_is_recorded_interrupted(shared_cache, tmp
     out = tmp_path / "out"
     over = tiny_overrides(shared_cache, out) + ["train.tokens=400000", "train.checkpoint_every=2"]
     proc = subprocess.Popen(
-        harness_cmd(over),
+        with_default_sigint(harness_cmd(over)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
