@@ -268,7 +268,7 @@ def _pick_flips(flips: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
     f = f.sort_values(["pinned", "code", "rank", "p_value"], ascending=[False, False, True, True])
     # the flips report.md's first screen names are drawn first, so every one has its figure
     head = headline_flips(flips, ref, cfg.flips.alpha)
-    first = f[f.index.isin(head.index)].loc[[i for i in head.index if i in f.index]]
+    first = f.loc[[i for i in head.index if i in f.index]]
     f = f.drop_duplicates(["task", "setup", "setting", "from", "to"])
     pinned = f[f["pinned"] & ~f.index.isin(first.index)].drop_duplicates("task")
     rest = f[~f.index.isin(pinned.index) & ~f.index.isin(first.index)]

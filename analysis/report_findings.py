@@ -257,7 +257,7 @@ def lead_sentences(
         parts = []
         for r in head_flips.rename(columns={"from": "frm"}).itertuples():
             name = f"{r.task}@{r.setup}" if isinstance(r.setup, str) and r.setup else r.task
-            frm, to = str(r.effect).split("->") if "->" in str(r.effect) else ("?", "?")
+            frm, to = str(r.effect).split("->")  # a category flip: "<from>-><to>"
             parts.append(
                 f"`{name}` goes from {frm} to {to} when the {str(r.setting).replace('_', ' ')} "
                 f"changes from `{r.frm}` to `{r.to}` ({_p(r.p_value)}"

@@ -69,12 +69,23 @@ def _manager(
     if key not in _MANAGERS:
         from lm_eval.tasks import TaskManager
 
-        # Validated before lm-eval sees them: its indexer skips bad files and lets duplicates win.
-        paths, registered = prepare_include_paths(key[0])
+        paths, registered = _prepared(key[0])
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
         tm = TaskManager(include_path=list(paths) or None, include_defaults=include_defaults)
         _MANAGERS[key] = (tm, registered)
     return _MANAGERS[key]
+
+
+_PREPARED: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, Registered]]] = {}
+
+
+def _prepared(include_paths: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Registered]]:
+    """The include paths materialised and validated, once per process: lm-eval's indexer skips
+    bad files and lets duplicates win, so every YAML is checked before lm-eval sees it."""
+    key = tuple(sorted(include_paths))
+    if key not in _PREPARED:
+        _PREPARED[key] = prepare_include_paths(key)
+    return _PREPARED[key]
 
 
 def _manager_for(names: list[str], include_paths: tuple[str, ...]) -> Any:
@@ -82,7 +93,7 @@ def _manager_for(names: list[str], include_paths: tuple[str, ...]) -> Any:
     so when each task is a plain task of our own include paths (or a `@<N>shot` of one) only
     those paths are indexed. Groups may name lm-eval's tasks, so they get the full index."""
     if include_paths:
-        _, registered = prepare_include_paths(tuple(sorted(include_paths)))
+        _, registered = _prepared(include_paths)
 
         def local(name: str) -> bool:
             shot = _SHOT.match(name)

@@ -19,7 +19,7 @@ from analysis.config import AnalysisConfig, ClassifyConfig, FitConfig
 from analysis.downstream_laws import fit_exp_grid, fit_sigmoid_batch, sigmoid_acc
 from analysis.errors import AnalysisError
 from analysis.matrix import Group
-from tests.fixtures.analysis_make import curve
+from tests.fixtures.analysis_make import curve, curve_group
 
 
 def _multi_group(per_kind: int = 3, n: int = 64, seed: int = 0) -> Group:
@@ -31,22 +31,7 @@ def _multi_group(per_kind: int = 3, n: int = 64, seed: int = 0) -> Group:
         for i in range(per_kind):
             names.append(f"{kind}_{i}")
             cols.append(curve(kind, x, rng))
-    Y = np.stack(cols, 1)
-    return Group(
-        val_set="v",
-        corpus="all",
-        run_ids=np.arange(n).astype(object),
-        run_corpus=np.array(["c"] * n),
-        size=np.array(["s"] * n),
-        n_params=np.geomspace(1e6, 1e9, n),
-        x=x,
-        names=names,
-        tasks=names,
-        setups=[""] * len(names),
-        Y=Y,
-        S=np.sqrt(Y * (1 - Y) / 2000),
-        chance=np.full(len(names), 0.25),
-    )
+    return curve_group(x, names, np.stack(cols, 1), corpus="all")
 
 
 def _labels_file(tmp_path, rows: list[tuple[str, str]], header: str = "task\tcategory"):

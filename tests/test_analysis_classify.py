@@ -8,28 +8,13 @@ import pytest
 from analysis.classify import CATEGORIES, classify_group, trend_rows
 from analysis.config import ClassifyConfig, FitConfig
 from analysis.matrix import Group, bootstrap_weights
-from tests.fixtures.analysis_make import curve
+from tests.fixtures.analysis_make import curve, curve_group
 
 
 def _group(kind: str, n: int = 48, seed: int = 0) -> Group:
     rng = np.random.default_rng(seed)
     x = np.sort(rng.uniform(2.5, 4.5, n))[::-1]
-    y = curve(kind, x, rng)
-    return Group(
-        val_set="v",
-        corpus="c",
-        run_ids=np.arange(n).astype(object),
-        run_corpus=np.array(["c"] * n),
-        size=np.array(["s"] * n),
-        n_params=np.geomspace(1e6, 1e9, n),
-        x=x,
-        names=[kind],
-        tasks=[kind],
-        setups=[""],
-        Y=y[:, None],
-        S=np.sqrt(y * (1 - y) / 2000)[:, None],
-        chance=np.array([0.25]),
-    )
+    return curve_group(x, [kind], curve(kind, x, rng)[:, None])
 
 
 @pytest.mark.parametrize("kind", CATEGORIES)

@@ -190,20 +190,28 @@ def _local_data_files(data_files: object) -> list[Path]:
     return [path] if isinstance(data_files, str) and path.is_file() else []
 
 
+_HF_BUILDERS: dict[str, str] = {}
+
+
 def _hf_content(spec: SourceSpec) -> str:
     """What an `hf` dataset is, beyond its options: the `datasets` builder's hash (its code) and
     config id, which covers the resolved data files (their commit on the hub, their size and
-    mtime on disk), plus the bytes of local data files (an edit that restores the mtime)."""
+    mtime on disk; resolved once per process), plus the bytes of local data files, hashed
+    whenever they change (an edit within the process, or one that restores the mtime)."""
     import datasets
 
     opts = dict(spec.options)
     if "path" not in opts:
         raise ConfigError(f"sources.{spec.name}.path: missing dataset path")
-    try:
-        builder = datasets.load_dataset_builder(opts["path"], **_hf_kwargs(opts))
-    except Exception as err:  # hub unreachable and not cached, unknown config, missing files
-        raise _hf_error(spec, "", err) from None
-    h = hashlib.sha256(f"{builder.hash}\0{builder.config_id}\0".encode())
+    # resolving the builder may ask the hub: once per process per dataset, not per cache key
+    key = json.dumps([opts["path"], _hf_kwargs(opts)], sort_keys=True, default=str)
+    if key not in _HF_BUILDERS:
+        try:
+            builder = datasets.load_dataset_builder(opts["path"], **_hf_kwargs(opts))
+        except Exception as err:  # hub unreachable and not cached, unknown config, missing files
+            raise _hf_error(spec, "", err) from None
+        _HF_BUILDERS[key] = f"{builder.hash}\0{builder.config_id}\0"
+    h = hashlib.sha256(_HF_BUILDERS[key].encode())
     for path in _local_data_files(opts.get("data_files")):
         h.update(str(path.resolve()).encode() + b"\0" + file_sha256(path).encode() + b"\0")
     return h.hexdigest()[:16]

@@ -87,8 +87,6 @@ def _save(fast: PreTrainedTokenizerFast, tmp: Path) -> None:
     is reported as one (harness.runner) and not as a traceback."""
     try:
         fast.save_pretrained(tmp)
-    except OSError:
-        raise
     except Exception as err:  # noqa: BLE001 - re-raised unless it carries an OS error number
         code = re.search(r"\(os error (\d+)\)", str(err))
         if code is None:
