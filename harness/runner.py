@@ -38,7 +38,13 @@ from harness.store import (
 )
 from harness.tracking import Tracker, null_tracker
 from train.cache_lock import file_lock
-from train.checkpoint import ResumePlan, load_weights, plan_resume, verify_checkpoint
+from train.checkpoint import (
+    ResumePlan,
+    load_weights,
+    plan_resume,
+    verify_checkpoint,
+    weights_mismatch,
+)
 from train.distributed import dist_info
 from train.loop import Diverged, LoopResult, Preempted, pick_device, train
 from train.model import FLOPS_CONVENTION, training_flops
@@ -123,7 +129,7 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
     t_start = time.time()
     setup = _build_or_say(spec)
     runner = task_runner(spec)
-    resume = plan_resume(path / "checkpoints", log=log)
+    resume = plan_resume(path / "checkpoints", log=log, model=setup.model)
     record = _new_record(spec, rid, setup, runner)
     if previous is not None and resume.checkpoint is not None:
         record.checkpoints = previous.checkpoints
@@ -173,7 +179,7 @@ def _execute_follower(spec: RunSpec, rid: str, path: Path) -> RunOutcome:
     if is_complete(path):
         return RunOutcome(rid, "skipped", path)
     setup = build_run(spec)
-    resume = plan_resume(path / "checkpoints", log=lambda m: None)
+    resume = plan_resume(path / "checkpoints", log=lambda m: None, model=setup.model)
     stop = Preemption()
     stop.install()
     try:
@@ -312,7 +318,7 @@ def _evaluate_missing(setup: RunSetup, resume: ResumePlan, evaluate: Evaluate) -
     model = setup.model
     for step in steps:
         ckpt = resume.checkpoint.parent / f"step_{step}"
-        if verify_checkpoint(ckpt) is not None:
+        if verify_checkpoint(ckpt) is not None or weights_mismatch(model, ckpt) is not None:
             log(
                 f"warning: checkpoint {ckpt} is not usable; "
                 f"its evaluation is missing from the record"

@@ -108,6 +108,95 @@ def test_concurrent_backfills_of_one_root_keep_both_tasks(trained, shared_cache,
         assert {"toy_grammar@prefix", "toy_twohop"} <= set(entry["tasks"]), entry["step"]
 
 
+def _resign(ckpt: Path, name: str) -> None:
+    """Put `name`'s new size and sha256 into the manifest: only the loader can tell."""
+    from train.checkpoint import MANIFEST, _sha256
+
+    manifest = json.loads((ckpt / MANIFEST).read_text())
+    manifest["files"][name] = {
+        "bytes": (ckpt / name).stat().st_size,
+        "sha256": _sha256(ckpt / name),
+    }
+    (ckpt / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _rename_tensors(ckpt: Path) -> None:
+    """The decoder's tensors under other names, as another transformers version may save
+    them, in a re-signed checkpoint: loaded leniently, those layers stay at their random init."""
+    from safetensors.torch import load_file, save_file
+
+    weights = ckpt / "model.safetensors"
+    tensors = load_file(weights)
+    renamed = {k.replace("model.layers.", "model.decoder.layers."): v for k, v in tensors.items()}
+    assert renamed.keys() != tensors.keys()
+    save_file(renamed, weights, metadata={"format": "pt"})
+    _resign(ckpt, "model.safetensors")
+
+
+@pytest.mark.slow
+def test_backfill_fails_a_checkpoint_whose_tensors_have_other_names(
+    trained, shared_cache, tmp_path, run_cli
+):
+    root, run = _copy(trained, tmp_path)
+    renamed, *others = _steps(run)
+    _rename_tensors(renamed)
+    code, _, err = run_cli("eval", *_eval_args(root, shared_cache, "[toy_grammar@prefix]"))
+    assert code == 2 and "1 checkpoint(s) could not be scored" in err
+    by_step = {c["step"]: c for c in _record(run)["checkpoints"]}
+    bad = by_step[int(renamed.name[5:])]
+    assert "toy_grammar@prefix" not in bad["tasks"]
+    assert "weights do not match the model" in bad["failure"]
+    assert "model.decoder.layers.0" in bad["failure"]
+    for ckpt in others:
+        assert "toy_grammar@prefix" in by_step[int(ckpt.name[5:])]["tasks"]
+
+
+@pytest.mark.slow
+def test_resume_skips_a_checkpoint_whose_tensors_have_other_names(
+    trained, shared_cache, tmp_path, run_cli
+):
+    root, run = _copy(trained, tmp_path)
+    *_, previous, newest = _steps(run)
+    _rename_tensors(newest)
+    rec = _record(run)
+    rec["status"], rec["compute"] = "running", None  # as a run killed before it finished
+    (run / "record.json").write_text(json.dumps(rec))
+    code, _, err = run_cli(
+        "run", *tiny_overrides(shared_cache, root, tasks=True), "eval.num_checkpoints=3"
+    )
+    assert code == 0, err
+    assert f"skipping checkpoint {newest}: weights do not match the model" in err
+    after = _record(run)
+    assert after["status"] == "complete"
+    assert after["compute"]["resumed_from_step"] == int(previous.name[5:])
+
+
+def test_only_the_tied_head_may_be_missing(tmp_path):
+    """The tied output matrix is the one tensor a checkpoint may lack; an untied model needs
+    it, and an extra tensor is refused too."""
+    from safetensors.torch import save_file
+
+    from common.errors import DataError
+    from harness.config import run_spec
+    from tests.conftest import compose
+    from train.checkpoint import load_weights
+    from train.model import build_model
+
+    spec = run_spec(compose(tiny_overrides(tmp_path / "c", tmp_path / "o")))
+    model = build_model(spec.model, 512, seed=0)
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    assert model.config.tie_word_embeddings
+    load_weights(model, tmp_path)  # the tied head alone may be absent
+    model.config.tie_word_embeddings = False
+    with pytest.raises(DataError, match="lacks 1 tensor.*lm_head.weight"):
+        load_weights(model, tmp_path)
+    model.config.tie_word_embeddings = True
+    save_file({**state, "extra.bias": torch.zeros(2)}, tmp_path / "model.safetensors")
+    with pytest.raises(DataError, match="has unexpected 1 tensor.*extra.bias"):
+        load_weights(model, tmp_path)
+
+
 class _Evil:
     def __init__(self, marker: Path):
         self.marker = marker
@@ -118,18 +207,13 @@ class _Evil:
 
 @pytest.mark.slow
 def test_code_running_trainer_state_falls_back_to_the_previous_checkpoint(trained, tmp_path):
-    from train.checkpoint import MANIFEST, STATE, _sha256, plan_resume
+    from train.checkpoint import STATE, plan_resume
 
     _, run = _copy(trained, tmp_path)
     newest = _steps(run)[-1]
     marker = tmp_path / "pwned"
     torch.save({"step": 1, "payload": _Evil(marker)}, newest / STATE)
-    manifest = json.loads((newest / MANIFEST).read_text())  # re-signed: only the loader can tell
-    manifest["files"][STATE] = {
-        "bytes": (newest / STATE).stat().st_size,
-        "sha256": _sha256(newest / STATE),
-    }
-    (newest / MANIFEST).write_text(json.dumps(manifest))
+    _resign(newest, STATE)
     said: list[str] = []
     plan = plan_resume(run / "checkpoints", log=said.append)
     assert plan.checkpoint == _steps(run)[-2] and plan.trainer_state is not None

@@ -24,12 +24,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from common.atomic import shareable, write_json
+from common.errors import DataError
 
 MANIFEST = "manifest.json"
 STATE = "trainer_state.pt"
+WEIGHTS = "model.safetensors"
+# The one parameter a checkpoint may lack: save_pretrained drops the output matrix when it is
+# tied to the embedding (tie_weights restores it). Any other gap is a different model.
+TIED_HEAD = "lm_head.weight"
 
 
 _HASHED: dict[tuple, str] = {}
@@ -171,14 +177,17 @@ class ResumePlan:
         return checkpoint_step(self.checkpoint) if self.checkpoint is not None else 0
 
 
-def plan_resume(ckpt_root: Path, log=print) -> ResumePlan:
+def plan_resume(ckpt_root: Path, log=print, model: torch.nn.Module | None = None) -> ResumePlan:
     """Decide, once per run and process, which checkpoint the run resumes from: files are
     hashed here, so the loop restores exactly what the runner planned its record around. A
     checkpoint whose trainer state is refused by the safe loader (e.g. a pickle that would run
-    code) is skipped like a damaged one, and the previous good checkpoint is used."""
+    code), or whose weights are named other than `model`'s parameters, is skipped like a
+    damaged one, and the previous good checkpoint is used."""
     for step in reversed(checkpoint_steps(ckpt_root)):
         path = ckpt_root / f"step_{step}"
         reason = verify_checkpoint(path, deep=True)
+        if reason is None and model is not None:
+            reason = weights_mismatch(model, path)
         if reason is None:
             try:
                 return ResumePlan(path, load_trainer_state(path))
@@ -193,16 +202,41 @@ def checkpoint_step(path: Path) -> int:
     return int(Path(path).name.split("_")[1])
 
 
+def weights_mismatch(model: torch.nn.Module, checkpoint: Path) -> str | None:
+    """None when the tensors saved in `checkpoint` are exactly `model`'s (the tied head aside),
+    else what differs. Reads the file's header only. Without this, tensors under other names
+    (another transformers version's layout) would leave layers at their random init."""
+    with safe_open(Path(checkpoint) / WEIGHTS, framework="pt") as fh:
+        saved = set(fh.keys())
+    expected = set(model.state_dict())
+    may_lack = {TIED_HEAD} if getattr(model.config, "tie_word_embeddings", False) else set()
+    missing = sorted(expected - saved - may_lack)
+    unexpected = sorted(saved - expected)
+    if not missing and not unexpected:
+        return None
+    parts = [
+        f"{what} {len(keys)} tensor(s) (first: {keys[0]})"
+        for what, keys in (("lacks", missing), ("has unexpected", unexpected))
+        if keys
+    ]
+    return "weights do not match the model: " + "; ".join(parts)
+
+
 def load_weights(model: torch.nn.Module, checkpoint: Path) -> torch.nn.Module:
     """Load the weights saved in `checkpoint` into `model` (built with the same config): the one
-    place checkpoint weights are read. strict=False: a tied output matrix is not stored. A model
-    sharded by FSDP2 (DTensor parameters) is filled by train.fsdp: each rank keeps its shard."""
-    weights = Path(checkpoint) / "model.safetensors"
+    place checkpoint weights are read. Only the tied output matrix may be absent from the file;
+    any other missing or unexpected tensor is a DataError. A model sharded by FSDP2 (DTensor
+    parameters) is filled by train.fsdp: each rank keeps its shard."""
+    weights = Path(checkpoint) / WEIGHTS
+    problem = weights_mismatch(model, checkpoint)
+    if problem is not None:
+        raise DataError(f"checkpoint '{checkpoint}' does not load: {problem}")
     if _is_sharded(model):
         from train.fsdp import load_full_weights
 
         load_full_weights(model, weights)
         return model
+    # strict=False only for the tied head, which weights_mismatch allowed above
     model.load_state_dict(load_file(weights), strict=False)
     if model.config.tie_word_embeddings:
         model.tie_weights()

@@ -182,7 +182,9 @@ def train(
     start, loss_window, resumed_from, interval = 0, [], None, [0.0, 0]
     if resume is None:
         resume = plan_resume(
-            ckpt_root, log=lambda m: print(m, file=sys.stderr) if info.is_main else None
+            ckpt_root,
+            log=lambda m: print(m, file=sys.stderr) if info.is_main else None,
+            model=model,
         )
     if resume.checkpoint is not None:
         start, loss_window, interval = _restore(
