@@ -12,18 +12,18 @@ paths are fine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
 import sys
-import sysconfig
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
 from train.atomic import write_text
-from train.sources import stdlib_split_files
+from train.sources import stdlib_root, stdlib_split_files
 from train.toyworld import COLOURS, FOODS, PROFESSIONS, SPECIES, World, person_fields
 from train.toyworld_entities import stable_seed
 
@@ -45,6 +45,8 @@ LETTERS = "ABCDEFGH"
 REQUIRED_FIELDS = ("task", "dataset_path", "output_type", "doc_to_text")
 MC_FIELDS = ("doc_to_target", "doc_to_choice")
 INDEX = "index.json"
+# index.json's own sha256, written last: its presence means the folder is complete
+INDEX_SUM = "index.json.sha256"
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,7 @@ def _code_items(rng: random.Random, n: int) -> list[dict]:
     order = rng.sample(files, len(files))
     items: list[dict] = []
     seen: set[str] = set()
-    root = Path(sysconfig.get_paths()["stdlib"])
+    root = stdlib_root()
     # Held-out files are few, so each is visited several times; keys keep items distinct.
     for i in range(n * 20):
         if len(items) == n:
@@ -357,7 +359,7 @@ def _apply_setup(item: dict, setup: str) -> dict:
 def _task_yaml(
     name: str, task: str, setup: str, test: Path, fewshot: Path | None, chance: float
 ) -> dict:
-    shots = 3 if setup == "3shot" else 0
+    shots = _shots(setup)
     files = {"test": str(test)} | ({"train": str(fewshot)} if fewshot else {})
     cfg = {
         "task": lm_eval_name(name),
@@ -387,10 +389,17 @@ def _jsonl(rows: list[dict]) -> str:
 
 
 def write_toy_tasks(
-    world: World, out_dir: Path, n_per_task: int = 300, seed: int = 0
+    world: World,
+    out_dir: Path,
+    n_per_task: int = 300,
+    seed: int = 0,
+    final_dir: Path | None = None,
 ) -> dict[str, TaskSpec]:
-    """Write <lm_eval_name>.jsonl/.yaml per (task, setup) and index.json (last); return specs."""
+    """Write <lm_eval_name>.jsonl/.yaml per (task, setup), index.json with every file's sha256,
+    and last index.json's own sha256; return specs. `final_dir`: where the folder will live
+    (the YAMLs name their data by absolute path), when it is built elsewhere and moved."""
     out_dir = Path(out_dir).resolve()
+    home = Path(final_dir).resolve() if final_dir is not None else out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     specs: dict[str, TaskSpec] = {}
     for task in TASKS:
@@ -406,27 +415,59 @@ def write_toy_tasks(
         for setup in SETUPS[task]:
             name = f"{task}@{setup}" if setup else task
             stem = lm_eval_name(name)
-            test_path, fs_path = out_dir / f"{stem}.jsonl", None
-            write_text(test_path, _jsonl([_apply_setup(it, setup) for it in test]))
+            write_text(out_dir / f"{stem}.jsonl", _jsonl([_apply_setup(it, setup) for it in test]))
             if setup == "3shot":
-                fs_path = out_dir / f"{stem}.fewshot.jsonl"
-                write_text(fs_path, _jsonl([_apply_setup(it, setup) for it in pool]))
-            yaml_path = out_dir / f"{stem}.yaml"
-            cfg = _task_yaml(name, task, setup, test_path, fs_path, chance)
-            write_text(yaml_path, yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-            specs[name] = TaskSpec(
-                name, task, setup, chance, len(test), cfg["num_fewshot"], str(yaml_path), stem
+                rows = [_apply_setup(it, setup) for it in pool]
+                write_text(out_dir / f"{stem}.fewshot.jsonl", _jsonl(rows))
+            spec = TaskSpec(
+                name,
+                task,
+                setup,
+                chance,
+                len(test),
+                _shots(setup),
+                str(home / f"{stem}.yaml"),
+                stem,
             )
+            write_text(out_dir / f"{stem}.yaml", _yaml_text(spec, home))
+            specs[name] = spec
     index = {
-        "version": 1,
+        "version": 2,
         "world_seed": world.seed,
         "n_people": len(world.people),
         "seed": seed,
-        "python": sys.version.split()[0],
+        "python": _python(),
         "tasks": {k: asdict(v) for k, v in specs.items()},
+        "files": {
+            p.name: _sha256(p) for p in sorted(out_dir.iterdir()) if p.suffix in (".jsonl", ".yaml")
+        },
     }
-    write_text(out_dir / INDEX, json.dumps(index, indent=1, sort_keys=True) + "\n")
+    index_text = json.dumps(index, indent=1, sort_keys=True) + "\n"
+    write_text(out_dir / INDEX, index_text)
+    write_text(out_dir / INDEX_SUM, hashlib.sha256(index_text.encode()).hexdigest() + "\n")
     return specs
+
+
+def _python() -> str:
+    return sys.version.split()[0]
+
+
+def _shots(setup: str) -> int:
+    return 3 if setup == "3shot" else 0
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _yaml_text(spec: TaskSpec, folder: Path) -> str:
+    """The YAML the generator writes for `spec` in `folder`: also what a cached one must equal,
+    so no template or option but the generator's can reach lm-eval (which renders Jinja
+    unsandboxed)."""
+    test = folder / f"{spec.lm_eval_name}.jsonl"
+    fewshot = folder / f"{spec.lm_eval_name}.fewshot.jsonl" if spec.setup == "3shot" else None
+    cfg = _task_yaml(spec.name, spec.task, spec.setup, test, fewshot, spec.chance)
+    return yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
 
 
 def check_task_yaml(path: Path) -> dict:
@@ -451,20 +492,50 @@ def check_task_yaml(path: Path) -> dict:
 
 
 def load_task_specs(out_dir: Path) -> dict[str, TaskSpec]:
-    """Read index.json written by write_toy_tasks and validate every task YAML it lists."""
-    index_path = Path(out_dir) / INDEX
-    if not index_path.is_file():
-        raise ValueError(f"{index_path}: toy task index not found (run write_toy_tasks first)")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
+    """Read index.json written by write_toy_tasks and verify the folder against it: index.json
+    against its sha256, every data file against the sha256 in the index, every YAML equal to
+    what the generator writes, and nothing else that lm-eval would index or import."""
+    out_dir = Path(out_dir)
+    index = _verified_index(out_dir)
     specs = {k: TaskSpec(**v) for k, v in index["tasks"].items()}
     listed = {Path(spec.yaml_path).resolve() for spec in specs.values()}
     # lm-eval indexes every YAML in the folder, so one that the index does not list (planted,
     # or left over) or any Python file (a `!function` target) is refused, not merely skipped
-    for path in sorted(Path(out_dir).rglob("*")):
+    for path in sorted(out_dir.rglob("*")):
         if path.suffix in (".yaml", ".yml") and path.resolve() not in listed:
             raise ValueError(f"{path}: task YAML not written by the toy-task generator")
         if path.suffix == ".py":
             raise ValueError(f"{path}: code file in a generated task folder")
-    for spec in specs.values():
+    for spec in specs.values():  # the specific reason first (an include, a missing field)
         check_task_yaml(Path(spec.yaml_path))
+    for name, want in index["files"].items():
+        path = out_dir / name
+        if not path.is_file() or _sha256(path) != want:
+            raise ValueError(f"{path}: toy task file does not match its sha256")
+    for spec in specs.values():
+        path = Path(spec.yaml_path)
+        if path.parent.resolve() != out_dir.resolve() or path.read_text(
+            encoding="utf-8"
+        ) != _yaml_text(spec, out_dir.resolve()):
+            raise ValueError(f"{path}: task YAML differs from what the toy-task generator writes")
     return specs
+
+
+def _verified_index(out_dir: Path) -> dict:
+    """index.json, checked against the sha256 written after it and against this Python: the
+    toy_code items come from this interpreter's stdlib."""
+    index_path = out_dir / INDEX
+    if not index_path.is_file():
+        raise ValueError(f"{index_path}: toy task index not found (run write_toy_tasks first)")
+    text = index_path.read_text(encoding="utf-8")
+    sum_path = out_dir / INDEX_SUM
+    want = sum_path.read_text().strip() if sum_path.is_file() else None
+    if want != hashlib.sha256(text.encode()).hexdigest():
+        raise ValueError(f"{index_path}: toy task index does not match its sha256")
+    index = json.loads(text)
+    if index.get("python") != _python():
+        raise ValueError(
+            f"{index_path}: toy tasks generated under Python {index.get('python')}, "
+            f"this is Python {_python()}"
+        )
+    return index

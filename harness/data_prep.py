@@ -15,6 +15,7 @@ from common.errors import ConfigError, DataError
 from common.log import log  # noqa: F401 - re-exported: harness.data_prep.log was public
 from train.cache_lock import build_dir_once
 from train.mixture import eval_windows
+from train.sources import stdlib_content
 from train.specs import RunSpec
 from train.token_cache import TokenCache, build_token_cache
 from train.tokenizer import load_tokenizer, tokenizer_key
@@ -51,9 +52,9 @@ def _code_version(*modules) -> str:
     return h.hexdigest()[:12]
 
 
-def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
-    """Generate the toy-world lm-eval tasks (once per world and code version); return their
-    folder (an lm-eval include path) and each task's chance level."""
+def toy_task_key(spec: RunSpec) -> str:
+    """The cache key of the toy tasks: the world, the number of items, the generator's code,
+    and (toy_code's items come from this Python's stdlib) its version and bytes."""
     import eval.toytasks as toytasks
     import train.toyworld as toyworld
 
@@ -65,29 +66,31 @@ def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
     world_key = (world_seed, n_entities) + (
         (int(src.options["n_unseen"]),) if src.options.get("n_unseen") is not None else ()
     )
-    key = hashlib.sha256(
-        repr((*world_key, spec.eval.n_per_task, _code_version(toytasks, toyworld))).encode()
+    code = _code_version(toytasks, toyworld)
+    return hashlib.sha256(
+        repr((*world_key, spec.eval.n_per_task, code, stdlib_content())).encode()
     ).hexdigest()[:16]
-    target = Path(spec.cache_dir).resolve() / "toytasks" / key
+
+
+def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
+    """Generate the toy-world lm-eval tasks (once per key, `toy_task_key`); return their
+    folder (an lm-eval include path) and each task's chance level. A cached folder is
+    verified on every use (`load_task_specs`)."""
+    import eval.toytasks as toytasks
+
+    target = Path(spec.cache_dir).resolve() / "toytasks" / toy_task_key(spec)
+    src = spec.sources["toyworld"]
+    world_seed, _ = world_options(src.options)
 
     def fill(tmp: Path) -> None:
         world = world_from_options(src.options)
-        toytasks.write_toy_tasks(world, tmp, n_per_task=spec.eval.n_per_task, seed=world_seed)
+        toytasks.write_toy_tasks(
+            world, tmp, n_per_task=spec.eval.n_per_task, seed=world_seed, final_dir=target
+        )
 
-    # Task files name their data by absolute path: _relocate rewrites them as it moves the folder
-    build_dir_once(target, fill, move=_relocate)
+    build_dir_once(target, fill)
     try:
         specs = toytasks.load_task_specs(target)
     except ValueError as err:  # a cached task file was edited or damaged
         raise DataError(f"{err}; delete {target} to regenerate the toy tasks") from None
     return target, {name: s.chance for name, s in specs.items()}
-
-
-def _relocate(tmp: Path, target: Path) -> None:
-    """Move a generated task folder into place, rewriting absolute paths that name `tmp`."""
-    for f in tmp.rglob("*"):
-        if f.is_file() and f.suffix in (".yaml", ".json"):
-            text = f.read_text(encoding="utf-8")
-            if str(tmp) in text:
-                f.write_text(text.replace(str(tmp), str(target)), encoding="utf-8")
-    tmp.rename(target)

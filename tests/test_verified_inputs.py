@@ -242,6 +242,143 @@ def test_toy_task_include_of_code_running_yaml_is_refused(toy_tasks):
         load_task_specs(out)
 
 
+# -- issue 25, 1: every generated input verified -------------------------------------------
+
+
+def _resign_index(out: Path) -> None:
+    """Rewrite index.json's checksums (its files' and its own) for the files as they are now:
+    what someone who edits the cache on purpose would do; only the generator's bytes are left
+    to tell."""
+    index_path = out / "index.json"
+    index = json.loads(index_path.read_text())
+    if "files" in index:
+        for name in index["files"]:
+            index["files"][name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
+    text = json.dumps(index, indent=1, sort_keys=True) + "\n"
+    index_path.write_text(text)
+    if (out / "index.json.sha256").exists():
+        (out / "index.json.sha256").write_text(hashlib.sha256(text.encode()).hexdigest() + "\n")
+
+
+def test_toy_task_data_damaged_at_the_same_size_is_refused(toy_tasks):
+    """Gold shifted in the test items (same size): the scores would change silently."""
+    from eval.toytasks import load_task_specs
+
+    out, _ = toy_tasks
+    data = out / "toy_facts.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    shifted = [dict(r, gold=(r["gold"] + 1) % len(r["choices"])) for r in rows]
+    text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in shifted)
+    assert len(text) == data.stat().st_size and text != data.read_text()
+    data.write_text(text)
+    with pytest.raises(
+        ValueError, match="toy_facts.jsonl: toy task file does not match its sha256"
+    ):
+        load_task_specs(out)
+
+
+def test_planted_jinja_template_in_a_cached_task_yaml_never_reaches_lm_eval(toy_tasks, tmp_path):
+    """lm-eval renders doc_to_text with an unsandboxed Jinja environment: a template in a
+    cached YAML would run as the user. Even with every checksum rewritten to match, a YAML
+    that is not byte for byte the generator's is refused."""
+    from eval.toytasks import load_task_specs
+
+    out, specs = toy_tasks
+    victim = Path(specs["toy_facts"].yaml_path)
+    marker = tmp_path / "pwned"
+    cfg = yaml.safe_load(victim.read_text())
+    cfg["doc_to_text"] = (
+        "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }}{{query}}"
+    )
+    victim.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    _resign_index(out)
+    with pytest.raises(
+        ValueError, match="toy_facts.yaml: task YAML differs from what the toy-task"
+    ):
+        load_task_specs(out)
+    assert not marker.exists()
+
+
+def test_edited_toy_task_index_is_refused(toy_tasks):
+    from eval.toytasks import load_task_specs
+
+    out, _ = toy_tasks
+    index = out / "index.json"
+    index.write_text(index.read_text().replace('"n_samples": 8', '"n_samples": 9', 1))
+    with pytest.raises(ValueError, match="index.json: toy task index does not match its sha256"):
+        load_task_specs(out)
+
+
+def test_toy_tasks_of_another_python_are_refused(toy_tasks):
+    from eval.toytasks import load_task_specs
+
+    out, _ = toy_tasks
+    index = json.loads((out / "index.json").read_text())
+    index["python"] = "3.0.1"
+    (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+    _resign_index(out)
+    with pytest.raises(ValueError, match="generated under Python 3.0.1, this is Python"):
+        load_task_specs(out)
+
+
+def test_damaged_toy_task_cache_stops_the_run_in_one_line(tmp_path):
+    from harness.data_prep import toy_task_dir
+
+    spec = run_spec(compose(tiny_overrides(tmp_path / "c", tmp_path / "o", tasks=True)))
+    folder, _ = toy_task_dir(spec)
+    data = folder / "toy_recall.jsonl"
+    text = data.read_text()
+    data.write_text(text.replace('"gold": 0', '"gold": 1', 1))
+    with pytest.raises(DataError) as err:
+        toy_task_dir(spec)
+    assert "does not match its sha256" in str(err.value) and "\n" not in str(err.value)
+    assert f"delete {folder} to regenerate" in str(err.value)
+
+
+@pytest.fixture
+def fake_stdlib(tmp_path, monkeypatch):
+    """This interpreter's stdlib replaced by a small copy the test may edit."""
+    import sysconfig
+
+    root = tmp_path / "stdlib"
+    (root / "pkg").mkdir(parents=True)
+    (root / "alpha.py").write_text("def f():\n    return 1\n")
+    (root / "pkg" / "beta.py").write_text("class B:\n    pass\n")
+    real = sysconfig.get_paths
+    monkeypatch.setattr(
+        sysconfig, "get_paths", lambda *a, **k: {**real(*a, **k), "stdlib": str(root)}
+    )
+    return root
+
+
+def test_stdlib_corpus_identity_follows_its_bytes_and_the_python_version(
+    tmp_path, fake_stdlib, monkeypatch
+):
+    """Another Python build's stdlib is another corpus: a new run id, token cache key and
+    toy-task key, not the old ones over other text."""
+    import platform
+
+    from harness.data_prep import toy_task_key
+    from train.token_cache import cache_key
+
+    spec = spec_for(tmp_path, ("eval=toy", "eval.tasks=[toy_code]"))
+    code = spec.sources["stdlib_code"]
+
+    def keys() -> tuple[str, str, str]:
+        return run_id(spec), cache_key(code, "val", "tok", None), toy_task_key(spec)
+
+    before = keys()
+    assert keys() == before  # stable while nothing changes
+    alpha = fake_stdlib / "alpha.py"
+    st = alpha.stat()
+    alpha.write_text("def f():\n    return 2\n")  # same size, and below the same mtime
+    os.utime(alpha, ns=(st.st_atime_ns, st.st_mtime_ns))
+    edited = keys()
+    assert all(a != b for a, b in zip(before, edited, strict=True))
+    monkeypatch.setattr(platform, "python_version", lambda: "3.99.0")
+    assert all(a != b for a, b in zip(edited, keys(), strict=True))
+
+
 # -- 5. strict settings, 7. names ---------------------------------------------------------
 
 

@@ -6,8 +6,10 @@ Every source yields documents (str) for a split: `train`, `val`, and for the toy
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import platform
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,17 +63,40 @@ def _stable_fraction(key: str) -> float:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
 
+def stdlib_root() -> Path:
+    """The running interpreter's standard library folder."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
 def stdlib_files(max_bytes: int = 200_000) -> list[Path]:
     """The running interpreter's standard-library .py files, sorted, tests and vendored code out."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+    return list(_stdlib_listing(str(stdlib_root()), max_bytes))
+
+
+@functools.lru_cache(maxsize=4)
+def _stdlib_listing(root: str, max_bytes: int) -> tuple[Path, ...]:
+    # listed once per process (walking the stdlib takes ~0.5 s); the files' bytes are hashed
+    # by stdlib_content on every call (cached by stat), so an edit is still seen
     skip = ("site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__", "ensurepip")
     files = []
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(Path(root).rglob("*.py")):
         rel = path.relative_to(root)
         if any(part in skip for part in rel.parts[:-1]) or path.stat().st_size > max_bytes:
             continue
         files.append(path)
-    return files
+    return tuple(files)
+
+
+def stdlib_content() -> str:
+    """What the stdlib_code source reads: this Python's version and a hash of every stdlib
+    file's path and bytes. Another Python build (or an edited stdlib) is another corpus, so
+    it gets its own run ids, token caches and toy_code items."""
+    root = stdlib_root()
+    h = hashlib.sha256()
+    for path in stdlib_files():
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(file_sha256(path).encode() + b"\0")
+    return f"python {platform.python_version()}, stdlib {h.hexdigest()[:16]}"
 
 
 def _split_of(key: str, val_fraction: float) -> str:
@@ -80,7 +105,7 @@ def _split_of(key: str, val_fraction: float) -> str:
 
 def stdlib_split_files(split: str, val_fraction: float = 0.05) -> list[Path]:
     """The stdlib files of one split; the split is fixed by each file's relative path."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+    root = stdlib_root()
     return [p for p in stdlib_files() if _split_of(str(p.relative_to(root)), val_fraction) == split]
 
 
@@ -237,10 +262,12 @@ def file_sha256(path: Path) -> str:
 def source_content(spec: SourceSpec) -> str | None:
     """What a source's text is, beyond its options: for `files`, a hash of every file's bytes
     (so replacing a corpus, even at the same size and mtime, is a different input); for `hf`,
-    the dataset's builder fingerprint (`_hf_content`). Other kinds are pinned by their options
-    (the toy world's seed, the stdlib of this Python): None."""
+    the dataset's builder fingerprint (`_hf_content`); for `stdlib_code`, the Python version
+    and the stdlib's bytes (`stdlib_content`). The toy world is pinned by its options: None."""
     if spec.kind == "hf":
         return _hf_content(spec)
+    if spec.kind == "stdlib_code":
+        return stdlib_content()
     if spec.kind != "files":
         return None
     h = hashlib.sha256()
@@ -253,11 +280,12 @@ def source_content(spec: SourceSpec) -> str | None:
 
 
 def source_fingerprint(spec: SourceSpec) -> str:
-    """A content key for the spec: options, plus its content (`source_content`) for a `files`
-    or `hf` source, so an edited corpus never reuses a stale token cache."""
+    """A content key for the spec: options, plus its content (`source_content`) for a `files`,
+    `hf` or `stdlib_code` source, so an edited corpus never reuses a stale token cache."""
     payload: dict = {"name": spec.name, "kind": spec.kind, "options": spec.options}
-    if spec.kind in ("files", "hf"):
-        payload["content"] = source_content(spec)
+    content = source_content(spec)
+    if content is not None:
+        payload["content"] = content
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
         :16
     ]
