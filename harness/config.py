@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,50 @@ def _check_model(m: ModelSpec) -> None:
         raise ConfigError(f"model.tie_embeddings: must be true or false, got {m.tie_embeddings!r}")
 
 
+# More shots than any task's few-shot pool is a typo (lm-eval fails deep in sampling)
+MAX_SHOTS = 100
+_SHOT_SUFFIX = re.compile(r"@(\d+)shot$")
+_BATCH_SIZE = re.compile(r"^auto(:[1-9]\d*)?$")
+
+
+def _check_eval(ev: EvalSpec) -> None:
+    """Every eval.* value lm-eval or the schedule would fail on mid-run (after the record
+    exists) or accept silently, refused here in one line."""
+    inf = math.inf
+    if ev.tasks_at not in ("all", "final"):
+        raise ConfigError(f"eval.tasks_at: unknown value '{ev.tasks_at}' (known: all, final)")
+    _number("eval.num_checkpoints", ev.num_checkpoints, 1, inf, integer=True)
+    if ev.every_tokens is not None:
+        _number("eval.every_tokens", ev.every_tokens, 1, inf, integer=True)
+    if ev.limit is not None:
+        _number("eval.limit", ev.limit, 1, inf, integer=True)
+    if ev.toy_tasks:  # the other suites carry n_per_task: 0, unused
+        _number("eval.n_per_task", ev.n_per_task, 1, inf, integer=True)
+    _check_batch_size(ev.batch_size)
+    if not isinstance(ev.tasks, tuple):
+        raise ConfigError(f"eval.tasks: must be a list of task names, got {ev.tasks!r}")
+    for task in ev.tasks:
+        _check_task_name(task)
+
+
+def _check_batch_size(value: Any) -> None:
+    if isinstance(value, str) and _BATCH_SIZE.match(value):
+        return
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return
+    raise ConfigError(
+        f"eval.batch_size: must be an integer >= 1, 'auto' or 'auto:N', got {value!r}"
+    )
+
+
+def _check_task_name(task: Any) -> None:
+    if not isinstance(task, str) or not task.strip():
+        raise ConfigError(f"eval.tasks: {task!r} is not a task name")
+    shots = _SHOT_SUFFIX.search(task)
+    if shots and int(shots[1]) > MAX_SHOTS:
+        raise ConfigError(f"eval.tasks: '{task}' asks for {shots[1]} shots (at most {MAX_SHOTS})")
+
+
 def check_name(where: str, value: Any) -> str:
     """A name used as a path component (sweep name, run name): no separators, no `..`."""
     name = str(value)
@@ -187,7 +232,8 @@ def check_name(where: str, value: Any) -> str:
 
 
 def _validation(cfg: dict, sources: dict[str, SourceSpec]) -> tuple[ValSetSpec, ...]:
-    max_tokens = int(cfg.get("max_tokens", 65536))
+    max_tokens = cfg.get("max_tokens", 65536)
+    _number("validation.max_tokens", max_tokens, 1, math.inf, integer=True)
     sets = []
     for name, body in (cfg.get("sets") or {}).items():
         src = body.get("source")
@@ -203,14 +249,9 @@ def _validation(cfg: dict, sources: dict[str, SourceSpec]) -> tuple[ValSetSpec, 
                 f"validation.sets.{name}.split: unknown split '{split}' for source '{src}' "
                 f"(known: {', '.join(allowed)})"
             )
-        sets.append(
-            ValSetSpec(
-                name=name,
-                source=src,
-                split=split,
-                max_tokens=int(body.get("max_tokens", max_tokens)),
-            )
-        )
+        set_max = body.get("max_tokens", max_tokens)
+        _number(f"validation.sets.{name}.max_tokens", set_max, 1, math.inf, integer=True)
+        sets.append(ValSetSpec(name=name, source=src, split=split, max_tokens=set_max))
     if not sets:
         raise ConfigError("validation.sets: no validation sets configured")
     return tuple(sets)
@@ -238,9 +279,7 @@ def run_spec(cfg: DictConfig) -> RunSpec:
     train = build_dataclass(TrainSpec, c["train"], "train")
     _check_train(train, model)
     ev = build_dataclass(EvalSpec, c["eval"], "eval")
-    if ev.tasks_at not in ("all", "final"):
-        raise ConfigError(f"eval.tasks_at: unknown value '{ev.tasks_at}' (known: all, final)")
-    _positive("eval.num_checkpoints", ev.num_checkpoints)
+    _check_eval(ev)
     seed = c.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed: must be an integer, got {seed!r}")

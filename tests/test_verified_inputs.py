@@ -404,6 +404,30 @@ def test_bad_settings_are_one_line_errors_before_any_record(override, message, t
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("eval.limit=-5", "eval.limit: must be an integer in [1, inf], got -5"),
+        ("eval.limit=0", "eval.limit: must be an integer in [1, inf], got 0"),
+        ("eval.batch_size=abc", "eval.batch_size: must be an integer >= 1, 'auto' or 'auto:N'"),
+        ("eval.batch_size=0", "eval.batch_size: must be an integer >= 1, 'auto' or 'auto:N'"),
+        ("eval.tasks=[toy_facts@999999999999shot]", "asks for 999999999999 shots (at most 100)"),
+        ("eval.n_per_task=0", "eval.n_per_task: must be an integer in [1, inf], got 0"),
+        ("eval.num_checkpoints=1.5", "eval.num_checkpoints: must be an integer in [1, inf]"),
+        ("validation.max_tokens=0", "validation.max_tokens: must be an integer in [1, inf], got 0"),
+        ("eval.every_tokens=-100", "eval.every_tokens: must be an integer in [1, inf], got -100"),
+    ],
+)
+def test_bad_eval_and_validation_values_are_one_line_before_any_run_folder(
+    override, message, tmp_path, shared_cache, run_cli
+):
+    out = tmp_path / "o"
+    code, _, err = run_cli("run", *tiny_overrides(shared_cache, out, tasks=True), override)
+    assert code == 2 and "Traceback" not in err, err
+    assert message in err.strip().splitlines()[-1]
+    assert not (out / "runs").exists()  # no record, and no record-less run folder either
+
+
 def test_grad_clip_null_still_means_no_clipping(tmp_path):
     assert spec_for(tmp_path, ("train.grad_clip=null",)).train.grad_clip is None
 
