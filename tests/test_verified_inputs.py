@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from common.errors import ConfigError, DataError
@@ -110,22 +111,35 @@ def test_folder_build_leaves_nothing_half_written(tmp_path):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A real 16 KiB filesystem (tmpfs): too small for a tokenizer. Needs mount rights (root,
-    as CI runs); skipped with the reason elsewhere."""
-    where = tmp_path / "small"
-    where.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {res.stderr.strip() or res.returncode}")
+def mount_small_disk(tmp_path):
+    """Mounts real filesystems (tmpfs) of a given size: `mount(name, size)` -> the folder.
+    Needs mount rights (root, as CI runs); skipped with the reason elsewhere."""
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str) -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        res = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here: {res.stderr.strip() or res.returncode}")
+        mounted.append(where)
+        return where
+
     try:
-        yield where
+        yield mount
     finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+        for where in mounted:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(mount_small_disk):
+    """A real 16 KiB filesystem: too small for a tokenizer."""
+    return mount_small_disk("small", "16k")
 
 
 def test_full_disk_while_saving_the_tokenizer_is_one_line(small_disk, tmp_path, run_cli):
@@ -136,6 +150,40 @@ def test_full_disk_while_saving_the_tokenizer_is_one_line(small_disk, tmp_path, 
     assert "cache_dir: disk full while preparing the run's inputs" in err
     left = [p.name for p in (small_disk / "c" / "tokenizers").iterdir() if p.is_dir()]
     assert left == []
+
+
+def test_full_disk_while_saving_checkpoint_weights_fails_the_run_in_one_line(
+    mount_small_disk, tmp_path, shared_cache, run_cli
+):
+    """Room for the record, not for model.safetensors (safetensors raises its own error):
+    the run is failed with "disk full" and the command says so without a traceback."""
+    out = mount_small_disk("out", "64k")
+    code, _, err = run_cli("run", *tiny_overrides(shared_cache, out))
+    assert code == 1 and "Traceback" not in err, err
+    (record,) = out.glob("runs/*/record.json")
+    rec = json.loads(record.read_text())
+    assert rec["status"] == "failed" and rec["failure"].startswith("disk full"), rec["failure"]
+    assert "disk full" in err.strip().splitlines()[-1]
+    assert not [p for p in record.parent.glob("checkpoints/*") if p.is_dir()]
+
+
+def test_full_disk_while_saving_the_trainer_state_is_an_enospc(mount_small_disk, tmp_path):
+    """torch.save reports a full disk as a RuntimeError naming no cause: save_checkpoint
+    raises it as the OSError(ENOSPC) the runner records as "disk full", leaving nothing."""
+    from train.checkpoint import save_checkpoint
+    from train.model import build_model
+
+    class NoTokenizer:
+        def save_pretrained(self, folder):
+            return ()
+
+    root = mount_small_disk("ckpt", "256k")
+    model = build_model(spec_for(tmp_path).model, 512, seed=0)  # ~100 KB of weights: they fit
+    state = {"step": 1, "optimizer": {"m": torch.zeros(100_000)}}  # 400 KB: it does not
+    with pytest.raises(OSError) as err:
+        save_checkpoint(root / "checkpoints", 1, model, NoTokenizer(), state)
+    assert err.value.errno == errno.ENOSPC and "saving checkpoint step_1" in str(err.value)
+    assert list((root / "checkpoints").iterdir()) == []
 
 
 def test_token_cache_damaged_at_the_same_size_is_refused(tmp_path, shared_cache):

@@ -12,6 +12,7 @@ here and only here: the runner, the training loop and backfill all go through th
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -94,9 +95,18 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".step_{step}.", dir=ckpt_root))
     shareable(tmp, is_dir=True)
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        torch.save(trainer_state, tmp / STATE)
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            torch.save(trainer_state, tmp / STATE)
+        except Exception as err:
+            if not _disk_full(err, tmp):
+                raise
+            # safetensors and torch.save report a full disk in their own types: say it as
+            # the OSError the runner records as "disk full" (and the sweep goes on)
+            raise OSError(
+                errno.ENOSPC, f"No space left on device while saving checkpoint step_{step}"
+            ) from None
         for name, src in (extra_dirs or {}).items():
             Path(src).rename(tmp / name)
         written = sorted(p for p in tmp.rglob("*") if p.is_file())
@@ -115,6 +125,29 @@ def save_checkpoint(
         if tmp.exists():
             shutil.rmtree(tmp)
     return final
+
+
+# What a full disk looks like from the writers save_checkpoint calls: safetensors' Rust
+# error (`Os { code: 28, kind: StorageFull }`); torch.save's is asked of the filesystem.
+_FULL_DISK_TEXT = ("no space left", "storagefull", "code: 28", "os error 28", "disk quota")
+_LOW_SPACE_BYTES = 1 << 20
+
+
+def _disk_full(err: BaseException, where: Path) -> bool:
+    """Whether `err`, raised while writing into `where`, means the disk is full."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err).lower()
+    if any(t in text for t in _FULL_DISK_TEXT):
+        return True
+    # torch.save's messages name no cause ("file write failed", "iostream error", "unexpected
+    # pos"): ask the filesystem, which the partial files still fill (the temporary folder is
+    # removed only after this)
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _LOW_SPACE_BYTES
 
 
 def verify_checkpoint(path: Path, deep: bool = True) -> str | None:
