@@ -6,7 +6,8 @@ OUT ?= outputs/demo
 # Tests and the demo never touch the network.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=true
 
-.PHONY: install install-dev demo demo-large test test-fast lint format checks bench-smoke gpu-check clean
+.PHONY: install install-dev demo demo-large test test-fast lint format checks bench-smoke gpu-check \
+	gpu-wheels gpu-check-device clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -70,10 +71,38 @@ checks: lint test
 bench-smoke: install
 	$(OFFLINE) $(PY) bench/train_throughput.py --smoke
 
-# One GPU, <= 8 minutes: gpu tests, a train=gpu run through lm-eval, the throughput bench;
-# one JSON (outputs/gpu_check/gpu_check.json) and a table. Needs a CUDA build of torch.
+# One GPU, <= 6 minutes: throughput (d512/L8 first), the gpu tests, a train=gpu run through
+# lm-eval; one JSON (outputs/gpu_check/gpu_check.json), written after each row, and a table.
+# gpu-check: a machine with a package index and a CUDA torch in $(VENV).
 gpu-check: install-dev
-	$(OFFLINE) $(PY) bench/gpu_check.py
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) bench/gpu_check.py
+
+# A lent GPU machine reaches no package index; its python3 has CUDA torch and transformers but
+# not the packages of bench/gpu_requirements.txt. `make gpu-wheels` (here, with PyPI) puts their
+# wheels in $(GPU_WHEELS) (ignored; carry it); `make gpu-check-device` (there) installs them
+# beside its own torch, with no venv and no download, and runs the check.
+GPU_WHEELS ?= .gpu-wheels
+DEVICE_PY ?= python3
+# the lent machine's Python (3.12) and this one's (for the CPU simulation, tests/test_gpu_check.py):
+# multiprocess ships one wheel per Python version, the rest are py3-none-any
+WHEEL_PYS ?= 3.12 $(shell python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+gpu-wheels:
+	rm -rf $(GPU_WHEELS).tmp && mkdir -p $(GPU_WHEELS).tmp
+	for v in $(sort $(WHEEL_PYS)); do \
+	  python3 -m pip download -q --no-deps --only-binary=:all: --python-version $$v \
+	    --implementation cp --platform manylinux2014_x86_64 -d $(GPU_WHEELS).tmp \
+	    $$(grep -v -e '^#' -e '^antlr4' bench/gpu_requirements.txt) || exit 1; \
+	done
+	@# antlr4-python3-runtime 4.9.3 (hydra's parser) is published as an sdist only: build it
+	python3 -m pip wheel -q --no-deps -w $(GPU_WHEELS).tmp $$(grep '^antlr4' bench/gpu_requirements.txt)
+	rm -rf $(GPU_WHEELS) && mv $(GPU_WHEELS).tmp $(GPU_WHEELS)
+	@ls $(GPU_WHEELS); du -sh $(GPU_WHEELS)
+
+gpu-check-device:
+	@test -d $(GPU_WHEELS) || { echo "error: $(GPU_WHEELS) missing: run make gpu-wheels on a machine with PyPI and carry it" >&2; exit 2; }
+	$(DEVICE_PY) -m pip install -q --no-index --no-deps --no-cache-dir --disable-pip-version-check \
+	  --find-links $(GPU_WHEELS) -r bench/gpu_requirements.txt
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(DEVICE_PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf outputs .cache
