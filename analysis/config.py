@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.errors import AnalysisError
+from common.fields import field_kwargs
 
 
 @dataclass
@@ -179,13 +180,8 @@ class AnalysisConfig:
 
 
 def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
-    if not isinstance(d, dict):
-        raise AnalysisError(f"config {where}: expected a mapping, got {type(d).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
-    for key, value in d.items():
-        if key not in fields:
-            raise AnalysisError(f"unknown config key '{where}.{key}'")
+    for key, value in field_kwargs(cls, d, where, AnalysisError).items():
         default = getattr(cls(), key)
         if dataclasses.is_dataclass(default):
             kwargs[key] = _from_dict(type(default), value or {}, f"{where}.{key}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.errors import RecordError
+from common.fields import field_kwargs
 
 SCHEMA_VERSION = 2
 # interrupted: stopped by a signal or Ctrl-C outside SLURM (or found dead by `harness status`);
@@ -43,12 +44,8 @@ def _block(where: str, raw: Any, cls: type, strict: bool) -> dict[str, Any]:
     """The keyword arguments for dataclass `cls` from JSON object `raw`, type-checked."""
     _check(where, raw, (dict,), optional=False)
     names = {f.name: f for f in dataclasses.fields(cls)}
-    if strict:
-        missing = [n for n in names if n not in raw]
-        unknown = [k for k in raw if k not in names]
-        if missing or unknown:
-            what = "missing " + ", ".join(missing) if missing else "unknown " + ", ".join(unknown)
-            raise RecordError(f"record {where}: {what} (schema {SCHEMA_VERSION})")
+    if strict:  # schema 1 blocks may lack keys that later code added
+        field_kwargs(cls, raw, f"record {where}", RecordError, require_all=True)
     types = cls.TYPES
     return {n: _check(f"{where}.{n}", raw.get(n), types[n]) for n in names if n in types}
 

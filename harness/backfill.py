@@ -8,7 +8,6 @@ backfills of one root never drop each other's tasks and a later failure loses no
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,11 +15,10 @@ from omegaconf import DictConfig
 
 from common.errors import ConfigError, DataError
 from common.log import log
-from harness.config import run_spec
+from harness.config import run_spec, spec_from_dict, to_dict
 from harness.run_setup import task_runner
 from harness.store import iter_run_dirs, read_record, write_record
 from train.cache_lock import file_lock
-from train.specs import SourceSpec
 
 
 def _load_checkpoint(path: Path):
@@ -77,11 +75,11 @@ def _backfill_run(path: Path, base) -> tuple[int, list[str]]:
     into the record as soon as they exist. A checkpoint that fails verification or loading is
     recorded as failed and costs only itself."""
     record = read_record(path)
-    # the run's own sources: toy tasks are generated from the world that run trained on
-    sources = {
-        n: SourceSpec(n, s["kind"], s["options"]) for n, s in record.config_block("sources").items()
-    }
-    runner = task_runner(dataclasses.replace(base, sources=sources))
+    # the run's own sources: toy tasks are generated from the world that run trained on (its
+    # mix and validation sets come along: they name those sources)
+    own = {k: record.config_block(k) for k in ("sources", "mix")}
+    own["validation"] = record.config.get("validation")
+    runner = task_runner(spec_from_dict({**to_dict(base), **own}))
     meta = {n: vars(i) for n, i in runner.info().items()}
     max_len = int(record.config_block("model")["max_seq_len"])
     updated, failed = 0, []

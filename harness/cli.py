@@ -22,122 +22,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = ROOT / "conf"
-# Cluster presets (group `cluster`, `+cluster=<name>`) live beside the cluster scripts.
-SEARCHPATH = f"hydra.searchpath=[file://{ROOT / 'slurm'}]"
+from harness.cli_checks import (
+    CONF_DIR,
+    SEARCHPATH,
+    check_group_overrides,
+    check_override_keys,
+    check_resolved_paths,
+    compose,
+    die,
+    guard,
+)
+
 _FAILED: list[str] = []
-
-
-def _die(msg: str, code: int = 2) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-    raise SystemExit(code)
-
-
-def group_options(group: str) -> list[str] | None:
-    """Options of a config group (a folder of conf/), or None if `group` is not one."""
-    folder = CONF_DIR / group if group != "cluster" else ROOT / "slurm" / "cluster"
-    if not folder.is_dir():
-        return None
-    return sorted(p.stem for p in folder.glob("*.yaml"))
-
-
-def _check_sweep_names(value: str) -> None:
-    """sweep_name names a folder (outputs/<sweep_name>): one with a path separator or `..`
-    would write outside it, Hydra's own log folder first, so it is refused before Hydra runs."""
-    from common.errors import ConfigError
-    from harness.config import check_name
-
-    for v in value.split(","):
-        try:
-            check_name("sweep_name", v)
-        except ConfigError as err:
-            _die(str(err))
-
-
-def check_group_overrides(args: list[str]) -> None:
-    """Fail fast, in one line, on `group=option` naming an option that does not exist."""
-    for arg in args:
-        if "=" not in arg or arg.startswith("-"):
-            continue
-        key, _, value = arg.lstrip("+~").partition("=")
-        if key == "sweep_name":  # before Hydra makes its output folder from it
-            _check_sweep_names(value)
-        _check_duplicate_keys(key, value)
-        if key.startswith("hydra/launcher"):
-            options = group_options("hydra/launcher")
-            options = sorted(set(options or []) | {"basic", "submitit_local", "submitit_slurm"})
-        else:
-            options = group_options(key)
-        if options is None or "(" in value or value in ("null", ""):
-            continue
-        for v in value.split(","):
-            if v not in options:
-                _die(f"{key}: unknown {key} '{v}' (known: {', '.join(options)})")
-
-
-def _check_duplicate_keys(key: str, value: str) -> None:
-    """`data.weights={toyworld:0.5,toyworld:0.3}`: Hydra's parser keeps the last value, so a
-    mix naming one source twice would be silently merged; refuse it instead."""
-    value = value.strip()
-    if not (value.startswith("{") and value.endswith("}")):
-        return
-    depth, start, seen = 0, 1, set()
-    for i, ch in enumerate(value[1:-1] + ",", start=1):
-        depth += ch in "{[(" and 1 or (ch in "}])" and -1 or 0)
-        if ch == "," and depth == 0:
-            name = value[start:i].partition(":")[0].strip().strip("'\"")
-            if name and name in seen:
-                _die(f"{key}: '{name}' is named twice in {value}")
-            seen.add(name)
-            start = i + 1
-
-
-def _compose_raw(config_name: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=config_name, overrides=[*overrides, SEARCHPATH])
-    except (HydraException, OmegaConfBaseException) as err:
-        _die(str(err).splitlines()[0])
-
-
-def _is_group(key: str) -> bool:
-    return "/" in key or ("." not in key and group_options(key) is not None)
-
-
-def check_override_keys(config_name: str, overrides: list[str]) -> None:
-    """One line with a close match for an unknown key: compose one config of the sweep (group
-    choices only, first value of each list) and look every `key=value` up in it."""
-    from harness.overrides import check_keys, first_choice, split_override
-
-    groups, keys = [], []
-    for arg in overrides:
-        parts = split_override(arg)
-        if parts is not None and _is_group(parts[1]):
-            groups.append(f"{parts[0]}{parts[1]}={first_choice(parts[2])}")
-        else:
-            keys.append(arg)
-    base = _compose_raw(config_name, groups)
-    _guard(lambda: check_keys(base, keys))
-
-
-def _compose(config_name: str, overrides: list[str]):
-    check_override_keys(config_name, overrides)
-    return _compose_raw(config_name, overrides)
-
-
-def _guard(fn: Callable[[], None]) -> None:
-    """Run `fn`, turning the harness's own errors into one line and exit code 2."""
-    from common.errors import HarnessError
-
-    try:
-        fn()
-    except HarnessError as err:
-        _die(str(err))
 
 
 def cmd_run(args: list[str]) -> None:
@@ -152,12 +48,13 @@ def cmd_run(args: list[str]) -> None:
         from harness.rerun import rerun
 
         _quiet_transformers()
-        _guard(lambda: rerun(args))
+        guard(lambda: rerun(args))
         return
     check_group_overrides(args)
     check_override_keys("config", args)
+    check_resolved_paths("config", args)
     if not any(a in ("--cfg", "-c", "--info", "-i") for a in args):  # those only print config
-        _guard(lambda: slurm_preflight(args))
+        guard(lambda: slurm_preflight(args))
     _quiet_transformers()
     _FAILED.clear()  # main() may be called more than once in a process (tests, notebooks)
 
@@ -177,7 +74,7 @@ def cmd_run(args: list[str]) -> None:
             tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
             outcome = launch(spec, out_root, tracker, list(HydraConfig.get().overrides.task))
         except HarnessError as err:
-            _die(str(err))
+            die(str(err))
         if outcome.status == "failed":
             _FAILED.append(f"{outcome.run_id}: {outcome.failure}")
         return outcome.status
@@ -188,7 +85,7 @@ def cmd_run(args: list[str]) -> None:
     except ValueError as err:  # Hydra's flag conflicts (-m with --cfg): one line, not a traceback
         if "can be specified" not in str(err):
             raise
-        _die(f"flags: {err}")
+        die(f"flags: {err}")
     if _FAILED:
         print(f"{len(_FAILED)} run(s) failed:\n  " + "\n  ".join(_FAILED), file=sys.stderr)
         raise SystemExit(1)
@@ -228,7 +125,7 @@ def _hydra_argv(args: list[str]) -> list[str]:
 
 
 def cmd_plan(args: list[str]) -> None:
-    from harness.cli_plan import plan_command
+    from harness.plan import plan_command
 
     plan_command(args)
 
@@ -251,7 +148,7 @@ def cmd_analyze(args: list[str]) -> None:
         else a
         for a in args
     ]
-    cfg = _compose("analyze", args)
+    cfg = compose("analyze", args)
 
     def go() -> None:
         from omegaconf import OmegaConf
@@ -264,7 +161,7 @@ def cmd_analyze(args: list[str]) -> None:
             from analysis.records import load_records
 
             if not cfg.root:
-                _die("root: required with source=harness (the sweep's output directory)")
+                die("root: required with source=harness (the sweep's output directory)")
             table = load_records(Path(cfg.root))
             out = Path(cfg.out or cfg.root)
         else:
@@ -274,9 +171,9 @@ def cmd_analyze(args: list[str]) -> None:
             # the shipped copy unless path= overrides it (one source only)
             names = [n.strip() for n in str(cfg.source).split(",") if n.strip()]
             if "harness" in names:
-                _die("source: harness cannot be combined with testbeds")
+                die("source: harness cannot be combined with testbeds")
             if cfg.path and len(names) > 1:
-                _die(f"path: one folder cannot override {len(names)} sources")
+                die(f"path: one folder cannot override {len(names)} sources")
             out = Path(cfg.out or f"outputs/{names[0] if len(names) == 1 else 'testbeds'}")
             run_sources(names, acfg, out, cfg.path or None)
             print(f"wrote {out / ('report.md' if len(names) == 1 else 'summary.md')}")
@@ -288,7 +185,7 @@ def cmd_analyze(args: list[str]) -> None:
 
 
 def cmd_plot(args: list[str]) -> None:
-    cfg = _compose("analyze", args)
+    cfg = compose("analyze", args)
 
     def go() -> None:
         from omegaconf import OmegaConf
@@ -298,7 +195,7 @@ def cmd_plot(args: list[str]) -> None:
 
         out = cfg.out or cfg.root
         if not out:
-            _die("out: required (an analysis output directory)")
+            die("out: required (an analysis output directory)")
         # only the plot options named on the command line override the saved analysis's
         named = {
             a.partition("=")[0].split(".")[2]
@@ -319,18 +216,18 @@ def _guard_analysis(fn: Callable[[], None]) -> None:
     from analysis.errors import AnalysisError
 
     try:
-        _guard(fn)
+        guard(fn)
     except AnalysisError as err:
-        _die(str(err))
+        die(str(err))
 
 
 def cmd_eval(args: list[str]) -> None:
     from harness.backfill import backfill
 
     check_group_overrides(args)
-    cfg = _compose("config", args)
+    cfg = compose("config", args)
     _quiet_transformers()
-    _guard(lambda: backfill(cfg))
+    guard(lambda: backfill(cfg))
 
 
 def cmd_tasks(args: list[str]) -> None:
@@ -340,32 +237,32 @@ def cmd_tasks(args: list[str]) -> None:
 
     opts = {k: v for k, _, v in (a.partition("=") for a in args) if k in ("lm_eval", "filter")}
     if opts.get("lm_eval", "false") not in ("true", "false"):
-        _die(f"lm_eval: must be true or false, got '{opts['lm_eval']}'")
+        die(f"lm_eval: must be true or false, got '{opts['lm_eval']}'")
     rest = [a for a in args if a.partition("=")[0] not in ("lm_eval", "filter")]
     check_group_overrides(rest)
-    cfg = _compose("config", rest)
+    cfg = compose("config", rest)
 
     def go() -> None:
         table = list_tasks(run_spec(cfg), opts.get("lm_eval") == "true", opts.get("filter", ""))
         if not table:
-            _die(f"filter: no task matches '{opts.get('filter', '')}'", code=1)
+            die(f"filter: no task matches '{opts.get('filter', '')}'", code=1)
         print(table)
 
-    _guard(go)
+    guard(go)
 
 
 def cmd_status(args: list[str]) -> None:
     from harness.status import print_status
 
-    cfg = _compose("status", args)
-    _guard(lambda: print_status(cfg))
+    cfg = compose("status", args)
+    guard(lambda: print_status(cfg))
 
 
 def cmd_cancel(args: list[str]) -> None:
     from harness.status import cancel
 
-    cfg = _compose("status", args)
-    _guard(lambda: cancel(cfg))
+    cfg = compose("status", args)
+    guard(lambda: cancel(cfg))
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
@@ -391,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
 
         near = difflib.get_close_matches(cmd, list(COMMANDS), n=1)
         hint = f"; did you mean {near[0]}?" if near else ""
-        _die(f"command: unknown command '{cmd}' (known: {', '.join(COMMANDS)}){hint}")
+        die(f"command: unknown command '{cmd}' (known: {', '.join(COMMANDS)}){hint}")
     if "-h" in argv or "--help" in argv:
         from harness.cli_help import command_help
 

@@ -10,16 +10,19 @@ import dataclasses
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from common.errors import ConfigError
-from train.mixture import normalise_weights
+from common.fields import field_kwargs
+from train.mixture import check_weights, normalise_weights
 from train.schedule import SCHEDULES
 from train.sources import KINDS
 from train.specs import (
+    COMPILE_MODES,
     PARALLEL_MODES,
     EvalSpec,
     MixSpec,
@@ -43,34 +46,25 @@ def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
-def build_dataclass(cls: type, values: dict[str, Any], where: str):
+def build_dataclass(cls: type, values: Any, where: str):
     """`cls(**values)`, rejecting unknown keys; lists become tuples where the field is one."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in values:
-        if key not in fields:
-            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(fields)})")
-    kwargs = {}
-    for key, val in values.items():
-        if isinstance(val, list) and "tuple" in str(fields[key].type):
-            val = tuple(val)
-        kwargs[key] = val
     try:
-        return cls(**kwargs)
+        return cls(**field_kwargs(cls, values, where, ConfigError))
     except TypeError as err:
         raise ConfigError(f"{where}: {err}") from None
 
 
-def _sources(cfg: dict) -> dict[str, SourceSpec]:
-    out = {}
-    for name, body in (cfg or {}).items():
-        body = dict(body)
-        kind = body.pop("kind", None)
-        if kind not in KINDS:
-            raise ConfigError(
-                f"sources.{name}.kind: unknown source kind '{kind}' (known: {', '.join(KINDS)})"
-            )
-        out[name] = SourceSpec(name=name, kind=kind, options=body)
-    return out
+def _source(name: str, body: Any) -> SourceSpec:
+    source = build_dataclass(SourceSpec, body, f"sources.{name}")
+    if source.name != name:
+        raise ConfigError(f"sources.{name}.name: '{source.name}' differs from its key '{name}'")
+    if source.kind not in KINDS:
+        raise ConfigError(
+            f"sources.{name}.kind: unknown source kind '{source.kind}' (known: {', '.join(KINDS)})"
+        )
+    if not isinstance(source.options, dict):
+        raise ConfigError(f"sources.{name}.options: must be a mapping, got {source.options!r}")
+    return source
 
 
 def _positive(where: str, value: Any, allow_none: bool = False) -> None:
@@ -104,6 +98,11 @@ def _check_train(t: TrainSpec, model: ModelSpec) -> None:
     if t.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(
             f"train.precision: unknown precision '{t.precision}' (known: auto, fp32, bf16)"
+        )
+    if t.compile_mode not in COMPILE_MODES:
+        raise ConfigError(
+            f"train.compile_mode: unknown mode '{t.compile_mode}' "
+            f"(known: {', '.join(COMPILE_MODES)})"
         )
     if t.parallel not in PARALLEL_MODES:
         raise ConfigError(
@@ -231,61 +230,50 @@ def check_name(where: str, value: Any) -> str:
     return name
 
 
-def _validation(cfg: dict, sources: dict[str, SourceSpec]) -> tuple[ValSetSpec, ...]:
-    max_tokens = cfg.get("max_tokens", 65536)
-    _number("validation.max_tokens", max_tokens, 1, math.inf, integer=True)
-    sets = []
-    for name, body in (cfg.get("sets") or {}).items():
-        src = body.get("source")
-        if src not in sources:
-            raise ConfigError(
-                f"validation.sets.{name}.source: unknown source '{src}' "
-                f"(known: {', '.join(sources)})"
-            )
-        split = body.get("split", "val")
-        allowed = SPLITS.get(sources[src].kind)
-        if allowed is not None and split not in allowed:
-            raise ConfigError(
-                f"validation.sets.{name}.split: unknown split '{split}' for source '{src}' "
-                f"(known: {', '.join(allowed)})"
-            )
-        set_max = body.get("max_tokens", max_tokens)
-        _number(f"validation.sets.{name}.max_tokens", set_max, 1, math.inf, integer=True)
-        sets.append(ValSetSpec(name=name, source=src, split=split, max_tokens=set_max))
-    if not sets:
-        raise ConfigError("validation.sets: no validation sets configured")
-    return tuple(sets)
+@dataclass(frozen=True)
+class Keys:
+    """What the input calls the parts of a spec whose name differs between a composed Hydra
+    config and a run's saved config.yaml, so that an error names the key the user wrote."""
+
+    sweep: str = "sweep"
+    mix: str = "mix.weights"
+    validation: str = "validation"
 
 
-def run_spec(cfg: DictConfig) -> RunSpec:
-    """Validate a composed `harness run` config and turn it into a `RunSpec`."""
-    c = _plain(cfg)
-    sources = _sources(c.get("sources"))
-    model = build_dataclass(ModelSpec, c["model"], "model")
-    tokenizer = build_dataclass(TokenizerSpec, c["tokenizer"], "tokenizer")
-    data = c["data"]
-    weights = {str(k): float(v) for k, v in (data.get("weights") or {}).items()}
-    for name in weights:
-        if name not in sources:
-            raise ConfigError(
-                f"data.weights.{name}: unknown source '{name}' (known: {', '.join(sources)})"
-            )
-    mix = MixSpec(name=str(data.get("name", "mix")), weights=normalise_weights(weights))
-    if c["train"].get("tokens") is not None:
-        # an explicit token count replaces the default multiplier (`train.tokens=N` alone
-        # works); the spec then holds tokens_per_param=None, as when both were written out
-        c["train"]["tokens_per_param"] = None
+HYDRA_KEYS = Keys(sweep="sweep_name", mix="data.weights", validation="validation.sets")
+
+
+def spec_from_dict(d: Any, keys: Keys = Keys()) -> RunSpec:
+    """The one constructor of a `RunSpec`, from its plain-dict form (`to_dict(spec)`, the
+    `full:` part of a run's config.yaml). Every value is checked here, before any run folder
+    or record exists: `harness run` (through `run_spec`), `harness run --from` and backfill
+    all come through this function."""
+    d = field_kwargs(RunSpec, d, "config", ConfigError)
+    for f in dataclasses.fields(RunSpec):
+        if f.default is dataclasses.MISSING and f.name not in d:
+            raise ConfigError(f"{f.name}: missing")
+    raw_sources = d["sources"]
+    if not isinstance(raw_sources, dict):
+        raise ConfigError(f"sources: must be a mapping of source names, got {raw_sources!r}")
+    sources = {str(n): _source(str(n), b) for n, b in raw_sources.items()}
+    model = build_dataclass(ModelSpec, d["model"], "model")
     _check_model(model)
-    train = build_dataclass(TrainSpec, c["train"], "train")
+    tokenizer = build_dataclass(TokenizerSpec, d["tokenizer"], "tokenizer")
+    _check_tokenizer(tokenizer, sources)
+    mix = _mix(d["mix"], sources, keys)
+    train = build_dataclass(TrainSpec, d["train"], "train")
     _check_train(train, model)
-    ev = build_dataclass(EvalSpec, c["eval"], "eval")
+    ev = build_dataclass(EvalSpec, d["eval"], "eval")
     _check_eval(ev)
-    seed = c.get("seed", 0)
+    seed = d["seed"]
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed: must be an integer, got {seed!r}")
     if not 0 <= seed < 2**32:  # numpy and torch seeds
         raise ConfigError(f"seed: must be in [0, 2**32), got {seed!r}")
-    sweep = check_name("sweep_name", c.get("sweep_name", "default"))
+    sweep = check_name(keys.sweep, d["sweep"])
+    cache_dir = d.get("cache_dir", ".cache/harness")
+    if not isinstance(cache_dir, str) or not cache_dir or "\0" in cache_dir:
+        raise ConfigError(f"cache_dir: must be a folder path, got {cache_dir!r}")
     return RunSpec(
         sweep=sweep,
         seed=seed,
@@ -293,10 +281,125 @@ def run_spec(cfg: DictConfig) -> RunSpec:
         tokenizer=tokenizer,
         sources=sources,
         mix=mix,
-        validation=_validation(c.get("validation") or {}, sources),
+        validation=_validation(d["validation"], sources, keys),
         train=train,
         eval=ev,
-        cache_dir=str(Path(c.get("cache_dir", ".cache/harness"))),
+        cache_dir=str(Path(cache_dir)),
+    )
+
+
+TOKENIZER_KINDS = ("bpe", "pretrained")
+
+
+def _check_tokenizer(t: TokenizerSpec, sources: dict[str, SourceSpec]) -> None:
+    if t.kind not in TOKENIZER_KINDS:
+        raise ConfigError(
+            f"tokenizer.kind: unknown kind '{t.kind}' (known: {', '.join(TOKENIZER_KINDS)})"
+        )
+    for key in ("vocab_size", "train_docs"):
+        _number(f"tokenizer.{key}", getattr(t, key), 1, math.inf, integer=True)
+    if not isinstance(t.trust_remote_code, bool):
+        raise ConfigError(
+            f"tokenizer.trust_remote_code: must be true or false, got {t.trust_remote_code!r}"
+        )
+    if not isinstance(t.train_sources, tuple):
+        raise ConfigError(f"tokenizer.train_sources: must be a list, got {t.train_sources!r}")
+
+
+def _mix(raw: Any, sources: dict[str, SourceSpec], keys: Keys) -> MixSpec:
+    """The mix as given (weights already normalised: `run_spec` normalises what Hydra composed,
+    a saved config holds normalised weights, and normalising twice could move the last bit of
+    a weight and with it the run id)."""
+    body = field_kwargs(MixSpec, raw, keys.mix.rpartition(".")[0] or "mix", ConfigError)
+    weights = body.get("weights")
+    if not isinstance(weights, dict):
+        raise ConfigError(f"{keys.mix}: must be a mapping of source names to weights")
+    for name, w in weights.items():
+        if name not in sources:
+            raise ConfigError(
+                f"{keys.mix}.{name}: unknown source '{name}' (known: {', '.join(sources)})"
+            )
+        if not isinstance(w, (int, float)) or isinstance(w, bool):
+            raise ConfigError(f"{keys.mix}.{name}: weight must be a number, got {w!r}")
+    check_weights(weights, keys.mix)
+    total = sum(weights.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ConfigError(f"{keys.mix}: weights must sum to 1, got {total!r} ({weights})")
+    return MixSpec(name=str(body.get("name", "mix")), weights=dict(weights))
+
+
+def _validation(raw: Any, sources: dict[str, SourceSpec], keys: Keys) -> tuple[ValSetSpec, ...]:
+    if not isinstance(raw, (list, tuple)):
+        raise ConfigError(f"{keys.validation}: must be a list of validation sets, got {raw!r}")
+    sets = []
+    for body in raw:
+        name = body.get("name") if isinstance(body, dict) else None
+        where = f"{keys.validation}.{name}"
+        vs = build_dataclass(ValSetSpec, body, where)
+        if vs.source not in sources:
+            raise ConfigError(
+                f"{where}.source: unknown source '{vs.source}' (known: {', '.join(sources)})"
+            )
+        allowed = SPLITS.get(sources[vs.source].kind)
+        if allowed is not None and vs.split not in allowed:
+            raise ConfigError(
+                f"{where}.split: unknown split '{vs.split}' for source '{vs.source}' "
+                f"(known: {', '.join(allowed)})"
+            )
+        _number(f"{where}.max_tokens", vs.max_tokens, 1, math.inf, integer=True)
+        sets.append(vs)
+    if not sets:
+        raise ConfigError(f"{keys.validation}: no validation sets configured")
+    return tuple(sets)
+
+
+def run_spec(cfg: DictConfig) -> RunSpec:
+    """Validate a composed `harness run` config and turn it into a `RunSpec`: Hydra's layout
+    (sources with inline options, `data`, `validation.sets`, `sweep_name`) is rearranged into
+    the spec's and handed to `spec_from_dict`."""
+    c = _plain(cfg)
+    sources = {}
+    for name, body in (c.get("sources") or {}).items():
+        body = dict(body) if isinstance(body, dict) else body
+        kind = body.pop("kind", None) if isinstance(body, dict) else None
+        sources[name] = {"name": name, "kind": kind, "options": body}
+    data = c.get("data") or {}
+    weights = {}
+    for name, w in (data.get("weights") or {}).items():
+        if name not in sources:  # before normalising: the unknown name is the clearer error
+            raise ConfigError(
+                f"data.weights.{name}: unknown source '{name}' (known: {', '.join(sources)})"
+            )
+        try:
+            weights[str(name)] = float(w)
+        except (TypeError, ValueError):
+            raise ConfigError(f"data.weights.{name}: weight must be a number, got {w!r}") from None
+    train = dict(c.get("train") or {})
+    if train.get("tokens") is not None:
+        # an explicit token count replaces the default multiplier (`train.tokens=N` alone
+        # works); the spec then holds tokens_per_param=None, as when both were written out
+        train["tokens_per_param"] = None
+    val = c.get("validation") or {}
+    max_tokens = val.get("max_tokens", 65536)
+    _number("validation.max_tokens", max_tokens, 1, math.inf, integer=True)
+    sets = [
+        {"name": n, "max_tokens": max_tokens, **(b or {})}
+        for n, b in (val.get("sets") or {}).items()
+    ]
+    return spec_from_dict(
+        {
+            "sweep": c.get("sweep_name", "default"),
+            "seed": c.get("seed", 0),
+            "model": c.get("model"),
+            "tokenizer": c.get("tokenizer"),
+            "sources": sources,
+            "mix": {"name": str(data.get("name", "mix")), "weights": normalise_weights(weights)},
+            "validation": sets,
+            "train": train,
+            "eval": c.get("eval"),
+            "cache_dir": c.get("cache_dir", ".cache/harness"),
+        },
+        HYDRA_KEYS,
     )
 
 

@@ -86,3 +86,14 @@ def check_keys(cfg: DictConfig, args: list[str]) -> None:
         raise ConfigError(
             f"{key}: unknown key{suggestion(key, known)}; add a new key with +{key}=..."
         )
+
+
+def choices(value: str) -> list[str]:
+    """Every value of a sweep list `a,b,c` (brackets and quotes kept whole)."""
+    out = []
+    while True:
+        head = first_choice(value)
+        out.append(head)
+        if len(head) >= len(value):
+            return out
+        value = value[len(head) + 1 :]

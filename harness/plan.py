@@ -10,10 +10,18 @@ so they are the counts the run will record; the vocabulary is the tokenizer conf
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
 from harness.backfill_hint import missing_tasks
+from harness.cli_checks import (
+    CONF_DIR,
+    SEARCHPATH,
+    check_group_overrides,
+    check_override_keys,
+    die,
+)
 from harness.identity import run_id
 from harness.run_setup import plan_steps
 from harness.store import read_record, run_dir
@@ -144,3 +152,78 @@ def sbatch_preview(launcher: dict[str, Any], n_runs: int) -> list[str]:
     lines += [f"# setup: {s}" for s in launcher.get("setup") or []]
     lines.append(f"# logs and pickled jobs: {launcher.get('submitit_folder')}")
     return lines
+
+
+# -- `harness plan`: the sweep expanded by Hydra as for `run`, one row per job --------
+
+_PLAN_ROWS: list[dict] = []
+
+
+def plan_command(args: list[str]) -> None:
+    """`harness plan <run overrides>`: one row per run of the sweep, nothing trained. Hydra
+    expands the sweep as for `run`, always with the in-process launcher (nothing submitted)."""
+    import tempfile
+
+    import hydra
+    from omegaconf import DictConfig
+
+    from harness.config import run_spec
+
+    check_group_overrides(args)
+    check_override_keys("config", args)
+    slurm = any(a.lstrip("+") == "hydra/launcher=slurm" for a in args)
+    launcher = _launcher_config(args) if slurm else None
+    local = [
+        a
+        for a in args
+        if not a.lstrip("+").startswith(("hydra/launcher=", "cluster=", "hydra.launcher."))
+    ]
+    _PLAN_ROWS.clear()
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def job(cfg: DictConfig) -> None:
+        from common.errors import HarnessError
+
+        try:
+            _PLAN_ROWS.append(plan_row(run_spec(cfg), Path(cfg.out_root)))
+        except HarnessError as err:
+            die(str(err))
+
+    with tempfile.TemporaryDirectory() as tmp:  # Hydra's own output folders go nowhere
+        sys.argv = [
+            "harness plan",
+            *local,
+            f"hydra.sweep.dir={tmp}",
+            f"hydra.run.dir={tmp}",
+            "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled",
+            SEARCHPATH,
+        ]
+        job()
+    print(format_table(_PLAN_ROWS))
+    actions = [r["action"].split(" ")[0] for r in _PLAN_ROWS]
+    print(
+        ", ".join(f"{actions.count(a)} to {a}" for a in ("train", "resume", "skip") if a in actions)
+    )
+    if launcher is not None:
+        print(f"\nSLURM: one array job of {len(_PLAN_ROWS)} task(s) (not submitted):")
+        print("\n".join(sbatch_preview(launcher, len(_PLAN_ROWS))))
+
+
+def _launcher_config(args: list[str]) -> dict:
+    """The resolved hydra.launcher node of the first config of the sweep (no SLURM needed)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from harness.overrides import first_choice, split_override
+
+    first = []
+    for arg in args:
+        parts = split_override(arg)
+        if parts is not None:
+            first.append(f"{parts[0]}{parts[1]}={first_choice(parts[2])}")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="config", overrides=[*first, SEARCHPATH], return_hydra_config=True
+        )
+    return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)

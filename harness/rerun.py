@@ -14,20 +14,11 @@ import yaml
 from common.atomic import write_text
 from common.errors import ConfigError, HarnessError
 from common.log import log
-from harness.config import build_dataclass
+from harness.config import spec_from_dict
 from harness.identity import run_id
 from harness.store import run_dir
 from harness.tracking import Tracker
-from train.specs import (
-    EvalSpec,
-    MixSpec,
-    ModelSpec,
-    RunSpec,
-    SourceSpec,
-    TokenizerSpec,
-    TrainSpec,
-    ValSetSpec,
-)
+from train.specs import RunSpec
 
 OVERRIDES_FILE = "overrides.yaml"
 
@@ -61,25 +52,12 @@ def launch(spec: RunSpec, out_root: Path, tracker: Tracker | None, overrides: li
 
 
 def spec_from_config(full: dict[str, Any]) -> RunSpec:
-    """The `RunSpec` a run directory's config.yaml (`full:` part) describes."""
-    try:
-        sources = {n: SourceSpec(**s) for n, s in full["sources"].items()}
-        return RunSpec(
-            sweep=str(full["sweep"]),
-            seed=int(full["seed"]),
-            model=build_dataclass(ModelSpec, full["model"], "model"),
-            tokenizer=build_dataclass(TokenizerSpec, full["tokenizer"], "tokenizer"),
-            sources=sources,
-            mix=MixSpec(**full["mix"]),
-            validation=tuple(ValSetSpec(**v) for v in full["validation"]),
-            train=build_dataclass(TrainSpec, full["train"], "train"),
-            eval=build_dataclass(EvalSpec, full["eval"], "eval"),
-            cache_dir=str(full.get("cache_dir", ".cache/harness")),
-        )
-    except (KeyError, TypeError) as err:
-        raise ConfigError(
-            f"--from: not a run's config.yaml ({type(err).__name__}: {err})"
-        ) from None
+    """The `RunSpec` a run directory's config.yaml (`full:` part) describes, checked like a
+    composed `harness run` config (harness.config.spec_from_dict): a config.yaml edited by
+    hand or received from someone else is refused in one line on a bad value or name."""
+    if not isinstance(full, dict):
+        raise ConfigError(f"--from: 'full:' is not a mapping (got {type(full).__name__})")
+    return spec_from_dict(full)
 
 
 def _parse(args: list[str]) -> tuple[Path, Path | None]:

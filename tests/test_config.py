@@ -35,7 +35,7 @@ def test_sweep_presets_compose(sweep):
 
 
 def test_every_model_in_ladder_builds_a_spec():
-    from harness.cli import group_options
+    from harness.cli_checks import group_options
 
     for name in group_options("model"):
         spec = run_spec(compose([f"model={name}", "train.seq_len=128"]))

@@ -71,8 +71,8 @@ def test_offline_empty_cache_names_the_dataset(tmp_path):
         HF_DATASETS_CACHE=str(tmp_path / "hf" / "datasets"),
     )
     code = (
-        "from harness.cli import _guard; from eval.lm_eval_runner import TaskRunner; "
-        f"_guard(lambda: TaskRunner({CORE!r}))"
+        "from harness.cli_checks import guard; from eval.lm_eval_runner import TaskRunner; "
+        f"guard(lambda: TaskRunner({CORE!r}))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],

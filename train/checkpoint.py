@@ -255,21 +255,24 @@ def weights_mismatch(model: torch.nn.Module, checkpoint: Path) -> str | None:
     return "weights do not match the model: " + "; ".join(parts)
 
 
-def load_weights(model: torch.nn.Module, checkpoint: Path) -> torch.nn.Module:
-    """Load the weights saved in `checkpoint` into `model` (built with the same config): the one
-    place checkpoint weights are read. Only the tied output matrix may be absent from the file;
-    any other missing or unexpected tensor is a DataError. A model sharded by FSDP2 (DTensor
-    parameters) is filled by train.fsdp: each rank keeps its shard."""
-    weights = Path(checkpoint) / WEIGHTS
+def checked_weights(model: torch.nn.Module, checkpoint: Path) -> Path:
+    """The weights file of `checkpoint`, once it is known to fit `model`: only the tied output
+    matrix may be absent from the file; any other missing or unexpected tensor is a
+    DataError."""
     problem = weights_mismatch(model, checkpoint)
     if problem is not None:
         raise DataError(f"checkpoint '{checkpoint}' does not load: {problem}")
-    if _is_sharded(model):
-        from train.fsdp import load_full_weights
+    return Path(checkpoint) / WEIGHTS
 
-        load_full_weights(model, weights)
-        return model
-    # strict=False only for the tied head, which weights_mismatch allowed above
+
+def load_weights(model: torch.nn.Module, checkpoint: Path) -> torch.nn.Module:
+    """Load the weights saved in `checkpoint` into `model` (built with the same config), checked
+    by `checked_weights`. A model sharded by FSDP2 (DTensor parameters) is loaded by
+    train.fsdp (`ShardedRun.restore`: each rank keeps its shard), never here."""
+    weights = checked_weights(model, checkpoint)
+    if _is_sharded(model):
+        raise TypeError("load_weights: the model is sharded; train.fsdp loads sharded weights")
+    # strict=False only for the tied head, which checked_weights allowed above
     model.load_state_dict(load_file(weights), strict=False)
     if model.config.tie_word_embeddings:
         model.tie_weights()

@@ -45,11 +45,9 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
-from common.errors import ConfigError
-from train.checkpoint import load_weights, save_checkpoint
+from train.checkpoint import checked_weights, save_checkpoint
 from train.distributed import DistInfo
 from train.fast_loss import CausalLMLoss
-from train.specs import PARALLEL_MODES
 
 # `auto` shards models above this many parameters when several processes train one run:
 # from ~1B on, AdamW state replicated by DDP (16 B/param) no longer leaves room for activations
@@ -61,11 +59,8 @@ OPTIMIZER_DIR = "optimizer"
 def wants_fsdp(parallel: str, n_params: int, info: DistInfo) -> bool:
     """Whether this run trains sharded. `ddp` (the default) never; `fsdp` always, even in
     one process (a mesh of one: the sharded code path without a second device); `auto` when
-    several processes train a model of more than AUTO_FSDP_MIN_PARAMS parameters."""
-    if parallel not in PARALLEL_MODES:
-        raise ConfigError(
-            f"train.parallel: unknown mode '{parallel}' (known: {', '.join(PARALLEL_MODES)})"
-        )
+    several processes train a model of more than AUTO_FSDP_MIN_PARAMS parameters. The value
+    is one of train.specs.PARALLEL_MODES (harness.config checks it before a run starts)."""
     if parallel == "fsdp":
         return True
     return parallel == "auto" and info.enabled and n_params > AUTO_FSDP_MIN_PARAMS
@@ -185,7 +180,7 @@ class ShardedRun:
     ) -> None:
         """Weights from the HF file; optimizer state from its shards, or from a checkpoint
         written without FSDP (train.parallel changed between launches: it is not keyed)."""
-        load_weights(self.model, ckpt)  # sharded parameters: comes back to load_full_weights
+        load_full_weights(self.model, checked_weights(self.model, ckpt))
         if (ckpt / OPTIMIZER_DIR).is_dir():
             load_optimizer(self.model, optimizer, ckpt / OPTIMIZER_DIR)
         else:

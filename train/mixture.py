@@ -14,14 +14,19 @@ from common.errors import ConfigError, DataError
 from train.token_cache import TokenCache
 
 
-def normalise_weights(weights: dict[str, float], where: str = "data.weights") -> dict[str, float]:
-    """Weights summing to one; negative, non-finite or all-zero weights are an error."""
+def check_weights(weights: dict[str, float], where: str = "data.weights") -> None:
+    """Negative, non-finite or all-zero weights are an error."""
     for name, w in weights.items():
         if not np.isfinite(w) or w < 0:
             raise ConfigError(f"{where}.{name}: weight must be a finite number >= 0, got {w}")
-    total = sum(weights.values())
-    if total <= 0:
+    if sum(weights.values()) <= 0:
         raise ConfigError(f"{where}: all weights are zero ({weights})")
+
+
+def normalise_weights(weights: dict[str, float], where: str = "data.weights") -> dict[str, float]:
+    """Weights summing to one; negative, non-finite or all-zero weights are an error."""
+    check_weights(weights, where)
+    total = sum(weights.values())
     return {n: w / total for n, w in weights.items() if w > 0}
 
 

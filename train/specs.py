@@ -61,6 +61,8 @@ class ValSetSpec:
 
 
 PARALLEL_MODES = ("ddp", "fsdp", "auto")  # how several processes share one run (train/fsdp.py)
+# torch.compile modes (on CUDA; train.compile_mode)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class TrainSpec:
     tokens_per_param: float | None = None
     batch_size: int = 32
     seq_len: int = 128
-    lr: float = 3e-3
+    lr: float = 0.004
     min_lr_ratio: float = 0.1
     warmup_frac: float = 0.05
     schedule: str = "cosine"  # cosine | wsd
@@ -91,7 +93,7 @@ class TrainSpec:
     compile_mode: str = (
         "default"  # torch.compile mode on CUDA: default | reduce-overhead | max-autotune
     )
-    loss_chunk: int = 0  # rows per chunk of the fused linear + cross-entropy; 0 = full logits
+    loss_chunk: int = 512  # rows per chunk of the fused linear + cross-entropy; 0 = full logits
     activation_checkpointing: bool = False  # recompute layer activations in backward (less memory)
     parallel: str = (
         "ddp"  # several processes: ddp | fsdp (sharded, train/fsdp.py) | auto (fsdp > 1B params)
