@@ -66,7 +66,8 @@ format: install-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-checks: lint test
+# The static checks and the fast tests (no end-to-end runs): what to run before a commit.
+checks: lint test-fast
 
 bench-smoke: install
 	$(OFFLINE) $(PY) bench/train_throughput.py --smoke

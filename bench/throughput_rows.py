@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.reference_models import run_reference  # noqa: E402
-from train.loop import peak_memory, train  # noqa: E402
+from train.checkpoint import ResumePlan  # noqa: E402
+from train.loop import peak_memory, pick_device, train  # noqa: E402
 from train.model import build_model  # noqa: E402
 from train.specs import ModelSpec, TrainSpec  # noqa: E402
 
@@ -131,7 +132,7 @@ def bench_harness(
         warmup_frac=0.0,
         precision="bf16" if cuda else "fp32",
         compile=cuda,
-        **train_kw,
+        **{"loss_chunk": 0, **train_kw},  # the full-logits loss unless a variant names a chunk
     )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -144,6 +145,8 @@ def bench_harness(
             set(),
             Path(tmp),
             evaluate=lambda m, s, t: None,
+            device=pick_device(spec),
+            resume=ResumePlan(None),
             log_fn=rows.append,
         )
         wall = time.perf_counter() - t0

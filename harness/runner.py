@@ -210,9 +210,10 @@ def _train(
         set(plan.eval_steps),
         path,
         evaluate,
+        device=pick_device(spec.train),
+        resume=resume,
         log_fn=log_fn,
         stop=stop,
-        resume=resume,
     )
 
 
@@ -339,7 +340,7 @@ def _compute(spec: RunSpec, setup: RunSetup, result: LoopResult, t_start: float)
         wall_seconds=round(time.time() - t_start, 3),
         train_seconds=round(result.wall_seconds, 3),
         tokens_per_second=round(result.tokens_per_second, 1),
-        device=str(pick_device(spec.train)),
+        device=result.device,
         torch_threads=result.extra.get("torch_threads"),
         resumed_from_step=result.resumed_from,
         peak_memory_bytes=result.peak_memory_bytes,

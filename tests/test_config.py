@@ -87,6 +87,8 @@ def test_run_id_changes_only_with_semantic_fields(tmp_path):
         (["train.schedule=linear"], "train.schedule: unknown schedule 'linear'"),
         (["train.device=tpu"], "train.device: unknown device 'tpu'"),
         (["train.parallel=zero"], "train.parallel: unknown mode 'zero' (known: ddp, fsdp, auto)"),
+        # checked with the other train.* values, before a record (it used to be the loop's)
+        (["train.compile_mode=fastest"], "train.compile_mode: unknown mode 'fastest'"),
         (["+train.lrr=1"], "train.lrr: unknown key"),
         (["train.batch_size=0"], "train.batch_size: must be a positive number, got 0"),
         (

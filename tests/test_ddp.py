@@ -14,8 +14,8 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from tests.test_fastpath import TINY, RandomSampler
-from train.checkpoint import latest_complete
-from train.loop import train
+from train.checkpoint import latest_complete, plan_resume
+from train.loop import pick_device, train
 from train.model import build_model
 from train.specs import TrainSpec
 
@@ -48,6 +48,8 @@ def run(run_dir: Path) -> None:
         eval_steps={STEPS},
         run_dir=run_dir,
         evaluate=evaluate,
+        device=pick_device(SPEC),
+        resume=plan_resume(run_dir / "checkpoints", model=model),
     )
 
 

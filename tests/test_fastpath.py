@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from common.errors import ConfigError
+from train.checkpoint import plan_resume
 from train.distributed import DistInfo, local_rows
 from train.fast_loss import CausalLMLoss, chunked_linear_cross_entropy, full_linear_cross_entropy
-from train.loop import LoopResult, _Prefetcher, peak_memory, train
+from train.loop import LoopResult, _Prefetcher, peak_memory, pick_device, train
 from train.model import build_model
 from train.specs import ModelSpec, TrainSpec
 
@@ -99,6 +100,8 @@ def run_loop(tmp_path, **train_kw) -> tuple[list[float], LoopResult]:
         eval_steps=set(),
         run_dir=tmp_path,
         evaluate=lambda m, s, t: None,
+        device=pick_device(spec),
+        resume=plan_resume(tmp_path / "checkpoints", model=model),
     )
     rows = [json.loads(ln) for ln in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     return [r["loss"] for r in rows], result
@@ -107,6 +110,7 @@ def run_loop(tmp_path, **train_kw) -> tuple[list[float], LoopResult]:
 def test_train_switches_keep_the_loss_curve(tmp_path):
     ref, res = run_loop(tmp_path / "plain")
     assert len(ref) == 8 and ref[-1] < ref[0]
+    assert res.device == "cpu"  # the device the loop trained on, what the record stores
     assert res.peak_memory_bytes and res.peak_memory_bytes > 10 * 2**20  # CPU peak RSS, bytes
     assert res.extra["peak_memory_kind"] == "cpu_max_rss"
     for kw in ({"loss_chunk": 40}, {"activation_checkpointing": True}):
@@ -118,11 +122,6 @@ def test_cpu_thread_count_does_not_change_the_curve(tmp_path):
     # the trainer may pick 1 thread over all cores when that measures faster (train/loop.py)
     curves = [run_loop(tmp_path / f"t{n}", num_threads=n)[0] for n in (1, 2)]
     assert curves[0] == pytest.approx(curves[1], abs=1e-6)
-
-
-def test_unknown_compile_mode_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="train.compile_mode"):
-        run_loop(tmp_path, compile_mode="fastest")
 
 
 def test_prefetcher_on_cpu_gives_this_ranks_rows():

@@ -23,10 +23,10 @@ from safetensors.torch import load_file
 
 from tests.test_ddp import StubTokenizer, free_port, log_rows
 from tests.test_fastpath import TINY, RandomSampler
-from train.checkpoint import latest_complete, verify_checkpoint
+from train.checkpoint import latest_complete, plan_resume, verify_checkpoint
 from train.distributed import DistInfo
 from train.fsdp import AUTO_FSDP_MIN_PARAMS, OPTIMIZER_DIR, wants_fsdp
-from train.loop import train
+from train.loop import pick_device, train
 from train.model import build_model
 from train.specs import TrainSpec
 
@@ -63,6 +63,8 @@ def run(run_dir: Path, parallel: str) -> None:
         eval_steps={STEPS},
         run_dir=run_dir,
         evaluate=evaluate,
+        device=pick_device(SPEC),
+        resume=plan_resume(run_dir / "checkpoints", model=model),
     )
 
 
@@ -113,6 +115,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {"single": root / "single", "fsdp": root / "fsdp"}
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_two_ranks_sharded_match_one_process(runs):
     assert_same_run(runs["single"], runs["fsdp"])
     # rank 0 alone evaluated, on an unsharded model
@@ -121,6 +124,7 @@ def test_two_ranks_sharded_match_one_process(runs):
     assert json.loads((runs["fsdp"] / evals[0]).read_text()) == {"full": True}
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_sharded_checkpoint_is_hf_loadable_and_complete(runs):
     from transformers import AutoModelForCausalLM
 
@@ -152,6 +156,7 @@ def resume_from_step3(src: Path, dst: Path) -> None:
         p.unlink()
 
 
+@pytest.mark.slow  # spawns worker processes
 @pytest.mark.parametrize(
     "src, parallel, world",
     [
@@ -173,6 +178,7 @@ def test_resume_from_a_checkpoint_matches_the_uninterrupted_run(
     assert sorted(p.name for p in resumed.glob("eval_rank*")) == [f"eval_rank0_step{STEPS}"]
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_fsdp_in_one_process_matches_plain(runs, tmp_path):
     """train.parallel=fsdp without torchrun: a mesh of one, the sharded code path on one device."""
     spawn(tmp_path / "one", "fsdp", 1)
@@ -202,6 +208,7 @@ def _state_worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_each_rank_holds_its_share_of_the_optimizer_state(tmp_path):
     """What FSDP is for: AdamW's two moments are split over the ranks, not replicated."""
     mp.spawn(_state_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
@@ -220,6 +227,7 @@ def test_auto_shards_only_large_models_across_processes():
     assert wants_fsdp("fsdp", 10, one) and not wants_fsdp("ddp", AUTO_FSDP_MIN_PARAMS * 10, two)
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_torchrun_fsdp_through_the_cli_matches_one_process(tmp_path, shared_cache):
     """`torchrun --nproc_per_node=2 -m harness.cli run ... train.parallel=fsdp`: the runner's
     record (validation losses at every evaluated checkpoint) equals a one-process run's."""

@@ -33,8 +33,8 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 from tests.test_ddp import StubTokenizer, free_port, log_rows  # noqa: E402
 from tests.test_fastpath import RandomSampler  # noqa: E402
-from train.checkpoint import latest_complete  # noqa: E402
-from train.loop import build_optimizer, train  # noqa: E402
+from train.checkpoint import latest_complete, plan_resume  # noqa: E402
+from train.loop import build_optimizer, pick_device, train  # noqa: E402
 from train.model import build_model  # noqa: E402
 from train.specs import ModelSpec, TrainSpec  # noqa: E402
 
@@ -81,6 +81,8 @@ def train_run(
         eval_steps=set(eval_steps),
         run_dir=run_dir,
         evaluate=lambda m, s, t: None,
+        device=pick_device(spec),
+        resume=plan_resume(run_dir / "checkpoints", model=model),
     )
 
 

@@ -48,6 +48,8 @@ from torch.distributed.tensor import DTensor
 from train.checkpoint import checked_weights, save_checkpoint
 from train.distributed import DistInfo
 from train.fast_loss import CausalLMLoss
+from train.specs import TrainSpec
+from train.step import TrainStep
 
 # `auto` shards models above this many parameters when several processes train one run:
 # from ~1B on, AdamW state replicated by DDP (16 B/param) no longer leaves room for activations
@@ -152,10 +154,11 @@ def staging_dir(ckpt_root: Path, step: int) -> Path:
     return ckpt_root / f".optimizer_step_{step}"
 
 
-class ShardedRun:
-    """One run's FSDP side, called by the loop at the points where it differs from DDP: the
-    step module, gradient clipping, restore, the full model for evaluation, and checkpoints.
-    Every method except `__init__` is collective: all ranks call it at the same step."""
+class ShardedRun(TrainStep):
+    """One run's FSDP side, with the interface of train.replicated.ReplicatedRun (wrap, step,
+    save, restore, gather): the step module is sharded at construction (before the optimizer
+    is built over the sharded parameters). Every method except `__init__` and `wrap` is
+    collective: all ranks call it at the same step."""
 
     def __init__(
         self,
@@ -171,6 +174,10 @@ class ShardedRun:
         self.step_module = shard(model, device, loss_chunk, compile_layers)
         self.replica: torch.nn.Module | None = None  # rank 0 only
         self.replica_step: int | None = None
+
+    def wrap(self, spec: TrainSpec) -> None:
+        """The step module exists since `__init__` (sharded, layers compiled if asked)."""
+        super().wrap(spec)
 
     def clip(self, max_norm: float) -> torch.Tensor:
         return clip_grad_norm(list(self.model.parameters()), max_norm)
@@ -189,7 +196,7 @@ class ShardedRun:
                 self.model, optimizer, full, options=StateDictOptions(full_state_dict=True)
             )
 
-    def gather(self, step: int) -> torch.nn.Module | None:
+    def _replica(self, step: int) -> torch.nn.Module | None:
         """Rank 0's unsharded replica holding the weights after `step` (on the CPU); None on
         the other ranks. Gathered once per step, reused by evaluation and the checkpoint."""
         if self.replica_step == step:
@@ -206,9 +213,10 @@ class ShardedRun:
         return self.replica
 
     @contextmanager
-    def full_model(self, step: int) -> Iterator[torch.nn.Module | None]:
-        """The replica on the training device for the duration (rank 0), then back on the CPU."""
-        replica = self.gather(step)
+    def gather(self, step: int) -> Iterator[torch.nn.Module | None]:
+        """The model to evaluate after `step`: rank 0's unsharded replica on the training
+        device for the duration, then back on the CPU; None on the other ranks."""
+        replica = self._replica(step)
         if replica is None:
             yield None
             return
@@ -237,7 +245,7 @@ class ShardedRun:
             ckpt_root.mkdir(parents=True, exist_ok=True)
         dist.barrier()
         save_optimizer(self.model, optimizer, staging)
-        replica = self.gather(step)
+        replica = self._replica(step)
         dist.barrier()
         if self.info.is_main:
             state = {k: v for k, v in trainer_state.items() if k != "optimizer"}

@@ -24,15 +24,12 @@ from train import distributed, fsdp
 from train.checkpoint import (
     ResumePlan,
     load_trainer_state,
-    load_weights,
-    plan_resume,
     prune_checkpoints,
     rng_state,
-    save_checkpoint,
     set_rng_state,
 )
-from train.fast_loss import CausalLMLoss
 from train.mixture import MixtureSampler
+from train.replicated import ReplicatedRun
 from train.schedule import lr_multiplier
 from train.specs import TrainSpec
 
@@ -53,6 +50,7 @@ class LoopResult:
     tokens_per_second: float
     resumed_from: int | None
     peak_memory_bytes: int | None = None
+    device: str = "cpu"  # the device this process trained on (recorded as compute.device)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,6 +62,8 @@ class StopFlag(Protocol):
 
 
 def pick_device(spec: TrainSpec) -> torch.device:
+    """The device a run trains on: `train.device`, or CUDA when `auto` finds one. Decided
+    once, by the caller of `train()`."""
     if spec.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(spec.device)
@@ -86,35 +86,6 @@ def build_optimizer(
     if device.type == "cuda":
         return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), fused=True)
     return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), foreach=True)
-
-
-def _restore(
-    model,
-    optimizer,
-    scheduler,
-    ckpt: Path,
-    sharded: fsdp.ShardedRun | None = None,
-    state: dict | None = None,
-) -> tuple[int, list[float], list]:
-    if state is None:  # read by plan_resume already, normally
-        state = load_trainer_state(ckpt)
-    if sharded is not None:
-        sharded.restore(optimizer, ckpt, state)
-    else:
-        load_weights(model, ckpt)
-        if "optimizer" in state:
-            optimizer.load_state_dict(state["optimizer"])
-        else:  # saved by a sharded (FSDP) run: train.parallel may change between launches
-            fsdp.load_optimizer(model, optimizer, ckpt / fsdp.OPTIMIZER_DIR)
-    scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
-    # the unlogged part of the current log interval: a checkpoint between log steps (a
-    # preemption) must resume to the same logged means as an uninterrupted run
-    return (
-        int(state["step"]),
-        list(state.get("loss_window", [])),
-        list(state.get("interval", [0.0, 0])),
-    )
 
 
 def _truncate_log(log_path: Path, max_step: int) -> None:
@@ -142,30 +113,26 @@ def train(
     eval_steps: set[int],
     run_dir: Path,
     evaluate: Callable[[torch.nn.Module, int, int], None],
+    *,
+    device: torch.device,
+    resume: ResumePlan,
     log_fn: Callable[[dict[str, Any]], None] | None = None,
     stop: StopFlag | None = None,
-    resume: ResumePlan | None = None,
 ) -> LoopResult:
-    """Train to `total_steps`, resuming from `resume` (the caller's plan; by default the newest
-    complete checkpoint in `run_dir`, see train.checkpoint.plan_resume).
+    """Train to `total_steps` on `device` (the caller's `pick_device`; under torchrun each
+    rank takes its local GPU of that type), resuming from `resume` (the caller's plan, see
+    train.checkpoint.plan_resume).
 
     After each step in `eval_steps` it calls `evaluate(model, step, tokens)` and then saves a
     checkpoint, so every evaluated point can be re-scored later (backfill) and resumed from.
     Under torchrun (WORLD_SIZE > 1) every rank calls this; each trains on its slice of the
     global batch, and only rank 0 evaluates, logs and writes checkpoints (the others wait).
     """
-    info = distributed.init(pick_device(spec).type)
-    device = distributed.local_device(pick_device(spec), info)
-    if device.type == "cpu":
-        torch.set_num_threads(spec.num_threads or distributed.cpu_threads(info))
-    else:
-        torch.cuda.set_device(device)
-        torch.cuda.reset_peak_memory_stats(device)
+    info = distributed.init(device.type)
+    device = distributed.local_device(device, info)
+    _use_device(device, spec, info)
     model.to(device)
-    sharded = None  # FSDP2: shard before the optimizer is built over the (sharded) parameters
-    if fsdp.wants_fsdp(spec.parallel, sum(p.numel() for p in model.parameters()), info):
-        compile_layers = spec.compile and device.type == "cuda"
-        sharded = fsdp.ShardedRun(model, device, info, spec.loss_chunk, compile_layers)
+    run = _parallel_run(model, spec, device, info)  # before the optimizer: FSDP shards first
     optimizer = build_optimizer(model, spec, device)
     warmup = int(round(spec.warmup_frac * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -174,169 +141,76 @@ def train(
             s, total_steps, warmup, spec.schedule, spec.min_lr_ratio, spec.decay_frac
         ),
     )
-    ckpt_root = run_dir / "checkpoints"
-    log_path = run_dir / "train_log.jsonl"
-    start, loss_window, resumed_from, interval = 0, [], None, [0.0, 0]
-    if resume is None:
-        resume = plan_resume(
-            ckpt_root,
-            log=lambda m: print(m, file=sys.stderr) if info.is_main else None,
-            model=model,
-        )
+    ckpt_root, log_path = run_dir / "checkpoints", run_dir / "train_log.jsonl"
+    start, loss_window, interval = 0, [], [0.0, 0]
     if resume.checkpoint is not None:
-        start, loss_window, interval = _restore(
-            model, optimizer, scheduler, resume.checkpoint, sharded, resume.trainer_state
-        )
-        resumed_from = start
+        start, loss_window, interval = _restore(run, optimizer, scheduler, resume)
     if info.is_main:
         _truncate_log(log_path, start)
     distributed.barrier(info)
-
-    use_bf16 = device.type == "cuda" and spec.precision in ("auto", "bf16")
     if spec.activation_checkpointing:
         # recompute each layer's activations in backward: less memory for ~1/3 more compute
         model.activation_checkpointing_enable({"use_reentrant": False})
-    step_fn = sharded.step_module if sharded else _step_module(model, spec, device, info)
+    run.wrap(spec)
     if device.type == "cpu" and not spec.num_threads and not info.enabled and start < total_steps:
-        torch.set_num_threads(_pick_cpu_threads(step_fn, model, sampler.batch(start)))
-    cudagraphs = spec.compile and device.type == "cuda" and spec.compile_mode == "reduce-overhead"
+        torch.set_num_threads(_pick_cpu_threads(run.step_module, model, sampler.batch(start)))
     tokens_per_step = sampler.batch_size * sampler.seq_len  # the global batch: exact accounting
     batches = _Prefetcher(
         sampler, distributed.local_rows(sampler.batch_size, info), device, total_steps
     )
+    t0, paused = time.time(), 0.0  # paused: seconds spent evaluating and checkpointing
+    log = _TrainLog(log_path, spec, info, device, (start, total_steps), interval, loss_window)
+    log.log_fn = log_fn
 
     def checkpoint(step: int) -> None:
-        state = {
-            "step": step,
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_state(),
-            "loss_window": loss_window,
-            "interval": [float(interval_loss.item()), interval_n],
-        }
-        if sharded is not None:  # every rank writes its optimizer shards; rank 0 the rest
-            sharded.save(ckpt_root, step, tokenizer, optimizer, state)
-        elif info.is_main:
-            state["optimizer"] = optimizer.state_dict()
-            save_checkpoint(ckpt_root, step, model, tokenizer, state)
+        state = {"step": step, "scheduler": scheduler.state_dict(), "rng": rng_state()}
+        run.save(ckpt_root, step, tokenizer, optimizer, {**state, **log.state()})
         if info.is_main:
             prune_checkpoints(ckpt_root, spec.keep_checkpoints, protect=eval_steps)
         distributed.barrier(info)
 
-    t0 = time.time()
-    bar = tqdm(
-        total=total_steps,
-        initial=start,
-        unit="step",
-        dynamic_ncols=True,
-        mininterval=1.0 if sys.stderr.isatty() else 15.0,
-        file=sys.stderr,
-        disable=os.environ.get("HARNESS_NO_PROGRESS") == "1" or not info.is_main,
-    )
-    interval_loss = torch.tensor(float(interval[0]), device=device)
-    interval_t, interval_n = time.time(), int(interval[1])
-    paused = 0.0  # seconds spent evaluating and checkpointing
-    log_fh = open(log_path, "a") if info.is_main else None
-    pending: _PendingRow | None = None  # on CUDA a logged row is read back one step later
-
-    def flush() -> None:
-        nonlocal pending
-        if pending is None:
-            return
-        row, pending = pending.resolve(), None
-        _check_divergence(row["loss"], loss_window, spec.spike_factor, row["step"])
-        if log_fh is not None:
-            log_fh.write(json.dumps(row) + "\n")
-            log_fh.flush()
-            if log_fn:
-                log_fn(row)
-        bar.set_postfix(
-            loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_second']:,.0f}", refresh=False
-        )
-
     model.train()
     try:
         for step in range(start, total_steps):
-            window = batches.get(step)
-            if cudagraphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = step_fn(window[:, :-1], window[:, 1:])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if sharded is not None:
-                grad_norm = sharded.clip(spec.grad_clip)
-            else:
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    model.parameters(), spec.grad_clip, foreach=True
-                )
+            loss, grad_norm = run.step(batches.get(step), spec.grad_clip)
             optimizer.step()
             scheduler.step()
-            interval_loss += loss.detach()
-            interval_n += 1
-            flush()  # the previous step's row: its values are ready by now, no stall
             done = step + 1
             log_step = done % spec.log_every == 0 or done == total_steps or done in eval_steps
-            if log_step:
-                elapsed = time.time() - interval_t
-                stats = distributed.mean_across(
-                    torch.stack([interval_loss / interval_n, grad_norm.detach().float()]), info
-                )
-                pending = _PendingRow(
-                    stats,
-                    {
-                        "step": done,
-                        "tokens": done * tokens_per_step,
-                        "lr": scheduler.get_last_lr()[0],
-                        "tokens_per_second": interval_n * tokens_per_step / max(elapsed, 1e-9),
-                    },
-                )
-                if device.type != "cuda":
-                    flush()  # nothing to overlap with on CPU; keeps signals and logs step-exact
-                interval_loss.zero_()
-                interval_t, interval_n = time.time(), 0
-            bar.update(1)
+            lr = scheduler.get_last_lr()[0]
+            log.after_step(loss, grad_norm, done, lr, tokens_per_step, log_step)
             if done in eval_steps or (spec.checkpoint_every and done % spec.checkpoint_every == 0):
-                flush()
+                log.flush()
                 t_pause = time.time()
                 if done in eval_steps:
-                    model.eval()
-                    if sharded is not None:  # rank 0 evaluates an unsharded replica
-                        with sharded.full_model(done) as full:
-                            if info.is_main:
-                                evaluate(full, done, done * tokens_per_step)
-                    elif info.is_main:
-                        evaluate(model, done, done * tokens_per_step)
-                    model.train()
+                    _evaluate(run, model, evaluate, done, done * tokens_per_step)
                 checkpoint(done)
                 paused += time.time() - t_pause
-                interval_t = time.time()  # tokens/s measures training only
-            stopping = stop is not None and stop.signum is not None
-            if info.enabled:  # agree on stopping; a collective, so only at logging steps
-                stopping = log_step and distributed.any_across(stopping, info)
-            if stopping and done < total_steps:
-                flush()
+                log.restart_clock()  # tokens/s measures training only
+            if _stopping(stop, log_step, info) and done < total_steps:
+                log.flush()
                 if done not in eval_steps:
                     checkpoint(done)
                 raise Preempted(
                     f"signal {stop.signum if stop else None} at step {done}; checkpoint saved"
                 )
-        flush()
+        log.flush()
     finally:
-        bar.close()
+        log.close()
         batches.close()
-        if log_fh is not None:
-            log_fh.close()
         if spec.activation_checkpointing:
             model.activation_checkpointing_disable()
     wall = time.time() - t0 - paused
-    steps_run = total_steps - start
+    sharded = isinstance(run, fsdp.ShardedRun)
     return LoopResult(
         total_steps,
         total_steps * tokens_per_step,
         wall,
-        steps_run * tokens_per_step / max(wall, 1e-9),
-        resumed_from,
+        (total_steps - start) * tokens_per_step / max(wall, 1e-9),
+        start if resume.checkpoint is not None else None,
         peak_memory(device),
+        str(device),
         extra={
             "world_size": info.world_size,
             "torch_threads": torch.get_num_threads(),
@@ -346,16 +220,143 @@ def train(
     )
 
 
-def _step_module(
+def _use_device(device: torch.device, spec: TrainSpec, info: distributed.DistInfo) -> None:
+    if device.type == "cpu":
+        torch.set_num_threads(spec.num_threads or distributed.cpu_threads(info))
+    else:
+        torch.cuda.set_device(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _parallel_run(
     model: torch.nn.Module, spec: TrainSpec, device: torch.device, info: distributed.DistInfo
-) -> torch.nn.Module:
-    """The loss module the step calls: (chunked) loss fused in, DDP-wrapped, compiled on CUDA."""
-    module = distributed.wrap(CausalLMLoss(model, spec.loss_chunk), device, info)
-    if spec.compile and device.type == "cuda":
-        return torch.compile(
-            module, mode=None if spec.compile_mode == "default" else spec.compile_mode
+) -> ReplicatedRun | fsdp.ShardedRun:
+    """The one place the loop tells a sharded run from a replicated one."""
+    if fsdp.wants_fsdp(spec.parallel, sum(p.numel() for p in model.parameters()), info):
+        compile_layers = spec.compile and device.type == "cuda"
+        return fsdp.ShardedRun(model, device, info, spec.loss_chunk, compile_layers)
+    return ReplicatedRun(model, device, info)
+
+
+def _restore(run, optimizer, scheduler, resume: ResumePlan) -> tuple[int, list[float], list]:
+    """Weights, optimizer, schedule and RNG from the resume checkpoint; the step, the loss
+    window and the unlogged part of the current log interval (a checkpoint between log steps,
+    a preemption, must resume to the same logged means as an uninterrupted run)."""
+    state = resume.trainer_state
+    if state is None:  # read by plan_resume already, normally
+        state = load_trainer_state(resume.checkpoint)
+    run.restore(optimizer, resume.checkpoint, state)
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return (
+        int(state["step"]),
+        list(state.get("loss_window", [])),
+        list(state.get("interval", [0.0, 0])),
+    )
+
+
+def _evaluate(run, model: torch.nn.Module, evaluate, step: int, tokens: int) -> None:
+    """Rank 0 evaluates the full model (a sharded run's gathered replica); the others wait."""
+    model.eval()
+    with run.gather(step) as full:
+        if full is not None:
+            evaluate(full, step, tokens)
+    model.train()
+
+
+def _stopping(stop: StopFlag | None, log_step: bool, info: distributed.DistInfo) -> bool:
+    stopping = stop is not None and stop.signum is not None
+    if info.enabled:  # agree on stopping; a collective, so only at logging steps
+        stopping = log_step and distributed.any_across(stopping, info)
+    return stopping
+
+
+class _TrainLog:
+    """The log rows: the mean loss and gradient norm of each interval of `log_every` steps,
+    checked for divergence, written to train_log.jsonl and `log_fn` (rank 0), and the
+    progress bar. On CUDA a row's values are read back one step later, without a stall."""
+
+    def __init__(
+        self,
+        path: Path,
+        spec: TrainSpec,
+        info: distributed.DistInfo,
+        device: torch.device,
+        steps: tuple[int, int],
+        interval: list,
+        loss_window: list[float],
+    ):
+        self.spec, self.info, self.device, self.loss_window = spec, info, device, loss_window
+        self.log_fn: Callable[[dict[str, Any]], None] | None = None
+        self.bar = tqdm(
+            total=steps[1],
+            initial=steps[0],
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 15.0,
+            file=sys.stderr,
+            disable=os.environ.get("HARNESS_NO_PROGRESS") == "1" or not info.is_main,
         )
-    return module
+        self.loss = torch.tensor(float(interval[0]), device=device)
+        self.t, self.n = time.time(), int(interval[1])
+        self.fh = open(path, "a") if info.is_main else None
+        self.pending: _PendingRow | None = None
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps so that a resume logs the same means."""
+        return {"loss_window": self.loss_window, "interval": [float(self.loss.item()), self.n]}
+
+    def after_step(
+        self,
+        loss: torch.Tensor,
+        grad_norm: torch.Tensor,
+        done: int,
+        lr: float,
+        tokens_per_step: int,
+        log_step: bool,
+    ) -> None:
+        self.loss += loss.detach()
+        self.n += 1
+        self.flush()  # the previous step's row: its values are ready by now, no stall
+        if log_step:
+            elapsed = time.time() - self.t
+            stats = distributed.mean_across(
+                torch.stack([self.loss / self.n, grad_norm.detach().float()]), self.info
+            )
+            row = {
+                "step": done,
+                "tokens": done * tokens_per_step,
+                "lr": lr,
+                "tokens_per_second": self.n * tokens_per_step / max(elapsed, 1e-9),
+            }
+            self.pending = _PendingRow(stats, row)
+            if self.device.type != "cuda":
+                self.flush()  # nothing to overlap with on CPU; keeps signals and logs step-exact
+            self.loss.zero_()
+            self.t, self.n = time.time(), 0
+        self.bar.update(1)
+
+    def restart_clock(self) -> None:
+        self.t = time.time()
+
+    def flush(self) -> None:
+        if self.pending is None:
+            return
+        row, self.pending = self.pending.resolve(), None
+        _check_divergence(row["loss"], self.loss_window, self.spec.spike_factor, row["step"])
+        if self.fh is not None:
+            self.fh.write(json.dumps(row) + "\n")
+            self.fh.flush()
+            if self.log_fn:
+                self.log_fn(row)
+        self.bar.set_postfix(
+            loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_second']:,.0f}", refresh=False
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.fh is not None:
+            self.fh.close()
 
 
 def _pick_cpu_threads(
