@@ -83,12 +83,23 @@ def execute(spec: RunSpec, out_root: Path, tracker: Tracker | None = None) -> Ru
     path.mkdir(parents=True, exist_ok=True)
     if not dist_info().is_main:  # torchrun rank > 0: rank 0 holds the lock and writes
         return _execute_follower(spec, rid, path)
+    tracker = tracker or null_tracker()
     with file_lock(path / ".lock"):
         try:
-            return _execute_locked(spec, rid, path, tracker or null_tracker())
+            return _execute_locked(spec, rid, path, tracker)
         except BaseException as err:
             _record_stop(path, err)
+            _finish_tracker(tracker, path)
             raise
+
+
+def _finish_tracker(tracker: Tracker, path: Path) -> None:
+    """The W&B run ends on every exit path (an exception, out of memory, Ctrl-C), with the
+    record's status as `_record_stop` left it; a tracker error never hides the run's own."""
+    try:
+        tracker.finish(read_record(path), preempted=True)
+    except Exception as err:  # noqa: BLE001 - the tracker is a mirror, never the cause
+        log(f"warning: could not finish the W&B run ({type(err).__name__}: {err})")
 
 
 def _record_stop(path: Path, err: BaseException) -> None:

@@ -27,7 +27,7 @@ class Tracker:
 
     def log_checkpoint(self, entry: CheckpointEntry) -> None: ...
 
-    def finish(self, record: RunRecord, preempted: bool = False) -> None: ...
+    def finish(self, record: RunRecord | None, preempted: bool = False) -> None: ...
 
 
 def null_tracker() -> Tracker:
@@ -154,8 +154,14 @@ class WandbTracker(Tracker):
         data["flops"] = entry.flops
         self.run.log(data, step=entry.step)
 
-    def finish(self, record: RunRecord, preempted: bool = False) -> None:
+    def finish(self, record: RunRecord | None, preempted: bool = False) -> None:
+        """End the W&B run with the record's summary; idempotent (a run that already ended,
+        or never started, is left alone). `preempted`: exit code 1 (stopped or crashed)."""
         if not self.run:
+            return
+        if record is None:  # the record is unreadable: end the run without a summary
+            self.run.finish(exit_code=1)
+            self.run = None
             return
         summary: dict[str, Any] = {
             "status": record.status,

@@ -3,7 +3,14 @@ every promised metric in the offline run file (read back, not mocked)."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import time
+
 import pytest
+import torch
 
 from common.errors import ConfigError
 from harness.config import run_spec
@@ -120,3 +127,57 @@ def test_offline_run_says_where_and_how_to_sync_once(no_key, tmp_path, capsys):
     assert len(lines) == 1  # once, not per run
     assert f"wandb sync {tmp_path / 'wandb'}/offline-run-*" in lines[0]
     assert list((tmp_path / "wandb").glob("offline-run-*hint1"))
+
+
+@pytest.mark.slow
+def test_a_run_that_raises_finishes_its_wandb_run(no_key, monkeypatch, shared_cache, tmp_path):
+    """Out of memory (or any exception the runner does not turn into a reason itself) goes
+    through _record_stop; the W&B run ends there too, its summary saying `failed`."""
+    import harness.runner as runner
+
+    def out_of_memory(*args, **kwargs):
+        raise getattr(torch, "OutOfMemoryError", RuntimeError)("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(runner, "_train", out_of_memory)
+    out = tmp_path / "out"
+    cfg = compose(tiny_overrides(shared_cache, out) + ["logger=wandb"])
+    with pytest.raises(RuntimeError, match="out of memory"):
+        execute(run_spec(cfg), out, make_tracker(dict(cfg.logger), out))
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    assert read_offline_run(run_dir)["summary"].get("status") == "failed"
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_the_wandb_run(shared_cache, tmp_path):
+    """A real SIGINT to `harness run logger=wandb`: the record says interrupted, and so does the
+    W&B run's summary (it used to be left unfinished)."""
+    from tests.fault_injection import child_env, harness_cmd, with_default_sigint
+
+    out = tmp_path / "out"
+    over = tiny_overrides(shared_cache, out) + ["logger=wandb", "train.tokens=400000"]
+    env = child_env({"NETRC": str(tmp_path / "no-netrc"), "WANDB_DIR": str(tmp_path / "wh")})
+    env.pop("WANDB_API_KEY", None)
+    proc = subprocess.Popen(
+        with_default_sigint(harness_cmd(over)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        for _ in range(1200):  # until training has logged a step
+            logs = list(out.glob("runs/*/train_log.jsonl"))
+            if (logs and logs[0].read_text().count("\n") >= 2) or proc.poll() is not None:
+                break
+            time.sleep(0.25)
+        assert proc.poll() is None, proc.communicate()[0]
+        os.kill(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    record = json.loads(next(out.glob("runs/*/record.json")).read_text())
+    assert record["status"] == "interrupted", output
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    assert read_offline_run(run_dir)["summary"].get("status") == "interrupted", output
