@@ -13,13 +13,13 @@ import torch
 
 from common.errors import ConfigError, DataError
 from common.log import log  # noqa: F401 - re-exported: harness.data_prep.log was public
+from toyworld.world import world_from_options, world_options
 from train.cache_lock import build_dir_once
 from train.mixture import eval_windows
 from train.sources import stdlib_content
 from train.specs import RunSpec
 from train.token_cache import TokenCache, build_token_cache
 from train.tokenizer import load_tokenizer, tokenizer_key
-from train.toyworld_entities import world_from_options, world_options
 
 
 @dataclass
@@ -55,8 +55,8 @@ def _code_version(*modules) -> str:
 def toy_task_key(spec: RunSpec) -> str:
     """The cache key of the toy tasks: the world, the number of items, the generator's code,
     and (toy_code's items come from this Python's stdlib) its version and bytes."""
-    import eval.toytasks as toytasks
-    import train.toyworld as toyworld
+    import toyworld.corpus as corpus
+    import toyworld.tasks as toytasks
 
     src = spec.sources.get("toyworld")
     if src is None or src.kind != "toyworld":
@@ -66,7 +66,7 @@ def toy_task_key(spec: RunSpec) -> str:
     world_key = (world_seed, n_entities) + (
         (int(src.options["n_unseen"]),) if src.options.get("n_unseen") is not None else ()
     )
-    code = _code_version(toytasks, toyworld)
+    code = _code_version(toytasks, corpus)
     return hashlib.sha256(
         repr((*world_key, spec.eval.n_per_task, code, stdlib_content())).encode()
     ).hexdigest()[:16]
@@ -76,7 +76,7 @@ def toy_task_dir(spec: RunSpec) -> tuple[Path, dict[str, float]]:
     """Generate the toy-world lm-eval tasks (once per key, `toy_task_key`); return their
     folder (an lm-eval include path) and each task's chance level. A cached folder is
     verified on every use (`load_task_specs`)."""
-    import eval.toytasks as toytasks
+    import toyworld.tasks as toytasks
 
     target = Path(spec.cache_dir).resolve() / "toytasks" / toy_task_key(spec)
     src = spec.sources["toyworld"]

@@ -18,8 +18,8 @@ SHOT_NOTE = "@<N>shot"  # any task takes a few-shot variant, e.g. hellaswag@5sho
 
 def toy_rows(spec: RunSpec) -> list[dict[str, Any]]:
     """One row per toy task (variants folded into the row), from the generated index."""
-    from eval.toytasks import load_task_specs
     from harness.data_prep import toy_task_dir
+    from toyworld.tasks import load_task_specs
 
     folder, _ = toy_task_dir(spec)
     rows: dict[str, dict[str, Any]] = {}

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eval.toytasks import (
+from toyworld.corpus import DOMAINS, CorpusOptions, documents, person_fields
+from toyworld.tasks import (
     REQUIRED_FIELDS,
     SETUPS,
     TASKS,
@@ -18,7 +19,7 @@ from eval.toytasks import (
     make_items,
     write_toy_tasks,
 )
-from train.toyworld import DOMAINS, CorpusOptions, documents, make_world, person_fields
+from toyworld.world import make_world
 
 N = 20
 CHANCE = {

@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 
 from common.errors import ConfigError
-from train import toyworld_templates as T
-from train.toyworld import (
+from toyworld import templates as T
+from toyworld.corpus import (
     DOMAINS,
     SPLITS,
     CorpusOptions,
     corpus_options,
     documents,
     domain_counts,
-    make_world,
     person_fields,
     subject_weights,
 )
+from toyworld.world import make_world
 
 ROOT = Path(__file__).resolve().parents[1]
 N_DOCS = 60
@@ -46,7 +46,7 @@ def _digest(world, seed: int = 0) -> str:
 def test_same_seed_same_bytes_across_processes(world):
     # PYTHONHASHSEED differs per process, so any reliance on hash(str) would show up here.
     code = (
-        "from train.toyworld import make_world; import tests.test_toyworld as t;"
+        "from toyworld.world import make_world; import tests.test_toyworld as t;"
         "print(t._digest(make_world(seed=3, n_entities=120)))"
     )
     outs = set()

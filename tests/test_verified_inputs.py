@@ -263,8 +263,8 @@ def test_planted_suite_folder_in_shared_temp_is_never_used(tmp_path, monkeypatch
 
 @pytest.fixture
 def toy_tasks(tmp_path):
-    from eval.toytasks import write_toy_tasks
-    from train.toyworld import make_world
+    from toyworld.tasks import write_toy_tasks
+    from toyworld.world import make_world
 
     out = tmp_path / "toytasks"
     out.mkdir()
@@ -272,7 +272,7 @@ def toy_tasks(tmp_path):
 
 
 def test_toy_task_include_of_code_running_yaml_is_refused(toy_tasks):
-    from eval.toytasks import load_task_specs
+    from toyworld.tasks import load_task_specs
 
     out, specs = toy_tasks
     (out / "evil.py").write_text("def pwn(ds):\n    return ds\n")
@@ -310,7 +310,7 @@ def _resign_index(out: Path) -> None:
 
 def test_toy_task_data_damaged_at_the_same_size_is_refused(toy_tasks):
     """Gold shifted in the test items (same size): the scores would change silently."""
-    from eval.toytasks import load_task_specs
+    from toyworld.tasks import load_task_specs
 
     out, _ = toy_tasks
     data = out / "toy_facts.jsonl"
@@ -329,7 +329,7 @@ def test_planted_jinja_template_in_a_cached_task_yaml_never_reaches_lm_eval(toy_
     """lm-eval renders doc_to_text with an unsandboxed Jinja environment: a template in a
     cached YAML would run as the user. Even with every checksum rewritten to match, a YAML
     that is not byte for byte the generator's is refused."""
-    from eval.toytasks import load_task_specs
+    from toyworld.tasks import load_task_specs
 
     out, specs = toy_tasks
     victim = Path(specs["toy_facts"].yaml_path)
@@ -348,7 +348,7 @@ def test_planted_jinja_template_in_a_cached_task_yaml_never_reaches_lm_eval(toy_
 
 
 def test_edited_toy_task_index_is_refused(toy_tasks):
-    from eval.toytasks import load_task_specs
+    from toyworld.tasks import load_task_specs
 
     out, _ = toy_tasks
     index = out / "index.json"
@@ -358,7 +358,7 @@ def test_edited_toy_task_index_is_refused(toy_tasks):
 
 
 def test_toy_tasks_of_another_python_are_refused(toy_tasks):
-    from eval.toytasks import load_task_specs
+    from toyworld.tasks import load_task_specs
 
     out, _ = toy_tasks
     index = json.loads((out / "index.json").read_text())

@@ -37,8 +37,8 @@ def iter_documents(spec: SourceSpec, split: str) -> Iterator[str]:
 
 
 def _toyworld(spec: SourceSpec, split: str) -> Iterator[str]:
-    from train.toyworld import DOMAINS, corpus_options, documents, domain_counts
-    from train.toyworld_entities import world_from_options
+    from toyworld.corpus import DOMAINS, corpus_options, documents, domain_counts
+    from toyworld.world import world_from_options
 
     opts = spec.options
     world = world_from_options(opts)

@@ -101,7 +101,7 @@ class Registered:
 
 def _check(source: Path, cfg: dict) -> str:
     """The task or group name `cfg` registers; ConfigError naming the file and a missing field."""
-    from eval.toytasks import MC_FIELDS, REQUIRED_FIELDS
+    from toyworld.tasks import MC_FIELDS, REQUIRED_FIELDS
 
     if "group" in cfg:
         if not cfg.get("task"):

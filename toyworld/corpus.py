@@ -1,10 +1,10 @@
-"""Synthetic toy-world corpus: render a World (train/toyworld_entities.py) into documents.
+"""Synthetic toy-world corpus: render a World (toyworld/world.py) into documents.
 
-Public API: ``make_world``, ``World``, ``DOMAINS``, ``SPLITS``, ``documents``,
-``iter_documents``, ``CorpusOptions``. Document i of (world, domain, split, seed) has its own
-RNG stream, so ``documents(..., n_docs=10)`` is a prefix of ``documents(..., n_docs=1000)``
-and output is byte-identical across processes. ``CorpusOptions()`` (the default) renders the
-original corpus byte for byte; its knobs only change the output when set.
+Public API: ``DOMAINS``, ``SPLITS``, ``documents``, ``iter_documents``, ``CorpusOptions``.
+Document i of (world, domain, split, seed) has its own RNG stream, so ``documents(...,
+n_docs=10)`` is a prefix of ``documents(..., n_docs=1000)`` and output is byte-identical across
+processes. ``CorpusOptions()`` (the default) renders the original corpus byte for byte; its
+knobs only change the output when set.
 """
 
 from __future__ import annotations
@@ -14,19 +14,13 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from train import toyworld_templates as T
-from train.errors import ConfigError
-from train.toyworld_entities import (
-    COLOURS,
-    FOODS,
-    OBJECTS,
-    PROFESSIONS,
-    SPECIES,
+from common.errors import ConfigError
+from toyworld import templates as T
+from toyworld.world import (
     City,
     Country,
     Person,
     World,
-    make_world,
     stable_seed,
 )
 
@@ -34,17 +28,10 @@ __all__ = [
     "DOMAINS",
     "SPLITS",
     "CorpusOptions",
-    "World",
     "documents",
     "iter_documents",
-    "make_world",
     "person_fields",
     "subject_weights",
-    "COLOURS",
-    "FOODS",
-    "PROFESSIONS",
-    "SPECIES",
-    "OBJECTS",
 ]
 
 DOMAINS = ("encyclopedia", "narrative", "arithmetic")
@@ -128,7 +115,7 @@ def _join(names: list[str]) -> str:
 
 
 def person_fields(world: World, p: Person) -> dict[str, str]:
-    """Placeholder values for one person (shared with eval/toytasks.py so probes match)."""
+    """Placeholder values for one person (shared with toyworld/tasks.py so probes match)."""
     city: City = world.cities[p.city]
     country: Country = world.countries[city.country]
     f = p.gender == "f"

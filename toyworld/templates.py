@@ -7,7 +7,7 @@ template (tests check this), which makes the split boundary auditable in raw tex
 Placeholders (str.format_map): n name, P/p He/he, Pos/pos His/his, obj_pr him/her, colour, food,
 profession, age, city, country, pet, species, obj, objc, friend, parent, lang, capital, dish,
 size, kids. The first train template of colour/food/profession/country is the cloze form used by
-eval/toytasks.py, so a probe's wording is one the model has seen.
+toyworld/tasks.py, so a probe's wording is one the model has seen.
 """
 
 from __future__ import annotations

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import yaml
 
-from train.atomic import write_text
+from common.atomic import write_text
+from toyworld.corpus import person_fields
+from toyworld.world import COLOURS, FOODS, PROFESSIONS, SPECIES, World, stable_seed
 from train.sources import stdlib_root, stdlib_split_files
-from train.toyworld import COLOURS, FOODS, PROFESSIONS, SPECIES, World, person_fields
-from train.toyworld_entities import stable_seed
 
 TASKS = (
     "toy_recall",
