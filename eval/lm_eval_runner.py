@@ -8,8 +8,15 @@ task without a YAML of its own (a generated YAML that `include`s the base task's
 num_fewshot: lm-eval's documented way to derive a task).
 
 Only lm-eval's public API is used (TaskManager, get_task_dict, evaluate, HFLM, task attributes
-without a leading underscore), except for one documented shim, `_build_requests_once`, whose
-assumptions tests/test_library_shims.py checks against the installed lm-eval.
+without a leading underscore), except for the shims below; tests/test_library_shims.py checks
+each one against the installed lm-eval, so an upgrade that breaks one fails there, by name:
+
+- `_build_requests_once` reads and sets `Task._instances` (the cache behind `Task.instances`);
+- `_dataset_of` reads `TaskManager.task_index` entries' `yaml_path` and `kind` (public
+  attributes, undocumented);
+- eval/suites/paths.py finds lm-eval's shipped task YAMLs beside `lm_eval.tasks.__file__`;
+- task YAMLs are read by eval/task_yaml.py, which follows the rules of lm-eval's private
+  `lm_eval.tasks._yaml_loader.load_yaml` (includes, `!function`) without importing it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import yaml
 
 from common.errors import ConfigError, DataError
 from eval.suites.paths import Registered, prepare_include_paths
+from eval.task_yaml import TaskYamlError, read_task_yaml
 
 VARIANT_SEP_LM_EVAL = "__"
 VARIANT_SEP = "@"
@@ -300,27 +308,6 @@ def _variant_yaml(lm_name: str, base_yaml: Path, num_fewshot: int) -> Path:
     return path
 
 
-class _AnyTagLoader(yaml.SafeLoader):
-    """Reads task YAMLs without running them: `!function` and other tags load as None."""
-
-
-_AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
-
-
-def _yaml_keys(path: Path, depth: int = 0) -> dict[str, Any]:
-    """A task YAML's keys with its `include`s merged under them (the file's own keys win)."""
-    raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader) or {}  # noqa: S506 - tags load as None
-    if not isinstance(raw, dict):
-        return {}
-    includes = raw.pop("include", None) or []
-    merged: dict[str, Any] = {}
-    for inc in [includes] if isinstance(includes, str) else includes:
-        inc_path = Path(inc) if Path(inc).is_absolute() else path.parent / inc
-        if depth < 8 and inc_path.is_file():
-            merged.update(_yaml_keys(inc_path, depth + 1))
-    return merged | raw
-
-
 def _dataset_of(spec: str | dict[str, Any], tm: Any) -> tuple[str | None, str | None]:
     """(dataset_path, dataset_name) a task spec names in its YAML; (None, None) for groups,
     tags and tasks without a YAML."""
@@ -328,7 +315,10 @@ def _dataset_of(spec: str | dict[str, Any], tm: Any) -> tuple[str | None, str | 
     path = Path(entry.yaml_path) if entry is not None and entry.yaml_path else Path(str(spec))
     if entry is not None and entry.kind.name != "TASK" or not path.is_file():
         return None, None
-    keys = _yaml_keys(path)
+    try:
+        keys = read_task_yaml(path)
+    except TaskYamlError:  # only names the dataset in a message: unknown then
+        return None, None
     return keys.get("dataset_path"), keys.get("dataset_name")
 
 

@@ -124,3 +124,49 @@ def test_local_launcher_is_hydras_basic_launcher_by_public_name():
     assert "_internal" not in text
     launcher = compose([], hydra_node=True).hydra.launcher
     assert launcher._target_.endswith("BasicLauncher")  # what Hydra's `basic` option resolves to
+
+
+def test_task_yaml_reader_agrees_with_lm_evals_own(tmp_path):
+    """eval/task_yaml.py reads task files as lm-eval's private reader does (includes merged, the
+    including file winning, task_list not inherited, `!function` kept as the hook's path): the
+    one place the private name `lm_eval.tasks._yaml_loader.load_yaml` is used."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from eval.task_yaml import read_task_yaml
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.yaml").write_text(
+        "task: base\ndataset_path: json\noutput_type: multiple_choice\n"
+        "doc_to_text: !function utils.doc_to_text\nnum_fewshot: 0\ntask_list: [a, b]\n"
+        "metric_list:\n  - metric: acc\n"
+    )
+    (tmp_path / "mid.yaml").write_text("include: sub/base.yaml\nnum_fewshot: 2\n")
+    top = tmp_path / "top.yaml"
+    top.write_text("include: [mid.yaml]\ntask: top\n")
+    ours = read_task_yaml(top)
+    theirs = load_yaml(top, resolve_func=False, recursive=True)
+    assert ours == theirs, f"lm-eval {lm_eval.__version__}: task YAML reading differs"
+    assert ours["task"] == "top" and ours["num_fewshot"] == 2 and "task_list" not in ours
+    assert ours["doc_to_text"] == str(tmp_path / "sub" / "utils.doc_to_text")
+    twice = tmp_path / "twice.yaml"  # base along two branches: both readers refuse it
+    twice.write_text(f"include: [mid.yaml, {tmp_path / 'sub' / 'base.yaml'}]\ntask: t\n")
+    with pytest.raises(ValueError, match="(?i)include cycle"):
+        load_yaml(twice, resolve_func=False, recursive=True)
+    with pytest.raises(ValueError, match="include cycle"):
+        read_task_yaml(twice)
+
+
+def test_task_index_entries_name_their_yaml_and_kind(task_dir):
+    """eval.lm_eval_runner._dataset_of reads `task_index[name].yaml_path` and `.kind.name`."""
+    from eval.lm_eval_runner import _manager_for
+
+    entry = _manager_for(["t_base"], (str(task_dir),)).task_index["t_base"]
+    assert entry.kind.name == "TASK", f"lm-eval {lm_eval.__version__}: task_index kind changed"
+    assert Path(entry.yaml_path).resolve() == (task_dir / "t_base.yaml").resolve()
+
+
+def test_lm_eval_ships_its_task_yamls_beside_its_tasks_package():
+    """eval/suites/paths.py substitutes `{lm_eval_tasks}` with lm_eval.tasks' folder."""
+    from eval.suites.paths import lm_eval_tasks_dir
+
+    assert (lm_eval_tasks_dir() / "arc" / "arc_easy.yaml").is_file()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from eval.task_yaml import REQUIRED_FIELDS
 from toyworld.corpus import DOMAINS, CorpusOptions, documents, person_fields
 from toyworld.tasks import (
-    REQUIRED_FIELDS,
     SETUPS,
     TASKS,
     check_task_yaml,

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from common.atomic import write_text
+from eval.task_yaml import MC_FIELDS, REQUIRED_FIELDS, read_task_yaml
 from toyworld.corpus import person_fields
 from toyworld.world import COLOURS, FOODS, PROFESSIONS, SPECIES, World, stable_seed
 from train.sources import stdlib_root, stdlib_split_files
@@ -42,8 +43,6 @@ SETUPS: dict[str, tuple[str, ...]] = {t: ("", "3shot", "letters") for t in TASKS
 SETUPS["toy_grammar"] = ("", "prefix", "3shot")
 N_FEWSHOT_POOL = 24
 LETTERS = "ABCDEFGH"
-REQUIRED_FIELDS = ("task", "dataset_path", "output_type", "doc_to_text")
-MC_FIELDS = ("doc_to_target", "doc_to_choice")
 INDEX = "index.json"
 # index.json's own sha256, written last: its presence means the folder is complete
 INDEX_SUM = "index.json.sha256"
@@ -473,14 +472,9 @@ def _yaml_text(spec: TaskSpec, folder: Path) -> str:
 def check_task_yaml(path: Path) -> dict:
     """Parse a task YAML; one-line ValueError naming file and field if a required one is absent."""
     path = Path(path)
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: unreadable task YAML ({type(e).__name__})") from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: task YAML is not a mapping")
-    # Generated tasks are data only: safe_load already refuses a `!function` tag; an `include:`
+    # Generated tasks are data only: tags=False refuses a `!function` tag; an `include:`
     # would let lm-eval load another file (with its own `!function`), so none is allowed.
+    cfg = read_task_yaml(path, includes=False, tags=False)
     for key in ("include", "class"):
         if key in cfg:
             raise ValueError(f"{path}: generated task YAML may not use {key!r}")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import ConfigError
+from eval.task_yaml import MC_FIELDS, REQUIRED_FIELDS, TaskYamlError, read_task_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER = "{lm_eval_tasks}"
@@ -101,8 +102,6 @@ class Registered:
 
 def _check(source: Path, cfg: dict) -> str:
     """The task or group name `cfg` registers; ConfigError naming the file and a missing field."""
-    from toyworld.tasks import MC_FIELDS, REQUIRED_FIELDS
-
     if "group" in cfg:
         if not cfg.get("task"):
             raise ConfigError(f"{source}: group YAML missing required field 'task'")
@@ -124,19 +123,15 @@ def index_include_paths(roots: list[tuple[Path, Path]]) -> dict[str, Registered]
     One-line ConfigError for a file that does not parse, lacks a required field, or registers a
     name another file in these paths already registers.
     """
-    from lm_eval.tasks._yaml_loader import load_yaml
-
     found: dict[str, Registered] = {}
     for root, shown in roots:
         for path in (p for p in _files(root) if p.suffix == ".yaml"):
             source = shown / path.relative_to(root)
             try:
-                cfg = load_yaml(path, resolve_func=False, recursive=True)
-            except Exception as err:  # noqa: BLE001 - yaml, include and shape errors alike
-                msg = (str(err).splitlines() or [type(err).__name__])[0].replace(
-                    str(lm_eval_tasks_dir()), PLACEHOLDER
-                )
-                raise ConfigError(f"{source}: unreadable task YAML ({msg})") from None
+                cfg = read_task_yaml(path)
+            except TaskYamlError as err:  # yaml, include and shape errors alike
+                reason = err.reason.replace(str(lm_eval_tasks_dir()), PLACEHOLDER)
+                raise ConfigError(f"{source}: {reason}") from None
             name = _check(source, cfg)
             if name in found:
                 raise ConfigError(
