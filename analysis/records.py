@@ -20,9 +20,7 @@ import pandas as pd
 from analysis.errors import AnalysisError, warn
 from analysis.table import conform, with_all_columns
 from common.files import read_regular
-from common.record import RunRecord
-
-MAX_RECORD_BYTES = 64 << 20  # as harness/store.py: far above any real record
+from common.record import MAX_RECORD_BYTES, RunRecord
 
 
 def _num(x: Any) -> float:

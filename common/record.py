@@ -28,6 +28,9 @@ SCHEMA_VERSION = 2
 STATUSES = ("running", "complete", "failed", "interrupted")
 
 _NUM = (int, float)
+# a record holds a few hundred checkpoint entries at most; anything far larger is not one (the
+# readers, harness/store.py and analysis/records.py, skip it unread)
+MAX_RECORD_BYTES = 64 << 20
 
 
 def _check(where: str, value: Any, types: tuple[type, ...], optional: bool = True) -> Any:

@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from common.errors import ConfigError, DataError
-from common.log import log  # noqa: F401 - re-exported: harness.data_prep.log was public
 from toyworld.world import world_from_options, world_options
 from train.cache_lock import build_dir_once
 from train.mixture import eval_windows

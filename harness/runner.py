@@ -26,7 +26,7 @@ from eval.val_loss import validation_losses
 from harness.config import to_dict
 from harness.identity import run_id, semantic_config
 from harness.preemption import Preemption
-from harness.run_setup import _TASK_RUNNERS, RunSetup, build_run, eval_schedule, task_runner
+from harness.run_setup import RunSetup, build_run, task_runner
 from harness.store import (
     git_sha,
     is_complete,
@@ -49,9 +49,6 @@ from train.distributed import dist_info
 from train.loop import Diverged, LoopResult, Preempted, pick_device, train
 from train.model import FLOPS_CONVENTION, training_flops
 from train.specs import RunSpec
-
-# kept importable from here (tests, backfill)
-__all__ = ["_TASK_RUNNERS", "RunOutcome", "eval_schedule", "execute", "task_runner"]
 
 Evaluate = Callable[[torch.nn.Module, int, int], None]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from common.atomic import write_json
 from common.errors import RecordError
 from common.files import read_regular
-from common.record import SCHEMA_VERSION, STATUSES, RunRecord
+from common.record import MAX_RECORD_BYTES, SCHEMA_VERSION, STATUSES, RunRecord
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -34,8 +34,6 @@ __all__ = [
 ]
 
 
-# a record holds a few hundred checkpoint entries at most; anything far larger is not one
-MAX_RECORD_BYTES = 64 << 20
 HEARTBEAT = "heartbeat.json"
 
 

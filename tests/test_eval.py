@@ -68,7 +68,7 @@ def test_continuous_metrics_match_a_hand_computation(finished_run):
     """lm-eval's logged log-likelihoods, recomputed directly from the model's logits."""
     cache, out, outcome = finished_run
     from harness.backfill import _load_checkpoint
-    from harness.runner import _TASK_RUNNERS
+    from harness.run_setup import _TASK_RUNNERS
     from train.checkpoint import latest_complete
 
     runner = next(iter(_TASK_RUNNERS.values()))

@@ -15,7 +15,8 @@ import yaml
 from common.errors import ConfigError
 from eval.lm_eval_runner import TaskRunner, _spec, task_manager
 from harness.config import run_spec
-from harness.runner import _TASK_RUNNERS, execute
+from harness.run_setup import _TASK_RUNNERS
+from harness.runner import execute
 from tests.conftest import ROOT, compose, tiny_overrides
 from tests.fixtures.eval_standin import write_standin
 

@@ -178,7 +178,8 @@ def test_fsdp_mesh_of_one_follows_the_unsharded_fast_path(curves, tmp_path):
 def test_lm_eval_scores_on_cuda_equal_cpu_scores(shared_cache, tmp_path):
     from harness.backfill import _load_checkpoint
     from harness.config import run_spec
-    from harness.runner import _TASK_RUNNERS, execute
+    from harness.run_setup import _TASK_RUNNERS
+    from harness.runner import execute
     from tests.conftest import compose, tiny_overrides
 
     ov = tiny_overrides(shared_cache, tmp_path, tasks=True) + ["train.device=cpu"]

@@ -9,7 +9,8 @@ import signal
 import pytest
 
 from harness.config import run_spec
-from harness.runner import eval_schedule, execute
+from harness.run_setup import eval_schedule
+from harness.runner import execute
 from harness.tracking import Tracker
 from tests.conftest import compose, tiny_overrides
 from train.checkpoint import checkpoint_steps, latest_complete, verify_checkpoint

@@ -137,8 +137,3 @@ def load_tokenizer(
     build_dir_once(target, lambda tmp: _train_bpe(spec, sources, tmp))
     _verify(target)
     return PreTrainedTokenizerFast.from_pretrained(str(target))
-
-
-def save_tokenizer(tok: PreTrainedTokenizerFast, out_dir: Path) -> None:
-    """Write tokenizer files beside a checkpoint so it loads with AutoTokenizer."""
-    tok.save_pretrained(out_dir)
