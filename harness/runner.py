@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from eval.lm_eval_runner import TaskRunner
 from eval.val_loss import validation_losses
 from harness.config import to_dict
 from harness.identity import run_id, semantic_config
-from harness.preemption import Preemption
+from harness.preemption import Preemption, signalled
 from harness.run_setup import _TASK_RUNNERS, RunSetup, build_run, eval_schedule, task_runner
 from harness.store import (
     git_sha,
@@ -102,13 +103,7 @@ def _record_stop(path: Path, err: BaseException) -> None:
     if stop and slurm_job_id() is not None:
         return
     if stop:
-        record.interrupt(
-            "interrupted by Ctrl-C"
-            if isinstance(err, KeyboardInterrupt)
-            else f"stopped: {err}"
-            if str(err)
-            else "stopped"
-        )
+        record.interrupt(_stop_reason(err))
     else:
         first = (str(err).splitlines() or [""])[0]
         record.fail(f"{type(err).__name__}: {first}" if first else type(err).__name__)
@@ -116,6 +111,16 @@ def _record_stop(path: Path, err: BaseException) -> None:
         write_record(path, record)
     except OSError as werr:
         log(f"run {record.run_id}: could not record its {record.status} state ({werr})")
+
+
+def _stop_reason(err: BaseException) -> str:
+    """What stopped a run: Ctrl-C (at once, or at a step boundary after a checkpoint), or
+    another signal."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted by Ctrl-C"
+    if isinstance(err, Preempted) and signalled() == signal.SIGINT:
+        return f"interrupted by Ctrl-C ({err})"
+    return f"stopped: {err}" if str(err) else "stopped"
 
 
 def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> RunOutcome:
