@@ -139,6 +139,7 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
     if previous is not None and resume.checkpoint is not None:
         record.checkpoints = previous.checkpoints
         record.keep_until(resume.step)
+        _keep_task_protocols(record, previous, runner)
         log(f"resume {rid} from step {resume.step}")
     write_record(path, record)
     tracker.start(rid, spec, record)
@@ -304,12 +305,33 @@ def _evaluator(
         if runner and (spec.eval.tasks_at == "all" or step == setup.plan.total_steps):
             tasks = runner.evaluate(m, setup.data.tokenizer, max_length=spec.model.max_seq_len)
         entry = CheckpointEntry(step, tokens, flops, val_loss, tasks)
+        if runner and tasks:
+            _note_protocols(record, entry, runner)
         record.put_checkpoint(entry)
         write_record(path, record)
         tracker.log_checkpoint(entry)
         log(f"step {step}: val loss " + ", ".join(f"{k} {v:.3f}" for k, v in val_loss.items()))
 
     return evaluate
+
+
+def _keep_task_protocols(record: RunRecord, previous: RunRecord, runner: TaskRunner | None) -> None:
+    """A resumed record keeps the task metadata of the run so far (tasks_meta changes only for
+    tasks scored again), and says where this launch scores a task under another protocol
+    (eval.limit, shots) than the kept checkpoints: each entry keeps its own, and the analysis
+    does not pool the two."""
+    record.tasks_meta = dict(previous.tasks_meta)
+    if runner is None:
+        return
+    for line in record.protocol_changes(runner.protocols(runner.names)):
+        log(f"warning: run {record.run_id} resumes under another evaluation protocol: {line}")
+
+
+def _note_protocols(record: RunRecord, entry: CheckpointEntry, runner: TaskRunner) -> None:
+    """Store on `entry` the protocol of each task scored there; update those tasks' metadata."""
+    entry.protocol = runner.protocols(list(entry.tasks))
+    meta = {n: vars(i) for n, i in runner.info().items()}
+    record.tasks_meta.update({t: meta[t] for t in entry.tasks if t in meta})
 
 
 def _evaluate_missing(setup: RunSetup, resume: ResumePlan, evaluate: Evaluate) -> None:

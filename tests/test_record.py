@@ -119,8 +119,13 @@ def test_schema1_record_reads_and_upgrades(tmp_path):
     write_record(tmp_path / "r", rec)
     written = json.loads((tmp_path / "r" / "record.json").read_text())
     assert written["schema_version"] == SCHEMA_VERSION
+    # schema 3 adds each entry's protocol: the one the record claimed (tasks_meta, no limit)
+    upgraded = copy.deepcopy(SCHEMA1_COMPLETE)
+    upgraded["checkpoints"][0]["protocol"] = {
+        "toy_recall": {"setup": "", "num_fewshot": 0, "n_samples": 200, "limit": None}
+    }
     assert {k: v for k, v in written.items() if k != "schema_version"} == {
-        k: v for k, v in SCHEMA1_COMPLETE.items() if k != "schema_version"
+        k: v for k, v in upgraded.items() if k != "schema_version"
     }
     assert read_record(tmp_path / "r") == rec
 
