@@ -149,10 +149,11 @@ def cmd_run(args: list[str]) -> None:
     from harness.tracking import make_tracker
 
     if "--from" in args:
+        from harness.preemption import stop_sweep_on_signal
         from harness.rerun import rerun
 
         _quiet_transformers()
-        _guard(lambda: rerun(args))
+        _guard(lambda: stop_sweep_on_signal(lambda: rerun(args)))  # a stop: 143/130, one line
         return
     check_group_overrides(args)
     check_override_keys("config", args)

@@ -180,3 +180,24 @@ def test_sweep_by_mix_commands():
     assert cmds[1][1].get("HARNESS_NO_PROGRESS") == os.environ.get("HARNESS_NO_PROGRESS")
     with pytest.raises(SystemExit, match="out_root=DIR and data="):
         commands(["sweep=demo"], "T")
+
+
+@pytest.mark.slow
+def test_sweep_by_mix_runs_both_mixes_to_completion(shared_cache, tmp_path):
+    out = tmp_path / "out"
+    over = [o for o in tiny_overrides(shared_cache, out) if not o.startswith("out_root=")]
+    res = subprocess.run(
+        [sys.executable, "-m", "harness.sweep_by_mix", "data=toy_code,toy", f"out_root={out}"]
+        + over,
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    records = [_record(r) for r in _runs(out)]
+    assert sorted(r["data"]["mix"] for r in records) == ["toy", "toy_code"]
+    assert all(r["status"] == "complete" for r in records)
+    hydra_dirs = sorted(p.name.split("-", 2)[2] for p in (out / "hydra").iterdir())
+    assert hydra_dirs == ["toy", "toy_code"]  # <time>-<mix>: each process keeps its own logs
