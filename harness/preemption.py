@@ -46,6 +46,7 @@ class Preemption:
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
+        clear_signalled()  # a new run starts: what stopped an earlier one is not its stop
         sigs = [signal.SIGTERM, *WARNING_SIGNALS]
         # SIGINT ignored (a background job of a non-interactive shell) stays ignored
         if not under_slurm() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
