@@ -154,7 +154,7 @@ def one_protocol_per_task(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     points: dict[str, dict[str, set]] = {}
     for r in rows:
         if r["kind"] == "task":
-            points.setdefault(r["name"], {}).setdefault(r["protocol"], set()).add(
+            points.setdefault(r["name"], {}).setdefault(r.get("protocol", ""), set()).add(
                 (r["run_id"], r["step"], r["final"])
             )
     keep: dict[str, str] = {}
@@ -178,7 +178,7 @@ def one_protocol_per_task(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         r
         for r in rows
-        if r["kind"] != "task" or r["name"] not in keep or r["protocol"] == keep[r["name"]]
+        if r["kind"] != "task" or r["name"] not in keep or r.get("protocol", "") == keep[r["name"]]
     ]
 
 
