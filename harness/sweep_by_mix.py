@@ -5,11 +5,11 @@ Each process gets `data=<mix> train.num_threads=1 out_root=DIR` and its own Hydr
 (`DIR/hydra/<time>-<mix>`); all but the last run without a progress bar, so one bar is shown.
 
 Signals: the processes run in their own process groups, so a terminal's Ctrl-C reaches only
-this launcher, which passes it (and SIGTERM, SIGHUP) on to every process exactly once: each
-saves its run's checkpoint and ends its sweep. A second Ctrl-C is passed on too and stops them
-at once. Started from a shell's `&` a process would inherit SIGINT ignored and outlive a
-Ctrl-C; here each starts with the default SIGINT. On Linux each also gets SIGTERM if this
-launcher dies (kill -9). Exit status: 128 + the first signal passed on, else the first
+this launcher, which passes it (and SIGTERM; SIGHUP as SIGTERM) on to every process exactly
+once: each saves its run's checkpoint and ends its sweep. A second Ctrl-C is passed on too and
+stops them at once. Started from a shell's `&` a process would inherit SIGINT ignored and
+outlive a Ctrl-C; here each starts with the default SIGINT. On Linux each also gets SIGTERM
+if this launcher dies (kill -9). Exit status: 128 + the first signal passed on, else the first
 non-zero status of a process, else 0.
 """
 
@@ -66,10 +66,12 @@ def run_together(cmds: list[tuple[list[str], dict[str, str]]]) -> int:
 
     def forward(signum: int, frame) -> None:
         received.append(signum)
+        # a hang-up (terminal closed) as SIGTERM: harness runs save their checkpoint on that
+        to_send = signal.SIGTERM if signum == signal.SIGHUP else signum
         for p in procs:
             if p.returncode is None:  # not poll(): the main thread may be in p.wait()
                 try:
-                    os.kill(p.pid, signum)
+                    os.kill(p.pid, to_send)
                 except ProcessLookupError:
                     pass
 

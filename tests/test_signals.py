@@ -50,7 +50,8 @@ def _wait_training(out: Path, n_runs: int, proc: subprocess.Popen, timeout: floa
         if len(runs) >= n_runs and all(_logged(r) >= 2 for r in runs):
             return
         if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode} before training:\n{proc.stdout.read()}")
+            said = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"exited {proc.returncode} before training:\n{said}")
         time.sleep(0.2)
     raise AssertionError(f"{n_runs} run(s) did not start training within {timeout}s")
 
@@ -201,3 +202,41 @@ def test_sweep_by_mix_runs_both_mixes_to_completion(shared_cache, tmp_path):
     assert all(r["status"] == "complete" for r in records)
     hydra_dirs = sorted(p.name.split("-", 2)[2] for p in (out / "hydra").iterdir())
     assert hydra_dirs == ["toy", "toy_code"]  # <time>-<mix>: each process keeps its own logs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["hangup", "kill-9"])
+def test_sweep_by_mix_stops_both_on_hangup_or_its_own_death(shared_cache, tmp_path, sig):
+    """A closed terminal (SIGHUP) reaches the processes as SIGTERM; a launcher killed with -9
+    takes them down too (PR_SET_PDEATHSIG): each saves its checkpoint, none is orphaned."""
+    out = tmp_path / "out"
+    over = [o for o in tiny_overrides(shared_cache, out) if not o.startswith("out_root=")]
+    log = (tmp_path / "log").open("w")  # a file: an orphan never blocks on a full pipe
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.sweep_by_mix", "data=toy_code,toy", f"out_root={out}"]
+        + [*over, *long(1600000), "seed=0,1"],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_training(out, 2, proc)
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=300)
+        deadline = time.time() + 120  # after a kill -9 nobody waits for them: poll
+        while _pids_mentioning(str(out)) and time.time() < deadline:
+            time.sleep(0.5)
+        left = _pids_mentioning(str(out))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _kill_leftovers(str(out))
+        log.close()
+    said = (tmp_path / "log").read_text()[-3000:]
+    assert not left, f"processes left running: {left}\n{said}"
+    runs = _runs(out)
+    assert len(runs) == 2, f"{runs}\n{said}"
+    for run in runs:
+        _assert_stopped_with_checkpoint(run, signal.SIGTERM)
