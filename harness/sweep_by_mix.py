@@ -47,9 +47,11 @@ def commands(args: list[str], stamp: str) -> list[tuple[list[str], dict[str, str
 
 
 def _child_setup() -> None:
-    """In the child before exec: SIGINT at its default (exec keeps an ignored signal ignored),
-    the launcher's blocked signals unblocked (exec keeps the mask), and SIGTERM when the
-    launcher dies (Linux; elsewhere skipped)."""
+    """In the child before exec: its own process group (a terminal's Ctrl-C reaches only the
+    launcher), SIGINT at its default (exec keeps an ignored signal ignored), the launcher's
+    blocked signals unblocked (exec keeps the mask), and SIGTERM when the launcher dies
+    (Linux; elsewhere skipped). Popen's process_group needs Python 3.11."""
+    os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     try:
@@ -81,8 +83,8 @@ def run_together(cmds: list[tuple[list[str], dict[str, str]]]) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     try:
         for argv, env in cmds:
-            # preexec_fn: two signal calls and a prctl, nothing that takes a lock
-            proc = subprocess.Popen(argv, env=env, process_group=0, preexec_fn=_child_setup)
+            # preexec_fn: setpgid, two signal calls and a prctl, nothing that takes a lock
+            proc = subprocess.Popen(argv, env=env, preexec_fn=_child_setup)
             procs.append(proc)
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
