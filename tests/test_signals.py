@@ -240,3 +240,27 @@ def test_sweep_by_mix_stops_both_on_hangup_or_its_own_death(shared_cache, tmp_pa
     assert len(runs) == 2, f"{runs}\n{said}"
     for run in runs:
         _assert_stopped_with_checkpoint(run, signal.SIGTERM)
+
+
+def test_under_slurm_a_stop_is_left_to_slurm(monkeypatch):
+    """Under SLURM, Ctrl-C keeps Python's default and a SIGTERM ends no sweep here (SLURM
+    requeues or ends the job); outside, the same SIGTERM ends the process with 143."""
+    from harness import preemption
+
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    default_int = signal.getsignal(signal.SIGINT)
+    stop = preemption.Preemption()
+    stop.install()
+    try:
+        assert signal.getsignal(signal.SIGINT) is default_int
+        os.kill(os.getpid(), signal.SIGTERM)  # handled: sets the flag
+        time.sleep(0.1)
+        assert stop.signum == signal.SIGTERM
+        preemption.stop_sweep_if_signalled(lambda m: None)  # returns
+        monkeypatch.delenv("SLURM_JOB_ID")
+        with pytest.raises(SystemExit) as stopped:
+            preemption.stop_sweep_if_signalled(lambda m: None)
+        assert stopped.value.code == 128 + signal.SIGTERM
+    finally:
+        stop.restore()
+        preemption.clear_signalled()
