@@ -30,16 +30,14 @@ install-dev: $(VENV)/.installed-dev
 # than one run after another at 2 threads (small models use a second thread poorly), with the
 # same run ids and results (train.num_threads is not part of a run's identity). The toy_code
 # process prints its run/eval lines without a progress bar; its own Hydra folder keeps the logs
-# apart. $(call sweep_by_mix,<preset>,<out>)
+# apart. harness/sweep_by_mix.py starts both and passes Ctrl-C and SIGTERM on to both: each saves
+# its run's checkpoint and stops its sweep (a rerun resumes). SWEEP_ARGS: more overrides for
+# both (make demo SWEEP_ARGS=sources.toyworld.world_seed=1). $(call sweep_by_mix,<preset>,<out>)
+SWEEP_ARGS ?=
 define sweep_by_mix
 	@echo "[$$(date +%T)] sweep=$(1): one process per data mix"
-	@stamp=$$(date +%Y%m%d-%H%M%S); \
-	HARNESS_NO_PROGRESS=1 $(OFFLINE) $(VENV)/bin/harness run -m sweep=$(1) data=toy_code \
-	  train.num_threads=1 out_root=$(2) hydra.sweep.dir=$(2)/hydra/$$stamp-toy_code & \
-	other=$$!; \
-	$(OFFLINE) $(VENV)/bin/harness run -m sweep=$(1) data=toy \
-	  train.num_threads=1 out_root=$(2) hydra.sweep.dir=$(2)/hydra/$$stamp-toy; \
-	toy=$$?; wait $$other; code=$$?; test $$toy -eq 0 -a $$code -eq 0
+	@exec env $(OFFLINE) $(PY) -m harness.sweep_by_mix sweep=$(1) data=toy_code,toy \
+	  out_root=$(2) $(SWEEP_ARGS)
 	@echo "[$$(date +%T)] analysis"
 	$(OFFLINE) $(VENV)/bin/harness analyze root=$(2) analysis.points=all
 	@echo "[$$(date +%T)] outputs: $(2)/{runs,report.md,figures,tables}"

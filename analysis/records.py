@@ -5,6 +5,10 @@ One row per (run, checkpoint, measurement): every validation loss, and every tas
 Only `status == "complete"` records are used; others and unparseable files are skipped
 with a warning naming the file. Records are parsed and validated by `RunRecord`
 (common/record.py), the schema's one definition.
+
+A task's points are pooled only when scored under one protocol (setup, shots, items, limit:
+the entry's `protocol`): where a task's points differ, those under the protocol most points
+share are kept and the others are left out with a warning naming run, task and steps.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ def record_rows(rec: RunRecord | dict[str, Any]) -> list[dict[str, Any]]:
         for tname, metrics in ck.tasks.items():
             tm = meta.get(tname) or {}
             task, _, setup = tname.partition("@")
+            protocol = ck.protocol.get(tname) or {}
+            n_samples = protocol.get("n_samples", tm.get("n_samples"))
             for metric, value in metrics.items():
                 if metric.endswith("_stderr"):
                     continue
@@ -101,8 +107,9 @@ def record_rows(rec: RunRecord | dict[str, Any]) -> list[dict[str, Any]]:
                         "metric": metric,
                         "value": _num(value),
                         "stderr": _num(metrics.get(f"{metric}_stderr")),
-                        "n_samples": _num(tm.get("n_samples")),
+                        "n_samples": _num(n_samples),
                         "chance": _num(tm.get("chance")),
+                        "protocol": json.dumps(protocol, sort_keys=True),  # not a column
                     }
                 )
     return rows
@@ -125,6 +132,7 @@ def load_records(root: Path | str) -> pd.DataFrame:
             rows.extend(record_rows(rec))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             warn(f"skipping unreadable record {path}: {exc!r}")
+    rows = one_protocol_per_task(rows)
     if not rows:
         raise AnalysisError(f"no usable run records under {root / 'runs'} ({len(paths)} found)")
     table = conform(with_all_columns(pd.DataFrame(rows)))
@@ -135,3 +143,43 @@ def load_records(root: Path | str) -> pd.DataFrame:
         table = table[~bad].reset_index(drop=True)
     table["stderr"] = table["stderr"].astype(float).where(np.isfinite(table["stderr"]))
     return table
+
+
+def one_protocol_per_task(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` without the task points scored under another protocol than most points of their
+    task (ties: the protocol of more final checkpoints, then the larger key), each left-out
+    run and task said once."""
+    points: dict[str, dict[str, set]] = {}
+    for r in rows:
+        if r["kind"] == "task":
+            points.setdefault(r["name"], {}).setdefault(r.get("protocol", ""), set()).add(
+                (r["run_id"], r["step"], r["final"])
+            )
+    keep: dict[str, str] = {}
+    for name, by_protocol in points.items():
+        if len(by_protocol) < 2:
+            continue
+        keep[name] = max(
+            by_protocol,
+            key=lambda k: (len(by_protocol[k]), sum(f for *_, f in by_protocol[k]), k),
+        )
+        for protocol, pts in sorted(by_protocol.items()):
+            if protocol == keep[name]:
+                continue
+            for run in sorted({run for run, *_ in pts}):
+                steps = sorted(step for r, step, _ in pts if r == run)
+                warn(
+                    f"run {run}: {name} at step(s) {steps} was scored under another protocol "
+                    f"({_describe(protocol)}) than its other points ({_describe(keep[name])}); "
+                    "left out: two protocols are never pooled"
+                )
+    return [
+        r
+        for r in rows
+        if r["kind"] != "task" or r["name"] not in keep or r.get("protocol", "") == keep[r["name"]]
+    ]
+
+
+def _describe(protocol: str) -> str:
+    fields = json.loads(protocol) if protocol else {}
+    return ", ".join(f"{k} {v!r}" for k, v in fields.items()) or "unknown"

@@ -11,6 +11,11 @@ Schema versions:
   2  the same fields, every key always present (None when unknown), `compute` null until the
      run completes. Validated strictly: a missing, unknown or mistyped key is a RecordError
      naming it, so a renamed field fails where it is read instead of silently elsewhere.
+  3  each checkpoint entry also holds `protocol`: per task scored there, the evaluation
+     protocol it was scored with ({setup, num_fewshot, n_samples, limit}), so a resume or a
+     backfill under another `eval.limit` or shot count never passes for the same measurement.
+     Schema 1 and 2 entries get the protocol those records claimed for every checkpoint:
+     `tasks_meta` and the config's `eval.limit` (unknown fields None).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import Any
 from common.errors import RecordError
 from common.fields import field_kwargs
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 # interrupted: stopped by a signal or Ctrl-C outside SLURM (or found dead by `harness status`);
 # relaunching resumes it
 STATUSES = ("running", "complete", "failed", "interrupted")
@@ -56,6 +62,42 @@ def _block(where: str, raw: Any, cls: type, strict: bool) -> dict[str, Any]:
 def _scores(where: str, raw: Any) -> dict[str, float | None]:
     _check(where, raw, (dict,), optional=False)
     return {str(k): _check(f"{where}.{k}", v, _NUM) for k, v in raw.items()}
+
+
+# what a task's score depends on besides the model: its evaluation setup (variant), few-shot
+# count, the number of items scored and the `eval.limit` that capped them
+PROTOCOL_TYPES = {"setup": (str,), "num_fewshot": (int,), "n_samples": (int,), "limit": _NUM}
+
+
+def task_protocol(meta: dict[str, Any], limit: int | float | None) -> dict[str, Any]:
+    """The protocol of a task from its `tasks_meta` entry and the run's `eval.limit`."""
+    return {
+        "setup": meta.get("setup"),
+        "num_fewshot": meta.get("num_fewshot"),
+        "n_samples": meta.get("n_samples"),
+        "limit": limit,
+    }
+
+
+def _or_none(value: Any, key: str) -> Any:
+    """`value` if it has the protocol field's type, else None (unknown)."""
+    ok = isinstance(value, PROTOCOL_TYPES[key]) and not isinstance(value, bool)
+    return value if ok else None
+
+
+def _protocols(where: str, raw: Any) -> dict[str, dict[str, Any]]:
+    _check(where, raw, (dict,), optional=False)
+    out = {}
+    for task, p in raw.items():
+        _check(f"{where}.{task}", p, (dict,), optional=False)
+        if set(p) != set(PROTOCOL_TYPES):
+            raise RecordError(
+                f"record {where}.{task}: keys {sorted(p)}, expected {list(PROTOCOL_TYPES)}"
+            )
+        out[str(task)] = {
+            k: _check(f"{where}.{task}.{k}", p[k], t) for k, t in PROTOCOL_TYPES.items()
+        }
+    return out
 
 
 @dataclass
@@ -132,17 +174,28 @@ class CheckpointEntry:
     val_loss: dict[str, float | None] = field(default_factory=dict)
     tasks: dict[str, dict[str, float | None]] = field(default_factory=dict)
     # why backfill could not score this checkpoint (it failed verification or loading); the
-    # key is written only when set, so records without failures keep the five keys
+    # key is written only when set, so records without failures keep the six keys
     failure: str | None = None
+    # per task in `tasks`: the protocol it was scored with (task_protocol; schema 3)
+    protocol: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, raw: Any, where: str = "checkpoint", strict: bool = True) -> CheckpointEntry:
+    def from_json(
+        cls,
+        raw: Any,
+        where: str = "checkpoint",
+        strict: bool = True,
+        version: int = SCHEMA_VERSION,
+    ) -> CheckpointEntry:
+        """One entry; before schema 3 its `protocol` is left empty (the record fills it)."""
         _check(where, raw, (dict,), optional=False)
         keys = ("step", "tokens", "flops", "val_loss", "tasks")
+        keys += ("protocol",) if version >= 3 else ()
         if strict and set(raw) - {"failure"} != set(keys):
             raise RecordError(f"record {where}: keys {sorted(raw)}, expected {list(keys)}")
         step = _check(f"{where}.step", raw.get("step"), (int,), optional=False)
         tasks = _check(f"{where}.tasks", raw.get("tasks") or {}, (dict,))
+        protocol = _protocols(f"{where}.protocol", raw.get("protocol") or {})
         return cls(
             step,
             _check(f"{where}.tokens", raw.get("tokens"), _NUM),
@@ -150,6 +203,7 @@ class CheckpointEntry:
             _scores(f"{where}.val_loss", raw.get("val_loss") or {}),
             {str(t): _scores(f"{where}.tasks.{t}", m) for t, m in tasks.items()},
             _check(f"{where}.failure", raw.get("failure"), (str,)),
+            protocol,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -201,19 +255,21 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, raw: Any) -> RunRecord:
-        """Parse and validate a record.json object (schema 1 or 2); RecordError names the
+        """Parse and validate a record.json object (schema 1, 2 or 3); RecordError names the
         first bad key."""
         _check("", raw, (dict,), optional=False)
         version = _check("schema_version", raw.get("schema_version", 1), (int,), optional=False)
-        if version not in (1, SCHEMA_VERSION):
+        if version not in READABLE_VERSIONS:
             raise RecordError(
                 f"record schema_version: {version} is not one this harness reads "
-                f"(1, {SCHEMA_VERSION}); upgrade the harness"
+                f"({', '.join(map(str, READABLE_VERSIONS))}); upgrade the harness"
             )
-        strict = version == SCHEMA_VERSION
+        strict = version >= 2
         if strict and set(raw) != set(_TOP):
             missing, unknown = sorted(set(_TOP) - set(raw)), sorted(set(raw) - set(_TOP))
-            raise RecordError(f"record: missing keys {missing}, unknown keys {unknown} (schema 2)")
+            raise RecordError(
+                f"record: missing keys {missing}, unknown keys {unknown} (schema {version})"
+            )
         top = {k: _check(k, raw.get(k), t) for k, t in _TOP.items()}
         for key in ("run_id", "status", "model"):
             if top[key] is None:
@@ -221,7 +277,7 @@ class RunRecord:
         if top["status"] not in STATUSES:
             raise RecordError(f"record status: {top['status']!r} (known: {', '.join(STATUSES)})")
         compute = top["compute"] or None  # schema 1 wrote {} until the run completed
-        return cls(
+        record = cls(
             run_id=top["run_id"],
             status=top["status"],
             sweep=top["sweep"],
@@ -239,10 +295,13 @@ class RunRecord:
                 for k, v in (top["tasks_meta"] or {}).items()
             },
             checkpoints=[
-                CheckpointEntry.from_json(c, f"checkpoints[{i}]", strict)
+                CheckpointEntry.from_json(c, f"checkpoints[{i}]", strict, version)
                 for i, c in enumerate(top["checkpoints"] or [])
             ],
         )
+        if version < 3:
+            record.fill_legacy_protocols()
+        return record
 
     def to_json(self) -> dict[str, Any]:
         """The record.json object, always in the current schema, keys in a fixed order."""
@@ -281,6 +340,35 @@ class RunRecord:
     def put_checkpoint(self, entry: CheckpointEntry) -> None:
         """Add `entry`, replacing any entry at or after its step."""
         self.checkpoints = [c for c in self.checkpoints if c.step < entry.step] + [entry]
+
+    def fill_legacy_protocols(self) -> None:
+        """Schema 1/2 entries: the protocol the record claimed for all of them (its tasks_meta
+        and eval.limit); a task without metadata gets only its setup, from its name."""
+        ev = self.config.get("eval")
+        limit = ev.get("limit") if isinstance(ev, dict) else None
+        for entry in self.checkpoints:
+            for task in entry.tasks:
+                meta = self.tasks_meta.get(task) or {"setup": task.partition("@")[2]}
+                legacy = task_protocol(meta, limit)
+                entry.protocol.setdefault(task, {k: _or_none(v, k) for k, v in legacy.items()})
+
+    def protocol_changes(self, protocols: dict[str, dict[str, Any]]) -> list[str]:
+        """One line per task whose entries were scored under another protocol than the one
+        `protocols` gives it ("toy_facts: steps [4, 8] n_samples 20, limit 20; now 100, 100")."""
+        lines = []
+        for task, new in protocols.items():
+            old = [e for e in self.checkpoints if e.protocol.get(task, new) != new]
+            if not old:
+                continue
+            was = old[0].protocol[task]
+            keys = [k for k in PROTOCOL_TYPES if was.get(k) != new.get(k)]
+            lines.append(
+                f"{task}: step(s) {[e.step for e in old]} scored with "
+                + ", ".join(f"{k} {was.get(k)!r}" for k in keys)
+                + "; now "
+                + ", ".join(f"{new.get(k)!r}" for k in keys)
+            )
+        return lines
 
     def fail(self, reason: str) -> None:
         self.status, self.failure = "failed", reason

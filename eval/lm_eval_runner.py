@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from common.errors import ConfigError, DataError
+from common.record import task_protocol
 from eval.suites.paths import Registered, prepare_include_paths
 from eval.task_yaml import TaskYamlError, read_task_yaml
 
@@ -162,6 +163,18 @@ class TaskRunner:
                 name, base, setup, self.chance.get(name), n_docs, task.config.num_fewshot or 0
             )  # lm-eval leaves 0-shot unset
         return out
+
+    def protocols(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """The protocol each of `names` (keys of an `evaluate` result) is scored with: a task's
+        from `info`, a group's from its name and the limit (its items are its members')."""
+        info = self.info()
+        return {
+            n: task_protocol(
+                vars(info[n]) if n in info else {"setup": n.partition(VARIANT_SEP)[2]},
+                self.limit,
+            )
+            for n in names
+        }
 
     def evaluate(self, model, tokenizer, max_length: int) -> dict[str, dict[str, float]]:
         """{task: {metric: value, metric_stderr: value}} for the model as it is now."""

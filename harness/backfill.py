@@ -98,26 +98,44 @@ def _backfill_run(path: Path, base) -> tuple[int, list[str]]:
             model, tok = _load_checkpoint(ckpt)
         except DataError as err:
             print(f"warning: {path.name} step {entry.step}: skipped: {err}", file=sys.stderr)
-            _merge(path, entry.step, {}, meta, failure=str(err))
+            _merge(path, entry.step, {}, {}, failure=str(err))
             failed.append(str(err))
             continue
         scores = runner.evaluate(model, tok, max_length=max_len)
-        _merge(path, entry.step, {t: scores[t] for t in missing if t in scores}, meta)
+        scored = {t: scores[t] for t in missing if t in scores}
+        _merge(path, entry.step, scored, {t: meta[t] for t in scored if t in meta}, runner)
         updated += 1
         log(f"{path.name} step {entry.step}: added {', '.join(missing)}")
     return updated, failed
 
 
-def _merge(path: Path, step: int, tasks: dict, meta: dict, failure: str | None = None) -> None:
+def _merge(
+    path: Path,
+    step: int,
+    tasks: dict,
+    meta: dict,
+    runner=None,
+    failure: str | None = None,
+) -> None:
     """Add `tasks` at `step` to the record as it is on disk now, under the run's lock: two
-    backfills of one run serialise here and neither drops the other's tasks."""
+    backfills of one run serialise here and neither drops the other's tasks. Only the tasks
+    scored here change: their metadata (`meta`) and, on the entry, the protocol `runner`
+    scored them with; a task the run holds under another protocol is said."""
     with file_lock(path / ".lock"):
         record = read_record(path)
         if record is None:
             raise DataError(f"record of run '{path.name}' became unreadable during backfill")
+        protocols = runner.protocols(list(tasks)) if runner is not None else {}
+        for line in record.protocol_changes(protocols):
+            print(
+                f"warning: {path.name} step {step}: scored under another protocol than the "
+                f"run's other checkpoints ({line}); each entry keeps its own",
+                file=sys.stderr,
+            )
         record.tasks_meta.update(meta)
         for entry in record.checkpoints:
             if entry.step == step:
                 entry.tasks.update(tasks)
+                entry.protocol.update(protocols)
                 entry.failure = failure
         write_record(path, record)

@@ -45,10 +45,11 @@ def cmd_run(args: list[str]) -> None:
     from harness.tracking import make_tracker
 
     if "--from" in args:
+        from harness.preemption import stop_sweep_on_signal
         from harness.rerun import rerun
 
         _quiet_transformers()
-        guard(lambda: rerun(args))
+        guard(lambda: stop_sweep_on_signal(lambda: rerun(args)))  # a stop: 143/130, one line
         return
     check_group_overrides(args)
     check_override_keys("config", args)
@@ -64,6 +65,7 @@ def cmd_run(args: list[str]) -> None:
 
         from common.errors import HarnessError
         from harness.backfill_hint import hint_missing_tasks
+        from harness.preemption import stop_sweep_on_signal
         from harness.rerun import launch
 
         try:
@@ -72,7 +74,8 @@ def cmd_run(args: list[str]) -> None:
             out_root = Path(cfg.out_root)
             hint_missing_tasks(spec, out_root)
             tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
-            outcome = launch(spec, out_root, tracker, list(HydraConfig.get().overrides.task))
+            overrides = list(HydraConfig.get().overrides.task)
+            outcome = stop_sweep_on_signal(lambda: launch(spec, out_root, tracker, overrides))
         except HarnessError as err:
             die(str(err))
         if outcome.status == "failed":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from eval.lm_eval_runner import TaskRunner
 from eval.val_loss import validation_losses
 from harness.config import to_dict
 from harness.identity import run_id, semantic_config
-from harness.preemption import Preemption
+from harness.preemption import Preemption, signalled
 from harness.run_setup import RunSetup, build_run, task_runner
 from harness.store import (
     git_sha,
@@ -110,13 +111,7 @@ def _record_stop(path: Path, err: BaseException) -> None:
     if stop and slurm_job_id() is not None:
         return
     if stop:
-        record.interrupt(
-            "interrupted by Ctrl-C"
-            if isinstance(err, KeyboardInterrupt)
-            else f"stopped: {err}"
-            if str(err)
-            else "stopped"
-        )
+        record.interrupt(_stop_reason(err))
     else:
         first = (str(err).splitlines() or [""])[0]
         record.fail(f"{type(err).__name__}: {first}" if first else type(err).__name__)
@@ -124,6 +119,16 @@ def _record_stop(path: Path, err: BaseException) -> None:
         write_record(path, record)
     except OSError as werr:
         log(f"run {record.run_id}: could not record its {record.status} state ({werr})")
+
+
+def _stop_reason(err: BaseException) -> str:
+    """What stopped a run: Ctrl-C (at once, or at a step boundary after a checkpoint), or
+    another signal."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted by Ctrl-C"
+    if isinstance(err, Preempted) and signalled() == signal.SIGINT:
+        return f"interrupted by Ctrl-C ({err})"
+    return f"stopped: {err}" if str(err) else "stopped"
 
 
 def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> RunOutcome:
@@ -142,6 +147,7 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
     if previous is not None and resume.checkpoint is not None:
         record.checkpoints = previous.checkpoints
         record.keep_until(resume.step)
+        _keep_task_protocols(record, previous, runner)
         log(f"resume {rid} from step {resume.step}")
     write_record(path, record)
     tracker.start(rid, spec, record)
@@ -308,12 +314,33 @@ def _evaluator(
         if runner and (spec.eval.tasks_at == "all" or step == setup.plan.total_steps):
             tasks = runner.evaluate(m, setup.data.tokenizer, max_length=spec.model.max_seq_len)
         entry = CheckpointEntry(step, tokens, flops, val_loss, tasks)
+        if runner and tasks:
+            _note_protocols(record, entry, runner)
         record.put_checkpoint(entry)
         write_record(path, record)
         tracker.log_checkpoint(entry)
         log(f"step {step}: val loss " + ", ".join(f"{k} {v:.3f}" for k, v in val_loss.items()))
 
     return evaluate
+
+
+def _keep_task_protocols(record: RunRecord, previous: RunRecord, runner: TaskRunner | None) -> None:
+    """A resumed record keeps the task metadata of the run so far (tasks_meta changes only for
+    tasks scored again), and says where this launch scores a task under another protocol
+    (eval.limit, shots) than the kept checkpoints: each entry keeps its own, and the analysis
+    does not pool the two."""
+    record.tasks_meta = dict(previous.tasks_meta)
+    if runner is None:
+        return
+    for line in record.protocol_changes(runner.protocols(runner.names)):
+        log(f"warning: run {record.run_id} resumes under another evaluation protocol: {line}")
+
+
+def _note_protocols(record: RunRecord, entry: CheckpointEntry, runner: TaskRunner) -> None:
+    """Store on `entry` the protocol of each task scored there; update those tasks' metadata."""
+    entry.protocol = runner.protocols(list(entry.tasks))
+    meta = {n: vars(i) for n, i in runner.info().items()}
+    record.tasks_meta.update({t: meta[t] for t in entry.tasks if t in meta})
 
 
 def _evaluate_missing(setup: RunSetup, resume: ResumePlan, evaluate: Evaluate) -> None:
