@@ -249,8 +249,8 @@ def _train_or_fail(
     except Diverged as err:
         reason = f"diverged: {err}"
     except Preempted as err:
+        # the tracker is finished by `execute` once `_record_stop` has set the record's status
         log(f"run {record.run_id} stopped: {err}; relaunch to resume")
-        tracker.finish(record, preempted=True)
         stop.after_checkpoint(log)
         raise
     except OSError as err:
