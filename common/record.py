@@ -11,6 +11,8 @@ Schema versions:
   2  the same fields, every key always present (None when unknown), `compute` null until the
      run completes. Validated strictly: a missing, unknown or mistyped key is a RecordError
      naming it, so a renamed field fails where it is read instead of silently elsewhere.
+     Keys added to a block later are listed in its ADDED (compute.warmup_seconds,
+     compute.warmup_steps): a record written before them lacks them and reads as None.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def _block(where: str, raw: Any, cls: type, strict: bool) -> dict[str, Any]:
     _check(where, raw, (dict,), optional=False)
     names = {f.name: f for f in dataclasses.fields(cls)}
     if strict:
-        missing = [n for n in names if n not in raw]
+        missing = [n for n in names if n not in raw and n not in getattr(cls, "ADDED", ())]
         unknown = [k for k in raw if k not in names]
         if missing or unknown:
             what = "missing " + ", ".join(missing) if missing else "unknown " + ", ".join(unknown)
@@ -98,7 +100,9 @@ class Compute:
     steps: int | None = None
     wall_seconds: float | None = None
     train_seconds: float | None = None
-    tokens_per_second: float | None = None
+    tokens_per_second: float | None = None  # steady state: after the warm-up steps
+    warmup_seconds: float | None = None  # the first warmup_steps steps, compile included
+    warmup_steps: int | None = None
     device: str | None = None
     torch_threads: int | None = None
     resumed_from_step: int | None = None
@@ -113,6 +117,8 @@ class Compute:
         "wall_seconds": _NUM,
         "train_seconds": _NUM,
         "tokens_per_second": _NUM,
+        "warmup_seconds": _NUM,
+        "warmup_steps": (int,),
         "device": (str,),
         "torch_threads": (int,),
         "resumed_from_step": (int,),
@@ -120,6 +126,8 @@ class Compute:
         "peak_memory_kind": (str,),
         "world_size": (int,),
     }
+    # keys added to schema 2 later: a record written before them lacks them (read as None)
+    ADDED = ("warmup_seconds", "warmup_steps")
 
 
 @dataclass

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from common.atomic import write_text
 from common.errors import ConfigError
-from train import distributed, fsdp
+from train import cuda_paths, distributed, fsdp
 from train.checkpoint import (
     ResumePlan,
     load_trainer_state,
@@ -38,6 +38,9 @@ from train.schedule import lr_multiplier
 from train.specs import TrainSpec
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# The first steps of a process compile (torch.compile), record CUDA graphs and warm the
+# allocator: timed apart from the rest, so tokens_per_second is the steady-state rate.
+WARMUP_STEPS = 3
 
 
 class Diverged(RuntimeError):
@@ -53,7 +56,7 @@ class LoopResult:
     steps: int
     tokens: int
     wall_seconds: float  # this process's training time (excludes evaluation)
-    tokens_per_second: float
+    tokens_per_second: float  # after the first WARMUP_STEPS steps (all steps if no more ran)
     resumed_from: int | None
     peak_memory_bytes: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -86,7 +89,7 @@ def build_optimizer(
         {"params": decay, "weight_decay": spec.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    if device.type == "cuda":
+    if cuda_paths.enabled(device):
         return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), fused=True)
     return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), foreach=True)
 
@@ -167,7 +170,7 @@ def train(
     model.to(device)
     sharded = None  # FSDP2: shard before the optimizer is built over the (sharded) parameters
     if fsdp.wants_fsdp(spec.parallel, sum(p.numel() for p in model.parameters()), info):
-        compile_layers = spec.compile and device.type == "cuda"
+        compile_layers = spec.compile and cuda_paths.enabled(device)
         sharded = fsdp.ShardedRun(model, device, info, spec.loss_chunk, compile_layers)
     optimizer = build_optimizer(model, spec, device)
     warmup = int(round(spec.warmup_frac * total_steps))
@@ -195,7 +198,7 @@ def train(
         _truncate_log(log_path, start)
     distributed.barrier(info)
 
-    use_bf16 = device.type == "cuda" and spec.precision in ("auto", "bf16")
+    use_bf16 = cuda_paths.enabled(device) and spec.precision in ("auto", "bf16")
     if spec.activation_checkpointing:
         # recompute each layer's activations in backward: less memory for ~1/3 more compute
         model.activation_checkpointing_enable({"use_reentrant": False})
@@ -238,6 +241,8 @@ def train(
     interval_loss = torch.tensor(float(interval[0]), device=device)
     interval_t, interval_n = time.time(), int(interval[1])
     paused = 0.0  # seconds spent evaluating and checkpointing
+    warm_until = min(start + WARMUP_STEPS, total_steps)
+    warmup_seconds = None  # training time of the steps up to warm_until, compile included
     log_fh = open(log_path, "a") if info.is_main else None
     pending: _PendingRow | None = None  # on CUDA a logged row is read back one step later
 
@@ -298,6 +303,10 @@ def train(
                 interval_loss.zero_()
                 interval_t, interval_n = time.time(), 0
             bar.update(1)
+            if done == warm_until:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)  # once: the queued warm-up kernels count
+                warmup_seconds = time.time() - t0 - paused
             if done in eval_steps or (spec.checkpoint_every and done % spec.checkpoint_every == 0):
                 flush()
                 t_pause = time.time()
@@ -333,11 +342,16 @@ def train(
             model.activation_checkpointing_disable()
     wall = time.time() - t0 - paused
     steps_run = total_steps - start
+    steady = steps_run - (warm_until - start)
+    if steady > 0 and warmup_seconds is not None:
+        tokens_per_second = steady * tokens_per_step / max(wall - warmup_seconds, 1e-9)
+    else:  # too few steps for a steady state: the rate over all of them, warm-up included
+        tokens_per_second = steps_run * tokens_per_step / max(wall, 1e-9)
     return LoopResult(
         total_steps,
         total_steps * tokens_per_step,
         wall,
-        steps_run * tokens_per_step / max(wall, 1e-9),
+        tokens_per_second,
         resumed_from,
         peak_memory(device),
         extra={
@@ -345,6 +359,8 @@ def train(
             "torch_threads": torch.get_num_threads(),
             "parallel": "fsdp" if sharded else ("ddp" if info.enabled else "none"),
             "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "cpu_max_rss",
+            "warmup_seconds": warmup_seconds,
+            "warmup_steps": warm_until - start,
         },
     )
 
@@ -359,9 +375,11 @@ def _step_module(
             f"(known: {', '.join(COMPILE_MODES)})"
         )
     module = distributed.wrap(CausalLMLoss(model, spec.loss_chunk), device, info)
-    if spec.compile and device.type == "cuda":
+    if spec.compile and cuda_paths.enabled(device):
+        # static shapes: in a process that trained another size first (a sweep, the bench),
+        # dynamo would otherwise recompile this one with a symbolic batch dimension
         return torch.compile(
-            module, mode=None if spec.compile_mode == "default" else spec.compile_mode
+            module, dynamic=False, **cuda_paths.compile_kwargs(device, spec.compile_mode)
         )
     return module
 
