@@ -316,3 +316,33 @@ def test_device_command_offline_in_a_stand_in_for_the_lent_python(tmp_path):
         timeout=120,
     ).stdout
     assert where.count(str(tmp_path / "device" / "venv")) == 2, where
+
+
+def test_ratios_from_whatever_rows_were_measured():
+    from throughput_ratios import size_ratios, small_ratios
+
+    rows = [
+        {"kind": "harness", "d": 512, "L": 8, "tokens_per_s": 120.0},
+        {"kind": "hf_compile", "d": 512, "L": 8, "tokens_per_s": 100.0},
+        {"kind": "mini_compile", "d": 512, "L": 8, "error": "OutOfMemoryError()"},
+        {"kind": "harness", "d": 768, "L": 12, "tokens_per_s": 50.0},  # its references: cut
+        {"kind": "hf_compile", "d": 1024, "L": 24, "tokens_per_s": 9.0},  # harness row: cut
+    ]
+    assert size_ratios(rows) == [
+        {"d": 512, "L": 8, "harness/hf_compile": 1.2},
+        {"d": 768, "L": 12},
+    ]
+    small = [
+        {"kind": "harness", "d": 256, "L": 6, "tokens_per_s": 30.0},
+        {"kind": "harness+chunked_ce", "d": 256, "L": 6, "tokens_per_s": 40.0},
+        {"kind": "mini_compile", "d": 256, "L": 6, "tokens_per_s": 20.0},
+    ]
+    assert small_ratios(small) == [
+        {
+            "d": 256,
+            "L": 6,
+            "best_variant": "harness+chunked_ce",
+            "best/mini_compile": 2.0,
+            "harness/mini_compile": 1.5,
+        }
+    ]
