@@ -263,12 +263,13 @@ def wheel_folder(tmp_path: Path) -> Path:
 
 
 @NO_CUDA
-@pytest.mark.slow  # a fresh venv, the offline install, the versions phase: ~30 s
+@pytest.mark.slow  # a fresh venv, the offline install, then a dry run there: ~2 minutes
 def test_device_command_offline_in_a_stand_in_for_the_lent_python(tmp_path):
     """`make gpu-check-device` with DEVICE_PY a fresh venv that sees only the device image's
     packages (tests/device_sim.py: its torch is this machine's CPU build), no index and no
     network: the carried wheels install with pip --no-index beside that torch, the versions
-    and every phase's imports come first, and the check stops at the no-CUDA exit."""
+    and every phase's imports come first, and the check stops at the no-CUDA exit. Then the
+    dry run's tests and harness-run phases run in that environment."""
     from tests.device_sim import device_python
 
     wheels = wheel_folder(tmp_path)
@@ -316,6 +317,23 @@ def test_device_command_offline_in_a_stand_in_for_the_lent_python(tmp_path):
         timeout=120,
     ).stdout
     assert where.count(str(tmp_path / "device" / "venv")) == 2, where
+    # and what those packages must do at run time, not only import: the harness run through
+    # lm-eval scoring, and the gpu tests' collection, in that environment (dry run, on CPU)
+    dry = subprocess.run(
+        check_cmd(tmp_path / "dry.json", "--dry-run", "--phases", "tests,harness_run", python=py),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    got = json.loads((tmp_path / "dry.json").read_text())
+    assert [(p["phase"], p["status"]) for p in got["phases"]] == [
+        ("versions", "ok"),
+        ("tests", "ok"),
+        ("harness_run", "ok"),
+    ], dry.stdout[-3000:]
+    assert got["run"]["status"] == "complete" and "toy_recall" in got["run"]["final_acc"]
 
 
 def test_ratios_from_whatever_rows_were_measured():
