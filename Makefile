@@ -89,8 +89,9 @@ gpu-check-dry-run: install-dev
 # A lent GPU machine reaches no package index; its python3 has CUDA torch, transformers,
 # pyarrow, pandas, ... (bench/device_packages.txt) but not the packages of
 # bench/gpu_requirements.txt. `make gpu-wheels` (here) puts their wheels in $(GPU_WHEELS)
-# (ignored, ~11 MB: carry it with the working tree); `make gpu-check-device` (there) installs
-# them beside its own torch with pip --no-index --no-deps (no venv, no download), and the
+# (ignored, ~11 MB: carry it with the working tree); `make gpu-check-device` (there; or
+# `bash bench/gpu_check_device.sh` where make is missing) installs them beside its own torch
+# with pip --no-index --no-deps (no venv, no download), and the
 # check's first phase prints torch, transformers, datasets, pyarrow, the card and imports
 # every phase's modules, so a wheel that does not fit costs seconds. No pyarrow wheel is
 # carried (~40 MB for one Python): datasets 5.2 declares pyarrow >= 24; an older one there is
@@ -113,10 +114,7 @@ gpu-wheels:
 	@ls $(GPU_WHEELS); du -sh $(GPU_WHEELS)
 
 gpu-check-device:
-	@test -d $(GPU_WHEELS) || { echo "error: $(GPU_WHEELS) missing: run make gpu-wheels on a machine with PyPI and carry it" >&2; exit 2; }
-	$(DEVICE_PY) -m pip install -q --no-index --no-deps --no-cache-dir --disable-pip-version-check \
-	  --find-links $(GPU_WHEELS) -r bench/gpu_requirements.txt
-	$(OFFLINE) PYTHONUNBUFFERED=1 $(DEVICE_PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
+	GPU_WHEELS=$(GPU_WHEELS) DEVICE_PY=$(DEVICE_PY) bash bench/gpu_check_device.sh $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf outputs .cache

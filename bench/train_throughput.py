@@ -119,8 +119,8 @@ def size_section(
     one, so a run stopped by a time limit keeps every row it measured. harness_first: the
     harness at every size before any reference (the references where time allows)."""
     kinds = ["harness", *refs] + ([f"anchor:{anchor_kind(device)}"] if anchor else [])
-    if harness_first:
-        jobs = [(k, p) for k in kinds for p in plan]
+    if harness_first:  # the harness at every size, then each size's references
+        jobs = [("harness", p) for p in plan] + [(k, p) for p in plan for k in kinds[1:]]
     else:
         jobs = [(k, p) for p in plan for k in kinds]
     common = (steps, warm, device, peak)

@@ -364,3 +364,50 @@ def test_ratios_from_whatever_rows_were_measured():
             "harness/mini_compile": 1.5,
         }
     ]
+
+
+def test_size_section_harness_first_one_error_row_and_a_save_per_row(monkeypatch):
+    """An OOM at d768's harness row is an error row; d1024 and every reference still run,
+    the harness at both sizes before any reference; the rows are saved one by one."""
+    import train_throughput as tt
+
+    def fake_harness(name, ms, *args, **kw):
+        if ms.d_model == 768:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return {"kind": name, "d": ms.d_model, "L": ms.n_layers, "tokens_per_s": 2.0}
+
+    def fake_ref(kind, shape, *args):
+        return {"kind": kind, "d": shape[0], "L": shape[1], "tokens_per_s": 1.0}
+
+    monkeypatch.setattr(tt, "bench_harness", fake_harness)
+    monkeypatch.setattr(tt, "bench_ref", fake_ref)
+    out = {"rows": [], "ratios": []}
+    saved = []
+    plan = tt.shape_plan(["768x12", "1024x24"], "cuda")
+    refs = ("hf_compile", "mini_compile")
+    tt.size_section(
+        None,
+        plan,
+        1024,
+        50304,
+        2,
+        1,
+        "cuda",
+        None,
+        refs,
+        out,
+        lambda: saved.append(len(out["rows"])),
+        harness_first=True,
+    )
+    assert [(r["kind"], r["d"], "error" in r) for r in out["rows"]] == [
+        ("harness", 768, True),
+        ("harness", 1024, False),
+        ("hf_compile", 768, False),
+        ("mini_compile", 768, False),
+        ("hf_compile", 1024, False),
+        ("mini_compile", 1024, False),
+    ]
+    assert "OutOfMemoryError" in out["rows"][0]["error"] and saved == [1, 2, 3, 4, 5, 6]
+    assert out["ratios"] == [
+        {"d": 1024, "L": 24, "harness/hf_compile": 2.0, "harness/mini_compile": 2.0}
+    ]
