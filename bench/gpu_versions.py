@@ -61,20 +61,27 @@ def _major_minor(text: str | None) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def pyarrow_note(pyarrow: str | None, datasets: str | None) -> str | None:
+    """A warning line when pyarrow is older than datasets declares (None when it is not)."""
+    if _major_minor(pyarrow) >= PYARROW_MIN:
+        return None
+    return (
+        f"warning: pyarrow {pyarrow or 'MISSING'} is older than the {PYARROW_MIN[0]} that "
+        f"datasets {datasets} declares; the check goes on (a small Dataset below says whether "
+        "it works); if a later phase fails in datasets, carry a pyarrow wheel for this Python "
+        "in the wheel folder (README: The GPU check)"
+    )
+
+
 def report() -> dict[str, Any]:
     out: dict[str, Any] = {"python": sys.version.split()[0]}
     for dist in DISTS:
         out[dist] = version(dist)
         print(f"{dist}: {out[dist] or 'MISSING'}", flush=True)
-    out["pyarrow_ok"] = _major_minor(out["pyarrow"]) >= PYARROW_MIN
-    if not out["pyarrow_ok"]:
-        print(
-            f"warning: pyarrow {out['pyarrow']} is older than the {PYARROW_MIN[0]} that "
-            f"datasets {out['datasets']} declares; the check goes on (the small Dataset below "
-            "says whether it works); if a later phase fails in datasets, carry a pyarrow wheel "
-            "(README: GPU check)",
-            flush=True,
-        )
+    note = pyarrow_note(out["pyarrow"], out["datasets"])
+    out["pyarrow_ok"] = note is None
+    if note:
+        print(note, flush=True)
     failed: dict[str, str] = {}
     for mod in MODULES:
         try:

@@ -411,3 +411,12 @@ def test_size_section_harness_first_one_error_row_and_a_save_per_row(monkeypatch
     assert out["ratios"] == [
         {"d": 1024, "L": 24, "harness/hf_compile": 2.0, "harness/mini_compile": 2.0}
     ]
+
+
+def test_an_old_pyarrow_is_named_in_one_warning_line():
+    from gpu_versions import pyarrow_note
+
+    assert pyarrow_note("26.0.1", "5.2.0") is None and pyarrow_note("24.0.0", "5.2.0") is None
+    note = pyarrow_note("19.0.1", "5.2.0")
+    assert note.startswith("warning: pyarrow 19.0.1 is older than the 24 that datasets 5.2.0")
+    assert "\n" not in note and pyarrow_note(None, "5.2.0").startswith("warning: pyarrow MISSING")
