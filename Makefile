@@ -7,7 +7,7 @@ OUT ?= outputs/demo
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=true
 
 .PHONY: install install-dev demo demo-large test test-fast lint format checks bench-smoke gpu-check \
-	gpu-wheels gpu-check-device clean
+	gpu-check-dry-run gpu-wheels gpu-check-device clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -70,17 +70,31 @@ checks: lint test-fast
 bench-smoke: install
 	$(OFFLINE) $(PY) bench/train_throughput.py --smoke
 
-# One GPU: the gpu tests, a train=gpu run through lm-eval, the throughput bench; one JSON
-# (outputs/gpu_check/gpu_check.json) and a table. (Reordering it, most valuable numbers first
-# within 6 minutes, is still open in issue 27.)
-# gpu-check: a machine with a package index and a CUDA torch in $(VENV).
+# The GPU check (bench/gpu_check.py), one card, <= 6 minutes, most valuable numbers first:
+# versions and imports; d512/L8, d256/L6, d768/L12 + d1024/L24 throughput beside the
+# references; the gpu tests; a train=gpu run through lm-eval. Each phase is capped and killed
+# as a process group; rows reach outputs/gpu_check/gpu_check.json as they are measured.
+# Which target where:
+#   gpu-check         a GPU machine with a package index (CUDA torch in $(VENV))
+#   gpu-wheels        here, with the package index: the wheels a lent GPU machine lacks
+#   gpu-check-device  on the lent GPU machine (no index): installs them offline, runs the check
+#   gpu-check-dry-run here, no GPU: every phase's code path on CPU (tests/test_gpu_check.py)
 gpu-check: install-dev
-	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) bench/gpu_check.py
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
-# A lent GPU machine reaches no package index; its python3 has CUDA torch and transformers but
-# not the packages of bench/gpu_requirements.txt. `make gpu-wheels` (here, with PyPI) puts their
-# wheels in $(GPU_WHEELS) (ignored; carry it); `make gpu-check-device` (there) installs them
-# beside its own torch, with no venv and no download, and runs the check.
+gpu-check-dry-run: install-dev
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) bench/gpu_check.py --dry-run $(GPU_CHECK_ARGS)
+
+# A lent GPU machine reaches no package index; its python3 has CUDA torch, transformers,
+# pyarrow, pandas, ... (bench/device_packages.txt) but not the packages of
+# bench/gpu_requirements.txt. `make gpu-wheels` (here) puts their wheels in $(GPU_WHEELS)
+# (ignored, ~11 MB: carry it with the working tree); `make gpu-check-device` (there; or
+# `bash bench/gpu_check_device.sh` where make is missing) installs them beside its own torch
+# with pip --no-index --no-deps (no venv, no download), and the
+# check's first phase prints torch, transformers, datasets, pyarrow, the card and imports
+# every phase's modules, so a wheel that does not fit costs seconds. No pyarrow wheel is
+# carried (~40 MB for one Python): datasets 5.2 declares pyarrow >= 24; an older one there is
+# named in a warning line and tried with a small Dataset in that first phase.
 GPU_WHEELS ?= .gpu-wheels
 DEVICE_PY ?= python3
 # the lent machine's Python (3.12) and this one's (for the CPU simulation, tests/test_gpu_check.py):
@@ -99,10 +113,7 @@ gpu-wheels:
 	@ls $(GPU_WHEELS); du -sh $(GPU_WHEELS)
 
 gpu-check-device:
-	@test -d $(GPU_WHEELS) || { echo "error: $(GPU_WHEELS) missing: run make gpu-wheels on a machine with PyPI and carry it" >&2; exit 2; }
-	$(DEVICE_PY) -m pip install -q --no-index --no-deps --no-cache-dir --disable-pip-version-check \
-	  --find-links $(GPU_WHEELS) -r bench/gpu_requirements.txt
-	$(OFFLINE) PYTHONUNBUFFERED=1 $(DEVICE_PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
+	GPU_WHEELS=$(GPU_WHEELS) DEVICE_PY=$(DEVICE_PY) bash bench/gpu_check_device.sh $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf outputs .cache

@@ -6,7 +6,8 @@ card in the same process:
   mini_eager   `MiniLlama` below: the same shapes written out by hand, no framework around it
   mini_compile `MiniLlama` under `torch.compile`
 
-All untied, bf16 autocast and fused AdamW on CUDA (fp32 and foreach AdamW on CPU), no
+All untied, bf16 autocast and fused AdamW on CUDA (fp32 and foreach AdamW on CPU, unless a
+dry run switches the CUDA paths on: train/cuda_paths.py), no
 gradient clipping, no logging: the step as plainly as it can be written. MFU numbers use
 `flops_per_token` (PaLM convention): 6 x (every matmul weight: all parameters but the input
 embedding) + 12 x L x d x T for attention.
@@ -22,6 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from train import cuda_paths
 
 KINDS = ("hf_eager", "hf_compile", "mini_eager", "mini_compile")
 
@@ -165,6 +168,7 @@ def run_reference(
     d, n_layers, heads, ffn = shape
     torch.manual_seed(0)
     cuda = device.type == "cuda"
+    fast = cuda_paths.enabled(device)  # CUDA, or a CPU dry run
     if kind.startswith("hf"):
         model = hf_llama(vocab, d, n_layers, heads, ffn, seq).to(device)
         emb = model.get_input_embeddings().weight.numel()
@@ -175,8 +179,17 @@ def run_reference(
         step_loss = model
     n_params = sum(p.numel() for p in model.parameters())
     fpt = flops_per_token(n_params, emb, n_layers, d, seq)
-    fn = torch.compile(step_loss) if kind.endswith("compile") else step_loss
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=cuda, foreach=None if cuda else True)
+    compiled = kind.endswith("compile")
+    if compiled:
+        torch._dynamo.reset()  # no shapes or recompile budget left over from another size
+    fn = (
+        torch.compile(
+            step_loss, dynamic=False, **(cuda_paths.compile_kwargs(device) if fast else {})
+        )
+        if compiled
+        else step_loss
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fast, foreach=None if fast else True)
     g = torch.Generator().manual_seed(0)
     window = torch.randint(0, vocab, (batch, seq + 1), generator=g).to(device)
     # HF's labels= are shifted inside the model: give it the inputs; the others the targets
@@ -187,7 +200,7 @@ def run_reference(
     times, t_start = [], time.perf_counter()
     for _ in range(warm + steps):
         t = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
             loss = fn(x, y)
         loss.backward()
         opt.step()

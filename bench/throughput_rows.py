@@ -5,7 +5,9 @@ configuration for a few steps and returns tokens/s, TFLOP/s, MFU and peak memory
   bench_ref      a reference of bench/reference_models.py (transformers, the minimal LLaMA)
   bench_plain    a plain CPU loop (the demo's before/after)
   bench_anchor   the optional ../shared anchor's row
-MFU: PaLM convention, against 989 TFLOP/s and against the card's measured bf16 matmul rate.
+MFU: PaLM convention, against the card's nominal dense bf16 peak (looked up by its name:
+`nominal_peak`) and against its measured bf16 matmul rate. Every row resets dynamo first, so
+no row compiles with the shapes (or the recompile budget) another row left behind.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,13 +29,40 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.reference_models import run_reference  # noqa: E402
+from train import cuda_paths  # noqa: E402
 from train.checkpoint import ResumePlan  # noqa: E402
 from train.loop import peak_memory, pick_device, train  # noqa: E402
 from train.model import build_model  # noqa: E402
 from train.specs import ModelSpec, TrainSpec  # noqa: E402
 
-PEAK_NOMINAL = 989.0  # TFLOP/s, H100/H200 dense bf16, the anchor's reference
+# Dense (not sparse) bf16 tensor-core peaks from the vendor's data sheets, TFLOP/s; the first
+# entry whose words all occur in the card's name wins (torch.cuda.get_device_name():
+# "NVIDIA H200", "NVIDIA H100 80GB HBM3" for the SXM card, "NVIDIA H100 PCIe", ...).
+NOMINAL_PEAKS = (
+    (("H200",), 989.0),
+    (("H100", "PCIe"), 756.0),
+    (("H100", "HBM3"), 989.0),  # SXM5
+    (("H100", "SXM"), 989.0),
+    (("A100",), 312.0),
+)
 CORES = torch.get_num_threads()
+
+
+def nominal_peak(card: str) -> float | None:
+    """The card's nominal dense bf16 peak, or None for a card not in NOMINAL_PEAKS (its MFU
+    is then left blank rather than computed against another card's peak)."""
+    for words, tflops in NOMINAL_PEAKS:
+        if all(w.lower() in card.lower() for w in words):
+            return tflops
+    return None
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """The two MFU ceilings: the card's nominal peak and its measured matmul rate (TFLOP/s)."""
+
+    nominal: float | None
+    measured: float | None
 
 
 class SyntheticSampler:
@@ -74,11 +104,12 @@ def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
     return 6.0 * flop_params + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
 
 
-def finish(row: dict[str, Any], fpt: float, peak: float | None) -> dict[str, Any]:
+def finish(row: dict[str, Any], fpt: float, peak: Peaks | None) -> dict[str, Any]:
     """TFLOP/s and MFU; MFU only on a GPU (peak is None on the CPU, where it means nothing)."""
     row["tflops"] = row["tokens_per_s"] * fpt / 1e12
-    row["mfu_vs_989"] = row["tflops"] / PEAK_NOMINAL if peak else None
-    row["mfu_vs_measured_peak"] = row["tflops"] / peak if peak else None
+    nominal, measured = (peak.nominal, peak.measured) if peak else (None, None)
+    row["mfu_vs_nominal"] = row["tflops"] / nominal if nominal else None
+    row["mfu_vs_measured_peak"] = row["tflops"] / measured if measured else None
     return row
 
 
@@ -91,11 +122,12 @@ def bench_ref(
     steps: int,
     warm: int,
     device: str,
-    peak: float | None,
+    peak: Peaks | None,
 ) -> dict[str, Any]:
     """One of this project's references (bench/reference_models.py); a failure is a row."""
     if device == "cpu":
         torch.set_num_threads(CORES)
+    torch._dynamo.reset()
     try:
         r = run_reference(kind, shape, seq, batch, vocab, steps, warm, torch.device(device))
     except Exception as e:  # noqa: BLE001 - one failing row must not lose the table
@@ -114,15 +146,18 @@ def bench_harness(
     steps: int,
     warm: int,
     device: str,
-    peak: float | None,
+    peak: Peaks | None,
     **train_kw: Any,
 ) -> dict[str, Any]:
-    """The harness's own `train()`: tokens/s is the median of per-step log rows after warm-up."""
+    """The harness's own `train()`: tokens/s is the median of per-step log rows after `warm`
+    steps; warmup_s is the loop's own figure for its first steps (compile included)."""
+    torch._dynamo.reset()
     torch.manual_seed(0)
     model = build_model(ms, vocab, seed=0)
     fpt = flops_per_token(model, seq)
     rows: list[dict[str, Any]] = []
     cuda = device == "cuda"
+    fast = cuda_paths.enabled(torch.device(device))  # CUDA, or a CPU dry run
     spec = TrainSpec(
         tokens=1,
         batch_size=batch,
@@ -130,12 +165,11 @@ def bench_harness(
         device=device,
         log_every=1,
         warmup_frac=0.0,
-        precision="bf16" if cuda else "fp32",
-        compile=cuda,
+        precision="bf16" if fast else "fp32",
+        compile=fast,
         **{"loss_chunk": 0, **train_kw},  # the full-logits loss unless a variant names a chunk
     )
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
         res = train(
             model,
             None,
@@ -149,7 +183,6 @@ def bench_harness(
             resume=ResumePlan(None),
             log_fn=rows.append,
         )
-        wall = time.perf_counter() - t0
     tps = statistics.median(r["tokens_per_second"] for r in rows[warm:])
     out = dict(
         kind=name,
@@ -158,7 +191,9 @@ def bench_harness(
         B=batch,
         T=seq,
         tokens_per_s=tps,
-        warmup_s=wall - (steps * batch * seq) / tps,
+        loop_tokens_per_s=res.tokens_per_second,
+        warmup_s=res.extra["warmup_seconds"],
+        warmup_steps=res.extra["warmup_steps"],
         peak_mem_gib=res.peak_memory_bytes / 2**30,
         loss=rows[-1]["loss"],
         options=train_kw,
@@ -232,7 +267,7 @@ def bench_anchor(
     batch: int,
     steps: int,
     warm: int,
-    peak: float | None,
+    peak: Peaks | None,
 ) -> dict[str, Any]:
     """The optional anchor's row (../shared/anchors/gpu_anchor.py), named `anchor:<kind>`."""
     d, L, h, ff = shape
@@ -240,13 +275,14 @@ def bench_anchor(
         torch.set_num_threads(CORES)
     else:
         torch.cuda.reset_peak_memory_stats()  # the anchor reads the process-wide peak
+    torch._dynamo.reset()
     try:
         r = anchor.run(kind, d, L, h, ff, seq, batch, steps, warm)
     except Exception as e:  # noqa: BLE001 - one failing row must not lose the table
         return dict(kind=kind, d=d, L=L, error=repr(e)[:300])
     r["peak_mem_gib"] = r.pop("max_mem_gib") or peak_memory(torch.device("cpu")) / 2**30  # CPU: RSS
     r["tokens_per_s"] = float(r["tokens_per_s"])
-    r.pop("mfu_vs_989", None)
+    r.pop("mfu_vs_989", None)  # the anchor's own, against a fixed 989; finish() sets ours
     fpt = r["tflops"] * 1e12 / r["tokens_per_s"]
     r["kind"] = f"anchor:{kind}"
     return finish(r, fpt, peak)
@@ -266,14 +302,14 @@ def ratio(a: dict | None, b: dict | None) -> float | None:
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n## {title}")
     print(
-        f"{'kind':<28} {'d':>5} {'L':>3} {'B':>4} {'tok/s':>12} {'TFLOP/s':>8} {'MFU989':>7} "
+        f"{'kind':<28} {'d':>5} {'L':>3} {'B':>4} {'tok/s':>12} {'TFLOP/s':>8} {'MFUnom':>7} "
         f"{'MFUpeak':>7} {'peak GiB':>9}"
     )
     for r in rows:
         if "error" in r:
             print(f"{r['kind']:<28} {r['d']:>5} {r['L']:>3} ERROR {r['error'][:100]}")
             continue
-        mfu = "n/a" if r.get("mfu_vs_989") is None else f"{r['mfu_vs_989']:.3f}"
+        mfu = "n/a" if r.get("mfu_vs_nominal") is None else f"{r['mfu_vs_nominal']:.3f}"
         mfup = (
             "n/a" if r.get("mfu_vs_measured_peak") is None else f"{r['mfu_vs_measured_peak']:.3f}"
         )

@@ -19,15 +19,16 @@ def field_kwargs(
     error: type[Exception],
     *,
     require_all: bool = False,
+    optional: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """`raw`'s items as keyword arguments for dataclass `cls`. A key that names no field (and,
-    with `require_all`, a field that `raw` lacks) raises `error` naming `where.key`; lists
-    become tuples where the field is annotated as a tuple."""
+    with `require_all`, a field that `raw` lacks, unless it is one of `optional`) raises `error`
+    naming `where.key`; lists become tuples where the field is annotated as a tuple."""
     if not isinstance(raw, Mapping):
         raise error(f"{where}: expected a mapping, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if require_all:
-        missing = [n for n in fields if n not in raw]
+        missing = [n for n in fields if n not in raw and n not in optional]
         if missing:
             raise error(f"{where}.{missing[0]}: missing (expected keys: {', '.join(fields)})")
     for key in raw:

@@ -16,6 +16,8 @@ Schema versions:
      backfill under another `eval.limit` or shot count never passes for the same measurement.
      Schema 1 and 2 entries get the protocol those records claimed for every checkpoint:
      `tasks_meta` and the config's `eval.limit` (unknown fields None).
+  Keys added to a block later are listed in its ADDED (compute.warmup_seconds,
+  compute.warmup_steps): a record written before them lacks them and reads as None.
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ def _block(where: str, raw: Any, cls: type, strict: bool) -> dict[str, Any]:
     """The keyword arguments for dataclass `cls` from JSON object `raw`, type-checked."""
     _check(where, raw, (dict,), optional=False)
     names = {f.name: f for f in dataclasses.fields(cls)}
-    if strict:  # schema 1 blocks may lack keys that later code added
-        field_kwargs(cls, raw, f"record {where}", RecordError, require_all=True)
+    if strict:  # schema 1 blocks, and blocks older than a key in ADDED, may lack keys
+        optional = getattr(cls, "ADDED", ())
+        field_kwargs(cls, raw, f"record {where}", RecordError, require_all=True, optional=optional)
     types = cls.TYPES
     return {n: _check(f"{where}.{n}", raw.get(n), types[n]) for n in names if n in types}
 
@@ -140,7 +143,9 @@ class Compute:
     steps: int | None = None
     wall_seconds: float | None = None
     train_seconds: float | None = None
-    tokens_per_second: float | None = None
+    tokens_per_second: float | None = None  # steady state: after the warm-up steps
+    warmup_seconds: float | None = None  # the first warmup_steps steps, compile included
+    warmup_steps: int | None = None
     device: str | None = None
     torch_threads: int | None = None
     resumed_from_step: int | None = None
@@ -155,6 +160,8 @@ class Compute:
         "wall_seconds": _NUM,
         "train_seconds": _NUM,
         "tokens_per_second": _NUM,
+        "warmup_seconds": _NUM,
+        "warmup_steps": (int,),
         "device": (str,),
         "torch_threads": (int,),
         "resumed_from_step": (int,),
@@ -162,6 +169,8 @@ class Compute:
         "peak_memory_kind": (str,),
         "world_size": (int,),
     }
+    # keys added to schema 2 later: a record written before them lacks them (read as None)
+    ADDED = ("warmup_seconds", "warmup_steps")
 
 
 @dataclass

@@ -375,6 +375,8 @@ def _compute(spec: RunSpec, setup: RunSetup, result: LoopResult, t_start: float)
         wall_seconds=round(time.time() - t_start, 3),
         train_seconds=round(result.wall_seconds, 3),
         tokens_per_second=round(result.tokens_per_second, 1),
+        warmup_seconds=_rounded(result.extra.get("warmup_seconds"), 3),
+        warmup_steps=result.extra.get("warmup_steps"),
         device=result.device,
         torch_threads=result.extra.get("torch_threads"),
         resumed_from_step=result.resumed_from,
@@ -382,6 +384,10 @@ def _compute(spec: RunSpec, setup: RunSetup, result: LoopResult, t_start: float)
         peak_memory_kind=result.extra.get("peak_memory_kind"),
         world_size=result.extra.get("world_size", 1),
     )
+
+
+def _rounded(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 def _fail(path: Path, record: RunRecord, tracker: Tracker, reason: str) -> None:

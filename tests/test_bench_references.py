@@ -13,6 +13,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 from reference_models import MiniLlama, flops_per_token, hf_llama, run_reference  # noqa: E402
+from throughput_rows import Peaks, finish, nominal_peak  # noqa: E402
 
 SHAPE = dict(vocab=96, d=32, n_layers=2, heads=4, ffn=88, seq=16)
 
@@ -64,3 +65,27 @@ def test_reference_rows_report_a_finite_loss(kind):
 def test_unknown_reference_kind_is_named():
     with pytest.raises(ValueError, match="kind: unknown reference 'nope'"):
         run_reference("nope", (32, 2, 4, 88), 16, 2, 96, 1, 0, torch.device("cpu"))
+
+
+@pytest.mark.parametrize(
+    "card, peak",
+    [
+        ("NVIDIA H200", 989.0),
+        ("NVIDIA H100 80GB HBM3", 989.0),  # the SXM card's name
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA H100 NVL", None),  # not in the table: no MFU rather than another card's
+        ("NVIDIA L4", None),
+    ],
+)
+def test_nominal_peak_by_card_name(card, peak):
+    assert nominal_peak(card) == peak
+
+
+def test_mfu_left_blank_for_an_unknown_card():
+    row = finish({"tokens_per_s": 1e6}, 1e8, Peaks(nominal=None, measured=500.0))
+    assert row["tflops"] == pytest.approx(100.0) and row["mfu_vs_nominal"] is None
+    assert row["mfu_vs_measured_peak"] == pytest.approx(0.2)
+    assert finish({"tokens_per_s": 1e6}, 1e8, Peaks(989.0, None))["mfu_vs_nominal"] == (
+        pytest.approx(100 / 989)
+    )

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from common.errors import ConfigError
+from train import cuda_paths
 from train.checkpoint import plan_resume
 from train.distributed import DistInfo, local_rows
 from train.fast_loss import CausalLMLoss, chunked_linear_cross_entropy, full_linear_cross_entropy
-from train.loop import LoopResult, _Prefetcher, peak_memory, pick_device, train
+from train.loop import (
+    WARMUP_STEPS,
+    LoopResult,
+    _Prefetcher,
+    build_optimizer,
+    peak_memory,
+    pick_device,
+    train,
+)
 from train.model import build_model
+from train.replicated import ReplicatedRun
 from train.specs import ModelSpec, TrainSpec
 
 TINY = ModelSpec("tiny", d_model=32, n_layers=2, n_heads=2, max_seq_len=64)
@@ -150,3 +161,51 @@ def test_prefetcher_worker_thread_path_keeps_step_order(monkeypatch):
 
 def test_peak_memory_on_cpu_is_bytes():
     assert peak_memory(torch.device("cpu")) > 2**20
+
+
+class SlowStartSampler(RandomSampler):
+    """The first two batches take 0.4 s each: a stand-in for a first step's compile."""
+
+    def batch(self, step: int) -> torch.Tensor:
+        if step < 2:
+            time.sleep(0.4)
+        return super().batch(step)
+
+
+def test_tokens_per_second_is_the_steady_state_rate(tmp_path):
+    model = build_model(TINY, 128, seed=0)
+    spec = TrainSpec(tokens=4096, lr=3e-3, log_every=1, device="cpu", num_threads=1)
+    res = train(
+        model,
+        None,
+        SlowStartSampler(128, 8, 32),
+        spec,
+        total_steps=8,
+        eval_steps=set(),
+        run_dir=tmp_path,
+        evaluate=lambda m, s, t: None,
+    )
+    assert res.extra["warmup_steps"] == WARMUP_STEPS == 3
+    assert res.extra["warmup_seconds"] >= 0.8  # the two slow steps are in the warm-up
+    steady = (8 - 3) * 8 * 32 / (res.wall_seconds - res.extra["warmup_seconds"])
+    assert res.tokens_per_second == pytest.approx(steady)
+    assert res.tokens_per_second > 2 * (8 * 8 * 32 / res.wall_seconds)  # the rate with warm-up
+
+
+@pytest.mark.slow  # ~20 s: dynamo's first import and trace
+def test_cuda_paths_switch_on_for_a_cpu_dry_run(tmp_path, monkeypatch):
+    """HARNESS_CUDA_PATHS_ON_CPU=1 (bench/gpu_check.py --dry-run): bf16 autocast, compile
+    (aot_eager) and fused AdamW on a CPU device, and the curve stays near the fp32 one."""
+    ref, _ = run_loop(tmp_path / "fp32", compile=True, precision="bf16")  # switches off on CPU
+    model = build_model(TINY, 128, seed=0)
+    fast = TrainSpec(tokens=4096, device="cpu", compile=True, precision="bf16")
+    cpu = torch.device("cpu")
+    assert build_optimizer(model, fast, cpu).defaults["fused"] is None
+    monkeypatch.setenv(cuda_paths.ENV, "1")
+    assert build_optimizer(model, fast, cpu).defaults["fused"] is True
+    run = ReplicatedRun(model, cpu, DistInfo())
+    run.wrap(fast)
+    assert isinstance(run.step_module, torch._dynamo.eval_frame.OptimizedModule)
+    curve, _ = run_loop(tmp_path / "dry", compile=True, precision="bf16")
+    assert len(curve) == 8 and curve != ref  # bf16 rounding: not the fp32 numbers ...
+    assert curve == pytest.approx(ref, abs=0.05)  # ... but the same curve

@@ -6,8 +6,8 @@ Each test checks a result, not only that the code runs:
   eager loop's loss curve over 200 steps: |difference| <= CURVE_TOL nats at every logged step,
   and <= CURVE_TAIL_TOL averaged over the last 20 (bf16 rounds activations to 8 bits of
   mantissa: the curves wander apart a little and must not drift);
-- resume after a kill: bitwise in fp32 eager (deterministic kernels), within RESUME_BF16_TOL
-  on the compiled bf16 path (a fresh compile may pick other kernels);
+- resume after a kill: bitwise in fp32 eager (deterministic kernels, math attention), within
+  RESUME_BF16_TOL on the compiled bf16 path (a fresh compile may pick other kernels);
 - lm-eval scores of one checkpoint on CUDA equal its CPU scores (log-likelihoods within
   1e-3 nats; accuracy within one item, for near-ties);
 - peak GPU memory is recorded (cuda_max_allocated, above the weights' size);
@@ -124,13 +124,19 @@ def resume_after_kill(src: Path, dst: Path, spec: TrainSpec) -> None:
 
 
 def test_resume_after_kill_is_exact_in_fp32(curves, tmp_path):
-    torch.use_deterministic_algorithms(True, warn_only=True)  # the equality below is the check
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # the equality below is the check: deterministic kernels, and the math attention
+    # backend, whose backward is plain matmuls (the flash / memory-efficient backwards
+    # accumulate in a nondeterministic order, which warn_only lets through)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        ref = tmp_path / "ref"
-        train_run(ref, dataclasses.replace(FP32_EAGER, checkpoint_every=100))
-        resume_after_kill(
-            ref, tmp_path / "resumed", dataclasses.replace(FP32_EAGER, checkpoint_every=100)
-        )
+        with sdpa_kernel(SDPBackend.MATH):
+            ref = tmp_path / "ref"
+            train_run(ref, dataclasses.replace(FP32_EAGER, checkpoint_every=100))
+            resume_after_kill(
+                ref, tmp_path / "resumed", dataclasses.replace(FP32_EAGER, checkpoint_every=100)
+            )
     finally:
         torch.use_deterministic_algorithms(False)
     assert losses(tmp_path / "resumed") == losses(ref)

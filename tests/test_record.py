@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import RecordError
-from common.record import SCHEMA_VERSION, RunRecord
+from common.record import SCHEMA_VERSION, Compute, RunRecord
 from harness.store import read_record, write_record
 from tests.conftest import ROOT, tiny_overrides
 
@@ -128,6 +128,8 @@ def test_schema1_record_reads_and_upgrades(tmp_path):
     upgraded["checkpoints"][0]["protocol"] = {
         "toy_recall": {"setup": "", "num_fewshot": 0, "n_samples": 200, "limit": None}
     }
+    # the keys added to compute since (warm-up timing) are written, unknown
+    assert {k: written["compute"].pop(k) for k in Compute.ADDED} == dict.fromkeys(Compute.ADDED)
     assert {k: v for k, v in written.items() if k != "schema_version"} == {
         k: v for k, v in upgraded.items() if k != "schema_version"
     }
@@ -149,6 +151,17 @@ def test_schema1_running_record_with_missing_keys_reads():
         and rec.model.d_model is None
     )
     assert RunRecord.from_json(rec.to_json()) == rec  # the upgraded record is strictly valid
+
+
+def test_schema2_record_written_before_the_added_compute_keys_reads():
+    raw = _current()
+    for key in Compute.ADDED:
+        del raw["compute"][key]
+    rec = RunRecord.from_json(raw)
+    assert rec.compute.warmup_seconds is None and rec.compute.tokens_per_second == 10000.0
+    raw["compute"]["warmup_seconds"] = "slow"  # present, it is type-checked like the rest
+    with pytest.raises(RecordError, match="compute.warmup_seconds"):
+        RunRecord.from_json(raw)
 
 
 def _current() -> dict:

@@ -45,6 +45,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
+from train import cuda_paths
 from train.checkpoint import checked_weights, save_checkpoint
 from train.distributed import DistInfo
 from train.fast_loss import CausalLMLoss
@@ -98,7 +99,7 @@ def shard(
     loss = CausalLMLoss(model, loss_chunk)
     for layer in model.model.layers:
         if compile_layers:
-            layer.compile()
+            layer.compile(**cuda_paths.compile_kwargs(device))
         fully_shard(layer, mesh=mesh, mp_policy=policy)
     fully_shard(loss, mesh=mesh, mp_policy=policy)
     return loss

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from common.atomic import write_text
-from train import distributed, fsdp
+from train import cuda_paths, distributed, fsdp
 from train.checkpoint import (
     ResumePlan,
     load_trainer_state,
@@ -32,6 +32,10 @@ from train.mixture import MixtureSampler
 from train.replicated import ReplicatedRun
 from train.schedule import lr_multiplier
 from train.specs import TrainSpec
+
+# The first steps of a process compile (torch.compile), record CUDA graphs and warm the
+# allocator: timed apart from the rest, so tokens_per_second is the steady-state rate.
+WARMUP_STEPS = 3
 
 
 class Diverged(RuntimeError):
@@ -47,7 +51,7 @@ class LoopResult:
     steps: int
     tokens: int
     wall_seconds: float  # this process's training time (excludes evaluation)
-    tokens_per_second: float
+    tokens_per_second: float  # after the first WARMUP_STEPS steps (all steps if no more ran)
     resumed_from: int | None
     peak_memory_bytes: int | None = None
     device: str = "cpu"  # the device this process trained on (recorded as compute.device)
@@ -83,7 +87,7 @@ def build_optimizer(
         {"params": decay, "weight_decay": spec.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    if device.type == "cuda":
+    if cuda_paths.enabled(device):
         return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), fused=True)
     return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), foreach=True)
 
@@ -159,6 +163,8 @@ def train(
         sampler, distributed.local_rows(sampler.batch_size, info), device, total_steps
     )
     t0, paused = time.time(), 0.0  # paused: seconds spent evaluating and checkpointing
+    warm_until = min(start + WARMUP_STEPS, total_steps)
+    warmup_s = None  # training time of the steps up to warm_until, compile included
     log = _TrainLog(log_path, spec, info, device, (start, total_steps), interval, loss_window)
     log.log_fn = log_fn
 
@@ -180,6 +186,10 @@ def train(
             log_step = done % spec.log_every == 0 or done == total_steps or done in eval_steps
             lr = scheduler.get_last_lr()[0]
             log.after_step(loss, grad_norm, done, lr, tokens_per_step, log_step)
+            if done == warm_until:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)  # once: the queued warm-up kernels count
+                warmup_s = time.time() - t0 - paused
             if done in eval_steps or (spec.checkpoint_every and done % spec.checkpoint_every == 0):
                 log.flush()
                 t_pause = time.time()
@@ -207,7 +217,7 @@ def train(
         total_steps,
         total_steps * tokens_per_step,
         wall,
-        (total_steps - start) * tokens_per_step / max(wall, 1e-9),
+        _steady_rate(total_steps - start, warm_until - start, tokens_per_step, wall, warmup_s),
         start if resume.checkpoint is not None else None,
         peak_memory(device),
         str(device),
@@ -216,8 +226,20 @@ def train(
             "torch_threads": torch.get_num_threads(),
             "parallel": "fsdp" if sharded else ("ddp" if info.enabled else "none"),
             "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "cpu_max_rss",
+            "warmup_seconds": warmup_s,
+            "warmup_steps": warm_until - start,
         },
     )
+
+
+def _steady_rate(
+    steps_run: int, warm_steps: int, tokens_per_step: int, wall: float, warmup_seconds
+) -> float:
+    """Tokens/s after the warm-up steps; with none after them, the rate over all steps."""
+    steady = steps_run - warm_steps
+    if steady > 0 and warmup_seconds is not None:
+        return steady * tokens_per_step / max(wall - warmup_seconds, 1e-9)
+    return steps_run * tokens_per_step / max(wall, 1e-9)
 
 
 def _use_device(device: torch.device, spec: TrainSpec, info: distributed.DistInfo) -> None:
@@ -233,7 +255,7 @@ def _parallel_run(
 ) -> ReplicatedRun | fsdp.ShardedRun:
     """The one place the loop tells a sharded run from a replicated one."""
     if fsdp.wants_fsdp(spec.parallel, sum(p.numel() for p in model.parameters()), info):
-        compile_layers = spec.compile and device.type == "cuda"
+        compile_layers = spec.compile and cuda_paths.enabled(device)
         return fsdp.ShardedRun(model, device, info, spec.loss_chunk, compile_layers)
     return ReplicatedRun(model, device, info)
 

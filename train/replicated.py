@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from train import distributed
+from train import cuda_paths, distributed
 from train.checkpoint import load_weights, save_checkpoint
 from train.distributed import DistInfo
 from train.fast_loss import CausalLMLoss
@@ -35,9 +35,11 @@ class ReplicatedRun(TrainStep):
         CUDA."""
         super().wrap(spec)
         module = distributed.wrap(CausalLMLoss(self.model, spec.loss_chunk), self.device, self.info)
-        if spec.compile and self.device.type == "cuda":
-            mode = None if spec.compile_mode == "default" else spec.compile_mode
-            module = torch.compile(module, mode=mode)
+        if spec.compile and cuda_paths.enabled(self.device):
+            # static shapes: in a process that trained another size first (a sweep, the bench),
+            # dynamo would otherwise recompile this one with a symbolic batch dimension
+            kwargs = cuda_paths.compile_kwargs(self.device, spec.compile_mode)
+            module = torch.compile(module, dynamic=False, **kwargs)
         self.step_module = module
 
     def clip(self, max_norm: float) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from train import cuda_paths
 from train.specs import TrainSpec
 
 
@@ -21,7 +22,7 @@ class TrainStep:
     def wrap(self, spec: TrainSpec) -> None:
         """Settle the precision and CUDA-graph marking of the step."""
         cuda = self.device.type == "cuda"
-        self.use_bf16 = cuda and spec.precision in ("auto", "bf16")
+        self.use_bf16 = cuda_paths.enabled(self.device) and spec.precision in ("auto", "bf16")
         self.cudagraphs = spec.compile and cuda and spec.compile_mode == "reduce-overhead"
 
     def clip(self, max_norm: float) -> torch.Tensor:
