@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from common.errors import ConfigError
 from train import cuda_paths
-from train.checkpoint import plan_resume
+from train.checkpoint import ResumePlan, plan_resume
 from train.distributed import DistInfo, local_rows
 from train.fast_loss import CausalLMLoss, chunked_linear_cross_entropy, full_linear_cross_entropy
 from train.loop import (
@@ -184,6 +184,8 @@ def test_tokens_per_second_is_the_steady_state_rate(tmp_path):
         eval_steps=set(),
         run_dir=tmp_path,
         evaluate=lambda m, s, t: None,
+        device=torch.device("cpu"),
+        resume=ResumePlan(None),
     )
     assert res.extra["warmup_steps"] == WARMUP_STEPS == 3
     assert res.extra["warmup_seconds"] >= 0.8  # the two slow steps are in the warm-up
