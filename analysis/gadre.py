@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError, warn
-from analysis.table import conform, with_all_columns
+from analysis.table import from_rows, task_row, val_loss_row, validate
 
 #: substring of a `val_data` path -> short readable validation-set name (order matters:
 #: the paloma c4 set must be matched before the bare c4 one).
@@ -105,17 +105,7 @@ def load_testbed(path: Path | str) -> pd.DataFrame:
                 continue
             if vname is None or not math.isfinite(loss):
                 continue
-            losses.append(
-                {
-                    **base,
-                    "kind": "val_loss",
-                    "name": vname,
-                    "task": vname,
-                    "setup": "",
-                    "metric": "loss",
-                    "value": loss,
-                }
-            )
+            losses.append(val_loss_row(base, vname, loss))
         if not losses:
             warn(f"skipping model {name}: no validation losses in {mpath.name}")
             continue
@@ -140,22 +130,19 @@ def load_testbed(path: Path | str) -> pd.DataFrame:
                 continue
             n = float(meta.at[task, "#datapoints"])
             rows.append(
-                {
-                    **base,
-                    "kind": "task",
-                    "name": task,
-                    "task": task,
-                    "setup": "",
-                    "metric": "acc",
-                    "value": p,
-                    "stderr": math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else np.nan,
-                    "n_samples": n,
-                    "chance": float(meta.at[task, "Random baseline"]) / 100,
-                }
+                task_row(
+                    base,
+                    task,
+                    "acc",
+                    p,
+                    stderr=math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else np.nan,
+                    n_samples=n,
+                    chance=float(meta.at[task, "Random baseline"]) / 100,
+                )
             )
     if not rows:
         raise AnalysisError(f"no usable models in testbed {root}")
-    table = conform(with_all_columns(pd.DataFrame(rows)))
+    table = validate(from_rows(rows), str(root))
     _warn_missing_tasks(table)
     return table
 

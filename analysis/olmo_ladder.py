@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError, warn
-from analysis.table import COLUMNS, conform, with_all_columns
+from analysis.table import from_rows, read_compact, validate
 
 COMPACT = "olmo_ladder.parquet"
 CORPUS = "olmo-mix-1124"  # OLMo 2 pretraining mix, shared by the ladder and the targets
@@ -93,15 +93,6 @@ def load_testbed(path: Path | str) -> pd.DataFrame:
     return read_raw(root)
 
 
-def read_compact(path: Path) -> pd.DataFrame:
-    """The shipped parquet; a one-line error naming a missing column."""
-    df = pd.read_parquet(path)
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise AnalysisError(f"{path}: missing column '{missing[0]}'")
-    return conform(df)
-
-
 def _params(root: Path) -> dict[str, float]:
     cfg = root / "configs" / "final.json"
     if not cfg.is_file():
@@ -155,7 +146,7 @@ def read_raw(root: Path) -> pd.DataFrame:
             continue
         frames.append(_target_rows(runs_dir, label, files, final_file, params[label]))
     table = pd.concat(frames, ignore_index=True)
-    table = conform(with_all_columns(_add_mmlu_avg(table)))
+    table = validate(from_rows(_add_mmlu_avg(table)), str(root))
     report_partial_tasks(table)
     return table
 

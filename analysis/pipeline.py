@@ -37,7 +37,8 @@ from analysis.fit_quality import flag_fits
 from analysis.fit_tables import downstream_fit_rows
 from analysis.flips import FLIP_COLUMNS, corpus_gaps, detect_flips
 from analysis.matrix import POOLED, bootstrap_weights, build_groups
-from analysis.table import COLUMNS, conform, with_all_columns
+from analysis.output_folder import require_complete, staged
+from analysis.table import COLUMNS, conform, validate, with_all_columns
 from analysis.testbed_extras import EXTRA_TABLES, testbed_extras
 from analysis.within_groups import mark_within_mix
 
@@ -108,6 +109,7 @@ def analyze(
     table = conform(with_all_columns(table))
     if table.empty:
         raise AnalysisError("empty table: no runs to analyse")
+    table = validate(table)
     # x-axes beyond the validation losses (compute, params) are pseudo validation sets;
     # the groups use the main suite's points (final checkpoints, or every checkpoint)
     table = conform(with_axes(table, cfg.x_axes))
@@ -133,15 +135,18 @@ def analyze(
     msgs = list(
         dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, AnalysisWarning))
     )
-    files = _write(out_dir, table, cfg, results, msgs)
     from analysis.plots import plot_all
     from analysis.report import write_report
 
-    with warnings.catch_warnings(record=True) as caught2:
-        warnings.simplefilter("always", AnalysisWarning)
-        files += plot_all(out_dir)
-    msgs += [str(w.message) for w in caught2 if issubclass(w.category, AnalysisWarning)]
-    files.append(write_report(out_dir, cfg, msgs, time.time() - t0))
+    # built whole in a staging folder, then swapped in (analysis.output_folder)
+    with staged(out_dir) as stage:
+        files = _write(stage, table, cfg, results, msgs)
+        with warnings.catch_warnings(record=True) as caught2:
+            warnings.simplefilter("always", AnalysisWarning)
+            files += plot_all(stage)
+        msgs += [str(w.message) for w in caught2 if issubclass(w.category, AnalysisWarning)]
+        files.append(write_report(stage, cfg, msgs, time.time() - t0))
+    files = [out_dir / f.relative_to(stage) for f in files]
     for m in msgs:  # surface them to the caller too
         warnings.warn(m, AnalysisWarning, stacklevel=2)
     frac = results["predictable"]
@@ -296,11 +301,7 @@ def _write(
 def plot(out_dir: Path, plot_options: dict | None = None) -> list[Path]:
     """Regenerate every figure from the tables in `out_dir` (no refitting); `plot_options`
     override the saved `analysis.plot` settings (dpi, formats)."""
-    from analysis.plots import TABLES_READ, plot_all
+    from analysis.plots import plot_all
 
-    tables = Path(out_dir) / "tables"
-    if not (tables / TABLES_READ[0]).exists():
-        raise AnalysisError(
-            f"out: no analysis tables under {tables}; run `harness analyze root={out_dir}` first"
-        )
+    require_complete(Path(out_dir))  # never redraw from a half-written or mixed output
     return plot_all(Path(out_dir), plot_options)

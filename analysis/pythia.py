@@ -28,7 +28,7 @@ import pandas as pd
 
 from analysis.errors import AnalysisError, warn
 from analysis.olmo_ladder import report_partial_tasks
-from analysis.table import COLUMNS, conform, with_all_columns
+from analysis.table import from_rows, read_compact, validate
 
 COMPACT = "pythia.parquet"
 TOKENS_PER_STEP = 2_097_152  # 1024 sequences x 2048 tokens
@@ -67,11 +67,7 @@ def load_testbed(path: Path | str) -> pd.DataFrame:
     """Read the Pythia evaluations from the shipped compact file or the raw upstream folder."""
     root = Path(path)
     if (root / COMPACT).is_file():
-        df = pd.read_parquet(root / COMPACT)
-        missing = [c for c in COLUMNS if c not in df.columns]
-        if missing:
-            raise AnalysisError(f"{root / COMPACT}: missing column '{missing[0]}'")
-        return conform(df)
+        return read_compact(root / COMPACT)
     return read_raw(root)
 
 
@@ -104,7 +100,7 @@ def read_raw(root: Path | str) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     last = df.groupby("run_id")["step"].transform("max")
     df["final"] = df["step"] == last
-    table = conform(with_all_columns(df))
+    table = validate(from_rows(df), str(base))
     report_partial_tasks(table)
     return table
 

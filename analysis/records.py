@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError, warn
-from analysis.table import conform, with_all_columns
+from analysis.table import from_rows, task_row, val_loss_row, validate
 from common.files import read_regular
 from common.record import RunRecord
 
@@ -76,17 +76,7 @@ def record_rows(rec: RunRecord | dict[str, Any]) -> list[dict[str, Any]]:
             "final": i == len(checkpoints) - 1,
         }
         for vname, loss in ck.val_loss.items():
-            rows.append(
-                {
-                    **cbase,
-                    "kind": "val_loss",
-                    "name": vname,
-                    "task": vname,
-                    "setup": "",
-                    "metric": "loss",
-                    "value": _num(loss),
-                }
-            )
+            rows.append(val_loss_row(cbase, vname, _num(loss)))
         for tname, metrics in ck.tasks.items():
             tm = meta.get(tname) or {}
             task, _, setup = tname.partition("@")
@@ -94,18 +84,17 @@ def record_rows(rec: RunRecord | dict[str, Any]) -> list[dict[str, Any]]:
                 if metric.endswith("_stderr"):
                     continue
                 rows.append(
-                    {
-                        **cbase,
-                        "kind": "task",
-                        "name": tname,
-                        "task": tm.get("task", task),
-                        "setup": tm.get("setup", setup),
-                        "metric": metric,
-                        "value": _num(value),
-                        "stderr": _num(metrics.get(f"{metric}_stderr")),
-                        "n_samples": _num(tm.get("n_samples")),
-                        "chance": _num(tm.get("chance")),
-                    }
+                    task_row(
+                        cbase,
+                        tname,
+                        metric,
+                        _num(value),
+                        task=tm.get("task", task),
+                        setup=tm.get("setup", setup),
+                        stderr=_num(metrics.get(f"{metric}_stderr")),
+                        n_samples=_num(tm.get("n_samples")),
+                        chance=_num(tm.get("chance")),
+                    )
                 )
     return rows
 
@@ -129,11 +118,11 @@ def load_records(root: Path | str) -> pd.DataFrame:
             warn(f"skipping unreadable record {path}: {exc!r}")
     if not rows:
         raise AnalysisError(f"no usable run records under {root / 'runs'} ({len(paths)} found)")
-    table = conform(with_all_columns(pd.DataFrame(rows)))
+    table = from_rows(rows)
     bad = table["value"].isna()
     if bad.any():
         for (run, name), _ in table[bad].groupby(["run_id", "name"]):
             warn(f"run {run}: non-numeric value for {name}; dropped")
         table = table[~bad].reset_index(drop=True)
     table["stderr"] = table["stderr"].astype(float).where(np.isfinite(table["stderr"]))
-    return table
+    return validate(table, str(root / "runs"))
