@@ -192,10 +192,6 @@ def calibrate(
     return Calibration(table, tuned, metrics)
 
 
-#: tables the analysis writes from the calibration (tables/<name>.csv)
-CALIBRATION_TABLES = ("calibration", "calibration_metrics", "labels_by_corpus")
-
-
 def resolve_labels(setting: str | None, sources: list[str]) -> Path | None:
     """The labels file to check the rules against: a path, or the testbed's shipped labels
     for `auto` (None when no testbed in the table ships labels)."""

@@ -44,14 +44,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from analysis.config import ClassifyConfig, FitConfig
+from analysis.config import AnalysisConfig, ClassifyConfig, FitConfig
 from analysis.downstream_laws import ExpGrid, fit_exp_grid, refine_exp
-from analysis.matrix import Group
+from analysis.matrix import POOLED, Group, bootstrap_weights
 
 CATEGORIES = ("predictable", "inverse", "nonmonotonic", "noisy", "trendless", "breakthrough")
 INSUFFICIENT = "insufficient"
@@ -205,6 +206,7 @@ class GroupTrends:
     fit: ExpGrid  # bootstrap exp-law fits, (R, T)
     point: ExpGrid  # refined point fit, (1, T)
     features: TrendFeatures
+    weights: np.ndarray | None = None  # (R + 1, n) resample weights: paired comparisons reuse them
 
 
 def classify_group(g: Group, W: np.ndarray, ccfg: ClassifyConfig, fcfg: FitConfig) -> GroupTrends:
@@ -221,7 +223,29 @@ def classify_group(g: Group, W: np.ndarray, ccfg: ClassifyConfig, fcfg: FitConfi
     # distinct models per resample decide "insufficient": duplicates add no information
     n_distinct = (W > 0).astype(float) @ np.isfinite(g.Y).astype(float)
     codes = apply_rules(feats, ccfg, n_distinct)
-    return GroupTrends(g, codes, fit, point, feats)
+    return GroupTrends(g, codes, fit, point, feats, W)
+
+
+def classify(
+    g: Group, cfg: AnalysisConfig, seed: int, n_resamples: int | None = None
+) -> GroupTrends:
+    """Bootstrap, then classify: the one way every analysis resamples a group.
+
+    Models are resampled within each corpus for a pooled group (every resample keeps each
+    corpus's share) and whole runs at a time when the points are checkpoints (one long run
+    is not many models); `n_resamples` defaults to `cfg.bootstrap.n_resamples`. The seed is
+    the caller's: the main groups use `corpus_seed` (the same resamples of a corpus under
+    every x-axis, so flips between x-axes are paired); the comparisons that reuse a
+    headline's points use `cfg.bootstrap.seed` itself.
+    """
+    R = cfg.bootstrap.n_resamples if n_resamples is None else n_resamples
+    W = bootstrap_weights(g.n, R, seed, g.run_corpus if g.corpus == POOLED else None, g.cluster)
+    return classify_group(g, W, cfg.classify, cfg.fit)
+
+
+def corpus_seed(cfg: AnalysisConfig, corpus: str) -> int:
+    """The main groups' seed: one per corpus, shared by every x-axis (paired bootstrap)."""
+    return cfg.bootstrap.seed + zlib.crc32(corpus.encode()) % 100_000
 
 
 def trend_rows(gt: GroupTrends) -> pd.DataFrame:

@@ -26,23 +26,7 @@ from analysis.errors import warn
 from analysis.fit_quality import fit_flag
 from analysis.loss_laws import LossLawFit, fit_loss_law, law_inputs
 from analysis.matrix import final_rows
-
-EXTRAP_COLUMNS = [
-    "backtest",
-    "corpus",
-    "target",
-    "run_id",
-    "quantity",
-    "law",
-    "predicted",
-    "ci_low",
-    "ci_high",
-    "actual",
-    "rel_error",
-    "published_rel_error",
-    "n_train",
-    "flag",
-]
+from analysis.schemas import EXTRAP_COLUMNS
 
 #: (size, tokens-per-parameter M, quantity) -> published relative error (Gadre et al. 2024,
 #: "Language models scale reliably with over-training and on downstream tasks": C4 loss of the

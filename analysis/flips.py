@@ -27,21 +27,7 @@ from analysis.classify import CATEGORIES, INSUFFICIENT, LABELS, GroupTrends
 from analysis.config import FlipConfig
 from analysis.downstream_laws import exp_law_acc
 from analysis.matrix import POOLED, percentile_ci
-
-FLIP_COLUMNS = [
-    "task",
-    "setup",
-    "setting",
-    "context",
-    "from",
-    "to",
-    "kind",
-    "effect",
-    "effect_from",
-    "ci_low",
-    "ci_high",
-    "p_value",
-]
+from analysis.schemas import FLIP_COLUMNS
 
 
 def _probs(gt: GroupTrends) -> np.ndarray:
@@ -50,7 +36,7 @@ def _probs(gt: GroupTrends) -> np.ndarray:
     return np.stack([(boot == LABELS.index(c)).mean(0) for c in CATEGORIES], 1)
 
 
-def _category_rows(
+def category_rows(
     a: GroupTrends,
     b: GroupTrends,
     setting: str,
@@ -180,7 +166,7 @@ def detect_flips(
                 continue
             names = [n for n in trends[ka].group.names if n in trends[kb].group.names]
             ctx = f"corpus={corpus}"
-            rows += _category_rows(
+            rows += category_rows(
                 trends[ka],
                 trends[kb],
                 "val_set",
@@ -198,7 +184,7 @@ def detect_flips(
             if ka not in trends or kb not in trends:
                 continue
             names = [n for n in trends[ka].group.names if n in trends[kb].group.names]
-            rows += _category_rows(
+            rows += category_rows(
                 trends[ka],
                 trends[kb],
                 "corpus",
@@ -219,7 +205,7 @@ def detect_flips(
             for ta, tb in itertools.combinations(idx, 2):
                 sa, sb = g.setups[ta] or "default", g.setups[tb] or "default"
                 ctx = f"val_set={key[0]},corpus={key[1]}"
-                rows += _category_rows(gt, gt, "setup", ctx, sa, sb, [ta], [tb])
+                rows += category_rows(gt, gt, "setup", ctx, sa, sb, [ta], [tb])
                 sl = slope_cache[key]
                 if sl.shape[0] >= 3:
                     pa, pb = sl[:, ta], sl[:, tb]

@@ -31,6 +31,7 @@ from analysis.errors import warn  # noqa: E402
 from analysis.flips import headline_flips  # noqa: E402
 from analysis.loss_laws import predict_natural  # noqa: E402
 from analysis.matrix import POOLED  # noqa: E402
+from analysis.schemas import TABLES_READ  # noqa: E402,F401  (harness plot names them)
 
 
 def _safe(s: str) -> str:
@@ -403,10 +404,6 @@ def loss_vs_compute(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out_dir / "figures" / "loss_vs_compute.png", cfg.plot)
-
-
-#: what the figures are drawn from (tables/), said by `harness plot`
-TABLES_READ = ("runs.parquet", "trends.csv", "flips.csv", "fits.csv", "extrapolation.csv")
 
 
 def plot_all(out_dir: Path, plot: dict | None = None) -> list[Path]:

@@ -9,8 +9,6 @@ import numpy as np
 import pandas as pd
 
 from analysis import classify, io
-from analysis.config import AnalysisConfig
-from analysis.matrix import POOLED
 from analysis.report_calibration import calibration_section, corpus_section
 from analysis.report_extras import axis_line, extra_sections
 from analysis.report_findings import (
@@ -20,6 +18,7 @@ from analysis.report_findings import (
     sensitivity_block,
     with_na,
 )
+from analysis.results import AnalysisResults
 from analysis.within_groups import report_lines
 
 
@@ -43,17 +42,18 @@ def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     return "\n" + "\n".join(lines) + "\n\n"
 
 
-def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], seconds: float) -> Path:
-    t = out_dir / "tables"
-    runs = pd.read_parquet(t / "runs.parquet")
-    trends, flips = io.read_csv(t / "trends.csv"), io.read_csv(t / "flips.csv")
-    fits, ext = io.read_csv(t / "fits.csv"), io.read_csv(t / "extrapolation.csv")
-    pred, sens = io.read_csv(t / "predictable.csv"), io.read_csv(t / "sensitivity.csv")
-    fin = runs[runs["final"].fillna(False).astype(bool)]
+def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
+    """report.md of `res` (rendered from the tables in memory, the ones just written) into
+    `out_dir`, whose figures/ it links."""
+    cfg, warnings = res.cfg, res.warnings
+    runs = res.runs_table()
+    trends, flips = res.table("trends"), res.table("flips")
+    fits, ext = res.table("fits"), res.table("extrapolation")
+    pred, sens = res.table("predictable"), res.table("sensitivity")
+    fin = res.final_runs
     corpora = sorted(fin["corpus"].dropna().unique())
-    head = POOLED if len(corpora) > 1 else (corpora[0] if corpora else "")
+    head, ref = res.headline_corpus, res.reference_val_set
     vsets = sorted(fin.loc[fin["kind"] == "val_loss", "name"].unique())
-    ref = cfg.reference_val_set if cfg.reference_val_set in vsets else (vsets[0] if vsets else "")
     s = ["# Downstream scaling-law reliability report\n\n"]
     s.append(lead_sentences(out_dir, cfg, ref, head, trends, flips, runs) + "\n")
     s.append(
@@ -86,8 +86,8 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
         counts = counts.loc[:, (counts > 0).any()]
         s.append("\nCategory counts:\n\n" + _md(counts.reset_index()))
 
-    s.append(calibration_section(t, _md))
-    s.append(corpus_section(t, _md, ref))
+    s.append(calibration_section(res, _md))
+    s.append(corpus_section(res, _md, ref))
     s.append("\n## Classification rules\n\n")
     s.append("```\n" + classify.__doc__.strip() + "\n```\n")
     s.append("Thresholds (`classify` in conf/analysis/default.yaml):\n\n")
@@ -148,7 +148,7 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
                 _md(rev[["task", "context", "from", "to", "effect_from", "effect", "p_value"]])
             )
 
-    s.append(extra_sections(out_dir, cfg, _md))
+    s.append(extra_sections(res, _md))
     s.append("\n## Downstream laws compared\n\n")
     d = (
         fits[(fits["kind"] == "downstream") & (fits["val_set"] == ref) & (fits["corpus"] == head)]

@@ -1,25 +1,19 @@
-"""The report's section on agreement with published labels (tables written by analyze)."""
+"""The report's section on agreement with published labels (the calibration tables)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 
-from analysis import io
 from analysis.calibrate import CALIBRATION_GRID
 from analysis.classify import CATEGORIES, LABELS
+from analysis.results import AnalysisResults
 
 
-def _read(tables: Path, name: str) -> pd.DataFrame:
-    path = tables / f"{name}.csv"
-    return io.read_csv(path) if path.is_file() else pd.DataFrame()
-
-
-def calibration_section(tables: Path, md: Callable[..., str]) -> str:
+def calibration_section(res: AnalysisResults, md: Callable[..., str]) -> str:
     """Cross-validated agreement, confusion matrix, per-task labels ('' without labels)."""
-    cal, met = _read(tables, "calibration"), _read(tables, "calibration_metrics")
+    cal, met = res.table("calibration"), res.table("calibration_metrics")
     if cal.empty or met.empty:
         return ""
     m = dict(zip(met["metric"], met["value"], strict=False))
@@ -59,9 +53,9 @@ def calibration_section(tables: Path, md: Callable[..., str]) -> str:
     return "".join(s)
 
 
-def corpus_section(tables: Path, md: Callable[..., str], val_set: str) -> str:
+def corpus_section(res: AnalysisResults, md: Callable[..., str], val_set: str) -> str:
     """Per-corpus and pooled categories side by side, disagreements first."""
-    by = _read(tables, "labels_by_corpus")
+    by = res.table("labels_by_corpus")
     if by.empty or "corpora_agree" not in by:
         return ""
     by = by.sort_values(["corpora_agree", "name"], key=lambda c: c.astype(str))

@@ -1,23 +1,17 @@
-"""report.md sections for the analyses of `analysis.testbed_extras` (read from the tables,
-so the report agrees with them); each section is empty when its table was not computed."""
+"""report.md sections for the analyses of `analysis.testbed_extras` (from the tables in
+`AnalysisResults`, the ones written); each section is empty when its table was not computed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 
-from analysis import io
 from analysis.axes import axis_label
 from analysis.config import AnalysisConfig
+from analysis.results import AnalysisResults
 from analysis.seed_spread import spread_section
 from analysis.two_step import PUBLISHED_SOURCE
-
-
-def _read(t: Path, name: str) -> pd.DataFrame:
-    p = t / f"{name}.csv"
-    return io.read_csv(p) if p.exists() else pd.DataFrame()
 
 
 def axis_line(cfg: AnalysisConfig) -> str:
@@ -46,10 +40,10 @@ def _final_na(piv: pd.DataFrame, trends: pd.DataFrame, cfg: AnalysisConfig) -> p
     return piv
 
 
-def extra_sections(out_dir: Path, cfg: AnalysisConfig, md: Callable[..., str]) -> str:
-    t = out_dir / "tables"
+def extra_sections(res: AnalysisResults, md: Callable[..., str]) -> str:
+    cfg = res.cfg
     s: list[str] = []
-    pts = _read(t, "predictable_points")
+    pts = res.table("predictable_points")
     if not pts.empty:
         s.append("\n## Final checkpoints vs every checkpoint\n\n")
         s.append(
@@ -61,7 +55,7 @@ def extra_sections(out_dir: Path, cfg: AnalysisConfig, md: Callable[..., str]) -
             index=["val_set", "corpus"], columns="points", values=["frac", "ci_low", "ci_high"]
         ).round(3)
         piv.columns = [f"{b}:{a}" for a, b in piv.columns]
-        piv = _final_na(piv, _read(t, "trends"), cfg)
+        piv = _final_na(piv, res.table("trends"), cfg)
         s.append(
             md(
                 piv.reset_index()[
@@ -71,7 +65,7 @@ def extra_sections(out_dir: Path, cfg: AnalysisConfig, md: Callable[..., str]) -
                 ]
             )
         )
-    own = _read(t, "task_axis_predictable")
+    own = res.table("task_axis_predictable")
     if not own.empty:
         s.append("\n## Each task against its own bits-per-byte\n\n")
         s.append(
@@ -79,7 +73,7 @@ def extra_sections(out_dir: Path, cfg: AnalysisConfig, md: Callable[..., str]) -
             "same rules and resamples); per-task categories in task_axis_trends.csv:\n"
         )
         s.append(md(own))
-    bt = _read(t, "two_step")
+    bt = res.table("two_step")
     if not bt.empty:
         s.append("\n## Two-step prediction of the targets (Bhagia et al. 2024 protocol)\n\n")
         s.append(
@@ -114,8 +108,8 @@ def extra_sections(out_dir: Path, cfg: AnalysisConfig, md: Callable[..., str]) -
                     ".4f",
                 )
             )
-    s.append(spread_section(_read(t, "seed_spread"), md))
-    var = _read(t, "variance")
+    s.append(spread_section(res.table("seed_spread"), md))
+    var = res.table("variance")
     if not var.empty:
         s.append("\n## Variance over the last checkpoints vs prediction error\n\n")
         v = var.dropna(subset=["two_step_abs_error_13B"])

@@ -21,32 +21,27 @@ import numpy as np
 import pandas as pd
 
 from analysis.axes import AXES, has_checkpoints, select_points
-from analysis.classify import LABELS, classify_group, fraction_predictable, trend_rows
+from analysis.classify import LABELS, classify, classify_group, fraction_predictable, trend_rows
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, warn
-from analysis.flips import FLIP_COLUMNS, _category_rows
-from analysis.matrix import POOLED, bootstrap_weights, build_groups, percentile_ci
+from analysis.flips import category_rows
+from analysis.matrix import build_groups, percentile_ci
+from analysis.results import AnalysisResults
+from analysis.schemas import FLIP_COLUMNS
 from analysis.seed_spread import seed_spread
 from analysis.two_step import two_step_backtest, variance_analysis
 from analysis.variants import variant_flips
 
 AXIS_TASK_LOSS = "task_bpb"  # x-axis name: each task's own bits-per-byte
-#: extra tables written to tables/ when computed
-EXTRA_TABLES = (
-    "predictable_points",
-    "two_step",
-    "variance",
-    "task_axis_predictable",
-    "task_axis_trends",
-    "seed_spread",
-)
 METRIC_VARIANTS = ("prob", "bpb")
 
 
 def testbed_extras(
-    table: pd.DataFrame, main: pd.DataFrame, cfg: AnalysisConfig, results: dict
-) -> dict:
-    """Extra tables for `results`; `flips` comes back with the extra flip rows appended."""
+    table: pd.DataFrame, main: pd.DataFrame, results: AnalysisResults
+) -> dict[str, pd.DataFrame]:
+    """Extra tables (analysis.schemas.EXTRA_TABLES) for `results`; `flips` and
+    `extrapolation` come back with the extra rows appended."""
+    cfg = results.cfg
     out: dict = {}
     if has_checkpoints(main):
         out["predictable_points"] = _points_comparison(main, cfg, results)
@@ -55,7 +50,7 @@ def testbed_extras(
         extra.append(variant_flips(table, cfg))
     extra = [e for e in extra if not e.empty]
     if extra:
-        base = results["flips"] if not results["flips"].empty else None
+        base = results.tables["flips"] if not results.tables["flips"].empty else None
         out["flips"] = pd.concat(([base] if base is not None else []) + extra, ignore_index=True)[
             FLIP_COLUMNS
         ]
@@ -70,7 +65,7 @@ def testbed_extras(
         # own tables: predictable.csv / trends.csv stay one row per validation set
         out["task_axis_predictable"] = pd.DataFrame([pred_row])
         out["task_axis_trends"] = trend_df
-        base = out.get("flips", results["flips"])
+        base = out.get("flips", results.tables["flips"])
         out["flips"] = pd.concat([base, flip_df], ignore_index=True)[FLIP_COLUMNS]
     targets = set(cfg.extrapolate.two_step.targets)
     if targets & set(main["run_id"].astype(str)):
@@ -79,11 +74,11 @@ def testbed_extras(
         )
         out["two_step"] = bt
         out["variance"] = variance_analysis(main, cfg.extrapolate.two_step, bt, cfg.accuracy_metric)
-        out["extrapolation"] = _with_two_step(results["extrapolation"], bt)
+        out["extrapolation"] = _with_two_step(results.tables["extrapolation"], bt)
     return out
 
 
-def _task_loss_axis(cfg: AnalysisConfig, results: dict):
+def _task_loss_axis(cfg: AnalysisConfig, results: AnalysisResults):
     """Each task against its own loss (bits-per-byte of the correct answer): one group per
     task, x = that task's bpb (lower is better, like a loss), the same rules and resamples;
     the predictable row, the trend rows and the category flips from the reference x-axis.
@@ -91,11 +86,10 @@ def _task_loss_axis(cfg: AnalysisConfig, results: dict):
     keys = _headline_keys(results, cfg)
     if not keys:
         return None
-    ref = results["_trends"][keys[0]]
+    ref = results.groups[keys[0]]
     g = ref.group
     if g.X_task is None or g.task_metric != "bpb":
         return None
-    R = cfg.bootstrap.n_resamples
     codes, rows, flips = [], [], []
     for t in range(len(g.names)):
         ok = np.isfinite(g.X_task[:, t]) & np.isfinite(g.Y[:, t])
@@ -118,17 +112,10 @@ def _task_loss_axis(cfg: AnalysisConfig, results: dict):
             X_task=None,
             cluster=None if g.cluster is None else g.cluster[ok],
         )
-        W = bootstrap_weights(
-            gt_group.n,
-            R,
-            cfg.bootstrap.seed,
-            gt_group.run_corpus if g.corpus == POOLED else None,
-            gt_group.cluster,
-        )
-        gt = classify_group(gt_group, W, cfg.classify, cfg.fit)
+        gt = classify(gt_group, cfg, cfg.bootstrap.seed)
         codes.append(gt.codes[:, 0])
         rows.append(trend_rows(gt))
-        flips += _category_rows(
+        flips += category_rows(
             ref, gt, "val_set", f"corpus={g.corpus}", g.val_set, AXIS_TASK_LOSS, [t], [0]
         )
     if not codes:
@@ -148,18 +135,20 @@ def _task_loss_axis(cfg: AnalysisConfig, results: dict):
     return pred, pd.concat(rows, ignore_index=True), pd.DataFrame(flips, columns=FLIP_COLUMNS)
 
 
-def _headline_keys(results: dict, cfg: AnalysisConfig) -> list[tuple[str, str]]:
+def _headline_keys(results: AnalysisResults, cfg: AnalysisConfig) -> list[tuple[str, str]]:
     """The headline group on the reference x-axis (each extra pass costs a full
     classification; every other axis stays in predictable.csv)."""
-    keys = [(gt.group.val_set, gt.group.corpus) for gt in results["_headline"]]
+    keys = [(gt.group.val_set, gt.group.corpus) for gt in results.headline]
     return [k for k in keys if k[0] == cfg.reference_val_set]
 
 
-def _points_comparison(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -> pd.DataFrame:
+def _points_comparison(
+    main: pd.DataFrame, cfg: AnalysisConfig, results: AnalysisResults
+) -> pd.DataFrame:
     keys = _headline_keys(results, cfg)
     other = "all" if cfg.points == "final" else "final"
     R = min(200, cfg.bootstrap.n_resamples)
-    rows = [{"points": cfg.points, **_pred_row(results["_trends"][k], cfg)} for k in keys]
+    rows = [{"points": cfg.points, **_pred_row(results.groups[k], cfg)} for k in keys]
     try:
         groups = build_groups(
             select_points(main, other, cfg.checkpoint_min_frac),
@@ -172,12 +161,8 @@ def _points_comparison(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -
     for g in groups:
         if (g.val_set, g.corpus) not in keys:
             continue
-        W = bootstrap_weights(
-            g.n, R, cfg.bootstrap.seed, g.run_corpus if g.corpus == POOLED else None, g.cluster
-        )
-        rows.append(
-            {"points": other, **_pred_row(classify_group(g, W, cfg.classify, cfg.fit), cfg)}
-        )
+        gt = classify(g, cfg, cfg.bootstrap.seed, n_resamples=R)
+        rows.append({"points": other, **_pred_row(gt, cfg)})
     return pd.DataFrame(rows)
 
 
@@ -198,7 +183,9 @@ def _pred_row(gt, cfg: AnalysisConfig) -> dict:
     }
 
 
-def _metric_flips(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -> pd.DataFrame:
+def _metric_flips(
+    main: pd.DataFrame, cfg: AnalysisConfig, results: AnalysisResults
+) -> pd.DataFrame:
     tasks = main[main["kind"] == "task"]
     present = [m for m in METRIC_VARIANTS if (tasks["metric"] == m).any()]
     rows: list[dict] = []
@@ -224,11 +211,11 @@ def _metric_flips(main: pd.DataFrame, cfg: AnalysisConfig, results: dict) -> pd.
         for g in groups:
             if (g.val_set, g.corpus) not in keys:
                 continue
-            a = results["_trends"][(g.val_set, g.corpus)]
-            W = results["_weights"][(g.val_set, g.corpus)]
-            b = classify_group(g, W, cfg.classify, dataclasses.replace(cfg.fit))
+            a = results.groups[(g.val_set, g.corpus)]
+            # the same resamples as the accuracy group: a paired comparison
+            b = classify_group(g, a.weights, cfg.classify, dataclasses.replace(cfg.fit))
             names = [n for n in a.group.names if n in g.names]
-            rows += _category_rows(
+            rows += category_rows(
                 a,
                 b,
                 "metric",

@@ -23,11 +23,12 @@ import pandas as pd
 from scipy.stats import norm
 
 from analysis.axes import AXES
-from analysis.classify import classify_group
+from analysis.classify import classify
 from analysis.config import AnalysisConfig
 from analysis.errors import warn
-from analysis.flips import FLIP_COLUMNS, _category_rows
-from analysis.matrix import Group, bootstrap_weights
+from analysis.flips import category_rows
+from analysis.matrix import Group
+from analysis.schemas import FLIP_COLUMNS
 
 
 def setting_of(sweep: str) -> str:
@@ -140,15 +141,11 @@ def variant_flips(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
         ctx = f"size={runs.at[vid, 'size']},corpus={runs.at[vid, 'corpus']}"
         ta = tb = None
         if min(ga.n, gb.n) >= cfg.classify.min_models:
-            R = cfg.bootstrap.n_resamples
-            ta = classify_group(
-                ga, bootstrap_weights(ga.n, R, cfg.bootstrap.seed), cfg.classify, cfg.fit
-            )
-            tb = classify_group(
-                gb, bootstrap_weights(gb.n, R, cfg.bootstrap.seed + 1), cfg.classify, cfg.fit
-            )
+            # independent resamples of the two runs (their points are not paired)
+            ta = classify(ga, cfg, cfg.bootstrap.seed)
+            tb = classify(gb, cfg, cfg.bootstrap.seed + 1)
             idx = list(range(len(names)))
-            rows += _category_rows(ta, tb, setting, ctx, ref, vid, idx, idx)
+            rows += category_rows(ta, tb, setting, ctx, ref, vid, idx, idx)
         rows += _gap_rows(ga, gb, names, setting, ctx, ref, vid, cfg)
     return pd.DataFrame(rows, columns=FLIP_COLUMNS)
 
