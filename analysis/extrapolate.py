@@ -28,17 +28,6 @@ from analysis.loss_laws import LossLawFit, fit_loss_law, law_inputs
 from analysis.matrix import final_rows
 from analysis.schemas import EXTRAP_COLUMNS
 
-#: (size, tokens-per-parameter M, quantity) -> published relative error (Gadre et al. 2024,
-#: "Language models scale reliably with over-training and on downstream tasks": C4 loss of the
-#: 1.4B model at M=640 and the 6.9B model at M=20, and their 17-task average top-1 error;
-#: their headline fits are on RedPajama)
-PUBLISHED = {
-    ("open_lm_1b", 640.0, "loss"): 0.007,
-    ("open_lm_7b", 20.0, "loss"): 0.007,
-    ("open_lm_1b", 640.0, "top1_error_avg"): 0.036,
-    ("open_lm_7b", 20.0, "top1_error_avg"): 0.0005,
-}
-
 
 def run_frame(table: pd.DataFrame, val_set: str, tasks: list[str], metric: str = "acc"):
     """One row per final run: inputs, loss on `val_set`, per-task top-1 error, average."""
@@ -133,7 +122,6 @@ def _predict_block(
                     hi[i],
                     act,
                     tg.iloc[i],
-                    "loss",
                     len(tr),
                     lflag,
                 )
@@ -188,7 +176,6 @@ def _predict_block(
                     np.nan,
                     yact.iloc[i],
                     tg.iloc[i],
-                    "top1_error_avg",
                     len(etr),
                     cflag,
                 )
@@ -205,7 +192,6 @@ def _predict_block(
                     np.nan,
                     yact.iloc[i],
                     tg.iloc[i],
-                    None,
                     len(etr),
                     eflag,
                 )
@@ -213,11 +199,8 @@ def _predict_block(
     return rows, fits
 
 
-def _row(backtest, corpus, target, quantity, law, pred, lo, hi, actual, run, pub_key, n, flag=""):
+def _row(backtest, corpus, target, quantity, law, pred, lo, hi, actual, run, n, flag=""):
     rel = abs(pred - actual) / abs(actual) if np.isfinite(actual) and actual != 0 else np.nan
-    pub = np.nan
-    if pub_key and quantity.split(":")[0] in ("loss", "top1_error_avg"):
-        pub = PUBLISHED.get((run["size"], round(20 * run["multiplier"], 6), pub_key), np.nan)
     return {
         "backtest": backtest,
         "corpus": corpus,
@@ -230,10 +213,31 @@ def _row(backtest, corpus, target, quantity, law, pred, lo, hi, actual, run, pub
         "ci_high": float(hi),
         "actual": float(actual),
         "rel_error": float(rel),
-        "published_rel_error": pub,
+        "published_rel_error": np.nan,  # set by with_published
         "n_train": int(n),
         "flag": flag,
     }
+
+
+def with_published(
+    extrap: pd.DataFrame, table: pd.DataFrame, published: dict[tuple[str, float, str], float]
+) -> pd.DataFrame:
+    """extrapolation rows with `published_rel_error` filled where a publication reports the
+    same prediction: `published` maps (size, tokens per parameter M, "loss" |
+    "top1_error_avg") to its relative error; loss rows and the chained average error match."""
+    if extrap.empty or not published:
+        return extrap
+    runs = final_rows(table).drop_duplicates("run_id").set_index("run_id")
+    q = extrap["quantity"].astype(str)
+    key = np.where(q.str.startswith("loss:"), "loss", np.where(q == "top1_error_avg", q, ""))
+    out = extrap.copy()
+    for i, (rid, k) in enumerate(zip(extrap["run_id"], key, strict=True)):
+        if k and rid in runs.index:
+            size, mult = runs.at[rid, "size"], runs.at[rid, "multiplier"]
+            out.iloc[i, out.columns.get_loc("published_rel_error")] = published.get(
+                (size, round(20 * mult, 6), k), np.nan
+            )
+    return out
 
 
 def testbed_backtest(

@@ -32,6 +32,18 @@ VAL_SETS: list[tuple[str, str]] = [
 ]
 
 
+#: (size, tokens-per-parameter M, quantity) -> published relative error (Gadre et al. 2024,
+#: "Language models scale reliably with over-training and on downstream tasks": C4 loss of the
+#: 1.4B model at M=640 and the 6.9B model at M=20, and their 17-task average top-1 error;
+#: their headline fits are on RedPajama)
+PUBLISHED_REL_ERRORS = {
+    ("open_lm_1b", 640.0, "loss"): 0.007,
+    ("open_lm_7b", 20.0, "loss"): 0.007,
+    ("open_lm_1b", 640.0, "top1_error_avg"): 0.036,
+    ("open_lm_7b", 20.0, "top1_error_avg"): 0.0005,
+}
+
+
 def val_set_name(path: str) -> str | None:
     """Short name of a validation set from its data path, None when unknown."""
     for key, name in VAL_SETS:

@@ -36,12 +36,12 @@ def logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
 
 
-def _features(law: str, X: dict[str, np.ndarray], ref: dict[str, float]):
+def law_features(law: str, X: dict[str, np.ndarray], ref: dict[str, float]):
     """Centered logs of the inputs (centering keeps L-BFGS well conditioned)."""
     return {k: np.log(np.asarray(X[k], float)) - ref.get(k, 0.0) for k in LAWS[law][2]}
 
 
-def _terms(law: str, th: np.ndarray, f: dict[str, np.ndarray]):
+def law_terms(law: str, th: np.ndarray, f: dict[str, np.ndarray]):
     """Log-terms (R, n, J) for parameters th (R, P), and their Jacobian (n, J, P).
 
     Every term is linear in the log-space parameters, so the Jacobian does not depend on
@@ -72,7 +72,7 @@ def _objective(law, f, logy, w, delta):
 
     def fun(flat):
         th = flat.reshape(R, -1)
-        T, J = _terms(law, th, f)
+        T, J = law_terms(law, th, f)
         lse = logsumexp(T, axis=-1)
         r = lse - logy[None]
         ar = np.abs(r)
@@ -85,7 +85,7 @@ def _objective(law, f, logy, w, delta):
     return fun
 
 
-def _init_grid(law: str) -> np.ndarray:
+def law_init_grid(law: str) -> np.ndarray:
     e = [-1.0, 0.0, 0.5, 1.0, 1.5]
     if law == "chinchilla":
         g = itertools.product(
@@ -113,15 +113,15 @@ class LossLawFit:
     ref: dict[str, float] = field(default_factory=dict, repr=False)
 
     def predict(self, X: dict[str, np.ndarray]) -> np.ndarray:
-        f = _features(self.law, X, self.ref)
-        return np.exp(logsumexp(_terms(self.law, self.theta[None], f)[0][0], axis=-1))
+        f = law_features(self.law, X, self.ref)
+        return np.exp(logsumexp(law_terms(self.law, self.theta[None], f)[0][0], axis=-1))
 
     def predict_ci(self, X: dict[str, np.ndarray], ci: float) -> tuple[np.ndarray, np.ndarray]:
         if self.boot is None or len(self.boot) < 3:
             nan = np.full(np.asarray(next(iter(X.values()))).shape, np.nan)
             return nan, nan
-        f = _features(self.law, X, self.ref)
-        pred = np.exp(logsumexp(_terms(self.law, self.boot, f)[0], axis=-1))
+        f = law_features(self.law, X, self.ref)
+        pred = np.exp(logsumexp(law_terms(self.law, self.boot, f)[0], axis=-1))
         return percentile_ci(pred, ci)
 
 
@@ -168,10 +168,10 @@ def fit_loss_law(
         return None
     Xo = {k: np.asarray(X[k], float)[ok] for k in inputs}
     ref = {k: float(np.median(np.log(v))) for k, v in Xo.items() if k != "M"}
-    f, logy = _features(law, Xo, ref), np.log(loss[ok])
-    grid = _init_grid(law)
+    f, logy = law_features(law, Xo, ref), np.log(loss[ok])
+    grid = law_init_grid(law)
     fun_grid = _objective(law, f, logy, np.ones((grid.shape[0], n)), delta)
-    T, _ = _terms(law, grid, f)
+    T, _ = law_terms(law, grid, f)
     r = logsumexp(T, axis=-1) - logy[None]
     per = np.where(np.abs(r) <= delta, 0.5 * r * r, delta * (np.abs(r) - 0.5 * delta)).sum(1)
     del fun_grid

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import io
+from analysis import io, testbeds
 from analysis.axes import main_suite, select_points, with_axes
 from analysis.calibrate import calibration_tables, resolve_labels
 from analysis.classify import (
@@ -33,7 +33,7 @@ from analysis.classify import (
 )
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, AnalysisWarning
-from analysis.extrapolate import leave_largest_out, testbed_backtest
+from analysis.extrapolate import leave_largest_out, with_published
 from analysis.fit_quality import flag_fits
 from analysis.fit_tables import downstream_fit_rows
 from analysis.flips import corpus_gaps, detect_flips
@@ -237,9 +237,9 @@ def _extrapolate(table: pd.DataFrame, cfg: AnalysisConfig, val_sets: list[str]):
         (v for v in (cfg.extrapolate.val_set, cfg.reference_val_set) if v in val_sets), val_sets[0]
     )
     frames, fits = [], []
-    jobs = [("leave-largest-out", leave_largest_out)]
-    if (table["source"] == "gadre2024").any():
-        jobs.insert(0, ("testbed backtest", testbed_backtest))
+    beds = testbeds.of_table(table)
+    jobs = [("testbed backtest", b.backtest) for b in beds if b.backtest is not None]
+    jobs.append(("leave-largest-out", leave_largest_out))
     for label, job in jobs:
         try:
             df, f = job(table, cfg, vset)
@@ -253,6 +253,10 @@ def _extrapolate(table: pd.DataFrame, cfg: AnalysisConfig, val_sets: list[str]):
     extrap = (
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EXTRAP_COLUMNS)
     )
+    published = {}
+    for b in beds:
+        published.update(b.published.get("extrapolation_rel_error", {}))
+    extrap = with_published(extrap, table, published)
     return extrap, fits
 
 

@@ -38,6 +38,23 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:60]
 
 
+def figure_name(
+    kind: str, val_set: str = "", task: str = "", frm: str = "", to: str = "", index: int = -1
+) -> str:
+    """The file stem of a figure, the one place it is built (the report links by it):
+    ``task_grid_<val_set>``, ``flip_<index>_<task>_<from>_vs_<to>`` (with index -1: the part
+    after the index, ``_<task>_<from>_vs_<to>``, which names the flip whatever its rank),
+    ``loss_vs_compute``."""
+    if kind == "task_grid":
+        return f"task_grid_{_safe(val_set)}"
+    if kind == "flip":
+        tail = f"_{_safe(task)}_{_safe(frm)}_vs_{_safe(to)}"
+        return tail if index < 0 else f"flip_{index}{tail}"
+    if kind == "loss_vs_compute":
+        return "loss_vs_compute"
+    raise ValueError(f"figure kind: unknown '{kind}'")
+
+
 def _save(fig, path: Path, pcfg: PlotConfig) -> list[Path]:
     """One file per configured format (png, pdf, svg), each written atomically."""
     out = []
@@ -240,7 +257,8 @@ def task_grids(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
         fig.supylabel(ACC_LABEL, fontsize=9)
         top = 1 - (0.22 * math.ceil(len(handles) / ncol) + 0.15) / (2.5 * nrow + 0.6)
         fig.tight_layout(rect=(0, 0, 1, top))
-        files += _save(fig, out_dir / "figures" / f"task_grid_{_safe(v)}.png", cfg.plot)
+        stem = figure_name("task_grid", val_set=v)
+        files += _save(fig, out_dir / "figures" / f"{stem}.png", cfg.plot)
     return files
 
 
@@ -298,7 +316,7 @@ def _trajectory_figure(out_dir: Path, r, name: str, i: int, cfg: AnalysisConfig)
     eff = r.effect if isinstance(r.effect, str) else f"{float(r.effect):+.3f}"
     ax.set_title(f"{r.kind} ({r.setting}): {name}\n[{r.context}] {eff}", fontsize=8)
     fig.tight_layout()
-    fname = f"flip_{i}_{_safe(name)}_{_safe(r.frm)}_vs_{_safe(r.to)}.png"
+    fname = figure_name("flip", task=name, frm=r.frm, to=r.to, index=i) + ".png"
     return _save(fig, out_dir / "figures" / fname, cfg.plot)
 
 
@@ -342,7 +360,7 @@ def flip_figures(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
             fontsize=9,
         )
         fig.tight_layout()
-        fname = f"flip_{i}_{_safe(name)}_{_safe(r.frm)}_vs_{_safe(r.to)}.png"
+        fname = figure_name("flip", task=name, frm=r.frm, to=r.to, index=i) + ".png"
         files += _save(fig, out_dir / "figures" / fname, cfg.plot)
     return files
 
@@ -403,7 +421,7 @@ def loss_vs_compute(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
         ax.set_ylabel(_xlabel(vset))
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, out_dir / "figures" / "loss_vs_compute.png", cfg.plot)
+    return _save(fig, out_dir / "figures" / f"{figure_name('loss_vs_compute')}.png", cfg.plot)
 
 
 def plot_all(out_dir: Path, plot: dict | None = None) -> list[Path]:

@@ -22,7 +22,7 @@ from analysis.results import AnalysisResults
 from analysis.within_groups import report_lines
 
 
-def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
+def md_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     if df.empty:
         return "_(none)_\n"
     cols = list(df.columns)
@@ -74,7 +74,7 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
         "n/a where no task has enough models to classify.\n"
     )
     if not pred.empty:
-        s.append(predictable_table(pred, trends, cfg, _md))
+        s.append(predictable_table(pred, trends, cfg, md_table))
     within = report_lines(trends)
     if within:
         s.append("\n" + within)
@@ -84,15 +84,15 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
             columns=list(classify.LABELS), fill_value=0
         )
         counts = counts.loc[:, (counts > 0).any()]
-        s.append("\nCategory counts:\n\n" + _md(counts.reset_index()))
+        s.append("\nCategory counts:\n\n" + md_table(counts.reset_index()))
 
-    s.append(calibration_section(res, _md))
-    s.append(corpus_section(res, _md, ref))
+    s.append(calibration_section(res, md_table))
+    s.append(corpus_section(res, md_table, ref))
     s.append("\n## Classification rules\n\n")
     s.append("```\n" + classify.__doc__.strip() + "\n```\n")
     s.append("Thresholds (`classify` in conf/analysis/default.yaml):\n\n")
     s.append(
-        _md(
+        md_table(
             pd.DataFrame(
                 [
                     {"threshold": f.name, "value": getattr(cfg.classify, f.name)}
@@ -102,14 +102,14 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
             ".3g",
         )
     )
-    s.append(sensitivity_block(sens, ref, _md))
+    s.append(sensitivity_block(sens, ref, md_table))
 
     s.append("\n## Flips (one setting changed, the rest held fixed)\n\n")
     if flips.empty:
         s.append("No flips detected (or too few settings to compare).\n")
     else:
         c = flips.groupby(["setting", "kind"]).size().rename("count").reset_index()
-        s.append(_md(c))
+        s.append(md_table(c))
         want = flips[
             flips["task"].isin(cfg.plot.flip_tasks)
             & (
@@ -124,7 +124,7 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
                 "effect_from under `from`):\n\n"
             )
             s.append(
-                _md(
+                md_table(
                     want[
                         [
                             "task",
@@ -145,10 +145,10 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
         if not rev.empty:
             s.append("\nStrongest ranking reversals:\n\n")
             s.append(
-                _md(rev[["task", "context", "from", "to", "effect_from", "effect", "p_value"]])
+                md_table(rev[["task", "context", "from", "to", "effect_from", "effect", "p_value"]])
             )
 
-    s.append(extra_sections(res, _md))
+    s.append(extra_sections(res, md_table))
     s.append("\n## Downstream laws compared\n\n")
     d = (
         fits[(fits["kind"] == "downstream") & (fits["val_set"] == ref) & (fits["corpus"] == head)]
@@ -170,7 +170,7 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
         s.append(
             f"On `{ref}`, corpus `{head}`; LLO = refit without the largest size and "
             "predict it (mean |error| in accuracy); flagged = fits with a parameter at "
-            "its bound or R² ≤ 0 (fits.csv `flag`).\n\n" + _md(agg.reset_index())
+            "its bound or R² ≤ 0 (fits.csv `flag`).\n\n" + md_table(agg.reset_index())
         )
         nf = d[~d["fitted"].astype(bool)]
         if not nf.empty:
@@ -195,7 +195,7 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
             "n/a with the reason instead of a prediction.\n\n"
         )
         s.append(
-            _md(
+            md_table(
                 with_na(e, ["predicted", "rel_error"])[
                     [
                         "backtest",
@@ -230,12 +230,12 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
                 "error law is sound (flagged = tasks left out: a parameter at its bound "
                 "or R² ≤ 0):\n\n"
             )
-            s.append(_md(agg.reset_index(), ".3f"))
+            s.append(md_table(agg.reset_index(), ".3f"))
     lf = fits[fits["kind"].isin(["loss_law", "error_law"])] if not fits.empty else fits
     if not lf.empty:
         s.append(
             "\nFitted laws (flag: a parameter at its bound or R² ≤ 0 — not a result):\n\n"
-            + _md(
+            + md_table(
                 lf.reindex(
                     columns=[
                         "backtest",

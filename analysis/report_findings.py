@@ -13,6 +13,7 @@ import pandas as pd
 from analysis.classify import INSUFFICIENT
 from analysis.config import AnalysisConfig
 from analysis.flips import headline_flips
+from analysis.plots import figure_name
 from analysis.within_groups import COLUMN as WITHIN
 from analysis.within_groups import report_line
 
@@ -23,12 +24,6 @@ def _fig(out_dir: Path, stem: str) -> str:
     """' ([stem.png](figures/stem.png))' when that figure was drawn, else ''."""
     f = out_dir / "figures" / f"{stem}.png"
     return f" ([figure](figures/{f.name}))" if f.exists() else ""
-
-
-def _safe(s: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:60]
 
 
 def insufficient_reason(
@@ -116,7 +111,7 @@ def _extrapolation_sentence(ext: pd.DataFrame, out_dir: Path) -> str:
             f"; {len(bad)} prediction(s) rest on a degenerate fit ({'; '.join(reasons)}) and "
             "are reported as n/a, not as results"
         )
-    return s + "." + _fig(out_dir, "loss_vs_compute")
+    return s + "." + _fig(out_dir, figure_name("loss_vs_compute"))
 
 
 def findings_section(
@@ -131,7 +126,7 @@ def findings_section(
 ) -> str:
     """## Findings: a few sentences, each pointing to the figure that shows it."""
     s = ["\n## Findings\n\n"]
-    grid = _fig(out_dir, f"task_grid_{_safe(ref)}")
+    grid = _fig(out_dir, figure_name("task_grid", val_set=ref))
     p = pred[pred["val_set"] == ref] if not pred.empty else pred
     if p.empty:
         s.append(f"- No task could be classified on `{ref}`.\n")
@@ -155,7 +150,7 @@ def findings_section(
     for v in sorted(trends["val_set"].dropna().unique()) if WITHIN in trends else []:
         line = report_line(trends, v)
         if line:
-            s.append(f"- {line.rstrip()}{_fig(out_dir, f'task_grid_{_safe(v)}')}\n")
+            s.append(f"- {line.rstrip()}{_fig(out_dir, figure_name('task_grid', val_set=v))}\n")
     if flips.empty:
         s.append("- No setting change flips a trend (or too few settings to compare).\n")
     else:
@@ -221,7 +216,7 @@ def lead_sentences(
     t = t[t["category"] != INSUFFICIENT]
     if t.empty:
         return f"No task has enough models to classify against `{ref}`.\n"
-    grid = _fig(out_dir, f"task_grid_{_safe(ref)}")
+    grid = _fig(out_dir, figure_name("task_grid", val_set=ref))
     pred = t[t["category"] == "predictable"].sort_values("p_predictable", ascending=False)
     if pred.empty:
         law = f"Against `{ref}` validation loss no task of {len(t)} follows a scaling law"
@@ -269,7 +264,7 @@ def lead_sentences(
 
 def _flip_figure(out_dir: Path, name: str, frm: str, to: str) -> Path | None:
     """The drawn figure of this flip (analysis.plots names it flip_<i>_<name>_<from>_vs_<to>)."""
-    stem = f"_{_safe(name)}_{_safe(frm)}_vs_{_safe(to)}.png"
+    stem = figure_name("flip", task=name, frm=frm, to=to) + ".png"
     figs = sorted((out_dir / "figures").glob("flip_*.png"))
     return next((f for f in figs if f.name.endswith(stem)), None)
 

@@ -6,10 +6,10 @@ tasks. The summary's first screen answers: how often does a downstream law hold 
 of tasks predictable, per testbed, x-axis, evaluation setup and corpus, with intervals),
 and what breaks it (flip counts by kind of change, with how many are significant).
 
-Testbed settings replace the global defaults only where the configuration still holds the
-default (an explicit `analysis.*` override that differs from it wins): the OLMo ladder's
-x-axis is its C4 validation loss plus compute and parameters; Pythia has no validation
-loss, so its x-axis is compute.
+Testbed settings (each testbed's `settings` in `analysis.testbeds`) replace the global
+defaults only where the configuration still holds the default (an explicit `analysis.*`
+override that differs from it wins): the OLMo ladder's x-axis is its C4 validation loss
+plus compute and parameters; Pythia has no validation loss, so its x-axis is compute.
 """
 
 from __future__ import annotations
@@ -26,28 +26,18 @@ import pandas as pd
 from analysis import io
 from analysis.config import AnalysisConfig
 
-TESTBED_SETTINGS: dict[str, dict[str, Any]] = {
-    "olmo_ladder": {
-        "reference_val_set": "c4_en",
-        "x_axes": ["compute", "params"],
-        "extrapolate": {"val_set": "c4_en"},
-        "plot": {"grid_val_sets": ["c4_en"], "flip_tasks": ["hellaswag_val", "mmlu_avg_test"]},
-    },
-    # every Pythia run sees the same tokens, so parameters would repeat the compute axis
-    "pythia": {
-        "reference_val_set": "compute",
-        "x_axes": ["compute"],
-        "plot": {"grid_val_sets": ["compute"], "flip_tasks": ["arc_easy", "lambada_openai"]},
-    },
-}
 #: a flip counts as significant below this p-value (category: chance the two settings'
 #: bootstrap classifications agree; gaps and slopes: their bootstrap / normal p)
 SIGNIFICANT_P = 0.05
 
 
 def settings_for(name: str, cfg: AnalysisConfig) -> AnalysisConfig:
-    """`cfg` with testbed `name`'s settings where `cfg` still holds the global default."""
-    return _merge(cfg, AnalysisConfig(), TESTBED_SETTINGS.get(name, {}))
+    """`cfg` with testbed `name`'s settings (its registry entry, analysis.testbeds) where
+    `cfg` still holds the global default."""
+    from analysis import testbeds
+
+    bed = testbeds.TESTBEDS.get(name)
+    return _merge(cfg, AnalysisConfig(), bed.settings if bed is not None else {})
 
 
 def _merge(cfg, default, over: dict[str, Any]):
@@ -216,7 +206,7 @@ def _extrapolation(name: str, d: Path) -> pd.DataFrame:
 
 def write_summary(out: Path, summaries: dict) -> Path:
     """summary.md, summary/*.csv and summary figures from the testbeds' written tables."""
-    from analysis.report import _md
+    from analysis.report import md_table
 
     head, flips, ext, figs = [], [], [], []
     for name in summaries:
@@ -260,7 +250,7 @@ def write_summary(out: Path, summaries: dict) -> Path:
                 "seconds": round(sm.seconds, 1),
             }
         )
-    s.append(_md(pd.DataFrame(lines), ".2f"))
+    s.append(md_table(pd.DataFrame(lines), ".2f"))
     s.append(
         "`predictable`: share of tasks classified predictable on the testbed's "
         "reference x-axis (90% bootstrap interval over models); `range over x-axes`: the "
@@ -271,11 +261,11 @@ def write_summary(out: Path, summaries: dict) -> Path:
         + ".\n"
     )
     s.append("\n## Fraction predictable by x-axis, evaluation setup, corpus and points\n\n")
-    s.append(_md(head_df.drop(columns=["reference"]), ".3f"))
+    s.append(md_table(head_df.drop(columns=["reference"]), ".3f"))
     s.append("\n## Flips by kind of change\n\n")
-    s.append(_md(flip_df))
+    s.append(md_table(flip_df))
     s.append("\n## Extrapolation errors beside the published ones\n\n")
-    s.append(_md(ext_df, ".4f") if not ext_df.empty else "_(none)_\n")
+    s.append(md_table(ext_df, ".4f") if not ext_df.empty else "_(none)_\n")
     s.append("\n## Most-flipped tasks\n\n")
     s += [f"![{p.stem}]({p.relative_to(out)})\n" for p in figs if p is not None]
     return io.write_text(out / "summary.md", "".join(s))

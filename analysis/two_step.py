@@ -30,7 +30,7 @@ from scipy.optimize import least_squares, minimize
 from analysis.config import TwoStepConfig
 from analysis.downstream_laws import fit_sigmoid_batch, sigmoid_acc
 from analysis.errors import warn
-from analysis.loss_laws import _features, _init_grid, _terms, logsumexp
+from analysis.loss_laws import law_features, law_init_grid, law_terms, logsumexp
 
 #: 13B-5T (task -> (actual, predicted)) from the authors' chained_main.csv
 PUBLISHED_13B = {
@@ -88,10 +88,10 @@ def fit_chinchilla_many(
     """
     X = {"N": np.asarray(N, float), "D": np.asarray(D, float)}
     ref = {k: float(np.median(np.log(v))) for k, v in X.items()}
-    f = _features("chinchilla", X, ref)
+    f = law_features("chinchilla", X, ref)
     logy = np.log(np.asarray(Y, float))
-    grid = _init_grid("chinchilla")
-    Tg, J = _terms("chinchilla", grid, f)
+    grid = law_init_grid("chinchilla")
+    Tg, J = law_terms("chinchilla", grid, f)
     lse = logsumexp(Tg, axis=-1)  # (G, n)
     r = lse[None] - logy[:, None]  # (T, G, n)
     ar = np.abs(r)
@@ -140,8 +140,8 @@ def _per_task_loss(th, J, logy, delta):
 
 def predict_many(theta: np.ndarray, ref: dict, N: np.ndarray, D: np.ndarray) -> np.ndarray:
     """(T, m) predictions of the laws fitted by `fit_chinchilla_many` at (N, D) (m,)."""
-    f = _features("chinchilla", {"N": np.asarray(N, float), "D": np.asarray(D, float)}, ref)
-    terms, _ = _terms("chinchilla", theta, f)
+    f = law_features("chinchilla", {"N": np.asarray(N, float), "D": np.asarray(D, float)}, ref)
+    terms, _ = law_terms("chinchilla", theta, f)
     return np.exp(logsumexp(terms, axis=-1))
 
 

@@ -261,11 +261,11 @@ def cmd_analyze(args: list[str]) -> None:
 
         acfg = AnalysisConfig.from_dict(OmegaConf.to_container(cfg.analysis, resolve=True))
         if cfg.source == "harness":
-            from analysis.records import load_records
+            from analysis import testbeds
 
             if not cfg.root:
                 _die("root: required with source=harness (the sweep's output directory)")
-            table = load_records(Path(cfg.root))
+            table = testbeds.get("harness").load(cfg.root)
             out = Path(cfg.out or cfg.root)
         else:
             from analysis.summary import run_sources

@@ -16,7 +16,7 @@ from analysis.errors import AnalysisError
 from analysis.fit_quality import fit_flag
 from analysis.flips import headline_flips
 from analysis.pipeline import analyze, plot
-from analysis.report import _md
+from analysis.report import md_table
 from analysis.report_findings import lead_sentences, sensitivity_block
 from analysis.within_groups import COLUMN, mark_within_mix
 from tests.fixtures.analysis_make import sweep_table
@@ -146,10 +146,10 @@ def test_all_zero_sensitivity_is_one_line():
             "frac_predictable": 0.0,
         }
     )
-    text = sensitivity_block(sens, "v", _md)
+    text = sensitivity_block(sens, "v", md_table)
     assert text.strip().count("\n") == 0 and "is 0.00 under every threshold" in text
     sens.loc[0, "frac_predictable"] = 0.5
-    assert "| threshold |" in sensitivity_block(sens, "v", _md)
+    assert "| threshold |" in sensitivity_block(sens, "v", md_table)
 
 
 def _mix_points(within: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
