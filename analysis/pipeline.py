@@ -3,7 +3,7 @@ and `plot` (figures again from the written tables, no refitting).
 
 Output layout (contract): `<out>/report.md`, `<out>/figures/*.png`, `<out>/tables/`
 {runs.parquet, runs.csv (final checkpoints only), the tables of `analysis.schemas`,
-warnings.txt, complete.json (written last: analysis.output_folder)} and
+warnings.txt, complete.json (written last: analysis.output.folder)} and
 `<out>/analysis_config.json`. `compute` runs the stages into an `AnalysisResults`;
 `write_outputs` writes it.
 """
@@ -20,10 +20,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import io, testbeds
-from analysis.axes import main_suite, select_points, with_axes
-from analysis.calibrate import calibration_tables, resolve_labels
-from analysis.classify import (
+from analysis import testbeds
+from analysis.config import AnalysisConfig
+from analysis.errors import AnalysisError, AnalysisWarning
+from analysis.flips.detect import corpus_gaps, detect_flips
+from analysis.flips.metrics import metric_flips
+from analysis.flips.task_axis import task_loss_axis
+from analysis.flips.variants import variant_flips
+from analysis.groups.build import POOLED, build_groups
+from analysis.ingest.axes import AXES, has_checkpoints, main_suite, select_points, with_axes
+from analysis.ingest.table import COLUMNS, conform, validate, with_all_columns
+from analysis.laws.extrapolate import leave_largest_out, with_published
+from analysis.laws.fit_quality import flag_fits
+from analysis.laws.two_step import two_step_backtest, variance_analysis, with_two_step
+from analysis.output import files as io
+from analysis.output.folder import require_complete, staged
+from analysis.results import AnalysisResults
+from analysis.schemas import EXTRAP_COLUMNS, FIT_COLUMNS, FLIP_COLUMNS
+from analysis.trends.calibrate import calibration_tables
+from analysis.trends.classify import (
     GroupTrends,
     classify,
     corpus_seed,
@@ -31,19 +46,10 @@ from analysis.classify import (
     sensitivity,
     trend_rows,
 )
-from analysis.config import AnalysisConfig
-from analysis.errors import AnalysisError, AnalysisWarning
-from analysis.extrapolate import leave_largest_out, with_published
-from analysis.fit_quality import flag_fits
-from analysis.fit_tables import downstream_fit_rows
-from analysis.flips import corpus_gaps, detect_flips
-from analysis.matrix import POOLED, build_groups
-from analysis.output_folder import require_complete, staged
-from analysis.results import AnalysisResults
-from analysis.schemas import EXTRAP_COLUMNS, FIT_COLUMNS
-from analysis.table import COLUMNS, conform, validate, with_all_columns
-from analysis.testbed_extras import testbed_extras
-from analysis.within_groups import mark_within_mix
+from analysis.trends.fit_tables import downstream_fit_rows
+from analysis.trends.points import points_comparison
+from analysis.trends.seed_spread import seed_spread
+from analysis.trends.within_groups import mark_within_mix
 
 
 @dataclass
@@ -107,7 +113,7 @@ def _caught(caught: list) -> list[str]:
 
 
 def ingest(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
-    """Stage 1: the contract table (analysis.table.validate) plus its pseudo x-axes."""
+    """Stage 1: the contract table (analysis.ingest.table.validate) plus its pseudo x-axes."""
     missing = [c for c in ("run_id", "kind", "name", "value", "final") if c not in table]
     if missing:
         raise AnalysisError(f"table lacks columns {missing}")
@@ -132,26 +138,70 @@ def compute(table: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
     cfg = _with_present_reference(cfg, points)
     # a bad labels setting fails now, not after minutes of fitting
     sources = sorted(table["source"].dropna().unique())
-    resolve_labels(cfg.calibration.labels, sources)
+    labels = testbeds.labels_for(cfg.calibration.labels, sources)
     with warnings.catch_warnings(record=True) as caught, _limit_threads():
         warnings.simplefilter("always", AnalysisWarning)
         res = _core(table, points, cfg, main)
         # after the rules, not inside them: a pooled trend between data mixes only is marked
         res.tables["trends"] = mark_within_mix(points, res.tables["trends"], cfg.accuracy_metric)
-        res.tables.update(testbed_extras(table, main, res))
-        res.tables.update(calibration_tables(sources, res.groups, res.tables["trends"], cfg))
+        _comparisons(table, main, res)
+        _backtest_targets(main, res)
+        res.tables.update(calibration_tables(labels, res.groups, res.tables["trends"], cfg))
     if res.tables["flips"].empty:
         res.tables["flips"] = AnalysisResults.empty_flips()
     res.warnings = list(dict.fromkeys(_caught(caught0) + _caught(caught)))
     return res
 
 
+def _comparisons(table: pd.DataFrame, main: pd.DataFrame, res: AnalysisResults) -> None:
+    """The analyses only some tables allow, run after the main groups on the headline group
+    of the reference x-axis (each extra pass costs a full classification): the points
+    comparison, metric and variant flips, the seed spread and each task's own loss as the
+    x-axis. Their flip rows are appended to flips; every table is one of EXTRA_TABLES."""
+    cfg, keys, t = res.cfg, res.reference_keys, res.tables
+    if has_checkpoints(main):
+        t["predictable_points"] = points_comparison(main, cfg, res.groups, keys)
+    extra = [metric_flips(main, cfg, res.groups, keys)]
+    if main.shape[0] < table.shape[0]:  # variant sweeps (`<sweep>:<variant>`)
+        extra.append(variant_flips(table, cfg))
+    extra = [e for e in extra if not e.empty]
+    if extra:
+        base = [t["flips"]] if not t["flips"].empty else []
+        t["flips"] = pd.concat(base + extra, ignore_index=True)[FLIP_COLUMNS]
+    finals = main[main["final"].fillna(False).astype(bool)]
+    val_sets = sorted(set(finals.loc[finals["kind"] == "val_loss", "name"]) - set(AXES))
+    spread = seed_spread(finals, cfg.accuracy_metric, val_sets)
+    if not spread.empty:
+        t["seed_spread"] = spread
+    own = task_loss_axis(cfg, res.groups[keys[0]] if keys else None)
+    if own is not None:
+        pred_row, trend_df, flip_df = own
+        # own tables: predictable.csv / trends.csv stay one row per validation set
+        t["task_axis_predictable"] = pd.DataFrame([pred_row])
+        t["task_axis_trends"] = trend_df
+        t["flips"] = pd.concat([t["flips"], flip_df], ignore_index=True)[FLIP_COLUMNS]
+
+
+def _backtest_targets(main: pd.DataFrame, res: AnalysisResults) -> None:
+    """The two-step backtest and variance analysis, for tables with the ladder's target
+    runs; their rows are also appended to extrapolation.csv."""
+    cfg = res.cfg
+    if not set(cfg.extrapolate.two_step.targets) & set(main["run_id"].astype(str)):
+        return
+    bt = two_step_backtest(main, cfg.extrapolate.two_step, cfg.accuracy_metric, cfg.fit.huber_delta)
+    res.tables["two_step"] = bt
+    res.tables["variance"] = variance_analysis(
+        main, cfg.extrapolate.two_step, bt, cfg.accuracy_metric
+    )
+    res.tables["extrapolation"] = with_two_step(res.tables["extrapolation"], bt)
+
+
 def write_outputs(out_dir: Path, res: AnalysisResults, t0: float) -> list[Path]:
     """Tables, figures and report.md of `res`, built whole in a staging folder and swapped
-    into `out_dir` (analysis.output_folder); the report's own warnings are added to
+    into `out_dir` (analysis.output.folder); the report's own warnings are added to
     `res.warnings`. Returns the written files (their final paths)."""
-    from analysis.plots import plot_all
-    from analysis.report import write_report
+    from analysis.report.figures import plot_all
+    from analysis.report.markdown import write_report
 
     with staged(out_dir) as stage:
         files = _write(stage, res)
@@ -218,7 +268,7 @@ def _core(
 
 
 def _flagged(fits: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
-    """fits.csv with its `flag` column (analysis.fit_quality): bound hits, R² <= 0."""
+    """fits.csv with its `flag` column (analysis.laws.fit_quality): bound hits, R² <= 0."""
     return fits.assign(flag=flag_fits(fits, cfg.fit))
 
 
@@ -277,10 +327,30 @@ def _write(out_dir: Path, res: AnalysisResults) -> list[Path]:
     return files
 
 
+def run_sources(
+    names: list[str], cfg: AnalysisConfig, out: Path, path: str | None = None
+) -> dict[str, AnalysisSummary]:
+    """Analyse every testbed in `names` into `<out>/<name>/`; summary when several."""
+    from analysis.report.summary import write_summary
+
+    out = Path(out)
+    beds = {name: testbeds.get(name) for name in names}  # unknown names fail before any work
+    summaries = {}
+    for name, bed in beds.items():
+        t0 = time.time()
+        table = bed.load(path if len(names) == 1 else None)
+        sub = out / name if len(names) > 1 else out
+        summaries[name] = analyze(table, sub, testbeds.settings_for(name, cfg))
+        summaries[name].seconds = time.time() - t0  # import + analysis
+    if len(names) > 1:
+        write_summary(out, summaries)
+    return summaries
+
+
 def plot(out_dir: Path, plot_options: dict | None = None) -> list[Path]:
     """Regenerate every figure from the tables in `out_dir` (no refitting); `plot_options`
     override the saved `analysis.plot` settings (dpi, formats)."""
-    from analysis.plots import plot_all
+    from analysis.report.figures import plot_all
 
     require_complete(Path(out_dir))  # never redraw from a half-written or mixed output
     return plot_all(Path(out_dir), plot_options)

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.classify import GroupTrends
 from analysis.config import AnalysisConfig
-from analysis.matrix import POOLED
+from analysis.groups.build import POOLED
+from analysis.ingest.table import COLUMNS
 from analysis.schemas import CALIBRATION_TABLES, CORE_TABLES, EXTRA_TABLES, FLIP_COLUMNS
-from analysis.table import COLUMNS
+from analysis.trends.classify import GroupTrends
 
 GroupKey = tuple[str, str]  # (val_set, corpus)
 
@@ -49,6 +49,12 @@ class AnalysisResults:
         """The corpus the headline numbers are on: pooled when the runs span several."""
         corpora = sorted(self.final_runs["corpus"].dropna().unique())
         return POOLED if len(corpora) > 1 else (corpora[0] if corpora else "")
+
+    @property
+    def reference_keys(self) -> list[GroupKey]:
+        """The headline group on the reference x-axis (a list: empty when it has none)."""
+        keys = [(gt.group.val_set, gt.group.corpus) for gt in self.headline]
+        return [k for k in keys if k[0] == self.reference_val_set]
 
     @property
     def final_runs(self) -> pd.DataFrame:

@@ -268,7 +268,7 @@ def cmd_analyze(args: list[str]) -> None:
             table = testbeds.get("harness").load(cfg.root)
             out = Path(cfg.out or cfg.root)
         else:
-            from analysis.summary import run_sources
+            from analysis.pipeline import run_sources
 
             # shipped testbeds (comma-separated: each under <out>/<name>/ plus summary.md);
             # the shipped copy unless path= overrides it (one source only)
@@ -294,7 +294,7 @@ def cmd_plot(args: list[str]) -> None:
         from omegaconf import OmegaConf
 
         from analysis.pipeline import plot
-        from analysis.plots import TABLES_READ
+        from analysis.schemas import TABLES_READ
 
         out = cfg.out or cfg.root
         if not out:

@@ -1,4 +1,4 @@
-"""All-or-nothing analysis outputs (analysis.output_folder): a real `kill -9` of a real
+"""All-or-nothing analysis outputs (analysis.output.folder): a real `kill -9` of a real
 `harness analyze`, a re-analysis that leaves nothing stale, `harness plot` refusing an
 output without its completion marker, and a full disk (injected, and a real small tmpfs
 where this machine lets us mount one) as one line with the previous output unchanged."""
@@ -19,7 +19,7 @@ import pytest
 
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError
-from analysis.output_folder import MARKER
+from analysis.output.folder import MARKER
 from analysis.pipeline import analyze
 from tests.fixtures.analysis_make import sweep_records, sweep_table, write_records
 

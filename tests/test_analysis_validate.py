@@ -1,4 +1,4 @@
-"""The table contract at ingest (`analysis.table.validate`): impossible values are left out
+"""The table contract at ingest (`analysis.ingest.table.validate`): impossible values are left out
 with a warning naming run, measurement and value; structural faults and mostly-bad or
 damaged testbed files are one line (exit 2 from the CLI), never a traceback."""
 
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from analysis.errors import AnalysisError, AnalysisWarning
-from analysis.records import load_records
-from analysis.table import validate
+from analysis.ingest.records import load_records
+from analysis.ingest.table import validate
 from tests.fixtures.analysis_make import sweep_records, sweep_table, write_records
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.axes import select_points, with_axes
 from analysis.config import AnalysisConfig, TwoStepConfig
 from analysis.errors import AnalysisError
-from analysis.matrix import bootstrap_weights, build_groups
-from analysis.olmo_ladder import read_raw
+from analysis.flips.variants import variant_flips
+from analysis.groups.build import bootstrap_weights, build_groups
+from analysis.ingest.axes import select_points, with_axes
+from analysis.laws.two_step import fit_chinchilla_many, predict_many, two_step_backtest
 from analysis.pipeline import analyze
-from analysis.two_step import fit_chinchilla_many, predict_many, two_step_backtest
-from analysis.variants import variant_flips
+from analysis.testbeds.olmo_ladder.loader import read_raw
 from tests.fixtures.testbeds_make import write_olmo, write_pythia
 
 FAST = {
@@ -88,7 +88,7 @@ def test_bootstrap_over_checkpoints_resamples_whole_runs(olmo):
 
 
 def test_pythia_has_compute_axis_and_variant_flips(tmp_path):
-    from analysis.pythia import read_raw as read_pythia
+    from analysis.testbeds.pythia.loader import read_raw as read_pythia
 
     t = read_pythia(write_pythia(tmp_path / "p"))
     assert "compute" in set(with_axes(t, [])["name"])

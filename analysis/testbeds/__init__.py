@@ -2,7 +2,7 @@
 
 A testbed is a public result set shipped with the project: its folder beside this file holds
 the data, the upstream licence and a PROVENANCE.md; its `Testbed` entry holds everything the
-analysis knows about it: the loader (into the analysis table, `analysis.table.COLUMNS`), the
+analysis knows about it: the loader (into the analysis table, `analysis.ingest.table.COLUMNS`), the
 converter that rebuilds the shipped compact file from the raw upstream layout, the default
 analysis settings, the published labels and numbers the results are checked against, and its
 own extrapolation backtest. `harness analyze source=<name>` uses the shipped copy unless a
@@ -12,6 +12,7 @@ A harness sweep (`source=harness root=DIR`) is registered the same way, with no 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,14 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import gadre, olmo_ladder, pythia, records, two_step
+from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError
-from analysis.extrapolate import testbed_backtest
+from analysis.ingest import records
+from analysis.laws import two_step
+from analysis.laws.extrapolate import testbed_backtest
+from analysis.testbeds.gadre2024 import loader as gadre
+from analysis.testbeds.olmo_ladder import loader as olmo_ladder
+from analysis.testbeds.pythia import loader as pythia
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,7 +44,7 @@ class Testbed:
     shipped: Path | None  # the copy in the repository; None: the path is always given
     description: str
     labels: Path | None = None  # published per-task categories, to check the rules against
-    #: analysis settings that replace the global defaults (analysis.summary.settings_for)
+    #: analysis settings that replace the global defaults (settings_for)
     settings: dict[str, Any] = field(default_factory=dict)
     #: raw upstream folder -> the table, and the compact file it is shipped as
     read_raw: Callable[[Path], pd.DataFrame] | None = None
@@ -135,6 +141,46 @@ def get(name: str) -> Testbed:
         known = ", ".join(sorted(TESTBEDS))
         raise AnalysisError(f"source: unknown source '{name}' (known: {known})")
     return TESTBEDS[name]
+
+
+def labels_for(setting: str | None, sources: list[str]) -> Path | None:
+    """The labels file to check the rules against: a path, or the testbed's shipped labels
+    for `auto` (None when no testbed in the table ships labels)."""
+    if not setting:
+        return None
+    if setting != "auto":
+        path = Path(setting)
+        if not path.is_file():
+            raise AnalysisError(f"calibration.labels: no such file '{setting}'")
+        return path
+    for src in sources:
+        bed = TESTBEDS.get(src)
+        if bed is not None and bed.labels is not None and bed.labels.is_file():
+            return bed.labels
+    return None
+
+
+def settings_for(name: str, cfg: AnalysisConfig) -> AnalysisConfig:
+    """Testbed settings replace the global defaults only where the configuration still
+    holds the default (an explicit `analysis.*` override that differs from it wins): the
+    OLMo ladder's x-axis is its C4 validation loss plus compute and parameters; Pythia has
+    no validation loss, so its x-axis is compute.
+
+    `cfg` with testbed `name`'s settings (its entry above) where
+    `cfg` still holds the global default."""
+    bed = TESTBEDS.get(name)
+    return _merge(cfg, AnalysisConfig(), bed.settings if bed is not None else {})
+
+
+def _merge(cfg, default, over: dict[str, Any]):
+    changes = {}
+    for key, value in over.items():
+        cur, dflt = getattr(cfg, key), getattr(default, key)
+        if dataclasses.is_dataclass(cur):
+            changes[key] = _merge(cur, dflt, value)
+        elif cur == dflt:
+            changes[key] = value
+    return dataclasses.replace(cfg, **changes)
 
 
 def shipped_testbeds() -> list[str]:

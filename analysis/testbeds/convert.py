@@ -14,8 +14,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from analysis import io
 from analysis.errors import AnalysisError, AnalysisWarning
+from analysis.output import files as io
 from analysis.testbeds import TESTBEDS
 
 HERE = Path(__file__).resolve().parent
