@@ -32,9 +32,14 @@ from analysis.ingest.axes import AXES, has_checkpoints, main_suite, select_point
 from analysis.ingest.table import COLUMNS, conform, validate, with_all_columns
 from analysis.laws.extrapolate import leave_largest_out, with_published
 from analysis.laws.fit_quality import flag_fits
-from analysis.laws.two_step import two_step_backtest, variance_analysis, with_two_step
+from analysis.laws.two_step import (
+    two_step_backtest,
+    variance_analysis,
+    with_published_chained,
+    with_two_step,
+)
 from analysis.output import files as io
-from analysis.output.folder import require_complete, staged
+from analysis.output.folder import SUMMARY_ENTRIES, require_complete, staged
 from analysis.results import AnalysisResults
 from analysis.schemas import EXTRAP_COLUMNS, FIT_COLUMNS, FLIP_COLUMNS
 from analysis.trends.calibrate import calibration_tables
@@ -189,6 +194,10 @@ def _backtest_targets(main: pd.DataFrame, res: AnalysisResults) -> None:
     if not set(cfg.extrapolate.two_step.targets) & set(main["run_id"].astype(str)):
         return
     bt = two_step_backtest(main, cfg.extrapolate.two_step, cfg.accuracy_metric, cfg.fit.huber_delta)
+    published: dict = {}
+    for b in testbeds.of_table(main):
+        published.update(b.published.get("two_step_13B", {}))
+    bt = with_published_chained(bt, published)
     res.tables["two_step"] = bt
     res.tables["variance"] = variance_analysis(
         main, cfg.extrapolate.two_step, bt, cfg.accuracy_metric
@@ -343,7 +352,8 @@ def run_sources(
         summaries[name] = analyze(table, sub, testbeds.settings_for(name, cfg))
         summaries[name].seconds = time.time() - t0  # import + analysis
     if len(names) > 1:
-        write_summary(out, summaries)
+        with staged(out, SUMMARY_ENTRIES, marker_in="summary") as stage:
+            write_summary(out, summaries, stage)
     return summaries
 
 

@@ -211,3 +211,28 @@ def test_disk_full_on_a_real_tmpfs_is_one_line(small_tmpfs, tmp_path):
     assert "disk full" in lines[-1] and str(out) in lines[-1]
     assert _snapshot(out) == before
     assert not list(out.glob(".analysis.*"))
+
+
+def test_several_sources_summary_is_replaced_whole(tmp_path, monkeypatch):
+    """The several-testbed summary (summary.md + summary/) is staged and swapped in too:
+    a figure of a testbed no longer summarised does not survive."""
+    from analysis import testbeds
+    from analysis.pipeline import run_sources
+
+    for name in ("fx_a", "fx_b"):
+        bed = testbeds.Testbed(
+            name=name,
+            loader=lambda _p: sweep_table(n_sizes=3, mixes=("toy",), tasks=("predictable",)),
+            shipped=tmp_path,
+            description="fixture sweep",
+        )
+        monkeypatch.setitem(testbeds.TESTBEDS, name, bed)
+    cfg = AnalysisConfig.from_dict({"bootstrap": {"n_resamples": 20, "loss_law_resamples": 5}})
+    out = tmp_path / "out"
+    run_sources(["fx_a", "fx_b"], cfg, out)
+    stale = out / "summary" / "most_flipped_gone.png"
+    stale.write_bytes(b"\x89PNG old")
+    run_sources(["fx_a", "fx_b"], cfg, out)
+    assert not stale.exists()
+    assert (out / "summary" / MARKER).is_file() and (out / "summary.md").is_file()
+    assert not list(out.glob(".analysis.*"))

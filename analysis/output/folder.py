@@ -30,6 +30,8 @@ from common.atomic import shareable
 
 #: the entries an analysis owns, in swap order: `tables/` (with the marker) last
 ENTRIES = ("figures", "report.md", "analysis_config.json", "tables")
+#: the entries of a several-testbed summary (analysis.pipeline.run_sources)
+SUMMARY_ENTRIES = ("summary.md", "summary")
 MARKER = "complete.json"
 _STAGE, _TRASH = ".analysis.tmp-", ".analysis.old-"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -79,21 +81,21 @@ def _sweep_leftovers(out_dir: Path) -> None:
                     shutil.rmtree(p, ignore_errors=True)
 
 
-def _write_marker(stage: Path) -> None:
+def _write_marker(stage: Path, marker_in: str) -> None:
     files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
-    path = marker(stage)
+    path = stage / marker_in / MARKER
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"files": files}, indent=1) + "\n")
 
 
-def _swap_in(stage: Path, out_dir: Path) -> None:
+def _swap_in(stage: Path, out_dir: Path, entries: tuple[str, ...], marker_in: str) -> None:
     """Move the staged entries over the old ones; the old marker goes first, the new one
-    arrives last (with tables/), so no moment shows a mix as complete."""
+    arrives last (with `marker_in`, the last entry), so no moment shows a mix as complete."""
     trash = Path(tempfile.mkdtemp(prefix=f"{_TRASH}{os.getpid()}-", dir=out_dir))
     try:
         with contextlib.suppress(FileNotFoundError):
-            os.replace(marker(out_dir), trash / MARKER)
-        for name in ENTRIES:
+            os.replace(out_dir / marker_in / MARKER, trash / MARKER)
+        for name in entries:
             old, new = out_dir / name, stage / name
             if old.exists() or old.is_symlink():
                 os.replace(old, trash / name)
@@ -104,10 +106,15 @@ def _swap_in(stage: Path, out_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged(out_dir: Path) -> Iterator[Path]:
-    """Yield an empty folder to build the analysis in; on success it replaces the analysis
-    entries of `out_dir` (module doc). On any failure the staging folder is removed, a
-    target folder this call created is removed again, and a full disk becomes one line."""
+def staged(
+    out_dir: Path, entries: tuple[str, ...] = ENTRIES, marker_in: str = "tables"
+) -> Iterator[Path]:
+    """Yield an empty folder to build the analysis in; on success it replaces `entries`
+    of `out_dir` (module doc; the several-testbed summary stages its own two entries). On
+    any failure the staging folder is removed, a target folder this call created is
+    removed again, and a full disk becomes one line."""
+    if entries[-1] != marker_in:
+        raise ValueError(f"entries: the marker's folder '{marker_in}' must be swapped in last")
     out_dir = Path(out_dir)
     created = not out_dir.exists()
     try:
@@ -120,8 +127,8 @@ def staged(out_dir: Path) -> Iterator[Path]:
     ok = False
     try:
         yield stage
-        _write_marker(stage)
-        _swap_in(stage, out_dir)
+        _write_marker(stage, marker_in)
+        _swap_in(stage, out_dir, entries, marker_in)
         ok = True
     except OSError as exc:
         if exc.errno in _DISK_FULL or "No space left on device" in str(exc):

@@ -9,8 +9,8 @@ import pandas as pd
 
 from analysis.config import AnalysisConfig
 from analysis.ingest.axes import axis_label
-from analysis.laws.two_step import PUBLISHED_SOURCE
 from analysis.results import AnalysisResults
+from analysis.testbeds.olmo_ladder.loader import PUBLISHED_SOURCE
 
 
 def axis_line(cfg: AnalysisConfig) -> str:

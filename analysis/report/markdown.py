@@ -45,12 +45,25 @@ def md_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
 
 def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
     """report.md of `res` (rendered from the tables in memory, the ones just written) into
-    `out_dir`, whose figures/ it links."""
-    cfg, warnings = res.cfg, res.warnings
+    `out_dir`, whose figures/ it links: one function per section, in report order."""
+    s = _overview(out_dir, res, seconds)
+    s += _predictable_section(res)
+    s += _rules_section(res)
+    s += _flips_section(res)
+    s.append(extra_sections(res, md_table))
+    s += _laws_section(res)
+    s += _extrapolation_section(res)
+    s += _closing(out_dir, res)
+    return io.write_text(out_dir / "report.md", "".join(s))
+
+
+def _overview(out_dir: Path, res: AnalysisResults, seconds: float) -> list[str]:
+    """Title, lead sentences, what was analysed, the x-axis line and the findings."""
+    cfg = res.cfg
     runs = res.runs_table()
     trends, flips = res.table("trends"), res.table("flips")
-    fits, ext = res.table("fits"), res.table("extrapolation")
-    pred, sens = res.table("predictable"), res.table("sensitivity")
+    ext = res.table("extrapolation")
+    pred = res.table("predictable")
     fin = res.final_runs
     corpora = sorted(fin["corpus"].dropna().unique())
     head, ref = res.headline_corpus, res.reference_val_set
@@ -68,7 +81,16 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
     )
     s.append(axis_line(cfg))
     s.append(findings_section(out_dir, cfg, ref, head, pred, trends, flips, ext))
+    return s
 
+
+def _predictable_section(res: AnalysisResults) -> list[str]:
+    """Fraction predictable per x-axis, within-mix check, category counts, agreement with labels."""
+    cfg = res.cfg
+    trends = res.table("trends")
+    pred = res.table("predictable")
+    head, ref = res.headline_corpus, res.reference_val_set
+    s: list[str] = []
     s.append("\n## Fraction of tasks that scale predictably, per validation set\n\n")
     s.append(
         f"Corpus: `{head}` (pooled when several). Interval: bootstrap over models; "
@@ -89,6 +111,15 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
 
     s.append(calibration_section(res, md_table))
     s.append(corpus_section(res, md_table, ref))
+    return s
+
+
+def _rules_section(res: AnalysisResults) -> list[str]:
+    """The classification rules, their thresholds and the sensitivity to them."""
+    cfg = res.cfg
+    sens = res.table("sensitivity")
+    ref = res.reference_val_set
+    s: list[str] = []
     s.append("\n## Classification rules\n\n")
     s.append("```\n" + classify.__doc__.strip() + "\n```\n")
     s.append("Thresholds (`classify` in conf/analysis/default.yaml):\n\n")
@@ -104,7 +135,15 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
         )
     )
     s.append(sensitivity_block(sens, ref, md_table))
+    return s
 
+
+def _flips_section(res: AnalysisResults) -> list[str]:
+    """Flip counts, the configured tasks' x-axis flips, the strongest ranking reversals."""
+    cfg = res.cfg
+    flips = res.table("flips")
+    ref = res.reference_val_set
+    s: list[str] = []
     s.append("\n## Flips (one setting changed, the rest held fixed)\n\n")
     if flips.empty:
         s.append("No flips detected (or too few settings to compare).\n")
@@ -149,7 +188,14 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
                 md_table(rev[["task", "context", "from", "to", "effect_from", "effect", "p_value"]])
             )
 
-    s.append(extra_sections(res, md_table))
+    return s
+
+
+def _laws_section(res: AnalysisResults) -> list[str]:
+    """The downstream laws compared on the reference x-axis and headline corpus."""
+    fits = res.table("fits")
+    head, ref = res.headline_corpus, res.reference_val_set
+    s: list[str] = []
     s.append("\n## Downstream laws compared\n\n")
     d = (
         fits[(fits["kind"] == "downstream") & (fits["val_set"] == ref) & (fits["corpus"] == head)]
@@ -180,6 +226,13 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
                 f"{', '.join(sorted(set(nf['law'] + ':' + nf['name'])))}\n"
             )
 
+    return s
+
+
+def _extrapolation_section(res: AnalysisResults) -> list[str]:
+    """Extrapolation backtests, per-task errors and the fitted loss and error laws."""
+    fits, ext = res.table("fits"), res.table("extrapolation")
+    s: list[str] = []
     s.append("\n## Extrapolation backtests\n\n")
     if ext.empty:
         s.append("No extrapolation could be fitted (see warnings).\n")
@@ -253,6 +306,13 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
             )
         )
 
+    return s
+
+
+def _closing(out_dir: Path, res: AnalysisResults) -> list[str]:
+    """The figures drawn and the warnings."""
+    warnings = res.warnings
+    s: list[str] = []
     s.append("\n## Figures\n\n")
     for f in sorted((out_dir / "figures").glob("*.png")):
         s.append(f"- [{f.name}](figures/{f.name})\n")
@@ -261,4 +321,4 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
         s.append(f"- {w}\n")
     if len(warnings) > 60:
         s.append(f"- ... {len(warnings) - 60} more in tables/warnings.txt\n")
-    return io.write_text(out_dir / "report.md", "".join(s))
+    return s

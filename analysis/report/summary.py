@@ -154,8 +154,9 @@ def _extrapolation(name: str, d: Path) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def write_summary(out: Path, summaries: dict) -> Path:
+def write_summary(out: Path, summaries: dict, dest: Path | None = None) -> Path:
     """summary.md, summary/*.csv and summary figures from the testbeds' written tables."""
+    dest = out if dest is None else dest  # a staging folder (analysis.output.folder)
     from analysis.report.markdown import md_table
 
     head, flips, ext, figs = [], [], [], []
@@ -164,14 +165,14 @@ def write_summary(out: Path, summaries: dict) -> Path:
         head += _headline(name, d)
         flips.append(_flip_counts(name, d))
         ext.append(_extrapolation(name, d))
-        figs.append(_most_flipped_figure(out, name, d))
+        figs.append(_most_flipped_figure(dest, name, d))
     head_df, flip_df = pd.DataFrame(head), pd.concat(flips, ignore_index=True)
     ext_df = (
         pd.concat([e for e in ext if not e.empty], ignore_index=True)
         if any(not e.empty for e in ext)
         else pd.DataFrame()
     )
-    sdir = out / "summary"
+    sdir = dest / "summary"
     for nm, df in (("predictable", head_df), ("flip_counts", flip_df), ("extrapolation", ext_df)):
         io.write_csv(sdir / f"{nm}.csv", df)
     s = ["# How often does a downstream scaling law hold, and what breaks it?\n\n"]
@@ -217,8 +218,8 @@ def write_summary(out: Path, summaries: dict) -> Path:
     s.append("\n## Extrapolation errors beside the published ones\n\n")
     s.append(md_table(ext_df, ".4f") if not ext_df.empty else "_(none)_\n")
     s.append("\n## Most-flipped tasks\n\n")
-    s += [f"![{p.stem}]({p.relative_to(out)})\n" for p in figs if p is not None]
-    return io.write_text(out / "summary.md", "".join(s))
+    s += [f"![{p.stem}]({p.relative_to(dest)})\n" for p in figs if p is not None]
+    return io.write_text(dest / "summary.md", "".join(s))
 
 
 def _most_flipped_figure(out: Path, name: str, d: Path) -> Path | None:

@@ -23,7 +23,6 @@ import pandas as pd
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError
 from analysis.ingest import records
-from analysis.laws import two_step
 from analysis.laws.extrapolate import testbed_backtest
 from analysis.testbeds.gadre2024 import loader as gadre
 from analysis.testbeds.olmo_ladder import loader as olmo_ladder
@@ -60,7 +59,8 @@ class Testbed:
             raise AnalysisError(f"root: required with source={self.name} (the runs' folder)")
         folder = Path(path) if path else self.shipped
         if not folder.exists():
-            key = "path" if path else f"shipped copy of {self.name}"
+            given = "root" if self.shipped is None else "path"  # how the CLI names it
+            key = given if path else f"shipped copy of {self.name}"
             raise AnalysisError(f"{key}: '{folder}' does not exist")
         return self.loader(folder)
 
@@ -112,7 +112,10 @@ register(
         },
         read_raw=olmo_ladder.read_raw,
         compact=olmo_ladder.COMPACT,
-        published={"two_step_13B": two_step.PUBLISHED_13B, "source": two_step.PUBLISHED_SOURCE},
+        published={
+            "two_step_13B": olmo_ladder.PUBLISHED_13B,
+            "two_step_source": olmo_ladder.PUBLISHED_SOURCE,
+        },
     )
 )
 

@@ -29,6 +29,19 @@ import pandas as pd
 from analysis.errors import AnalysisError, warn
 from analysis.ingest.table import from_rows, read_compact, report_partial_tasks, validate
 
+#: 13B-5T (task -> (actual, predicted)) from the authors' chained_main.csv
+PUBLISHED_13B = {
+    "mmlu_avg_test": (0.5161402368605137, 0.5126799915287485),
+    "hellaswag_val": (0.831905996799469, 0.8530359563499285),
+    "arc_challenge_test": (0.638054609298706, 0.5267099358093748),
+    "arc_easy_test": (0.8717171669006347, 0.7724156000459201),
+    "piqa_val": (0.8295973896980285, 0.820804177694882),
+    "csqa_val": (0.7410319447517395, 0.7760887505172276),
+    "socialiqa_val": (0.6159672379493714, 0.5994822062474122),
+    "openbookqa_test": (0.4863999903202057, 0.4486477676972386),
+}
+PUBLISHED_SOURCE = "allenai/OLMo-ladder src/scripts/paper/figures/chained_main.csv @4d99344"
+
 COMPACT = "olmo_ladder.parquet"
 CORPUS = "olmo-mix-1124"  # OLMo 2 pretraining mix, shared by the ladder and the targets
 
