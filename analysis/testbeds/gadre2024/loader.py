@@ -83,80 +83,97 @@ def load_testbed(path: Path | str) -> pd.DataFrame:
     meta = _read_metadata(meta_path)
     rows: list[dict] = []
     for mpath in sorted(models_dir.glob("*.json")):
-        try:
-            m = json.loads(mpath.read_text())
-            hp = m["hyperparameters"]
-            name = str(m["name"])
-            n_params = float(hp["params"])
-            tokens = float(hp["tokens"])
-            base = {
-                "run_id": name,
-                "source": "gadre2024",
-                "sweep": "gadre2024",
-                "corpus": str(m["dataset_name"]),
-                "size": _size_name(hp["model"]),
-                "seed": pd.NA,
-                "n_params": n_params,
-                "n_params_nonembedding": float(hp.get("params_no_embed", np.nan)),
-                "train_tokens": tokens,
-                "multiplier": float(hp["chinchilla_multiplier"]),
-                "step": pd.NA,
-                "tokens": tokens,
-                "flops": 6.0 * n_params * tokens,
-                "final": True,
-            }
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            warn(f"skipping malformed model file {mpath.name}: {exc!r}")
-            continue
-        losses = []
-        for res in m.get("results") or []:
-            try:
-                vname = val_set_name(str(res["val_data"][0]))
-                loss = float(res["loss"])
-            except (KeyError, IndexError, TypeError, ValueError):
-                continue
-            if vname is None or not math.isfinite(loss):
-                continue
-            losses.append(val_loss_row(base, vname, loss))
-        if not losses:
-            warn(f"skipping model {name}: no validation losses in {mpath.name}")
-            continue
-        rows.extend(losses)
-        epath = evals_dir / f"evaluation_{name}_heavy.json"
-        try:
-            icl = json.loads(epath.read_text())["eval_metrics"]["icl"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            warn(f"model {name}: no usable eval file {epath.name} ({exc!r}); losses only")
-            continue
-        for task in meta.index:
-            if task not in icl:
-                # only 46 of the metadata's 51 tasks were run; a task missing from
-                # some files but present in others is worth a warning
-                continue
-            try:
-                p = float(icl[task])
-            except (TypeError, ValueError):
-                p = float("nan")
-            if not math.isfinite(p):
-                warn(f"model {name}: NaN score for task {task}; skipped")
-                continue
-            n = float(meta.at[task, "#datapoints"])
-            rows.append(
-                task_row(
-                    base,
-                    task,
-                    "acc",
-                    p,
-                    stderr=math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else np.nan,
-                    n_samples=n,
-                    chance=float(meta.at[task, "Random baseline"]) / 100,
-                )
-            )
+        rows += _model_rows(mpath, evals_dir, meta)
     if not rows:
         raise AnalysisError(f"no usable models in testbed {root}")
     table = validate(from_rows(rows), str(root))
     _warn_missing_tasks(table)
     return table
+
+
+def _model_rows(mpath: Path, evals_dir: Path, meta: pd.DataFrame) -> list[dict]:
+    """The rows of one model: its validation losses, then its task accuracies ([] when the
+    model file is unusable, losses only when its eval file is)."""
+    try:
+        m = json.loads(mpath.read_text())
+        base = _run_fields(m)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warn(f"skipping malformed model file {mpath.name}: {exc!r}")
+        return []
+    name = base["run_id"]
+    losses = []
+    for res in m.get("results") or []:
+        try:
+            vname = val_set_name(str(res["val_data"][0]))
+            loss = float(res["loss"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        if vname is None or not math.isfinite(loss):
+            continue
+        losses.append(val_loss_row(base, vname, loss))
+    if not losses:
+        warn(f"skipping model {name}: no validation losses in {mpath.name}")
+        return []
+    epath = evals_dir / f"evaluation_{name}_heavy.json"
+    try:
+        icl = json.loads(epath.read_text())["eval_metrics"]["icl"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warn(f"model {name}: no usable eval file {epath.name} ({exc!r}); losses only")
+        return losses
+    return losses + _task_rows(base, icl, meta)
+
+
+def _run_fields(m: dict) -> dict:
+    """The run description of a model file (KeyError/ValueError when it lacks one)."""
+    hp = m["hyperparameters"]
+    n_params = float(hp["params"])
+    tokens = float(hp["tokens"])
+    return {
+        "run_id": str(m["name"]),
+        "source": "gadre2024",
+        "sweep": "gadre2024",
+        "corpus": str(m["dataset_name"]),
+        "size": _size_name(hp["model"]),
+        "seed": pd.NA,
+        "n_params": n_params,
+        "n_params_nonembedding": float(hp.get("params_no_embed", np.nan)),
+        "train_tokens": tokens,
+        "multiplier": float(hp["chinchilla_multiplier"]),
+        "step": pd.NA,
+        "tokens": tokens,
+        "flops": 6.0 * n_params * tokens,
+        "final": True,
+    }
+
+
+def _task_rows(base: dict, icl: dict, meta: pd.DataFrame) -> list[dict]:
+    """Accuracy rows for the metadata's tasks present in `icl` (NaN scores skipped)."""
+    rows = []
+    for task in meta.index:
+        if task not in icl:
+            # only 46 of the metadata's 51 tasks were run; a task missing from
+            # some files but present in others is worth a warning
+            continue
+        try:
+            p = float(icl[task])
+        except (TypeError, ValueError):
+            p = float("nan")
+        if not math.isfinite(p):
+            warn(f"model {base['run_id']}: NaN score for task {task}; skipped")
+            continue
+        n = float(meta.at[task, "#datapoints"])
+        rows.append(
+            task_row(
+                base,
+                task,
+                "acc",
+                p,
+                stderr=math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else np.nan,
+                n_samples=n,
+                chance=float(meta.at[task, "Random baseline"]) / 100,
+            )
+        )
+    return rows
 
 
 def _warn_missing_tasks(table: pd.DataFrame) -> None:
