@@ -234,3 +234,18 @@ def test_damaged_testbed_file_is_one_line(tmp_path, damage, message):
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_record_with_a_step_twice_is_skipped_not_the_sweep(tmp_path):
+    """A structural fault in one record (two entries for one step) skips that record with a
+    warning naming it; the other runs are still read."""
+    recs = sweep_records(n_sizes=3, mixes=("toy",), n_ckpt=2, tasks=("predictable",))
+    cks = recs[0]["checkpoints"]
+    cks[1]["step"] = cks[0]["step"]
+    write_records(tmp_path, recs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AnalysisWarning)
+        t = load_records(tmp_path)
+    msgs = [str(w.message) for w in caught]
+    assert any("r00" in m and "appears twice" in m for m in msgs), msgs
+    assert set(t["run_id"]) == {"r01", "r02"}

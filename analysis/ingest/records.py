@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError, warn
-from analysis.ingest.table import from_rows, task_row, val_loss_row, validate
+from analysis.ingest.table import check_structure, from_rows, task_row, val_loss_row, validate
 from common.files import read_regular
 from common.record import RunRecord
 
@@ -113,9 +113,14 @@ def load_records(root: Path | str) -> pd.DataFrame:
             if not rec.is_complete:
                 warn(f"skipping {path}: status is {rec.status!r}, not 'complete'")
                 continue
-            rows.extend(record_rows(rec))
+            these = record_rows(rec)
+            # a record with two entries for one step stops itself, not the whole sweep
+            check_structure(from_rows(these), str(path))
+            rows.extend(these)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             warn(f"skipping unreadable record {path}: {exc!r}")
+        except AnalysisError as exc:
+            warn(f"skipping record: {exc}")
     if not rows:
         raise AnalysisError(f"no usable run records under {root / 'runs'} ({len(paths)} found)")
     table = from_rows(rows)

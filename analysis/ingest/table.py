@@ -163,7 +163,9 @@ def _row_name(df: pd.DataFrame, i: Any) -> str:
     return f"run {r['run_id']}{step}: {r['kind']} {r['name']} ({r['metric']})"
 
 
-def _check_structure(df: pd.DataFrame, origin: str) -> None:
+def check_structure(df: pd.DataFrame, origin: str) -> None:
+    """The structural checks of `validate` alone (an `AnalysisError` naming the first bad
+    row): for a reader that skips one bad source instead of stopping."""
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise AnalysisError(f"{origin}: missing column '{missing[0]}'")
@@ -239,7 +241,7 @@ def validate(df: pd.DataFrame, origin: str = "table") -> pd.DataFrame:
     `AnalysisError` naming the first bad row; rows with an impossible value are left out,
     each with a warning naming run, measurement and value. Returns `df` itself when
     nothing was wrong."""
-    _check_structure(df, origin)
+    check_structure(df, origin)
     why = _bad_values(df)
     bad = (why != "").to_numpy()
     if bad.any():
