@@ -46,6 +46,9 @@ def category_rows(
     cols_a: list[int],
     cols_b: list[int],
 ) -> list[dict]:
+    """FLIP_COLUMNS rows where task `cols_a[i]` of `a` and `cols_b[i]` of `b` get different
+    categories on the data (neither insufficient); p_value: the bootstrap chance that the
+    two classifications agree."""
     rows = []
     pa, pb = _probs(a), _probs(b)
     ins = LABELS.index(INSUFFICIENT)
@@ -120,116 +123,112 @@ def detect_flips(
     weights: dict[tuple[str, str], np.ndarray],
     cfg: FlipConfig,
 ) -> pd.DataFrame:
-    """All flips among classified groups keyed by (val_set, corpus)."""
+    """All flips among classified groups keyed by (val_set, corpus): 1. the validation set
+    changes, corpus fixed; 2. the corpus changes, validation set fixed; 3. evaluation-setup
+    variants of a task within one group; then ranking reversals."""
     rows: list[dict] = []
     val_sets = sorted({v for v, _ in trends})
     corpora = sorted({c for _, c in trends})
     slope_cache = {k: slopes(gt, weights[k]) for k, gt in trends.items()}
-
-    def cols(gt: GroupTrends, names: list[str]) -> list[int]:
-        return [gt.group.names.index(nm) for nm in names]
-
-    def slope_rows(ka, kb, setting, context, frm, to, names):
-        a, b = trends[ka], trends[kb]
-        ia, ib = cols(a, names), cols(b, names)
-        sa, sb = slope_cache[ka][:, ia], slope_cache[kb][:, ib]
-        R = min(len(sa), len(sb))
-        if R < 3:
-            return
-        sig_a, _, _ = _sig(sa[1:R], sa[0], cfg, 0.0)
-        sig_b, lo_b, hi_b = _sig(sb[1:R], sb[0], cfg, 0.0)
-        flip = sig_a & sig_b & (np.sign(sa[0]) != np.sign(sb[0]))
-        same = (np.sign(sa[1:R]) == np.sign(sb[1:R])).mean(0)
-        for j in np.flatnonzero(flip):
-            rows.append(
-                {
-                    "task": a.group.tasks[ia[j]],
-                    "setup": a.group.setups[ia[j]],
-                    "setting": setting,
-                    "context": context,
-                    "from": frm,
-                    "to": to,
-                    "kind": "slope_sign",
-                    "effect": float(sb[0, j]),
-                    "effect_from": float(sa[0, j]),
-                    "ci_low": float(lo_b[j]),
-                    "ci_high": float(hi_b[j]),
-                    "p_value": float(same[j]),
-                }
-            )
-
-    # 1. validation set changes, corpus fixed
-    for corpus in corpora:
-        for va, vb in itertools.combinations(val_sets, 2):
-            ka, kb = (va, corpus), (vb, corpus)
-            if ka not in trends or kb not in trends:
-                continue
-            names = [n for n in trends[ka].group.names if n in trends[kb].group.names]
-            ctx = f"corpus={corpus}"
-            rows += category_rows(
-                trends[ka],
-                trends[kb],
-                "val_set",
-                ctx,
-                va,
-                vb,
-                cols(trends[ka], names),
-                cols(trends[kb], names),
-            )
-            slope_rows(ka, kb, "val_set", ctx, va, vb, names)
-    # 2. corpus changes, validation set fixed
-    for v in val_sets:
-        for ca, cb in itertools.combinations([c for c in corpora if c != POOLED], 2):
-            ka, kb = (v, ca), (v, cb)
-            if ka not in trends or kb not in trends:
-                continue
-            names = [n for n in trends[ka].group.names if n in trends[kb].group.names]
-            rows += category_rows(
-                trends[ka],
-                trends[kb],
-                "corpus",
-                f"val_set={v}",
-                ca,
-                cb,
-                cols(trends[ka], names),
-                cols(trends[kb], names),
-            )
-            slope_rows(ka, kb, "corpus", f"val_set={v}", ca, cb, names)
-    # 3. evaluation-setup variants, validation set and corpus fixed
+    pairs = [  # (key a, key b, setting, context, from, to)
+        ((va, c), (vb, c), "val_set", f"corpus={c}", va, vb)
+        for c in corpora
+        for va, vb in itertools.combinations(val_sets, 2)
+    ] + [
+        ((v, ca), (v, cb), "corpus", f"val_set={v}", ca, cb)
+        for v in val_sets
+        for ca, cb in itertools.combinations([c for c in corpora if c != POOLED], 2)
+    ]
+    for ka, kb, setting, ctx, frm, to in pairs:
+        if ka in trends and kb in trends:
+            rows += _pair_rows(trends, slope_cache, ka, kb, (setting, ctx, frm, to), cfg)
     for key, gt in trends.items():
-        g = gt.group
-        by_task: dict[str, list[int]] = {}
-        for t, task in enumerate(g.tasks):
-            by_task.setdefault(task, []).append(t)
-        for idx in by_task.values():
-            for ta, tb in itertools.combinations(idx, 2):
-                sa, sb = g.setups[ta] or "default", g.setups[tb] or "default"
-                ctx = f"val_set={key[0]},corpus={key[1]}"
-                rows += category_rows(gt, gt, "setup", ctx, sa, sb, [ta], [tb])
-                sl = slope_cache[key]
-                if sl.shape[0] >= 3:
-                    pa, pb = sl[:, ta], sl[:, tb]
-                    siga, _, _ = _sig(pa[1:], pa[0], cfg, 0.0)
-                    sigb, lo, hi = _sig(pb[1:], pb[0], cfg, 0.0)
-                    if siga and sigb and np.sign(pa[0]) != np.sign(pb[0]):
-                        rows.append(
-                            {
-                                "task": g.tasks[ta],
-                                "setup": "",
-                                "setting": "setup",
-                                "context": ctx,
-                                "from": sa,
-                                "to": sb,
-                                "kind": "slope_sign",
-                                "effect": float(pb[0]),
-                                "effect_from": float(pa[0]),
-                                "ci_low": float(lo),
-                                "ci_high": float(hi),
-                                "p_value": float((np.sign(pa[1:]) == np.sign(pb[1:])).mean()),
-                            }
-                        )
+        rows += _setup_rows(key, gt, slope_cache[key], cfg)
     rows += _ranking_rows(trends, val_sets, corpora, cfg)
     return pd.DataFrame(rows, columns=FLIP_COLUMNS)
+
+
+def _pair_rows(
+    trends: dict[tuple[str, str], GroupTrends],
+    slope_cache: dict[tuple[str, str], np.ndarray],
+    ka: tuple[str, str],
+    kb: tuple[str, str],
+    change: tuple[str, str, str, str],
+    cfg: FlipConfig,
+) -> list[dict]:
+    """Category flips, then slope-sign flips, of the tasks two groups share; `change` is
+    (setting, context, from, to)."""
+    setting, context, frm, to = change
+    a, b = trends[ka], trends[kb]
+    names = [n for n in a.group.names if n in b.group.names]
+    ia = [a.group.names.index(nm) for nm in names]
+    ib = [b.group.names.index(nm) for nm in names]
+    rows = category_rows(a, b, setting, context, frm, to, ia, ib)
+    sa, sb = slope_cache[ka][:, ia], slope_cache[kb][:, ib]
+    R = min(len(sa), len(sb))
+    if R < 3:
+        return rows
+    sig_a, _, _ = _sig(sa[1:R], sa[0], cfg, 0.0)
+    sig_b, lo_b, hi_b = _sig(sb[1:R], sb[0], cfg, 0.0)
+    flip = sig_a & sig_b & (np.sign(sa[0]) != np.sign(sb[0]))
+    same = (np.sign(sa[1:R]) == np.sign(sb[1:R])).mean(0)
+    for j in np.flatnonzero(flip):
+        rows.append(
+            {
+                "task": a.group.tasks[ia[j]],
+                "setup": a.group.setups[ia[j]],
+                "setting": setting,
+                "context": context,
+                "from": frm,
+                "to": to,
+                "kind": "slope_sign",
+                "effect": float(sb[0, j]),
+                "effect_from": float(sa[0, j]),
+                "ci_low": float(lo_b[j]),
+                "ci_high": float(hi_b[j]),
+                "p_value": float(same[j]),
+            }
+        )
+    return rows
+
+
+def _setup_rows(
+    key: tuple[str, str], gt: GroupTrends, sl: np.ndarray, cfg: FlipConfig
+) -> list[dict]:
+    """Flips between evaluation-setup variants of one task, x-axis and corpus fixed."""
+    g = gt.group
+    rows: list[dict] = []
+    by_task: dict[str, list[int]] = {}
+    for t, task in enumerate(g.tasks):
+        by_task.setdefault(task, []).append(t)
+    for idx in by_task.values():
+        for ta, tb in itertools.combinations(idx, 2):
+            sa, sb = g.setups[ta] or "default", g.setups[tb] or "default"
+            ctx = f"val_set={key[0]},corpus={key[1]}"
+            rows += category_rows(gt, gt, "setup", ctx, sa, sb, [ta], [tb])
+            if sl.shape[0] < 3:
+                continue
+            pa, pb = sl[:, ta], sl[:, tb]
+            siga, _, _ = _sig(pa[1:], pa[0], cfg, 0.0)
+            sigb, lo, hi = _sig(pb[1:], pb[0], cfg, 0.0)
+            if siga and sigb and np.sign(pa[0]) != np.sign(pb[0]):
+                rows.append(
+                    {
+                        "task": g.tasks[ta],
+                        "setup": "",
+                        "setting": "setup",
+                        "context": ctx,
+                        "from": sa,
+                        "to": sb,
+                        "kind": "slope_sign",
+                        "effect": float(pb[0]),
+                        "effect_from": float(pa[0]),
+                        "ci_low": float(lo),
+                        "ci_high": float(hi),
+                        "p_value": float((np.sign(pa[1:]) == np.sign(pb[1:])).mean()),
+                    }
+                )
+    return rows
 
 
 def corpus_gaps(
