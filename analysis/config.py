@@ -18,10 +18,10 @@ from common.fields import field_kwargs
 
 @dataclass
 class ClassifyConfig:
-    """Thresholds of the trend rules (the rules and features: analysis.classify).
+    """Thresholds of the trend rules (the rules and features: analysis.trends.classify).
 
     The defaults are the thresholds calibrated on the paper's 24 public labels
-    (analysis.calibrate; the report prints their cross-validated agreement).
+    (analysis.trends.calibrate; the report prints their cross-validated agreement).
     """
 
     min_models: int = 6  # fewer final models -> "insufficient", not classified
@@ -37,7 +37,7 @@ class ClassifyConfig:
 
 @dataclass
 class CalibrationConfig:
-    """Agreement of the rules with published labels (analysis.calibrate), in the report."""
+    """Agreement of the rules with published labels (analysis.trends.calibrate), in the report."""
 
     labels: str | None = "auto"  # TSV task -> category; auto: the testbed's shipped labels
     prior_predictable: float = 0.3913  # published share predictable (18 of 46 tasks) ...

@@ -2,9 +2,10 @@
 and `plot` (figures again from the written tables, no refitting).
 
 Output layout (contract): `<out>/report.md`, `<out>/figures/*.png`, `<out>/tables/`
-{runs.parquet, runs.csv (final checkpoints only), trends.csv, flips.csv, extrapolation.csv,
-fits.csv} plus
-predictable.csv, sensitivity.csv, gaps.csv and `<out>/analysis_config.json`.
+{runs.parquet, runs.csv (final checkpoints only), the tables of `analysis.schemas`,
+warnings.txt, complete.json (written last: analysis.output.folder)} and
+`<out>/analysis_config.json`. `compute` runs the stages into an `AnalysisResults`;
+`write_outputs` writes it.
 """
 
 from __future__ import annotations
@@ -13,53 +14,47 @@ import dataclasses
 import json
 import time
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis import io
-from analysis.axes import main_suite, select_points, with_axes
-from analysis.calibrate import CALIBRATION_TABLES, calibration_tables, resolve_labels
-from analysis.classify import (
+from analysis import testbeds
+from analysis.config import AnalysisConfig
+from analysis.errors import AnalysisError, AnalysisWarning
+from analysis.flips.detect import corpus_gaps, detect_flips
+from analysis.flips.metrics import metric_flips
+from analysis.flips.task_axis import task_loss_axis
+from analysis.flips.variants import variant_flips
+from analysis.groups.build import POOLED, build_groups
+from analysis.ingest.axes import AXES, has_checkpoints, main_suite, select_points, with_axes
+from analysis.ingest.table import COLUMNS, conform, validate, with_all_columns
+from analysis.laws.extrapolate import leave_largest_out, with_published
+from analysis.laws.fit_quality import flag_fits
+from analysis.laws.two_step import (
+    two_step_backtest,
+    variance_analysis,
+    with_published_chained,
+    with_two_step,
+)
+from analysis.output import files as io
+from analysis.output.folder import SUMMARY_ENTRIES, require_complete, staged
+from analysis.results import AnalysisResults
+from analysis.schemas import EXTRAP_COLUMNS, FIT_COLUMNS, FLIP_COLUMNS
+from analysis.trends.calibrate import calibration_tables
+from analysis.trends.classify import (
     GroupTrends,
-    classify_group,
+    classify,
+    corpus_seed,
     fraction_predictable,
     sensitivity,
     trend_rows,
 )
-from analysis.config import AnalysisConfig
-from analysis.errors import AnalysisError, AnalysisWarning
-from analysis.extrapolate import EXTRAP_COLUMNS, leave_largest_out, testbed_backtest
-from analysis.fit_quality import flag_fits
-from analysis.fit_tables import downstream_fit_rows
-from analysis.flips import FLIP_COLUMNS, corpus_gaps, detect_flips
-from analysis.matrix import POOLED, bootstrap_weights, build_groups
-from analysis.table import COLUMNS, conform, with_all_columns
-from analysis.testbed_extras import EXTRA_TABLES, testbed_extras
-from analysis.within_groups import mark_within_mix
-
-FIT_COLUMNS = [
-    "kind",
-    "backtest",
-    "law",
-    "corpus",
-    "val_set",
-    "task",
-    "setup",
-    "name",
-    "x_metric",
-    "n_points",
-    "r2",
-    "rmse",
-    "llo_abs_error",
-    "params",
-    "param_ci",
-    "fitted",
-    "flag",
-]
+from analysis.trends.fit_tables import downstream_fit_rows
+from analysis.trends.points import points_comparison
+from analysis.trends.seed_spread import seed_spread
+from analysis.trends.within_groups import mark_within_mix
 
 
 @dataclass
@@ -76,11 +71,7 @@ class AnalysisSummary:
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _seed(cfg: AnalysisConfig, corpus: str) -> int:
-    # the same corpus gets the same resamples under every validation set: paired bootstrap
-    return cfg.bootstrap.seed + zlib.crc32(corpus.encode()) % 100_000
+    results: AnalysisResults | None = None  # the stages' output, in memory
 
 
 def _limit_threads():
@@ -100,63 +91,135 @@ def analyze(
 ) -> AnalysisSummary:
     """Classify, fit, detect flips, backtest, and write tables, figures and report.md."""
     t0 = time.time()
-    cfg = cfg or AnalysisConfig()
     out_dir = Path(out_dir)
+    res = compute(table, cfg)
+    files = write_outputs(out_dir, res, t0)
+    for m in res.warnings:  # surface them to the caller too
+        warnings.warn(m, AnalysisWarning, stacklevel=2)
+    frac = res.tables["predictable"]
+    runs = res.runs
+    return AnalysisSummary(
+        out_dir=out_dir,
+        n_runs=int(runs["run_id"].nunique()),
+        n_tasks=int(runs.loc[runs["kind"] == "task", "name"].nunique()),
+        val_sets=sorted(runs.loc[runs["kind"] == "val_loss", "name"].unique()),
+        corpora=sorted(runs["corpus"].dropna().unique()),
+        frac_predictable={r.val_set: (r.frac, r.ci_low, r.ci_high) for r in frac.itertuples()},
+        n_flips=res.tables["flips"]["kind"].value_counts().to_dict(),
+        files=files,
+        warnings=res.warnings,
+        seconds=time.time() - t0,
+        results=res,
+    )
+
+
+def _caught(caught: list) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]
+
+
+def ingest(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
+    """Stage 1: the contract table (analysis.ingest.table.validate) plus its pseudo x-axes."""
     missing = [c for c in ("run_id", "kind", "name", "value", "final") if c not in table]
     if missing:
         raise AnalysisError(f"table lacks columns {missing}")
     table = conform(with_all_columns(table))
     if table.empty:
         raise AnalysisError("empty table: no runs to analyse")
-    # x-axes beyond the validation losses (compute, params) are pseudo validation sets;
+    table = validate(table)
+    # x-axes beyond the validation losses (compute, params) are pseudo validation sets
+    return conform(with_axes(table, cfg.x_axes))
+
+
+def compute(table: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisResults:
+    """Every stage of the analysis, in memory: ingest -> groups -> trends and laws ->
+    flips -> extras and calibration. Nothing is written."""
+    cfg = cfg or AnalysisConfig()
+    with warnings.catch_warnings(record=True) as caught0:
+        warnings.simplefilter("always", AnalysisWarning)
+        table = ingest(table, cfg)
     # the groups use the main suite's points (final checkpoints, or every checkpoint)
-    table = conform(with_axes(table, cfg.x_axes))
     main = main_suite(table)
     points = select_points(main, cfg.points, cfg.checkpoint_min_frac)
     cfg = _with_present_reference(cfg, points)
     # a bad labels setting fails now, not after minutes of fitting
-    resolve_labels(cfg.calibration.labels, sorted(table["source"].dropna().unique()))
+    sources = sorted(table["source"].dropna().unique())
+    labels = testbeds.labels_for(cfg.calibration.labels, sources)
     with warnings.catch_warnings(record=True) as caught, _limit_threads():
         warnings.simplefilter("always", AnalysisWarning)
-        results = _compute(points, cfg, main)
+        res = _core(table, points, cfg, main)
         # after the rules, not inside them: a pooled trend between data mixes only is marked
-        results["trends"] = mark_within_mix(points, results["trends"], cfg.accuracy_metric)
-        results.update(testbed_extras(table, main, cfg, results))
-        results.update(
-            calibration_tables(
-                sorted(table["source"].dropna().unique()),
-                results["_trends"],
-                results["trends"],
-                cfg,
-            )
-        )
-    msgs = list(
-        dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, AnalysisWarning))
-    )
-    files = _write(out_dir, table, cfg, results, msgs)
-    from analysis.plots import plot_all
-    from analysis.report import write_report
+        res.tables["trends"] = mark_within_mix(points, res.tables["trends"], cfg.accuracy_metric)
+        _comparisons(table, main, res)
+        _backtest_targets(main, res)
+        res.tables.update(calibration_tables(labels, res.groups, res.tables["trends"], cfg))
+    if res.tables["flips"].empty:
+        res.tables["flips"] = AnalysisResults.empty_flips()
+    res.warnings = list(dict.fromkeys(_caught(caught0) + _caught(caught)))
+    return res
 
-    with warnings.catch_warnings(record=True) as caught2:
-        warnings.simplefilter("always", AnalysisWarning)
-        files += plot_all(out_dir)
-    msgs += [str(w.message) for w in caught2 if issubclass(w.category, AnalysisWarning)]
-    files.append(write_report(out_dir, cfg, msgs, time.time() - t0))
-    for m in msgs:  # surface them to the caller too
-        warnings.warn(m, AnalysisWarning, stacklevel=2)
-    frac = results["predictable"]
-    return AnalysisSummary(
-        out_dir=out_dir,
-        n_runs=int(table["run_id"].nunique()),
-        n_tasks=int(table.loc[table["kind"] == "task", "name"].nunique()),
-        val_sets=sorted(table.loc[table["kind"] == "val_loss", "name"].unique()),
-        corpora=sorted(table["corpus"].dropna().unique()),
-        frac_predictable={r.val_set: (r.frac, r.ci_low, r.ci_high) for r in frac.itertuples()},
-        n_flips=results["flips"]["kind"].value_counts().to_dict(),
-        files=files,
-        warnings=msgs,
-        seconds=time.time() - t0,
+
+def _comparisons(table: pd.DataFrame, main: pd.DataFrame, res: AnalysisResults) -> None:
+    """The analyses only some tables allow, run after the main groups on the headline group
+    of the reference x-axis (each extra pass costs a full classification): the points
+    comparison, metric and variant flips, the seed spread and each task's own loss as the
+    x-axis. Their flip rows are appended to flips; every table is one of EXTRA_TABLES."""
+    cfg, keys, t = res.cfg, res.reference_keys, res.tables
+    if has_checkpoints(main):
+        t["predictable_points"] = points_comparison(main, cfg, res.groups, keys)
+    extra = [metric_flips(main, cfg, res.groups, keys)]
+    if main.shape[0] < table.shape[0]:  # variant sweeps (`<sweep>:<variant>`)
+        extra.append(variant_flips(table, cfg))
+    extra = [e for e in extra if not e.empty]
+    if extra:
+        base = [t["flips"]] if not t["flips"].empty else []
+        t["flips"] = pd.concat(base + extra, ignore_index=True)[FLIP_COLUMNS]
+    finals = main[main["final"].fillna(False).astype(bool)]
+    val_sets = sorted(set(finals.loc[finals["kind"] == "val_loss", "name"]) - set(AXES))
+    spread = seed_spread(finals, cfg.accuracy_metric, val_sets)
+    if not spread.empty:
+        t["seed_spread"] = spread
+    own = task_loss_axis(cfg, res.groups[keys[0]] if keys else None)
+    if own is not None:
+        pred_row, trend_df, flip_df = own
+        # own tables: predictable.csv / trends.csv stay one row per validation set
+        t["task_axis_predictable"] = pd.DataFrame([pred_row])
+        t["task_axis_trends"] = trend_df
+        t["flips"] = pd.concat([t["flips"], flip_df], ignore_index=True)[FLIP_COLUMNS]
+
+
+def _backtest_targets(main: pd.DataFrame, res: AnalysisResults) -> None:
+    """The two-step backtest and variance analysis, for tables with the ladder's target
+    runs; their rows are also appended to extrapolation.csv."""
+    cfg = res.cfg
+    if not set(cfg.extrapolate.two_step.targets) & set(main["run_id"].astype(str)):
+        return
+    bt = two_step_backtest(main, cfg.extrapolate.two_step, cfg.accuracy_metric, cfg.fit.huber_delta)
+    published: dict = {}
+    for b in testbeds.of_table(main):
+        published.update(b.published.get("two_step_13B", {}))
+    bt = with_published_chained(bt, published)
+    res.tables["two_step"] = bt
+    res.tables["variance"] = variance_analysis(
+        main, cfg.extrapolate.two_step, bt, cfg.accuracy_metric
     )
+    res.tables["extrapolation"] = with_two_step(res.tables["extrapolation"], bt)
+
+
+def write_outputs(out_dir: Path, res: AnalysisResults, t0: float) -> list[Path]:
+    """Tables, figures and report.md of `res`, built whole in a staging folder and swapped
+    into `out_dir` (analysis.output.folder); the report's own warnings are added to
+    `res.warnings`. Returns the written files (their final paths)."""
+    from analysis.report.figures import plot_all
+    from analysis.report.markdown import write_report
+
+    with staged(out_dir) as stage:
+        files = _write(stage, res)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AnalysisWarning)
+            files += plot_all(stage)
+        res.warnings += _caught(caught)
+        files.append(write_report(stage, res, time.time() - t0))
+    return [out_dir / f.relative_to(stage) for f in files]
 
 
 def _with_present_reference(cfg: AnalysisConfig, table: pd.DataFrame) -> AnalysisConfig:
@@ -168,25 +231,19 @@ def _with_present_reference(cfg: AnalysisConfig, table: pd.DataFrame) -> Analysi
     return dataclasses.replace(cfg, reference_val_set=present[0])
 
 
-def _compute(table: pd.DataFrame, cfg: AnalysisConfig, finals: pd.DataFrame | None = None) -> dict:
-    groups = build_groups(table, cfg.accuracy_metric, tuple(cfg.task_loss_metrics))
-    trends: dict[tuple[str, str], GroupTrends] = {}
-    weights: dict[tuple[str, str], np.ndarray] = {}
+def _core(
+    table: pd.DataFrame, points: pd.DataFrame, cfg: AnalysisConfig, finals: pd.DataFrame
+) -> AnalysisResults:
+    """Groups, their trends and downstream laws, the headline fractions, flips, gaps,
+    sensitivity and the extrapolation backtests."""
+    groups: dict[tuple[str, str], GroupTrends] = {}
     fit_rows: list[dict] = []
-    for g in groups:
-        W = bootstrap_weights(
-            g.n,
-            cfg.bootstrap.n_resamples,
-            _seed(cfg, g.corpus),
-            g.run_corpus if g.corpus == POOLED else None,
-            g.cluster,
-        )
-        gt = classify_group(g, W, cfg.classify, cfg.fit)
-        trends[(g.val_set, g.corpus)] = gt
-        weights[(g.val_set, g.corpus)] = W
+    for g in build_groups(points, cfg.accuracy_metric, tuple(cfg.task_loss_metrics)):
+        gt = classify(g, cfg, corpus_seed(cfg, g.corpus))
+        groups[(g.val_set, g.corpus)] = gt
         fit_rows += downstream_fit_rows(gt, cfg.fit)
-    trend_df = pd.concat([trend_rows(gt) for gt in trends.values()], ignore_index=True)
-    headline = _headline_groups(trends)
+    trend_df = pd.concat([trend_rows(gt) for gt in groups.values()], ignore_index=True)
+    headline = _headline_groups(groups)
     pred_rows = []
     for gt in headline:
         est, lo, hi = fraction_predictable(gt, cfg.bootstrap.ci)
@@ -201,27 +258,26 @@ def _compute(table: pd.DataFrame, cfg: AnalysisConfig, finals: pd.DataFrame | No
                 "n_predictable": int(round(est * len(gt.group.names))),
             }
         )
-    flips = detect_flips(trends, weights, cfg.flips)
-    val_sets = sorted({v for v, _ in trends})
-    gaps = corpus_gaps(trends, val_sets, sorted({c for _, c in trends}), cfg.flips)
+    weights = {k: gt.weights for k, gt in groups.items()}
+    flips = detect_flips(groups, weights, cfg.flips)
+    val_sets = sorted({v for v, _ in groups})
+    gaps = corpus_gaps(groups, val_sets, sorted({c for _, c in groups}), cfg.flips)
     sens = sensitivity(headline, cfg.classify)
-    extrap, loss_fits = _extrapolate(table if finals is None else finals, cfg, val_sets)
-    return {
+    extrap, loss_fits = _extrapolate(finals, cfg, val_sets)
+    tables = {
         "trends": trend_df,
-        "predictable": pd.DataFrame(pred_rows),
         "flips": flips,
-        "_trends": trends,
-        "_weights": weights,
-        "_headline": headline,
-        "gaps": gaps.drop(columns=["boot"]) if not gaps.empty else gaps,
-        "sensitivity": sens,
-        "extrapolation": extrap,
         "fits": _flagged(pd.DataFrame(fit_rows + loss_fits, columns=FIT_COLUMNS), cfg),
+        "extrapolation": extrap,
+        "predictable": pd.DataFrame(pred_rows),
+        "sensitivity": sens,
+        "gaps": gaps.drop(columns=["boot"]) if not gaps.empty else gaps,
     }
+    return AnalysisResults(cfg, table, points, groups, headline, tables)
 
 
 def _flagged(fits: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
-    """fits.csv with its `flag` column (analysis.fit_quality): bound hits, R² <= 0."""
+    """fits.csv with its `flag` column (analysis.laws.fit_quality): bound hits, R² <= 0."""
     return fits.assign(flag=flag_fits(fits, cfg.fit))
 
 
@@ -240,9 +296,9 @@ def _extrapolate(table: pd.DataFrame, cfg: AnalysisConfig, val_sets: list[str]):
         (v for v in (cfg.extrapolate.val_set, cfg.reference_val_set) if v in val_sets), val_sets[0]
     )
     frames, fits = [], []
-    jobs = [("leave-largest-out", leave_largest_out)]
-    if (table["source"] == "gadre2024").any():
-        jobs.insert(0, ("testbed backtest", testbed_backtest))
+    beds = testbeds.of_table(table)
+    jobs = [("testbed backtest", b.backtest) for b in beds if b.backtest is not None]
+    jobs.append(("leave-largest-out", leave_largest_out))
     for label, job in jobs:
         try:
             df, f = job(table, cfg, vset)
@@ -256,51 +312,55 @@ def _extrapolate(table: pd.DataFrame, cfg: AnalysisConfig, val_sets: list[str]):
     extrap = (
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EXTRAP_COLUMNS)
     )
+    published = {}
+    for b in beds:
+        published.update(b.published.get("extrapolation_rel_error", {}))
+    extrap = with_published(extrap, table, published)
     return extrap, fits
 
 
-def _write(
-    out_dir: Path, table: pd.DataFrame, cfg: AnalysisConfig, res: dict, msgs: list[str]
-) -> list[Path]:
+def _write(out_dir: Path, res: AnalysisResults) -> list[Path]:
     tdir = out_dir / "tables"
     # runs.csv is the readable copy of the final checkpoints; runs.parquet holds every row
-    fin = table[table["final"].fillna(False).astype(bool)]
     files = [
-        io.write_parquet(tdir / "runs.parquet", table[list(COLUMNS)]),
-        io.write_csv(tdir / "runs.csv", fin[list(COLUMNS)]),
+        io.write_parquet(tdir / "runs.parquet", res.runs_table()),
+        io.write_csv(tdir / "runs.csv", res.final_runs[list(COLUMNS)]),
     ]
-    flips = res["flips"] if not res["flips"].empty else pd.DataFrame(columns=FLIP_COLUMNS)
-    for name, df in (
-        ("trends", res["trends"]),
-        ("flips", flips),
-        ("fits", res["fits"]),
-        ("extrapolation", res["extrapolation"]),
-        ("predictable", res["predictable"]),
-        ("sensitivity", res["sensitivity"]),
-        ("gaps", res["gaps"]),
-    ):
+    for name, df in res.written():
         files.append(io.write_csv(tdir / f"{name}.csv", df))
-    for name in CALIBRATION_TABLES:  # agreement with published labels, when there are some
-        if name in res and not res[name].empty:
-            files.append(io.write_csv(tdir / f"{name}.csv", res[name]))
-    for name in EXTRA_TABLES:  # testbed extras (analysis.testbed_extras), only when computed
-        if name in res:
-            files.append(io.write_csv(tdir / f"{name}.csv", res[name]))
     files.append(
-        io.write_text(out_dir / "analysis_config.json", json.dumps(cfg.to_dict(), indent=2))
+        io.write_text(out_dir / "analysis_config.json", json.dumps(res.cfg.to_dict(), indent=2))
     )
+    msgs = res.warnings
     files.append(io.write_text(tdir / "warnings.txt", "\n".join(msgs) + ("\n" if msgs else "")))
     return files
+
+
+def run_sources(
+    names: list[str], cfg: AnalysisConfig, out: Path, path: str | None = None
+) -> dict[str, AnalysisSummary]:
+    """Analyse every testbed in `names` into `<out>/<name>/`; summary when several."""
+    from analysis.report.summary import write_summary
+
+    out = Path(out)
+    beds = {name: testbeds.get(name) for name in names}  # unknown names fail before any work
+    summaries = {}
+    for name, bed in beds.items():
+        t0 = time.time()
+        table = bed.load(path if len(names) == 1 else None)
+        sub = out / name if len(names) > 1 else out
+        summaries[name] = analyze(table, sub, testbeds.settings_for(name, cfg))
+        summaries[name].seconds = time.time() - t0  # import + analysis
+    if len(names) > 1:
+        with staged(out, SUMMARY_ENTRIES, marker_in="summary") as stage:
+            write_summary(out, summaries, stage)
+    return summaries
 
 
 def plot(out_dir: Path, plot_options: dict | None = None) -> list[Path]:
     """Regenerate every figure from the tables in `out_dir` (no refitting); `plot_options`
     override the saved `analysis.plot` settings (dpi, formats)."""
-    from analysis.plots import TABLES_READ, plot_all
+    from analysis.report.figures import plot_all
 
-    tables = Path(out_dir) / "tables"
-    if not (tables / TABLES_READ[0]).exists():
-        raise AnalysisError(
-            f"out: no analysis tables under {tables}; run `harness analyze root={out_dir}` first"
-        )
+    require_complete(Path(out_dir))  # never redraw from a half-written or mixed output
     return plot_all(Path(out_dir), plot_options)

@@ -25,7 +25,7 @@ def main(argv: list[str]) -> dict[str, float]:
     from analysis.config import AnalysisConfig
     from analysis.errors import AnalysisWarning
     from analysis.pipeline import analyze
-    from analysis.summary import settings_for
+    from analysis.testbeds import settings_for
 
     names = (argv[1] if len(argv) > 1 else "gadre2024,olmo_ladder,pythia").split(",")
     out = Path(argv[2]) if len(argv) > 2 else Path(tempfile.mkdtemp(prefix="analysis_bench_"))

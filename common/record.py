@@ -1,7 +1,7 @@
 """`record.json`, the contract between a run and everything that reads it, as dataclasses.
 
 harness/store.py is the only module that reads and writes the file; harness (runner,
-backfill, status, tracking) and analysis/records.py hold a `RunRecord`, never raw keys.
+backfill, status, tracking) and analysis/ingest/records.py hold a `RunRecord`, never raw keys.
 It lives in `common/` because analysis reads it too and must not import the harness.
 
 Schema versions:
@@ -37,7 +37,7 @@ STATUSES = ("running", "complete", "failed", "interrupted")
 
 _NUM = (int, float)
 # a record holds a few hundred checkpoint entries at most; anything far larger is not one (the
-# readers, harness/store.py and analysis/records.py, skip it unread)
+# readers, harness/store.py and analysis/ingest/records.py, skip it unread)
 MAX_RECORD_BYTES = 64 << 20
 
 

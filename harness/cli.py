@@ -161,14 +161,14 @@ def cmd_analyze(args: list[str]) -> None:
 
         acfg = AnalysisConfig.from_dict(OmegaConf.to_container(cfg.analysis, resolve=True))
         if cfg.source == "harness":
-            from analysis.records import load_records
+            from analysis import testbeds
 
             if not cfg.root:
                 die("root: required with source=harness (the sweep's output directory)")
-            table = load_records(Path(cfg.root))
+            table = testbeds.get("harness").load(cfg.root)
             out = Path(cfg.out or cfg.root)
         else:
-            from analysis.summary import run_sources
+            from analysis.pipeline import run_sources
 
             # shipped testbeds (comma-separated: each under <out>/<name>/ plus summary.md);
             # the shipped copy unless path= overrides it (one source only)
@@ -194,7 +194,7 @@ def cmd_plot(args: list[str]) -> None:
         from omegaconf import OmegaConf
 
         from analysis.pipeline import plot
-        from analysis.plots import TABLES_READ
+        from analysis.schemas import TABLES_READ
 
         out = cfg.out or cfg.root
         if not out:

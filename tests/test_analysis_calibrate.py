@@ -7,18 +7,17 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from analysis.calibrate import (
+from analysis.config import AnalysisConfig, ClassifyConfig, FitConfig
+from analysis.errors import AnalysisError
+from analysis.groups.build import Group
+from analysis.laws.downstream import fit_exp_grid, fit_sigmoid_batch, sigmoid_acc
+from analysis.trends.calibrate import (
     CALIBRATION_GRID,
     calibrate,
-    calibration_tables,
     cohen_kappa,
     read_labels,
 )
-from analysis.classify import CATEGORIES, classify_group
-from analysis.config import AnalysisConfig, ClassifyConfig, FitConfig
-from analysis.downstream_laws import fit_exp_grid, fit_sigmoid_batch, sigmoid_acc
-from analysis.errors import AnalysisError
-from analysis.matrix import Group
+from analysis.trends.classify import CATEGORIES, classify_group
 from tests.fixtures.analysis_make import curve, curve_group
 
 
@@ -61,9 +60,11 @@ def test_bad_labels_file_is_one_line(tmp_path, rows, header, message):
 
 
 def test_missing_labels_file_is_named(tmp_path):
+    from analysis.testbeds import labels_for
+
     cfg = AnalysisConfig.from_dict({"calibration": {"labels": str(tmp_path / "nope.tsv")}})
     with pytest.raises(AnalysisError, match="calibration.labels: no such file"):
-        calibration_tables(["harness"], {}, pd.DataFrame(columns=["val_set"]), cfg)
+        labels_for(cfg.calibration.labels, ["harness"])
 
 
 def test_cohen_kappa_known_values():

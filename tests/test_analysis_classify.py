@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.classify import CATEGORIES, classify_group, trend_rows
 from analysis.config import ClassifyConfig, FitConfig
-from analysis.matrix import Group, bootstrap_weights
+from analysis.groups.build import Group, bootstrap_weights
+from analysis.trends.classify import CATEGORIES, classify_group, trend_rows
 from tests.fixtures.analysis_make import curve, curve_group
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from analysis.config import FitConfig
-from analysis.downstream_laws import (
+from analysis.errors import AnalysisWarning
+from analysis.laws.downstream import (
     exp_law_acc,
     fit_exp_grid,
     fit_exp_law,
@@ -15,8 +16,7 @@ from analysis.downstream_laws import (
     linear_acc,
     sigmoid_acc,
 )
-from analysis.errors import AnalysisWarning
-from analysis.loss_laws import fit_loss_law, law_inputs, predict_natural
+from analysis.laws.loss import fit_loss_law, law_inputs, predict_natural
 
 
 def test_exp_law_recovers_parameters():

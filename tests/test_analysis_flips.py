@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.classify import classify_group
 from analysis.config import AnalysisConfig
-from analysis.flips import FLIP_COLUMNS, detect_flips
-from analysis.matrix import bootstrap_weights, build_groups
-from analysis.table import conform, with_all_columns
+from analysis.flips.detect import FLIP_COLUMNS, detect_flips
+from analysis.groups.build import bootstrap_weights, build_groups
+from analysis.ingest.table import conform, with_all_columns
+from analysis.trends.classify import classify_group
 
 
 def _table(reverse: bool) -> pd.DataFrame:

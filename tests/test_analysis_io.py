@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from analysis.errors import AnalysisError, AnalysisWarning
-from analysis.gadre import load_testbed
-from analysis.records import load_records
-from analysis.table import COLUMNS
+from analysis.ingest.records import load_records
+from analysis.ingest.table import COLUMNS
+from analysis.testbeds.gadre2024.loader import load_testbed
 from tests.fixtures.analysis_make import sweep_records, write_records
 from tests.fixtures.gadre_make import make_testbed
 

@@ -12,9 +12,9 @@ import yaml
 
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, AnalysisWarning
-from analysis.gadre import load_testbed
+from analysis.ingest.table import conform, empty_table, with_all_columns
 from analysis.pipeline import analyze, plot
-from analysis.table import conform, empty_table, with_all_columns
+from analysis.testbeds.gadre2024.loader import load_testbed
 from tests.fixtures.analysis_make import sweep_records, sweep_table
 from tests.fixtures.gadre_make import make_testbed
 
@@ -91,8 +91,8 @@ def test_every_checkpoint_as_points_with_metric_flips(tmp_path):
 def test_seed_spread_is_measured_and_reported(tmp_path):
     """Two training seeds per configuration: the report shows how far seeds land apart next
     to how far sizes move each quantity; the numbers follow from the table by hand."""
-    from analysis.records import record_rows
-    from analysis.seed_spread import seed_spread
+    from analysis.ingest.records import record_rows
+    from analysis.trends.seed_spread import seed_spread
 
     recs = []
     for seed in (0, 1):

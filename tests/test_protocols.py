@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from analysis.errors import AnalysisWarning
-from analysis.records import load_records
+from analysis.ingest.records import load_records
 from common.errors import RecordError
 from common.record import RunRecord
 from harness.store import read_record, write_record

@@ -13,12 +13,12 @@ import pytest
 
 from analysis.config import AnalysisConfig, FitConfig
 from analysis.errors import AnalysisError
-from analysis.fit_quality import fit_flag
-from analysis.flips import headline_flips
+from analysis.flips.detect import headline_flips
+from analysis.laws.fit_quality import fit_flag
 from analysis.pipeline import analyze, plot
-from analysis.report import _md
-from analysis.report_findings import lead_sentences, sensitivity_block
-from analysis.within_groups import COLUMN, mark_within_mix
+from analysis.report.findings import lead_sentences, sensitivity_block
+from analysis.report.markdown import md_table
+from analysis.trends.within_groups import COLUMN, mark_within_mix
 from tests.fixtures.analysis_make import sweep_table
 
 FAST = {"bootstrap": {"n_resamples": 40, "loss_law_resamples": 10}, "plot": {"max_flip_figures": 1}}
@@ -146,10 +146,10 @@ def test_all_zero_sensitivity_is_one_line():
             "frac_predictable": 0.0,
         }
     )
-    text = sensitivity_block(sens, "v", _md)
+    text = sensitivity_block(sens, "v", md_table)
     assert text.strip().count("\n") == 0 and "is 0.00 under every threshold" in text
     sens.loc[0, "frac_predictable"] = 0.5
-    assert "| threshold |" in sensitivity_block(sens, "v", _md)
+    assert "| threshold |" in sensitivity_block(sens, "v", md_table)
 
 
 def _mix_points(within: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -219,7 +219,7 @@ def test_plot_cli_says_what_it_read(sweep, run_cli):
 
 
 def test_task_grid_legend_names_every_line_style(sweep, monkeypatch):
-    from analysis import plots
+    from analysis.report import figures as plots
 
     out, _ = sweep
     figs = []
@@ -245,7 +245,7 @@ def test_task_grid_legend_names_every_line_style(sweep, monkeypatch):
 
 
 def test_within_mix_line_names_the_task_on_every_val_set():
-    from analysis.within_groups import report_lines
+    from analysis.report.findings import report_lines
 
     points, trends = _mix_points(False)
     text = report_lines(mark_within_mix(points, trends, "acc"))

@@ -9,9 +9,9 @@ import pytest
 
 from analysis import testbeds
 from analysis.errors import AnalysisError, AnalysisWarning
-from analysis.olmo_ladder import VAL_SETS, load_testbed, read_raw
-from analysis.table import COLUMNS
+from analysis.ingest.table import COLUMNS
 from analysis.testbeds.convert import convert
+from analysis.testbeds.olmo_ladder.loader import VAL_SETS, load_testbed, read_raw
 from tests.fixtures.testbeds_make import OLMO_SIZES, write_olmo
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from analysis import testbeds
 from analysis.errors import AnalysisError
-from analysis.pythia import TOKENS_PER_STEP, load_testbed, read_raw
 from analysis.testbeds.convert import convert
+from analysis.testbeds.pythia.loader import TOKENS_PER_STEP, load_testbed, read_raw
 from tests.fixtures.testbeds_make import PYTHIA_SIZES, write_pythia
 
 

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 
 from analysis.config import AnalysisConfig
-from analysis.olmo_ladder import read_raw as read_olmo
 from analysis.pipeline import analyze
-from analysis.pythia import read_raw as read_pythia
-from analysis.summary import settings_for, write_summary
+from analysis.report.summary import write_summary
+from analysis.testbeds import settings_for
+from analysis.testbeds.olmo_ladder.loader import read_raw as read_olmo
+from analysis.testbeds.pythia.loader import read_raw as read_pythia
 from harness.cli import cmd_analyze
 from tests.fixtures.testbeds_make import write_olmo, write_pythia
 

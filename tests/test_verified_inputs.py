@@ -553,7 +553,8 @@ def test_fifo_and_dev_zero_records_are_skipped_not_read(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from analysis.records import load_records; load_records(sys.argv[1])",
+            "import sys; from analysis.ingest.records import load_records; "
+            "load_records(sys.argv[1])",
             str(tmp_path),
         ],
         capture_output=True,

@@ -14,29 +14,29 @@ import sys
 import warnings
 from pathlib import Path
 
-from analysis import io
 from analysis.errors import AnalysisError, AnalysisWarning
+from analysis.output import files as io
+from analysis.testbeds import TESTBEDS
 
 HERE = Path(__file__).resolve().parent
 
-#: testbed -> (module with read_raw, compact file name)
-CONVERTERS = {
-    "olmo_ladder": ("analysis.olmo_ladder", "olmo_ladder.parquet"),
-    "pythia": ("analysis.pythia", "pythia.parquet"),
-}
+
+def convertible() -> list[str]:
+    """Testbeds shipped as a compact file rebuilt from a raw layout (their `read_raw`)."""
+    return [n for n, b in TESTBEDS.items() if b.read_raw is not None and b.compact]
 
 
 def convert(name: str, raw: Path, dest: Path | None = None) -> Path:
     """Write the compact table of testbed `name` read from `raw`; returns its path."""
-    import importlib
-
-    if name not in CONVERTERS:
-        raise AnalysisError(f"testbed: unknown testbed '{name}' (known: {', '.join(CONVERTERS)})")
-    module, fname = CONVERTERS[name]
+    if name not in convertible():
+        known = ", ".join(convertible())
+        raise AnalysisError(f"testbed: unknown testbed '{name}' (known: {known})")
+    bed = TESTBEDS[name]
+    fname = bed.compact
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AnalysisWarning)
-        table = importlib.import_module(module).read_raw(Path(raw))
-    dest = Path(dest) if dest else HERE / name
+        table = bed.read_raw(Path(raw))
+    dest = Path(dest) if dest else bed.shipped
     dest.mkdir(parents=True, exist_ok=True)
     out = io.atomic_write(
         dest / fname,

@@ -1,0 +1,1 @@
+"""The olmo_ladder testbed: its shipped data, and the loader beside it (loader.py)."""

@@ -1,0 +1,1 @@
+"""The pythia testbed: its shipped data, and the loader beside it (loader.py)."""

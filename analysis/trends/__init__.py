@@ -1,0 +1,2 @@
+"""Stage 3b, trends: the rule-based trend categories, their calibration against published
+labels, the points comparison and the run-to-run spread."""
