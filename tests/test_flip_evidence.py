@@ -108,7 +108,9 @@ def test_flat_noise_study_gives_no_flip(tmp_path):
 
 
 def test_planted_verdict_flip_found_at_q_below_005():
-    """One setup rises tightly, the other is flat: a verdict flip among null tests (with R = 1000 resamples the smallest p is 0.002, so BH over m tests needs m small or many discoveries)."""
+    """One setup rises tightly, the other is flat: a verdict flip among null tests. With
+    R = 1000 resamples the smallest p is 0.002: BH over m tests needs m small or many
+    discoveries."""
     tasks = {f"n{i}": (lambda L, i=i: 0.3 + 0.01 * i + 0 * L) for i in range(4)}
     tasks["k"] = lambda L: 0.25 + 0.5 * np.exp(-(L - 2.0))
     tasks["k@flat"] = lambda L: 0.3 + 0 * L
