@@ -163,8 +163,16 @@ def flip_count_sentence(flips: pd.DataFrame, alpha: float) -> str:
         return "No setting change flips a trend (or too few settings and sizes to compare)."
     sig = flips[flips["q_value"].astype(float) < alpha]
     head = sig[sig["level"].isin(["verdict", "reversal"])]
-    by = head.groupby(["setting", "level"]).size()
-    parts = [f"{n} {lvl} flip(s) of {st.replace('_', ' ')}" for (st, lvl), n in by.items()]
+    # a fact once: a task's verdict, or a task and pair of corpora, however many rows show it
+    facts = head.assign(
+        _fact=head["task"].astype(str)
+        + "|"
+        + head["setup"].astype(str)
+        + "|"
+        + head["context"].astype(str).where(head["level"] == "reversal", "")
+    )
+    by = facts.groupby(["setting", "level"])["_fact"].nunique()
+    parts = [f"{n} {lvl}(s) on changing the {st.replace('_', ' ')}" for (st, lvl), n in by.items()]
     traj = sig[sig["level"] == "trajectory"]
     rest = (flips["level"] == "reclassification").sum()
     out = (
