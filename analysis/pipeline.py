@@ -24,7 +24,7 @@ from analysis import testbeds
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, AnalysisWarning
 from analysis.flips.detect import TEST_COLUMNS, corpus_gaps, detect_flips
-from analysis.flips.evidence import axis_falls, with_q
+from analysis.flips.evidence import axis_falls, n_facts, with_q
 from analysis.flips.metrics import metric_flips
 from analysis.flips.rates import flip_rates, null_rates
 from analysis.flips.task_axis import task_loss_axis
@@ -194,7 +194,7 @@ def _flip_evidence(res: AnalysisResults) -> None:
     key = res.reference_keys[0] if res.reference_keys else None
     null = null_rates(res.groups.get(key) if key else None, res.points, res.cfg)
     res.tables["flip_rates"] = flip_rates(tests, null, res.cfg)
-    res.flip_tests = int((tests["family"] == "scaling").sum()) if not tests.empty else 0
+    res.flip_tests = n_facts(tests) if not tests.empty else 0
     res.tables["flips"] = tests[tests["level"].astype(str) != ""][FLIP_COLUMNS].reset_index(
         drop=True
     )

@@ -8,7 +8,7 @@ import pandas as pd
 
 from analysis.config import AnalysisConfig
 from analysis.flips.detect import category_rows, detect_flips
-from analysis.flips.evidence import axis_falls, with_q
+from analysis.flips.evidence import axis_falls, n_facts, with_q
 from analysis.flips.rates import null_rates
 from analysis.groups.build import build_groups
 from analysis.ingest.table import conform, with_all_columns
@@ -157,3 +157,17 @@ def test_null_rate_on_a_ladder_with_two_seeds_is_at_most_5pct():
     null = null_rates(gt, t, cfg)
     assert null["null_seed_rate"] <= 0.05
     assert null["null_split_rate"] <= 0.05 and null["null_split_max"] <= 0.05
+
+
+def test_a_fact_is_one_test_however_many_rows_show_it():
+    """Ten rows of one corpus gap enter Benjamini-Hochberg once: with one other test, the
+    fact's q is its p times 2 tests, not times 11."""
+    rows = [
+        {"p_value": 0.01, "level": "reversal", "family": "scaling", "fact": "gap|t|A|B"}
+        for _ in range(10)
+    ]
+    rows.append({"p_value": 0.5, "level": "verdict", "family": "scaling", "fact": ""})
+    q = with_q(pd.DataFrame(rows))["q_value"]
+    assert q.iloc[:10].tolist() == [0.02] * 10
+    assert q.iloc[10] == 0.5
+    assert n_facts(pd.DataFrame(rows)) == 2

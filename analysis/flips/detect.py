@@ -3,7 +3,8 @@
 Every comparison is a test (analysis.flips.evidence: levels, p-values, q-values); the rows
 of the comparisons whose point estimates differ are the flips. Settings, each counted once:
 
-* ``val_set``: the reference x-axis against each other x-axis, per corpus (category).
+* ``val_set``: the reference x-axis against each other x-axis, on the headline group
+  (pooled over corpora, or the only corpus) (category).
 * ``corpus``: every pair of corpora on the reference x-axis (category).
 * ``setup``: every pair of a task's evaluation setups, on the headline group of the
   reference x-axis (category).
@@ -38,7 +39,7 @@ from analysis.schemas import FLIP_COLUMNS
 from analysis.trends.classify import LABELS, GroupTrends
 
 #: the test table: flips.csv's columns plus the test family (scaling | trajectory)
-TEST_COLUMNS = FLIP_COLUMNS + ["family"]
+TEST_COLUMNS = FLIP_COLUMNS + ["family", "fact"]
 
 
 def category_rows(
@@ -77,6 +78,7 @@ def category_rows(
                 "effect_size": size,
                 "q_value": np.nan,
                 "family": family,
+                "fact": "",
             }
         )
     return rows
@@ -142,11 +144,11 @@ def detect_flips(
         ib = [b.group.names.index(n) for n in names]
         rows.extend(category_rows(a, b, setting, ctx, frm, to, ia, ib))
 
-    # 1. validation set: the reference against each other x-axis, corpus fixed
-    for corpus in corpora:
-        for v in val_sets:
-            if v != ref:
-                compare((ref, corpus), (v, corpus), "val_set", f"corpus={corpus}", ref, v)
+    # 1. validation set: the reference against each other x-axis, on the headline group (a
+    # task's verdict is one fact; each corpus's own group would count it again)
+    for v in val_sets:
+        if v != ref:
+            compare((ref, head), (v, head), "val_set", f"corpus={head}", ref, v)
     # 2. corpus: each pair on the reference x-axis
     for ca, cb in itertools.combinations([c for c in corpora if c != POOLED], 2):
         compare((ref, ca), (ref, cb), "corpus", f"val_set={ref}", ca, cb)
@@ -224,7 +226,7 @@ def ranking_tests(
     rows: list[dict] = []
     if gaps.empty or ref not in set(gaps["val_set"]):
         return rows
-    for (_name, ca, cb), sub in gaps.groupby(["name", "corpus_a", "corpus_b"]):
+    for (name, ca, cb), sub in gaps.groupby(["name", "corpus_a", "corpus_b"]):
         recs = sub.set_index("val_set")
         if ref not in recs.index or len(recs) < 2:
             continue
@@ -262,6 +264,7 @@ def ranking_tests(
                     "effect_size": abs(d),
                     "q_value": np.nan,
                     "family": "scaling",
+                    "fact": f"gap|{name}|{ca}|{cb}",
                 }
             )
     return rows

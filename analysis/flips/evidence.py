@@ -80,21 +80,35 @@ def category_test(ca: np.ndarray, cb: np.ndarray) -> tuple[str, float, float]:
 
 
 def with_q(tests: pd.DataFrame) -> pd.DataFrame:
-    """`tests` with `q_value`: Benjamini-Hochberg over every test of the headline family
-    (all levels but trajectory), and separately over the trajectory comparisons."""
+    """`tests` with `q_value`: Benjamini-Hochberg over the facts of the headline family (all
+    levels but trajectory), and separately over the trajectory comparisons.
+
+    A fact is one test: rows sharing a non-empty `fact` id (a corpus gap seen under several
+    x-axes, each row's p already Bonferroni-adjusted within the fact) enter BH once, with
+    their smallest p; each row's q is then max(the fact's q, its own p), so a row is
+    reported at level alpha only when BH discovers its fact and the row holds within it."""
     out = tests.copy()
     out["q_value"] = np.nan
     if out.empty:
         return out
+    fact = out["fact"].astype(str) if "fact" in out else pd.Series("", index=out.index)
+    key = fact.where(fact != "", "row:" + out.index.astype(str))
     traj = out["level"].eq(TRAJECTORY)
     for mask in (~traj, traj):
-        p = out.loc[mask, "p_value"].astype(float)
-        ok = p.notna()
-        if ok.any():
-            out.loc[p[ok].index, "q_value"] = false_discovery_control(
-                np.clip(p[ok].to_numpy(), 0.0, 1.0), method="bh"
-            )
+        sub = out.loc[mask & out["p_value"].notna(), "p_value"].astype(float).clip(0.0, 1.0)
+        if sub.empty:
+            continue
+        fp = sub.groupby(key[sub.index]).min()
+        fq = pd.Series(false_discovery_control(fp.to_numpy(), method="bh"), index=fp.index)
+        out.loc[sub.index, "q_value"] = np.maximum(key[sub.index].map(fq).to_numpy(), sub)
     return out
+
+
+def n_facts(tests: pd.DataFrame) -> int:
+    """Tests in the headline family, each fact counted once (`with_q`)."""
+    t = tests[tests["family"] != "trajectory"]
+    fact = t["fact"].astype(str) if "fact" in t else pd.Series("", index=t.index)
+    return int((fact == "").sum() + fact[fact != ""].nunique())
 
 
 def axis_falls(x: np.ndarray, n_params: np.ndarray, run_corpus: np.ndarray) -> bool:

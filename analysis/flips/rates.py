@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis.config import AnalysisConfig
 from analysis.flips.detect import TEST_COLUMNS, category_rows
-from analysis.flips.evidence import HEADLINE_LEVELS, TRAJECTORY, n_sizes, with_q
+from analysis.flips.evidence import HEADLINE_LEVELS, TRAJECTORY, n_facts, n_sizes, with_q
 from analysis.groups.build import Group, percentile_ci
 from analysis.trends.classify import GroupTrends, classify
 
@@ -154,7 +154,7 @@ def flip_rates(tests: pd.DataFrame, null: dict[str, float], cfg: AnalysisConfig)
         rows.append(
             {
                 "setting": setting,
-                "n_tests": len(sub),
+                "n_tests": len(sub) if traj else n_facts(sub),
                 "n_tasks": int(k.size),
                 "n_flipped": int(k.sum()),
                 "share": share,

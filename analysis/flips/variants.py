@@ -207,6 +207,7 @@ def _gap_rows(
                 "effect_size": abs(gap),
                 "q_value": np.nan,
                 "family": "trajectory",
+                "fact": "",
             }
         )
     return rows
