@@ -171,3 +171,29 @@ def test_a_fact_is_one_test_however_many_rows_show_it():
     assert q.iloc[:10].tolist() == [0.02] * 10
     assert q.iloc[10] == 0.5
     assert n_facts(pd.DataFrame(rows)) == 2
+
+
+def test_seed_rerun_null_counts_verdict_changes_only():
+    """OLMo-style reruns: a rerun's trajectory noisy -> trendless is churn, not a verdict
+    flip; predictable -> noisy at q < 0.05 is one."""
+    from analysis.flips.rates import seed_rerun_rate
+
+    def row(task, effect, q):
+        return {
+            "task": task,
+            "setting": "seed",
+            "family": "trajectory",
+            "kind": "category",
+            "effect": effect,
+            "q_value": q,
+        }
+
+    tests = pd.DataFrame(
+        [
+            row("a", "noisy->trendless", 0.001),
+            row("b", "predictable->noisy", 0.001),
+            row("c", "predictable->noisy", 0.5),
+            row("d", "predictable->predictable", 1.0),
+        ]
+    )
+    assert seed_rerun_rate(tests, 0.05) == 0.25

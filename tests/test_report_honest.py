@@ -88,7 +88,7 @@ def test_report_opens_with_law_others_and_flips(sweep):
     flips.loc[0, "setup"] = np.nan  # as read back from flips.csv
     lead = lead_sentences(out, AnalysisConfig(), "toy", "all", trends, flips)
     assert (
-        "A change of one setting flips a verdict: `t` goes from predictable to trendless when "
+        "Changing one setting breaks a law: `t` goes from predictable to trendless when "
         "the setup changes from `toy` to `code` (q = 0.004)." in lead
     )
 
@@ -133,12 +133,14 @@ def test_headline_flips_rank_by_effect_among_discoveries():
             _flip("seed", "noisy->predictable", 0.0, task="run", level="trajectory", size=1),
         ]
     )
-    head = headline_flips(flips, "toy", 0.05)
+    head = headline_flips(flips, "toy", 0.05, per=1)
     assert list(zip(head["setting"], head["task"], strict=True)) == [
         ("setup", "s"),
         ("val_set", "large"),
         ("corpus", "t"),
     ]
+    head = headline_flips(flips, "toy", 0.05)
+    assert list(head["task"]) == ["s", "large", "small", "t"]
     assert headline_flips(flips.assign(q_value=0.5), "toy", 0.05).empty
 
 

@@ -275,9 +275,11 @@ def ranking_tests(
 HEADLINE_SETTINGS = ("setup", "val_set", "corpus", "metric")
 
 
-def headline_flips(flips: pd.DataFrame, ref: str, alpha: float, n: int = 4) -> pd.DataFrame:
+def headline_flips(
+    flips: pd.DataFrame, ref: str, alpha: float, n: int = 4, per: int = 2
+) -> pd.DataFrame:
     """At most `n` flips worth a figure: verdict flips and reversals with q < `alpha`, the
-    largest effect first within each kind of setting and level, one per (setting, level),
+    largest effect first within each kind of setting and level, `per` per (setting, level),
     settings in HEADLINE_SETTINGS order. The task's own-loss axis (`task_bpb`) is not a
     setting a user chooses, and run-vs-run trajectories are not scaling trends: both left out.
     """
@@ -294,4 +296,5 @@ def headline_flips(flips: pd.DataFrame, ref: str, alpha: float, n: int = 4) -> p
     order = {s: i for i, s in enumerate(HEADLINE_SETTINGS)}
     f["_setting"] = f["setting"].map(order).fillna(len(order))
     f = f.sort_values(["_setting", "effect_size"], ascending=[True, False], kind="stable")
-    return f.drop_duplicates(["setting", "level"]).head(n).drop(columns=["_setting"])
+    f = f[f.groupby(["setting", "level"]).cumcount() < per]
+    return f.head(n).drop(columns=["_setting"])

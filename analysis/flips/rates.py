@@ -9,7 +9,9 @@ reference x-axis:
   checkpoints), each half classified on its own resamples and the two compared by the
   same tests, Benjamini-Hochberg within the split; repeated `null_splits` times.
 * seeds: where the runs carry two seeds and each seed spans `min_sizes` sizes, the runs of
-  one seed against the other's.
+  one seed against the other's; where the seeds are reruns of single runs instead (seed
+  variants, compared checkpoint by checkpoint), the share of tasks whose trajectory's
+  verdict differs between the rerun and its original (`seed_rerun_rate`).
 
 The null rate is the share of tasks with a verdict flip at q < alpha (mean over splits).
 
@@ -27,9 +29,16 @@ import pandas as pd
 
 from analysis.config import AnalysisConfig
 from analysis.flips.detect import TEST_COLUMNS, category_rows
-from analysis.flips.evidence import HEADLINE_LEVELS, TRAJECTORY, n_facts, n_sizes, with_q
+from analysis.flips.evidence import (
+    HEADLINE_LEVELS,
+    TRAJECTORY,
+    n_facts,
+    n_sizes,
+    verdict_flip,
+    with_q,
+)
 from analysis.groups.build import Group, percentile_ci
-from analysis.trends.classify import GroupTrends, classify
+from analysis.trends.classify import LABELS, GroupTrends, classify
 
 RATE_COLUMNS = [
     "setting",
@@ -134,12 +143,32 @@ def null_rates(
     return out
 
 
+def seed_rerun_rate(tests: pd.DataFrame, alpha: float) -> float:
+    """The seed null where the seeds are reruns of single runs (the OLMo ladder's 1x
+    reruns): the share of tasks whose category under one seed's trajectory differs in
+    verdict from the other's at q < alpha. NaN without seed reruns."""
+    cat = tests[
+        (tests["setting"] == "seed")
+        & (tests["family"] == "trajectory")
+        & (tests["kind"] == "category")
+    ]
+    if cat.empty:
+        return np.nan
+    codes = cat["effect"].astype(str).str.split("->", expand=True)
+    a = codes[0].map(LABELS.index).to_numpy()
+    b = codes[1].map(LABELS.index).to_numpy()
+    hit = verdict_flip(a, b) & (cat["q_value"].to_numpy(float) < alpha)
+    return float(pd.Series(hit).groupby(cat["task"].astype(str).to_numpy()).any().mean())
+
+
 def flip_rates(tests: pd.DataFrame, null: dict[str, float], cfg: AnalysisConfig) -> pd.DataFrame:
     """flip_rates.csv (module doc) from every test (with q-values) and the null rates."""
     rows = []
     if tests.empty:
         return pd.DataFrame(columns=RATE_COLUMNS)
     rng = np.random.default_rng(cfg.bootstrap.seed)
+    if np.isnan(null.get("null_seed_rate", np.nan)):
+        null = {**null, "null_seed_rate": seed_rerun_rate(tests, cfg.flips.alpha)}
     for setting, sub in tests.groupby("setting", sort=True):
         traj = bool(sub["family"].eq("trajectory").all())
         levels = (TRAJECTORY,) if traj else HEADLINE_LEVELS

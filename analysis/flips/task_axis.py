@@ -58,7 +58,7 @@ def task_loss_axis(
         if n_sizes(g.n_params) < cfg.flips.min_sizes:
             continue  # too few sizes for a trend: no flip (analysis.flips.detect)
         flips += category_rows(
-            ref, gt, "val_set", f"corpus={g.corpus}", g.val_set, AXIS_TASK_LOSS, [t], [0]
+            ref, gt, "task_loss_axis", f"corpus={g.corpus}", g.val_set, AXIS_TASK_LOSS, [t], [0]
         )
     if not codes:
         return None

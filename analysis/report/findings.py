@@ -281,7 +281,7 @@ def lead_sentences(
                     f"{str(r.setting).replace('_', ' ')} changes from `{r.frm}` to `{r.to}` "
                     f"({q}{fig})"
                 )
-        out.append("A change of one setting flips a verdict: " + "; ".join(parts) + ".")
+        out.append("Changing one setting breaks a law: " + "; ".join(parts) + ".")
     return " ".join(out) + "\n"
 
 
