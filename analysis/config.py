@@ -76,6 +76,18 @@ class FlipConfig:
     min_sizes: int = 3
     null_splits: int = 4  # random halves of the same runs that measure the null flip rate
 
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise AnalysisError(f"analysis.flips.alpha: must be in (0, 1), got {self.alpha!r}")
+        if not isinstance(self.min_sizes, int) or self.min_sizes < 2:
+            raise AnalysisError(
+                f"analysis.flips.min_sizes: must be an integer >= 2, got {self.min_sizes!r}"
+            )
+        if not isinstance(self.null_splits, int) or self.null_splits < 0:
+            raise AnalysisError(
+                f"analysis.flips.null_splits: must be an integer >= 0, got {self.null_splits!r}"
+            )
+
 
 @dataclass
 class TwoStepConfig:

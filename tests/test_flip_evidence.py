@@ -197,3 +197,13 @@ def test_seed_rerun_null_counts_verdict_changes_only():
         ]
     )
     assert seed_rerun_rate(tests, 0.05) == 0.25
+
+
+def test_bad_flip_settings_are_one_line_errors():
+    import pytest
+
+    from analysis.errors import AnalysisError
+
+    for key, value in (("min_sizes", 1), ("null_splits", -1), ("alpha", 1.5)):
+        with pytest.raises(AnalysisError, match=f"analysis.flips.{key}"):
+            AnalysisConfig.from_dict({"flips": {key: value}})
