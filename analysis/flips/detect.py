@@ -14,11 +14,12 @@ of the comparisons whose point estimates differ are the flips. Settings, each co
   change of the gap from the reference x-axis to x-axis v, d_v, with a normal p from its
   paired bootstrap spread, Bonferroni over the k x-axes compared (p = k p_v, so the fact
   holds at level alpha if any row of it does; counts name tasks and pairs, not rows). Kind
-  ``ranking_reversal``: the gaps have opposite signs, each at least `min_gap`; kind
-  ``ranking_change``: the corpora separate (|d_v| and the larger gap >= `min_gap`).
+  ``ranking_reversal``: the gaps have opposite signs, each significant on its own (interval
+  excludes 0, at least `min_gap`); kind ``ranking_change``: the corpora separate or
+  converge (|d_v| and the larger gap >= `min_gap`).
 
 Only groups whose x-axis is a scale (`evidence.axis_falls`) and that span at least
-`min_sizes` distinct model sizes are compared; `scale_notes` says which were left out.
+`min_sizes` distinct model sizes are compared; the report names the x-axes left out.
 A slope-sign row is no longer written: a direction flip is a verdict flip of the category
 comparison (counting it twice would count one fact twice).
 """
@@ -239,8 +240,8 @@ def ranking_tests(
             sd = float(np.std(rv["boot"][:n] - r0["boot"][:n], ddof=1)) if n >= 3 else np.nan
             p = float(2 * norm.sf(abs(d) / sd)) if np.isfinite(sd) and sd > 0 else 1.0
             g0, g1 = float(r0["gap"]), float(rv["gap"])
-            if np.sign(g0) != np.sign(g1) and min(abs(g0), abs(g1)) >= cfg.min_gap:
-                kind = "ranking_reversal"
+            if np.sign(g0) != np.sign(g1) and bool(r0["significant"]) and bool(rv["significant"]):
+                kind = "ranking_reversal"  # each gap's interval excludes 0, >= min_gap
             elif abs(d) >= cfg.min_gap and max(abs(g0), abs(g1)) >= cfg.min_gap:
                 kind = "ranking_change"
             else:
