@@ -176,7 +176,8 @@ def write_summary(out: Path, summaries: dict) -> Path:
         r = ref[ref["testbed"] == name]
         x = head_df[(head_df["testbed"] == name) & (head_df["breakdown"] == "x-axis")]
         f = flip_df[flip_df["testbed"] == name]
-        top = f.groupby("setting")["n_flipped"].sum().sort_values(ascending=False)
+        scaling = f[~f["trajectory"].astype(bool)]  # trajectories are reported apart
+        top = scaling.groupby("setting")["n_flipped"].sum().sort_values(ascending=False)
         null = f["null_split_rate"].iloc[0] if len(f) else np.nan
         lines.append(
             {
@@ -191,7 +192,7 @@ def write_summary(out: Path, summaries: dict) -> Path:
                 if len(r)
                 else "",
                 "range over x-axes": f"{x['frac'].min():.2f}-{x['frac'].max():.2f}",
-                "tasks flipped": int(f.loc[~f["trajectory"].astype(bool), "n_flipped"].sum()),
+                "tasks flipped": int(scaling["n_flipped"].sum()),
                 "most by": ", ".join(f"{k} ({int(v)})" for k, v in top.head(3).items() if v > 0),
                 "null rate": "n/a" if pd.isna(null) else f"{null:.0%}",
                 "seconds": round(sm.seconds, 1),
