@@ -70,8 +70,24 @@ class FlipConfig:
     """Flip detection between settings."""
 
     loss_grid_points: int = 25  # losses compared within the corpora's overlapping range
-    alpha: float = 0.05  # a gap/slope is significant when its bootstrap interval excludes 0
-    min_gap: float = 0.01  # ... and it is at least this large (accuracy)
+    alpha: float = 0.05  # false-discovery level: a flip counts when its BH q-value is below
+    min_gap: float = 0.01  # a ranking change must move the gap at least this much (accuracy)
+    # a trend shape (rise, plateau, drop) needs at least three distinct sizes: two sizes fit
+    # any straight line, whatever the task does between and beyond them
+    min_sizes: int = 3
+    null_splits: int = 4  # random halves of the same runs that measure the null flip rate
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise AnalysisError(f"analysis.flips.alpha: must be in (0, 1), got {self.alpha!r}")
+        if not isinstance(self.min_sizes, int) or self.min_sizes < 2:
+            raise AnalysisError(
+                f"analysis.flips.min_sizes: must be an integer >= 2, got {self.min_sizes!r}"
+            )
+        if not isinstance(self.null_splits, int) or self.null_splits < 0:
+            raise AnalysisError(
+                f"analysis.flips.null_splits: must be an integer >= 0, got {self.null_splits!r}"
+            )
 
 
 @dataclass

@@ -23,8 +23,10 @@ import pandas as pd
 from analysis import testbeds
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, AnalysisWarning
-from analysis.flips.detect import corpus_gaps, detect_flips
+from analysis.flips.detect import TEST_COLUMNS, corpus_gaps, detect_flips
+from analysis.flips.evidence import axis_falls, n_facts, with_q
 from analysis.flips.metrics import metric_flips
+from analysis.flips.rates import flip_rates, null_rates
 from analysis.flips.task_axis import task_loss_axis
 from analysis.flips.variants import variant_flips
 from analysis.groups.build import POOLED, build_groups
@@ -150,6 +152,7 @@ def compute(table: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
         # after the rules, not inside them: a pooled trend between data mixes only is marked
         res.tables["trends"] = mark_within_mix(points, res.tables["trends"], cfg.accuracy_metric)
         _comparisons(table, main, res)
+        _flip_evidence(res)
         _backtest_targets(main, res)
         res.tables.update(calibration_tables(labels, res.groups, res.tables["trends"], cfg))
     if res.tables["flips"].empty:
@@ -172,7 +175,7 @@ def _comparisons(table: pd.DataFrame, main: pd.DataFrame, res: AnalysisResults) 
     extra = [e for e in extra if not e.empty]
     if extra:
         base = [t["flips"]] if not t["flips"].empty else []
-        t["flips"] = pd.concat(base + extra, ignore_index=True)[FLIP_COLUMNS]
+        t["flips"] = pd.concat(base + extra, ignore_index=True)[TEST_COLUMNS]
     finals = main[main["final"].fillna(False).astype(bool)]
     val_sets = sorted(set(finals.loc[finals["kind"] == "val_loss", "name"]) - set(AXES))
     spread = seed_spread(finals, cfg.accuracy_metric, val_sets)
@@ -184,7 +187,23 @@ def _comparisons(table: pd.DataFrame, main: pd.DataFrame, res: AnalysisResults) 
         # own tables: predictable.csv / trends.csv stay one row per validation set
         t["task_axis_predictable"] = pd.DataFrame([pred_row])
         t["task_axis_trends"] = trend_df
-        t["flips"] = pd.concat([t["flips"], flip_df], ignore_index=True)[FLIP_COLUMNS]
+        t["flips"] = pd.concat([t["flips"], flip_df], ignore_index=True)[TEST_COLUMNS]
+
+
+def _flip_evidence(res: AnalysisResults) -> None:
+    """The flips stage's last step: q-values over every test that ran, the measured null,
+    the per-change table (flip_rates), and flips.csv = the tests whose point estimates
+    differ (analysis.flips.evidence, analysis.flips.rates)."""
+    t0 = time.process_time()
+    tests = with_q(res.tables["flips"])
+    key = res.reference_keys[0] if res.reference_keys else None
+    null = null_rates(res.groups.get(key) if key else None, res.points, res.cfg)
+    res.tables["flip_rates"] = flip_rates(tests, null, res.cfg)
+    res.flip_tests = n_facts(tests) if not tests.empty else 0
+    res.tables["flips"] = tests[tests["level"].astype(str) != ""][FLIP_COLUMNS].reset_index(
+        drop=True
+    )
+    res.flip_cpu_s += time.process_time() - t0
 
 
 def _backtest_targets(main: pd.DataFrame, res: AnalysisResults) -> None:
@@ -258,8 +277,12 @@ def _core(
                 "n_predictable": int(round(est * len(gt.group.names))),
             }
         )
+    t_flips = time.process_time()
     weights = {k: gt.weights for k, gt in groups.items()}
-    flips = detect_flips(groups, weights, cfg.flips)
+    corpora = sorted({c for _, c in groups})
+    head = POOLED if POOLED in corpora else corpora[0]
+    scale, notes = _scales(groups)
+    flips = detect_flips(groups, weights, cfg.flips, cfg.reference_val_set, head, scale)
     val_sets = sorted({v for v, _ in groups})
     gaps = corpus_gaps(groups, val_sets, sorted({c for _, c in groups}), cfg.flips)
     sens = sensitivity(headline, cfg.classify)
@@ -273,7 +296,28 @@ def _core(
         "sensitivity": sens,
         "gaps": gaps.drop(columns=["boot"]) if not gaps.empty else gaps,
     }
-    return AnalysisResults(cfg, table, points, groups, headline, tables)
+    res = AnalysisResults(cfg, table, points, groups, headline, tables)
+    res.flip_notes = notes
+    res.flip_cpu_s = time.process_time() - t_flips
+    return res
+
+
+def _scales(groups: dict[tuple[str, str], GroupTrends]) -> tuple[dict[str, bool], list[str]]:
+    """Which x-axes are scales (analysis.flips.evidence.axis_falls), judged on each
+    validation set's widest group, and one report line per x-axis that is not."""
+    scale, notes = {}, []
+    for v in sorted({v for v, _ in groups}):
+        if v in AXES:  # compute and parameters order models by construction
+            scale[v] = True
+            continue
+        g = max((gt.group for (vv, _), gt in groups.items() if vv == v), key=lambda g: g.n)
+        scale[v] = axis_falls(g.x, g.n_params, g.run_corpus)
+        if not scale[v]:
+            notes.append(
+                f"`{v}` does not fall with model size within every corpus: it is no scale "
+                "for these models, so no flip uses it (its trends are shown, not compared)."
+            )
+    return scale, notes
 
 
 def _flagged(fits: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:

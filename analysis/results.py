@@ -39,6 +39,11 @@ class AnalysisResults:
     #: the prediction stage's output (issue 26), when it ran: e.g. predictions with
     #: intervals and their backtest tables, by name
     predictions: dict[str, pd.DataFrame] | Any | None = None
+    #: the flips stage (analysis.flips): tests in the headline family, lines about x-axes
+    #: left out of flips, and its own CPU seconds
+    flip_tests: int = 0
+    flip_notes: list[str] = field(default_factory=list)
+    flip_cpu_s: float = 0.0
 
     @property
     def reference_val_set(self) -> str:

@@ -25,7 +25,7 @@ FIT_COLUMNS = [
     "flag",
 ]
 
-#: flips.csv: one row per setting change that flips a task's trend
+#: flips.csv: one row per setting change that flips a task's trend (point estimates differ)
 FLIP_COLUMNS = [
     "task",
     "setup",
@@ -39,6 +39,9 @@ FLIP_COLUMNS = [
     "ci_low",
     "ci_high",
     "p_value",
+    "level",  # verdict | reversal | reclassification | trajectory (analysis.flips.evidence)
+    "effect_size",  # verdict: change in the verdict's bootstrap probability; reversal: |gap change|
+    "q_value",  # Benjamini-Hochberg over every test the analysis ran (flip_tests.csv)
 ]
 
 #: extrapolation.csv: predicted vs actual for every backtest target
@@ -60,7 +63,16 @@ EXTRAP_COLUMNS = [
 ]
 
 #: tables every analysis writes (after runs.parquet / runs.csv), in this order
-CORE_TABLES = ("trends", "flips", "fits", "extrapolation", "predictable", "sensitivity", "gaps")
+CORE_TABLES = (
+    "trends",
+    "flips",
+    "fits",
+    "extrapolation",
+    "predictable",
+    "sensitivity",
+    "gaps",
+    "flip_rates",
+)
 #: agreement with published labels, written when not empty
 CALIBRATION_TABLES = ("calibration", "calibration_metrics", "labels_by_corpus")
 #: analyses only some tables allow, written when computed

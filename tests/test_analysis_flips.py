@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.config import AnalysisConfig
-from analysis.flips.detect import FLIP_COLUMNS, detect_flips
+from analysis.flips.detect import TEST_COLUMNS, detect_flips
 from analysis.groups.build import bootstrap_weights, build_groups
 from analysis.ingest.table import conform, with_all_columns
 from analysis.trends.classify import classify_group
@@ -63,9 +63,9 @@ def _flips(table: pd.DataFrame) -> pd.DataFrame:
 
 def test_constructed_reversal_is_detected():
     flips = _flips(_table(reverse=True))
-    assert list(flips.columns) == FLIP_COLUMNS
+    assert list(flips.columns) == TEST_COLUMNS
     rev = flips[flips["kind"] == "ranking_reversal"]
-    assert len(rev) == 1
+    assert len(rev) == 1 and rev.iloc[0]["level"] == "reversal"
     r = rev.iloc[0]
     assert (r["from"], r["to"], r["context"]) == ("v1", "v2", "A vs B")
     assert r["effect_from"] == pytest.approx(0.08, abs=0.02)
@@ -75,4 +75,5 @@ def test_constructed_reversal_is_detected():
 
 def test_no_flip_control():
     flips = _flips(_table(reverse=False))
-    assert not flips["kind"].isin(["ranking_reversal", "ranking_change", "slope_sign"]).any()
+    assert not flips["level"].eq("reversal").any()
+    assert (flips["setting"] == "val_set").sum() >= 1  # the gap was tested, and not flagged

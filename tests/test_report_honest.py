@@ -83,17 +83,27 @@ def test_report_opens_with_law_others_and_flips(sweep):
     assert "(figures/task_grid_toy.png)" in lead
     flips = pd.read_csv(out / "tables" / "flips.csv")
     assert headline_flips(flips, "toy", 0.05).empty  # this small sweep has none significant
-    assert "No change of a single setting flips a task's category with p < 0.05." in lead
+    assert "No change of a single setting flips a task's verdict or reverses two corpora" in lead
     flips = pd.DataFrame([_flip("setup", "predictable->trendless", 0.004, "val_set=toy")])
     flips.loc[0, "setup"] = np.nan  # as read back from flips.csv
     lead = lead_sentences(out, AnalysisConfig(), "toy", "all", trends, flips)
     assert (
-        "A benign change flips a trend: `t` goes from predictable to trendless when the setup "
-        "changes from `toy` to `code` (p = 0.004)." in lead
+        "Changing one setting breaks a law: `t` goes from predictable to trendless when "
+        "the setup changes from `toy` to `code` (q = 0.004)." in lead
     )
 
 
-def _flip(setting, effect, p, context="corpus=all", frm="toy", to="code", task="t"):
+def _flip(
+    setting,
+    effect,
+    q,
+    context="corpus=all",
+    frm="toy",
+    to="code",
+    task="t",
+    level="verdict",
+    size=0.5,
+):
     return {
         "task": task,
         "setup": "",
@@ -103,29 +113,35 @@ def _flip(setting, effect, p, context="corpus=all", frm="toy", to="code", task="
         "to": to,
         "kind": "category",
         "effect": effect,
-        "p_value": p,
+        "p_value": q,
+        "q_value": q,
+        "level": level,
+        "effect_size": size,
     }
 
 
-def test_headline_flips_prefer_benign_changes_on_the_reference_axis():
+def test_headline_flips_rank_by_effect_among_discoveries():
     flips = pd.DataFrame(
         [
             _flip("corpus", "noisy->predictable", 0.0001, "val_set=toy", "a", "b"),
-            _flip("val_set", "noisy->inverse", 0.0001, task="off_pooled", context="corpus=a"),
-            _flip("val_set", "noisy->inverse", 0.001, task="not_pred"),
-            _flip("val_set", "predictable->noisy", 0.01, task="pred"),
-            _flip("setup", "predictable->trendless", 0.2, "val_set=toy,corpus=all"),
+            _flip("val_set", "noisy->inverse", 0.001, task="small", size=0.3),
+            _flip("val_set", "predictable->noisy", 0.01, task="large", size=0.9),
+            _flip("val_set", "noisy->trendless", 0.0001, task="churn", level="reclassification"),
+            _flip("setup", "predictable->trendless", 0.2, "val_set=toy,corpus=all", size=1.0),
             _flip("setup", "predictable->trendless", 0.04, "val_set=toy,corpus=all", task="s"),
-            _flip("val_set", "trendless->predictable", 0.0, to="task_bpb", task="axis"),
+            _flip("val_set", "trendless->predictable", 0.0, to="task_bpb", task="axis", size=1),
+            _flip("seed", "noisy->predictable", 0.0, task="run", level="trajectory", size=1),
         ]
     )
-    head = headline_flips(flips, "toy", 0.05)
+    head = headline_flips(flips, "toy", 0.05, per=1)
     assert list(zip(head["setting"], head["task"], strict=True)) == [
         ("setup", "s"),
-        ("val_set", "pred"),
+        ("val_set", "large"),
+        ("corpus", "t"),
     ]
-    assert headline_flips(flips, "toy", 0.05, n=3)["setting"].tolist()[-1] == "corpus"
-    assert headline_flips(flips.assign(p_value=0.5), "toy", 0.05).empty
+    head = headline_flips(flips, "toy", 0.05)
+    assert list(head["task"]) == ["s", "large", "small", "t"]
+    assert headline_flips(flips.assign(q_value=0.5), "toy", 0.05).empty
 
 
 def test_unclassifiable_sweep_reports_na_not_zero(tmp_path):

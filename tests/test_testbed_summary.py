@@ -48,8 +48,10 @@ def test_summary_answers_how_often_and_what_breaks(tmp_path):
     assert py.loc[py["breakdown"] == "x-axis", "value"].isin(["compute", "params"]).all()
     assert set(py.loc[py["breakdown"] == "setup", "value"]) == {"default", "5shot"}
     counts = pd.read_csv(out / "summary" / "flip_counts.csv")
-    assert {"testbed", "setting", "kind", "flips", "significant"} == set(counts.columns)
-    assert (counts["significant"] <= counts["flips"]).all()
+    assert {"testbed", "setting", "n_tests", "n_flipped", "share", "null_split_rate"} <= set(
+        counts.columns
+    )
+    assert (counts["n_flipped"] <= counts["n_tasks"]).all()
 
 
 def test_cli_splits_sources_and_names_an_unknown_one(capsys):

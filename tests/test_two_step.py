@@ -133,4 +133,11 @@ def test_olmo_analysis_writes_two_step_points_and_metric_tables(olmo, tmp_path):
     assert (trends["val_set"] == "task_bpb").all() and trends["name"].is_unique
     assert "## Each task against its own bits-per-byte" in report
     flips = pd.read_csv(tables / "flips.csv")
-    assert set(flips["setting"]) <= {"val_set", "metric", "seed", "setup", "corpus"}
+    assert set(flips["setting"]) <= {
+        "val_set",
+        "metric",
+        "seed",
+        "setup",
+        "corpus",
+        "task_loss_axis",
+    }

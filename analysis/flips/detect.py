@@ -1,19 +1,27 @@
 """Flip detection: change one setting, hold the rest fixed, and see what changes.
 
-Settings: the validation set on the x-axis (corpus held fixed), the pretraining corpus
-(validation set fixed), and the evaluation-setup variant (validation set and corpus fixed).
-Kinds of flip (one row each in flips.csv):
+Every comparison is a test (analysis.flips.evidence: levels, p-values, q-values); the rows
+of the comparisons whose point estimates differ are the flips. Settings, each counted once:
 
-* ``category``: the trend category differs. p_value = sum_c p_from(c) p_to(c), the chance
-  that independent bootstrap draws of the two classifications agree.
-* ``ranking_reversal`` / ``ranking_change`` (setting val_set): for corpora A, B the gap
-  ``mean_L [acc_A(L) - acc_B(L)]`` of their fitted exp laws over a grid of losses inside
-  the loss range both corpora cover. A gap is significant when its bootstrap interval
-  (level 1 - alpha) excludes 0 and |gap| >= min_gap. Reversal: significant with opposite
-  signs under the two validation sets (p_value = share of resamples with equal signs);
-  change: significant under exactly one (p_value = two-sided bootstrap p of that gap).
-* ``slope_sign``: the least-squares slope d acc / d L is significant under both settings,
-  with opposite signs (p_value = share of resamples with equal signs).
+* ``val_set``: the reference x-axis against each other x-axis, on the headline group
+  (pooled over corpora, or the only corpus) (category).
+* ``corpus``: every pair of corpora on the reference x-axis (category).
+* ``setup``: every pair of a task's evaluation setups, on the headline group of the
+  reference x-axis (category).
+* ranking (setting ``val_set``, level reversal): for corpora A, B the gap
+  ``mean_L [acc_A(L) - acc_B(L)]`` of their fitted exp laws over the losses both cover
+  (`corpus_gaps`). One test per task and pair of corpora however many x-axes show it: the
+  change of the gap from the reference x-axis to x-axis v, d_v, with a normal p from its
+  paired bootstrap spread, Bonferroni over the k x-axes compared (p = k p_v, so the fact
+  holds at level alpha if any row of it does; counts name tasks and pairs, not rows). Kind
+  ``ranking_reversal``: the gaps have opposite signs, each significant on its own (interval
+  excludes 0, at least `min_gap`); kind ``ranking_change``: the corpora separate or
+  converge (|d_v| and the larger gap >= `min_gap`).
+
+Only groups whose x-axis is a scale (`evidence.axis_falls`) and that span at least
+`min_sizes` distinct model sizes are compared; the report names the x-axes left out.
+A slope-sign row is no longer written: a direction flip is a verdict flip of the category
+comparison (counting it twice would count one fact twice).
 """
 
 from __future__ import annotations
@@ -22,18 +30,17 @@ import itertools
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from analysis.config import FlipConfig
+from analysis.flips.evidence import REVERSAL, category_test, n_sizes
 from analysis.groups.build import POOLED, percentile_ci
 from analysis.laws.downstream import exp_law_acc
 from analysis.schemas import FLIP_COLUMNS
-from analysis.trends.classify import CATEGORIES, INSUFFICIENT, LABELS, GroupTrends
+from analysis.trends.classify import LABELS, GroupTrends
 
-
-def _probs(gt: GroupTrends) -> np.ndarray:
-    """(T, 6) bootstrap category probabilities."""
-    boot = gt.codes[1:] if gt.codes.shape[0] > 1 else gt.codes
-    return np.stack([(boot == LABELS.index(c)).mean(0) for c in CATEGORIES], 1)
+#: the test table: flips.csv's columns plus the test family (scaling | trajectory)
+TEST_COLUMNS = FLIP_COLUMNS + ["family", "fact"]
 
 
 def category_rows(
@@ -45,17 +52,15 @@ def category_rows(
     to: str,
     cols_a: list[int],
     cols_b: list[int],
+    family: str = "scaling",
 ) -> list[dict]:
-    """FLIP_COLUMNS rows where task `cols_a[i]` of `a` and `cols_b[i]` of `b` get different
-    categories on the data (neither insufficient); p_value: the bootstrap chance that the
-    two classifications agree."""
+    """One test row per task compared (level "" where the point categories agree)."""
     rows = []
-    pa, pb = _probs(a), _probs(b)
-    ins = LABELS.index(INSUFFICIENT)
     for ta, tb in zip(cols_a, cols_b, strict=True):
-        ca, cb = a.codes[0, ta], b.codes[0, tb]
-        if ca == cb or ins in (ca, cb):
-            continue
+        ca, cb = a.codes[:, ta], b.codes[:, tb]
+        if LABELS[ca[0]] == "insufficient" or LABELS[cb[0]] == "insufficient":
+            continue  # not classified: no test ran
+        level, p, size = category_test(ca, cb)
         rows.append(
             {
                 "task": a.group.tasks[ta],
@@ -65,32 +70,19 @@ def category_rows(
                 "from": frm,
                 "to": to,
                 "kind": "category",
-                "effect": f"{LABELS[ca]}->{LABELS[cb]}",
+                "effect": f"{LABELS[ca[0]]}->{LABELS[cb[0]]}",
                 "effect_from": np.nan,
                 "ci_low": np.nan,
                 "ci_high": np.nan,
-                "p_value": float(pa[ta] @ pb[tb]),
+                "p_value": p,
+                "level": level,
+                "effect_size": size,
+                "q_value": np.nan,
+                "family": family,
+                "fact": "",
             }
         )
     return rows
-
-
-def slopes(gt: GroupTrends, W: np.ndarray) -> np.ndarray:
-    """Weighted least-squares slope of accuracy on loss, (R, T), per resample row of W."""
-    g = gt.group
-    M = np.isfinite(g.Y).astype(float)
-    Y = np.where(M > 0, g.Y, 0.0)
-    X = g.x[:, None] * M
-    Sw, Sx, Sxx, Sy, Sxy = W @ M, W @ X, W @ (X * X), W @ Y, W @ (X * Y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = Sxx - Sx * Sx / Sw
-        return np.where(v > 1e-12, (Sxy - Sx * Sy / Sw) / v, np.nan)
-
-
-def _sig(samples: np.ndarray, point: np.ndarray, cfg: FlipConfig, min_abs: float):
-    lo, hi = percentile_ci(samples, 1 - cfg.alpha)
-    sig = ((lo > 0) | (hi < 0)) & (np.abs(point) >= min_abs)
-    return sig, lo, hi
 
 
 def _gap(a: GroupTrends, b: GroupTrends, t: int, n_grid: int):
@@ -118,117 +110,65 @@ def _gap(a: GroupTrends, b: GroupTrends, t: int, n_grid: int):
     return point, boot
 
 
+def comparable(gt: GroupTrends, cfg: FlipConfig, scale: dict[str, bool]) -> bool:
+    """May this group enter a flip: its x-axis is a scale and it spans enough sizes."""
+    return scale.get(gt.group.val_set, True) and n_sizes(gt.group.n_params) >= cfg.min_sizes
+
+
 def detect_flips(
     trends: dict[tuple[str, str], GroupTrends],
-    weights: dict[tuple[str, str], np.ndarray],
+    weights: dict[tuple[str, str], np.ndarray] | None,
     cfg: FlipConfig,
+    ref: str | None = None,
+    head: str | None = None,
+    scale: dict[str, bool] | None = None,
 ) -> pd.DataFrame:
-    """All flips among classified groups keyed by (val_set, corpus): 1. the validation set
-    changes, corpus fixed; 2. the corpus changes, validation set fixed; 3. evaluation-setup
-    variants of a task within one group; then ranking reversals."""
-    rows: list[dict] = []
+    """Every test (TEST_COLUMNS) among classified groups keyed by (val_set, corpus): `ref`
+    is the reference x-axis (default: the first), `head` the headline corpus (default:
+    pooled when present), `scale` which x-axes are scales (default: all)."""
+    del weights  # the groups carry their own resample weights
+    scale = scale or {}
     val_sets = sorted({v for v, _ in trends})
     corpora = sorted({c for _, c in trends})
-    slope_cache = {k: slopes(gt, weights[k]) for k, gt in trends.items()}
-    pairs = [  # (key a, key b, setting, context, from, to)
-        ((va, c), (vb, c), "val_set", f"corpus={c}", va, vb)
-        for c in corpora
-        for va, vb in itertools.combinations(val_sets, 2)
-    ] + [
-        ((v, ca), (v, cb), "corpus", f"val_set={v}", ca, cb)
-        for v in val_sets
-        for ca, cb in itertools.combinations([c for c in corpora if c != POOLED], 2)
-    ]
-    for ka, kb, setting, ctx, frm, to in pairs:
-        if ka in trends and kb in trends:
-            rows += _pair_rows(trends, slope_cache, ka, kb, (setting, ctx, frm, to), cfg)
-    for key, gt in trends.items():
-        rows += _setup_rows(key, gt, slope_cache[key], cfg)
-    rows += _ranking_rows(trends, val_sets, corpora, cfg)
-    return pd.DataFrame(rows, columns=FLIP_COLUMNS)
-
-
-def _pair_rows(
-    trends: dict[tuple[str, str], GroupTrends],
-    slope_cache: dict[tuple[str, str], np.ndarray],
-    ka: tuple[str, str],
-    kb: tuple[str, str],
-    change: tuple[str, str, str, str],
-    cfg: FlipConfig,
-) -> list[dict]:
-    """Category flips, then slope-sign flips, of the tasks two groups share; `change` is
-    (setting, context, from, to)."""
-    setting, context, frm, to = change
-    a, b = trends[ka], trends[kb]
-    names = [n for n in a.group.names if n in b.group.names]
-    ia = [a.group.names.index(nm) for nm in names]
-    ib = [b.group.names.index(nm) for nm in names]
-    rows = category_rows(a, b, setting, context, frm, to, ia, ib)
-    sa, sb = slope_cache[ka][:, ia], slope_cache[kb][:, ib]
-    R = min(len(sa), len(sb))
-    if R < 3:
-        return rows
-    sig_a, _, _ = _sig(sa[1:R], sa[0], cfg, 0.0)
-    sig_b, lo_b, hi_b = _sig(sb[1:R], sb[0], cfg, 0.0)
-    flip = sig_a & sig_b & (np.sign(sa[0]) != np.sign(sb[0]))
-    same = (np.sign(sa[1:R]) == np.sign(sb[1:R])).mean(0)
-    for j in np.flatnonzero(flip):
-        rows.append(
-            {
-                "task": a.group.tasks[ia[j]],
-                "setup": a.group.setups[ia[j]],
-                "setting": setting,
-                "context": context,
-                "from": frm,
-                "to": to,
-                "kind": "slope_sign",
-                "effect": float(sb[0, j]),
-                "effect_from": float(sa[0, j]),
-                "ci_low": float(lo_b[j]),
-                "ci_high": float(hi_b[j]),
-                "p_value": float(same[j]),
-            }
-        )
-    return rows
-
-
-def _setup_rows(
-    key: tuple[str, str], gt: GroupTrends, sl: np.ndarray, cfg: FlipConfig
-) -> list[dict]:
-    """Flips between evaluation-setup variants of one task, x-axis and corpus fixed."""
-    g = gt.group
+    ref = ref if ref in val_sets else val_sets[0]
+    if head is None:
+        head = POOLED if POOLED in corpora else corpora[0]
+    ok = {k: comparable(gt, cfg, scale) for k, gt in trends.items()}
     rows: list[dict] = []
-    by_task: dict[str, list[int]] = {}
-    for t, task in enumerate(g.tasks):
-        by_task.setdefault(task, []).append(t)
-    for idx in by_task.values():
-        for ta, tb in itertools.combinations(idx, 2):
-            sa, sb = g.setups[ta] or "default", g.setups[tb] or "default"
-            ctx = f"val_set={key[0]},corpus={key[1]}"
-            rows += category_rows(gt, gt, "setup", ctx, sa, sb, [ta], [tb])
-            if sl.shape[0] < 3:
-                continue
-            pa, pb = sl[:, ta], sl[:, tb]
-            siga, _, _ = _sig(pa[1:], pa[0], cfg, 0.0)
-            sigb, lo, hi = _sig(pb[1:], pb[0], cfg, 0.0)
-            if siga and sigb and np.sign(pa[0]) != np.sign(pb[0]):
-                rows.append(
-                    {
-                        "task": g.tasks[ta],
-                        "setup": "",
-                        "setting": "setup",
-                        "context": ctx,
-                        "from": sa,
-                        "to": sb,
-                        "kind": "slope_sign",
-                        "effect": float(pb[0]),
-                        "effect_from": float(pa[0]),
-                        "ci_low": float(lo),
-                        "ci_high": float(hi),
-                        "p_value": float((np.sign(pa[1:]) == np.sign(pb[1:])).mean()),
-                    }
-                )
-    return rows
+
+    def compare(ka, kb, setting, ctx, frm, to):
+        if not (ka in trends and kb in trends and ok[ka] and ok[kb]):
+            return
+        a, b = trends[ka], trends[kb]
+        names = [n for n in a.group.names if n in b.group.names]
+        ia = [a.group.names.index(n) for n in names]
+        ib = [b.group.names.index(n) for n in names]
+        rows.extend(category_rows(a, b, setting, ctx, frm, to, ia, ib))
+
+    # 1. validation set: the reference against each other x-axis, on the headline group (a
+    # task's verdict is one fact; each corpus's own group would count it again)
+    for v in val_sets:
+        if v != ref:
+            compare((ref, head), (v, head), "val_set", f"corpus={head}", ref, v)
+    # 2. corpus: each pair on the reference x-axis
+    for ca, cb in itertools.combinations([c for c in corpora if c != POOLED], 2):
+        compare((ref, ca), (ref, cb), "corpus", f"val_set={ref}", ca, cb)
+    # 3. evaluation setup: each pair of a task's setups on the headline group
+    key = (ref, head)
+    if key in trends and ok[key]:
+        gt = trends[key]
+        g = gt.group
+        by_task: dict[str, list[int]] = {}
+        for t, task in enumerate(g.tasks):
+            by_task.setdefault(task, []).append(t)
+        ctx = f"val_set={ref},corpus={head}"
+        for idx in by_task.values():
+            for ta, tb in itertools.combinations(idx, 2):
+                sa, sb = g.setups[ta] or "default", g.setups[tb] or "default"
+                rows += category_rows(gt, gt, "setup", ctx, sa, sb, [ta], [tb])
+    comp = {k: gt for k, gt in trends.items() if ok[k]}
+    rows += ranking_tests(comp, ref, corpora, cfg)
+    return pd.DataFrame(rows, columns=TEST_COLUMNS)
 
 
 def corpus_gaps(
@@ -276,44 +216,56 @@ def corpus_gaps(
     return pd.DataFrame(out)
 
 
-def _ranking_rows(trends, val_sets, corpora, cfg: FlipConfig) -> list[dict]:
+def ranking_tests(
+    trends: dict[tuple[str, str], GroupTrends], ref: str, corpora: list[str], cfg: FlipConfig
+) -> list[dict]:
+    """One test per task and pair of corpora: does their gap at matched loss change when
+    the x-axis changes from `ref` (module doc)? Rows for every test; level "" unless the
+    gaps at the most significant x-axis show a reversal or a separation."""
+    val_sets = sorted({v for v, _ in trends})
     gaps = corpus_gaps(trends, val_sets, corpora, cfg)
     rows: list[dict] = []
-    if gaps.empty:
+    if gaps.empty or ref not in set(gaps["val_set"]):
         return rows
-    for (_name, ca, cb), sub in gaps.groupby(["name", "corpus_a", "corpus_b"]):
+    for (name, ca, cb), sub in gaps.groupby(["name", "corpus_a", "corpus_b"]):
         recs = sub.set_index("val_set")
-        for va, vb in itertools.combinations(sorted(recs.index), 2):
-            a, b = recs.loc[va], recs.loc[vb]
-            if not (a["significant"] or b["significant"]):
-                continue
-            if a["significant"] and b["significant"]:
-                if np.sign(a["gap"]) == np.sign(b["gap"]):
-                    continue
-                kind = "ranking_reversal"
-                n = min(a["boot"].size, b["boot"].size)
-                p = (
-                    float((np.sign(a["boot"][:n]) == np.sign(b["boot"][:n])).mean())
-                    if n
-                    else np.nan
-                )
-            else:
+        if ref not in recs.index or len(recs) < 2:
+            continue
+        r0 = recs.loc[ref]
+        others = [v for v in recs.index if v != ref]
+        for v in others:
+            rv = recs.loc[v]
+            n = min(r0["boot"].size, rv["boot"].size)
+            d = float(rv["gap"] - r0["gap"])
+            sd = float(np.std(rv["boot"][:n] - r0["boot"][:n], ddof=1)) if n >= 3 else np.nan
+            p = float(2 * norm.sf(abs(d) / sd)) if np.isfinite(sd) and sd > 0 else 1.0
+            g0, g1 = float(r0["gap"]), float(rv["gap"])
+            if np.sign(g0) != np.sign(g1) and bool(r0["significant"]) and bool(rv["significant"]):
+                kind = "ranking_reversal"  # each gap's interval excludes 0, >= min_gap
+            elif abs(d) >= cfg.min_gap and max(abs(g0), abs(g1)) >= cfg.min_gap:
                 kind = "ranking_change"
-                p = b["p_value"] if b["significant"] else a["p_value"]
+            else:
+                kind = ""
             rows.append(
                 {
-                    "task": a["task"],
-                    "setup": a["setup"],
+                    "task": rv["task"],
+                    "setup": rv["setup"],
                     "setting": "val_set",
                     "context": f"{ca} vs {cb}",
-                    "from": va,
-                    "to": vb,
-                    "kind": kind,
-                    "effect": b["gap"],
-                    "effect_from": a["gap"],
-                    "ci_low": b["ci_low"],
-                    "ci_high": b["ci_high"],
-                    "p_value": p,
+                    "from": ref,
+                    "to": v,
+                    "kind": kind or "ranking_change",
+                    "effect": g1,
+                    "effect_from": g0,
+                    "ci_low": rv["ci_low"],
+                    "ci_high": rv["ci_high"],
+                    # Bonferroni over the x-axes: one fact, however many x-axes show it
+                    "p_value": min(1.0, len(others) * p),
+                    "level": REVERSAL if kind else "",
+                    "effect_size": abs(d),
+                    "q_value": np.nan,
+                    "family": "scaling",
+                    "fact": f"gap|{name}|{ca}|{cb}",
                 }
             )
     return rows
@@ -324,29 +276,26 @@ def _ranking_rows(trends, val_sets, corpora, cfg: FlipConfig) -> list[dict]:
 HEADLINE_SETTINGS = ("setup", "val_set", "corpus", "metric")
 
 
-def headline_flips(flips: pd.DataFrame, ref: str, alpha: float, n: int = 2) -> pd.DataFrame:
-    """The strongest significant category flip of each kind of setting, at most `n` settings.
-
-    Preferred within a setting: a flip seen on all models pooled and on the reference x-axis
-    `ref`, then one that moves a task into or out of `predictable`, then the smallest p-value.
-    The task's own-loss axis (`task_bpb`) is not a setting a user chooses, so it is left out.
+def headline_flips(
+    flips: pd.DataFrame, ref: str, alpha: float, n: int = 4, per: int = 2
+) -> pd.DataFrame:
+    """At most `n` flips worth a figure: verdict flips and reversals with q < `alpha`, the
+    largest effect first within each kind of setting and level, `per` per (setting, level),
+    settings in HEADLINE_SETTINGS order. The task's own-loss axis (`task_bpb`) is not a
+    setting a user chooses, and run-vs-run trajectories are not scaling trends: both left out.
     """
-    if flips.empty:
-        return flips
+    if flips.empty or "level" not in flips:
+        return flips.iloc[0:0]
     f = flips[
-        (flips["kind"] == "category")
-        & (flips["p_value"] < alpha)
+        flips["level"].isin(["verdict", "reversal"])
+        & (flips["q_value"].astype(float) < alpha)
         & (flips["to"].astype(str) != "task_bpb")
         & ~flips["from"].astype(str).str.startswith("interp(")
     ].copy()
     if f.empty:
         return f
-    ctx = f["context"].astype(str)
-    pooled = ctx.str.contains(f"corpus={POOLED}") | (f["setting"] == "corpus")
-    on_ref = ctx.str.contains(f"val_set={ref}") | (f["from"] == ref) | (f["to"] == ref)
-    f["_ctx"] = (~(pooled & on_ref)).astype(int)
-    f["_pred"] = (~f["effect"].astype(str).str.contains("predictable")).astype(int)
     order = {s: i for i, s in enumerate(HEADLINE_SETTINGS)}
     f["_setting"] = f["setting"].map(order).fillna(len(order))
-    f = f.sort_values(["_setting", "_ctx", "_pred", "p_value"], kind="stable")
-    return f.drop_duplicates("setting").head(n).drop(columns=["_ctx", "_pred", "_setting"])
+    f = f.sort_values(["_setting", "effect_size"], ascending=[True, False], kind="stable")
+    f = f[f.groupby(["setting", "level"]).cumcount() < per]
+    return f.head(n).drop(columns=["_setting"])

@@ -11,10 +11,10 @@ import pandas as pd
 
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError
-from analysis.flips.detect import category_rows
+from analysis.flips.detect import TEST_COLUMNS, category_rows
+from analysis.flips.evidence import n_sizes
 from analysis.groups.build import build_groups
 from analysis.ingest.axes import select_points
-from analysis.schemas import FLIP_COLUMNS
 from analysis.trends.classify import GroupTrends, classify_group
 
 METRIC_VARIANTS = ("prob", "bpb")
@@ -32,7 +32,7 @@ def metric_flips(
     present = [m for m in METRIC_VARIANTS if (tasks["metric"] == m).any()]
     rows: list[dict] = []
     if not present or not (tasks["metric"] == cfg.accuracy_metric).any():
-        return pd.DataFrame(columns=FLIP_COLUMNS)
+        return pd.DataFrame(columns=TEST_COLUMNS)
     keys = [k for k in keys if k[0] == cfg.reference_val_set]
     # the same points as the groups it is compared with (and their bootstrap weights)
     main = select_points(main, cfg.points, cfg.checkpoint_min_frac)
@@ -52,6 +52,8 @@ def metric_flips(
             if (g.val_set, g.corpus) not in keys:
                 continue
             a = groups[(g.val_set, g.corpus)]
+            if n_sizes(a.group.n_params) < cfg.flips.min_sizes:
+                continue  # too few sizes for a trend (analysis.flips.detect)
             # the same resamples as the accuracy group: a paired comparison
             b = classify_group(g, a.weights, cfg.classify, dataclasses.replace(cfg.fit))
             names = [n for n in a.group.names if n in g.names]
@@ -65,4 +67,4 @@ def metric_flips(
                 [a.group.names.index(n) for n in names],
                 [g.names.index(n) for n in names],
             )
-    return pd.DataFrame(rows, columns=FLIP_COLUMNS)
+    return pd.DataFrame(rows, columns=TEST_COLUMNS)

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import AnalysisConfig
-from analysis.flips.detect import category_rows
+from analysis.flips.detect import TEST_COLUMNS, category_rows
+from analysis.flips.evidence import n_sizes
 from analysis.groups.build import percentile_ci
-from analysis.schemas import FLIP_COLUMNS
 from analysis.trends.classify import LABELS, GroupTrends, classify, trend_rows
 
 AXIS_TASK_LOSS = "task_bpb"  # x-axis name: each task's own bits-per-byte
@@ -55,8 +55,10 @@ def task_loss_axis(
         gt = classify(gt_group, cfg, cfg.bootstrap.seed)
         codes.append(gt.codes[:, 0])
         rows.append(trend_rows(gt))
+        if n_sizes(g.n_params) < cfg.flips.min_sizes:
+            continue  # too few sizes for a trend: no flip (analysis.flips.detect)
         flips += category_rows(
-            ref, gt, "val_set", f"corpus={g.corpus}", g.val_set, AXIS_TASK_LOSS, [t], [0]
+            ref, gt, "task_loss_axis", f"corpus={g.corpus}", g.val_set, AXIS_TASK_LOSS, [t], [0]
         )
     if not codes:
         return None
@@ -72,4 +74,4 @@ def task_loss_axis(
         "n_tasks": C.shape[1],
         "n_predictable": int(round(frac[0] * C.shape[1])),
     }
-    return pred, pd.concat(rows, ignore_index=True), pd.DataFrame(flips, columns=FLIP_COLUMNS)
+    return pred, pd.concat(rows, ignore_index=True), pd.DataFrame(flips, columns=TEST_COLUMNS)

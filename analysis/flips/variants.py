@@ -10,11 +10,14 @@ across models, so the comparison is along training: each run's checkpoints are t
 (`analysis.trends.classify`, bootstrap over
 checkpoints: the only resampling one run allows), and two rows per task may result:
 
-* ``category``: the two runs' trend categories differ; p_value = sum_c p_ref(c) p_var(c).
+* ``category``: the two runs' trend categories differ (p-value: analysis.flips.evidence).
 * ``variant_gap``: the mean accuracy difference (variant - reference) over checkpoints at
   matched tokens is significant: its normal interval (level 1 - alpha) excludes 0 and
   |gap| >= min_gap. The standard error is that of the paired differences over checkpoints,
   or, with fewer than 3 matched checkpoints, the binomial errors (stderr columns).
+
+Both are level ``trajectory`` (analysis.flips.evidence): one run's training against
+another's, never a scaling trend, with q-values of their own family and reported apart.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from scipy.stats import norm
 
 from analysis.config import AnalysisConfig
 from analysis.errors import warn
-from analysis.flips.detect import category_rows
+from analysis.flips.detect import TEST_COLUMNS, category_rows
+from analysis.flips.evidence import TRAJECTORY
 from analysis.groups.build import Group
 from analysis.ingest.axes import AXES
-from analysis.schemas import FLIP_COLUMNS
 from analysis.trends.classify import classify
 
 
@@ -146,9 +149,10 @@ def variant_flips(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
             ta = classify(ga, cfg, cfg.bootstrap.seed)
             tb = classify(gb, cfg, cfg.bootstrap.seed + 1)
             idx = list(range(len(names)))
-            rows += category_rows(ta, tb, setting, ctx, ref, vid, idx, idx)
+            for r in category_rows(ta, tb, setting, ctx, ref, vid, idx, idx, "trajectory"):
+                rows.append({**r, "level": TRAJECTORY if r["level"] else ""})
         rows += _gap_rows(ga, gb, names, setting, ctx, ref, vid, cfg)
-    return pd.DataFrame(rows, columns=FLIP_COLUMNS)
+    return pd.DataFrame(rows, columns=TEST_COLUMNS)
 
 
 def _gap_rows(
@@ -183,21 +187,27 @@ def _gap_rows(
         if not np.isfinite(se) or se <= 0:
             continue
         lo, hi = gap - z * se, gap + z * se
-        if (lo > 0 or hi < 0) and abs(gap) >= cfg.flips.min_gap:
-            rows.append(
-                {
-                    "task": ga.tasks[t],
-                    "setup": ga.setups[t],
-                    "setting": setting,
-                    "context": ctx,
-                    "from": ref,
-                    "to": vid,
-                    "kind": "variant_gap",
-                    "effect": gap,
-                    "effect_from": np.nan,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "p_value": float(2 * norm.sf(abs(gap) / se)),
-                }
-            )
+        flip = (lo > 0 or hi < 0) and abs(gap) >= cfg.flips.min_gap
+        # every task compared is a test; the flips are the rows with a level
+        rows.append(
+            {
+                "task": ga.tasks[t],
+                "setup": ga.setups[t],
+                "setting": setting,
+                "context": ctx,
+                "from": ref,
+                "to": vid,
+                "kind": "variant_gap",
+                "effect": gap,
+                "effect_from": np.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+                "p_value": float(2 * norm.sf(abs(gap) / se)),
+                "level": TRAJECTORY if flip else "",
+                "effect_size": abs(gap),
+                "q_value": np.nan,
+                "family": "trajectory",
+                "fact": "",
+            }
+        )
     return rows

@@ -152,30 +152,41 @@ def findings_section(
         line = report_line(trends, v)
         if line:
             s.append(f"- {line.rstrip()}{_fig(out_dir, figure_name('task_grid', val_set=v))}\n")
-    if flips.empty:
-        s.append("- No setting change flips a trend (or too few settings to compare).\n")
-    else:
-        kinds = flips["kind"].value_counts()
-        top = flips.sort_values("p_value").iloc[0]
-        setup = top.get("setup")
-        name = f"{top['task']}@{setup}" if pd.notna(setup) and str(setup) else str(top["task"])
-        figs = sorted((out_dir / "figures").glob("flip_*.png"))
-        own = _flip_figure(out_dir, name, str(top["from"]), str(top["to"]))
-        link = (
-            f" ([figure](figures/{own.name}))"
-            if own
-            else f" (drawn examples: [figure](figures/{figs[0].name}))"
-            if figs
-            else ""
-        )
-        s.append(
-            f"- {len(flips)} flip(s) when one setting changes ("
-            + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
-            + f"); the strongest: {top['task']} when {top['setting'].replace('_', ' ')} "
-            f"goes {top['from']} → {top['to']}.{link}\n"
-        )
+    s.append(f"- {flip_count_sentence(flips, cfg.flips.alpha)}\n")
     s.append(f"- {_extrapolation_sentence(ext, out_dir)}\n")
     return "".join(s)
+
+
+def flip_count_sentence(flips: pd.DataFrame, alpha: float) -> str:
+    """Verdict flips and reversals at q < alpha, by kind of change; the rest is named apart."""
+    if flips.empty or "level" not in flips:
+        return "No setting change flips a trend (or too few settings and sizes to compare)."
+    sig = flips[flips["q_value"].astype(float) < alpha]
+    head = sig[sig["level"].isin(["verdict", "reversal"])]
+    # a fact once: a task's verdict, or a task and pair of corpora, however many rows show it
+    facts = head.assign(
+        _fact=head["task"].astype(str)
+        + "|"
+        + head["setup"].astype(str)
+        + "|"
+        + head["context"].astype(str).where(head["level"] == "reversal", "")
+    )
+    by = facts.groupby(["setting", "level"])["_fact"].nunique()
+    parts = [f"{n} {lvl}(s) on changing the {st.replace('_', ' ')}" for (st, lvl), n in by.items()]
+    traj = sig[sig["level"] == "trajectory"]
+    rest = (flips["level"] == "reclassification").sum()
+    out = (
+        f"At q < {alpha:g}: " + ", ".join(parts) + "."
+        if parts
+        else f"No verdict flip or reversal at q < {alpha:g}."
+    )
+    out += f" {rest} reclassification(s) (category churn that leaves the verdict) are listed only"
+    if not traj.empty:
+        out += (
+            f"; {len(traj)} difference(s) between one run's checkpoints and another run's are "
+            "training trajectories, not scaling trends (flips.csv level `trajectory`)"
+        )
+    return out + "."
 
 
 def _names(names: list[str], most: int = 5) -> str:
@@ -247,19 +258,30 @@ def lead_sentences(
     head_flips = headline_flips(flips, ref, cfg.flips.alpha)
     if head_flips.empty:
         out.append(
-            f"No change of a single setting flips a task's category with p < {cfg.flips.alpha:g}."
+            f"No change of a single setting flips a task's verdict or reverses two corpora "
+            f"at q < {cfg.flips.alpha:g} (Benjamini-Hochberg over every test)."
         )
     else:
         parts = []
         for r in head_flips.rename(columns={"from": "frm"}).itertuples():
             name = f"{r.task}@{r.setup}" if isinstance(r.setup, str) and r.setup else r.task
-            frm, to = str(r.effect).split("->")  # a category flip: "<from>-><to>"
-            parts.append(
-                f"`{name}` goes from {frm} to {to} when the {str(r.setting).replace('_', ' ')} "
-                f"changes from `{r.frm}` to `{r.to}` ({_p(r.p_value)}"
-                f"{_flip_fig(out_dir, name, str(r.frm), str(r.to))})"
-            )
-        out.append("A benign change flips a trend: " + "; ".join(parts) + ".")
+            fig = _flip_fig(out_dir, name, str(r.frm), str(r.to))
+            q = f"q = {r.q_value:.3f}" if r.q_value >= 0.001 else "q < 0.001"
+            if r.level == "reversal":
+                parts.append(
+                    f"`{name}`: the gap {r.context} at matched loss goes from "
+                    f"{float(r.effect_from):+.3f} under `{r.frm}` to {float(r.effect):+.3f} "
+                    f"under `{r.to}` (interval {float(r.ci_low):+.3f} to "
+                    f"{float(r.ci_high):+.3f}; {q}{fig})"
+                )
+            else:
+                frm, to = str(r.effect).split("->")  # a category flip: "<from>-><to>"
+                parts.append(
+                    f"`{name}` goes from {frm} to {to} when the "
+                    f"{str(r.setting).replace('_', ' ')} changes from `{r.frm}` to `{r.to}` "
+                    f"({q}{fig})"
+                )
+        out.append("Changing one setting breaks a law: " + "; ".join(parts) + ".")
     return " ".join(out) + "\n"
 
 

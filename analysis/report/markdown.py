@@ -19,6 +19,7 @@ from analysis.report.findings import (
     sensitivity_block,
     with_na,
 )
+from analysis.report.flip_tables import level_counts, rates_block
 from analysis.results import AnalysisResults
 from analysis.trends import classify
 
@@ -80,6 +81,7 @@ def _overview(out_dir: Path, res: AnalysisResults, seconds: float) -> list[str]:
         f"intervals are central {cfg.bootstrap.ci:.0%}. Runtime {seconds:.1f} s.\n"
     )
     s.append(axis_line(cfg))
+    s.append(rates_block(res, md_table))
     s.append(findings_section(out_dir, cfg, ref, head, pred, trends, flips, ext))
     return s
 
@@ -148,8 +150,13 @@ def _flips_section(res: AnalysisResults) -> list[str]:
     if flips.empty:
         s.append("No flips detected (or too few settings to compare).\n")
     else:
-        c = flips.groupby(["setting", "kind"]).size().rename("count").reset_index()
-        s.append(md_table(c))
+        s.append(
+            "Levels (flips.csv `level`): `verdict` (predictable <-> not, or the direction "
+            "flips), `reversal` (two corpora change order at matched loss), "
+            "`reclassification` (any other category change: never counted), `trajectory` "
+            "(one run against another: not a scaling trend). q: Benjamini-Hochberg.\n"
+        )
+        s.append(md_table(level_counts(flips, cfg.flips.alpha)))
         want = flips[
             flips["task"].isin(cfg.plot.flip_tasks)
             & (
@@ -177,15 +184,30 @@ def _flips_section(res: AnalysisResults) -> list[str]:
                             "ci_low",
                             "ci_high",
                             "p_value",
+                            "q_value",
                         ]
                     ]
                 )
             )
-        rev = flips[flips["kind"] == "ranking_reversal"].sort_values("p_value").head(15)
+        rev = flips[flips["level"] == "reversal"]
+        rev = rev[rev["q_value"] < cfg.flips.alpha].sort_values("effect_size", ascending=False)
         if not rev.empty:
-            s.append("\nStrongest ranking reversals:\n\n")
+            s.append(f"\nLargest corpus reversals at q < {cfg.flips.alpha:g} (one per task):\n\n")
             s.append(
-                md_table(rev[["task", "context", "from", "to", "effect_from", "effect", "p_value"]])
+                md_table(
+                    rev.head(15)[
+                        [
+                            "task",
+                            "kind",
+                            "context",
+                            "from",
+                            "to",
+                            "effect_from",
+                            "effect",
+                            "q_value",
+                        ]
+                    ]
+                )
             )
 
     return s

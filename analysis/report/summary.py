@@ -2,8 +2,8 @@
 `<out>/summary.md`, `<out>/summary/*.csv` and one figure per testbed of its most-flipped
 tasks, from each testbed's written tables. Its first screen answers: how often does a
 downstream law hold (fraction of tasks predictable, per testbed, x-axis, evaluation setup
-and corpus, with intervals), and what breaks it (flip counts by kind of change, with how
-many are significant).
+and corpus, with intervals), and what breaks it (per kind of change, the share of tasks
+whose verdict flips at q < 0.05, with its interval and the null rate beside it).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import pandas as pd
 from analysis.config import AnalysisConfig
 from analysis.output import files as io
 
-#: a flip counts as significant below this p-value (category: chance the two settings'
-#: bootstrap classifications agree; gaps and slopes: their bootstrap / normal p)
-SIGNIFICANT_P = 0.05
+#: a flip counts when its Benjamini-Hochberg q-value is below this (analysis.flips.evidence)
+SIGNIFICANT_Q = 0.05
 
 
 def _headline(name: str, d: Path) -> list[dict]:
@@ -107,14 +106,10 @@ def _headline(name: str, d: Path) -> list[dict]:
 
 
 def _flip_counts(name: str, d: Path) -> pd.DataFrame:
-    f = io.read_csv(d / "tables" / "flips.csv")
-    if f.empty:
-        return pd.DataFrame(columns=["testbed", "setting", "kind", "flips", "significant"])
-    f["sig"] = f["p_value"].astype(float) < SIGNIFICANT_P
-    c = f.groupby(["setting", "kind"]).agg(flips=("task", "size"), significant=("sig", "sum"))
-    return c.reset_index().assign(testbed=name)[
-        ["testbed", "setting", "kind", "flips", "significant"]
-    ]
+    """The testbed's flip_rates.csv (per kind of change: tests, share of tasks whose verdict
+    flips or whose corpora reverse at q < 0.05, its interval, the null rates)."""
+    f = io.read_csv(d / "tables" / "flip_rates.csv")
+    return f.assign(testbed=name)[["testbed"] + [c for c in f.columns]]
 
 
 def _extrapolation(name: str, d: Path) -> pd.DataFrame:
@@ -182,7 +177,9 @@ def write_summary(out: Path, summaries: dict, dest: Path | None = None) -> Path:
         r = ref[ref["testbed"] == name]
         x = head_df[(head_df["testbed"] == name) & (head_df["breakdown"] == "x-axis")]
         f = flip_df[flip_df["testbed"] == name]
-        top = f.groupby("setting")["significant"].sum().sort_values(ascending=False)
+        scaling = f[~f["trajectory"].astype(bool)]  # trajectories are reported apart
+        top = scaling.groupby("setting")["n_flipped"].sum().sort_values(ascending=False)
+        null = f["null_split_rate"].iloc[0] if len(f) else np.nan
         lines.append(
             {
                 "testbed": name,
@@ -196,8 +193,9 @@ def write_summary(out: Path, summaries: dict, dest: Path | None = None) -> Path:
                 if len(r)
                 else "",
                 "range over x-axes": f"{x['frac'].min():.2f}-{x['frac'].max():.2f}",
-                "significant flips": int(f["significant"].sum()),
+                "tasks flipped": int(scaling["n_flipped"].sum()),
                 "most by": ", ".join(f"{k} ({int(v)})" for k, v in top.head(3).items() if v > 0),
+                "null rate": "n/a" if pd.isna(null) else f"{null:.0%}",
                 "seconds": round(sm.seconds, 1),
             }
         )
@@ -206,20 +204,43 @@ def write_summary(out: Path, summaries: dict, dest: Path | None = None) -> Path:
         "`predictable`: share of tasks classified predictable on the testbed's "
         "reference x-axis (90% bootstrap interval over models); `range over x-axes`: the "
         "same share on every other x-axis (validation sets, compute, parameters); "
-        f"`significant flips`: flips with p < {SIGNIFICANT_P} (kinds of change in "
-        "`most by`); `seconds`: import + analysis of that testbed. Reports: "
+        f"`tasks flipped`: tasks whose verdict flips or whose corpora reverse at q < "
+        f"{SIGNIFICANT_Q} (Benjamini-Hochberg over every test of the testbed), summed over "
+        "kinds of change (`most by`); `null rate`: the same detector on random halves of the "
+        "same runs; `seconds`: import + analysis of that testbed. Reports: "
         + ", ".join(f"[{n}]({n}/report.md)" for n in summaries)
         + ".\n"
     )
+    s.append(f"\n**What breaks a law** (share of tasks flipped at q < {SIGNIFICANT_Q}, interval ")
+    s.append("over tasks, null rates beside; `trajectory`: one run against another):\n")
+    s.append(md_table(_rates_view(flip_df)))
     s.append("\n## Fraction predictable by x-axis, evaluation setup, corpus and points\n\n")
     s.append(md_table(head_df.drop(columns=["reference"]), ".3f"))
-    s.append("\n## Flips by kind of change\n\n")
-    s.append(md_table(flip_df))
     s.append("\n## Extrapolation errors beside the published ones\n\n")
     s.append(md_table(ext_df, ".4f") if not ext_df.empty else "_(none)_\n")
     s.append("\n## Most-flipped tasks\n\n")
     s += [f"![{p.stem}]({p.relative_to(dest)})\n" for p in figs if p is not None]
     return io.write_text(dest / "summary.md", "".join(s))
+
+
+def _rates_view(f: pd.DataFrame) -> pd.DataFrame:
+    def pct(v):
+        return "n/a" if pd.isna(v) else f"{v:.0%}"
+
+    return pd.DataFrame(
+        [
+            {
+                "testbed": r.testbed,
+                "change": r.setting + (" (trajectory)" if r.trajectory else ""),
+                "tests": int(r.n_tests),
+                "tasks flipped": f"{int(r.n_flipped)} of {int(r.n_tasks)}",
+                "share": f"{pct(r.share)} [{pct(r.ci_low)}, {pct(r.ci_high)}]",
+                "null (halves, max)": f"{pct(r.null_split_rate)}, {pct(r.null_split_max)}",
+                "null (seeds)": pct(r.null_seed_rate),
+            }
+            for r in f.itertuples()
+        ]
+    )
 
 
 def _most_flipped_figure(out: Path, name: str, d: Path) -> Path | None:
@@ -231,7 +252,7 @@ def _most_flipped_figure(out: Path, name: str, d: Path) -> Path | None:
     f = io.read_csv(d / "tables" / "flips.csv")
     if f.empty:
         return None
-    f = f[f["p_value"].astype(float) < SIGNIFICANT_P]
+    f = f[f["level"].isin(["verdict", "reversal"]) & (f["q_value"].astype(float) < SIGNIFICANT_Q)]
     if f.empty:
         return None
     label = f["task"] + np.where(f["setup"].astype(str) != "", "@" + f["setup"].astype(str), "")
@@ -239,7 +260,7 @@ def _most_flipped_figure(out: Path, name: str, d: Path) -> Path | None:
     c = c.loc[c.sum(1).sort_values(ascending=False).index[:12]]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(c) + 1.5))
     c.iloc[::-1].plot.barh(stacked=True, ax=ax, width=0.8)
-    ax.set_xlabel(f"significant flips (p < {SIGNIFICANT_P})")
+    ax.set_xlabel(f"verdict flips and reversals (q < {SIGNIFICANT_Q})")
     ax.set_ylabel("")
     ax.set_title(f"{name}: most-flipped tasks, by kind of change", fontsize=10)
     ax.legend(fontsize=7, title=None)
