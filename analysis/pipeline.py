@@ -23,6 +23,7 @@ import pandas as pd
 from analysis import testbeds
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, AnalysisWarning
+from analysis.flips.capability_axis import capability_axis
 from analysis.flips.detect import corpus_gaps, detect_flips
 from analysis.flips.metrics import metric_flips
 from analysis.flips.task_axis import task_loss_axis
@@ -180,6 +181,23 @@ def _comparisons(table: pd.DataFrame, main: pd.DataFrame, res: AnalysisResults) 
         t["task_axis_predictable"] = pd.DataFrame([pred_row])
         t["task_axis_trends"] = trend_df
         t["flips"] = pd.concat([t["flips"], flip_df], ignore_index=True)[FLIP_COLUMNS]
+    _capability(main, res)
+
+
+def _capability(main: pd.DataFrame, res: AnalysisResults) -> None:
+    """The capability axis of the testbeds that name benchmarks for it (Testbed.
+    capability_tasks): its tables, and its flips appended to flips.csv."""
+    bench = sorted({t for b in testbeds.of_table(main) for t in b.capability_tasks})
+    if not bench:
+        return
+    points = select_points(main, "final")
+    out = capability_axis(res.cfg, points, res.groups, bench)
+    if out is None:
+        return
+    flips = out.pop("flips")
+    res.tables.update(out)
+    t = res.tables
+    t["flips"] = pd.concat([t["flips"], flips], ignore_index=True)[FLIP_COLUMNS]
 
 
 def _backtest_targets(main: pd.DataFrame, res: AnalysisResults) -> None:
@@ -229,7 +247,9 @@ def _core(
     sensitivity and the extrapolation backtests."""
     groups: dict[tuple[str, str], GroupTrends] = {}
     fit_rows: list[dict] = []
-    for g in build_groups(points, cfg.accuracy_metric, tuple(cfg.task_loss_metrics)):
+    for g in build_groups(
+        points, cfg.accuracy_metric, tuple(cfg.task_loss_metrics), cfg.min_corpus_models
+    ):
         gt = classify(g, cfg, corpus_seed(cfg, g.corpus))
         groups[(g.val_set, g.corpus)] = gt
         fit_rows += downstream_fit_rows(gt, cfg.fit)
