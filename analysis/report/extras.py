@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from analysis import testbeds
 from analysis.config import AnalysisConfig
 from analysis.ingest.axes import axis_label
 from analysis.laws.two_step import PUBLISHED_SOURCE
+from analysis.report.observational import capability_section
 from analysis.results import AnalysisResults
 
 
@@ -108,6 +110,8 @@ def extra_sections(res: AnalysisResults, md: Callable[..., str]) -> str:
                 )
             )
     s.append(spread_section(res.table("seed_spread"), md))
+    emergent = tuple(t for b in testbeds.of_table(res.runs) for t in b.emergent_tasks)
+    s.append(capability_section(res, md, emergent))
     var = res.table("variance")
     if not var.empty:
         s.append("\n## Variance over the last checkpoints vs prediction error\n\n")

@@ -57,6 +57,8 @@ class Testbed:
     #: benchmark tasks whose first principal component is an extra x-axis, built without
     #: the task analysed (analysis.flips.capability_axis); empty: no capability axis
     capability_tasks: tuple[str, ...] = ()
+    #: tasks known upstream for abrupt rises: the report says what the rules call them
+    emergent_tasks: tuple[str, ...] = ()
 
     def load(self, path: Path | str | None = None) -> pd.DataFrame:
         """Read the testbed from `path`, or from the shipped copy when `path` is None."""
@@ -156,6 +158,7 @@ register(
         read_raw=obsscaling.read_raw,
         compact=obsscaling.COMPACT,
         capability_tasks=tuple(obsscaling.STANDARD_TASKS),
+        emergent_tasks=tuple(obsscaling.EMERGENT_TASKS),
     )
 )
 
