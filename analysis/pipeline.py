@@ -83,12 +83,17 @@ def _limit_threads():
 
 
 def analyze(
-    table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = None
+    table: pd.DataFrame,
+    out_dir: Path,
+    cfg: AnalysisConfig | None = None,
+    load_warnings: list[str] | None = None,
 ) -> AnalysisSummary:
-    """Classify, fit, detect flips, backtest, and write tables, figures and report.md."""
+    """Classify, fit, detect flips, backtest, and write tables, figures and report.md;
+    `load_warnings` (raised while the table was read) head the report's warnings."""
     t0 = time.time()
     out_dir = Path(out_dir)
     res = compute(table, cfg)
+    res.warnings = list(dict.fromkeys([*(load_warnings or []), *res.warnings]))
     files = write_outputs(out_dir, res, t0)
     for m in res.warnings:  # surface them to the caller too
         warnings.warn(m, AnalysisWarning, stacklevel=2)
@@ -358,9 +363,11 @@ def run_sources(
     summaries = {}
     for name, bed in beds.items():
         t0 = time.time()
-        table = bed.load(path if len(names) == 1 else None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AnalysisWarning)
+            table = bed.load(path if len(names) == 1 else None)
         sub = out / name if len(names) > 1 else out
-        summaries[name] = analyze(table, sub, testbeds.settings_for(name, cfg))
+        summaries[name] = analyze(table, sub, testbeds.settings_for(name, cfg), _caught(caught))
         summaries[name].seconds = time.time() - t0  # import + analysis
     if len(names) > 1:
         write_summary(out, summaries)
