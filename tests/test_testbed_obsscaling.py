@@ -192,6 +192,11 @@ def test_analyze_fixture_end_to_end(raw, tmp_path):
     assert set(trends["val_set"]) == {"capability"}
     axis = pd.read_csv(out / "tables" / "capability_axis.csv", keep_default_na=False)
     assert set(axis["left_out"]) == {""} | set(STANDARD_TASKS)
+    # each benchmark is classified against its own leave-one-out axis, the rest the full one
+    pooled_rows = trends[trends["corpus"] == "all"].set_index("name")
+    for name, left_out in (("mmlu", "mmlu"), ("gsm8k", "gsm8k"), ("word_unscrambling@2shot", "")):
+        x = axis.loc[axis["left_out"] == left_out, "x"]
+        assert pooled_rows.loc[name, "x_max"] == pytest.approx(x.max())
     report = (out / "report.md").read_text()
     assert "## Capability axis (observational scaling)" in report
     assert "Emergent-capability tasks" in report

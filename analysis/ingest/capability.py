@@ -16,8 +16,12 @@ Construction (`capability_scores`), on the (models x benchmarks) matrix of accur
 3. The first right singular vector v of the completed matrix Z (numpy SVD on a small
    matrix: deterministic, the same with 1 or 2 threads). Sign: v is flipped so that its
    loadings sum to a positive number, so a higher capability means higher scores.
-4. Capability s = Z v / sqrt(k), k benchmarks: the loading-weighted z-score, on the scale of
-   one standardised benchmark (about -3..3).
+4. Capability s = Z' v / sqrt(k), k benchmarks: the loading-weighted z-score, on the scale
+   of one standardised benchmark (about -3..3), where Z' fills a model's missing cells with
+   its rank-1 fit given v (its least-squares score on v from its observed cells).
+
+The fit uses every model of the table that has benchmark scores (all families together: the
+axis is shared across families); nothing of the task analysed enters its own axis.
 
 As an x-axis (`axis_values`) the analysis uses x = OFFSET - s: lower is better, like a loss,
 and positive for any model within OFFSET standard deviations of the mean, which the
