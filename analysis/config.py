@@ -171,6 +171,7 @@ class AnalysisConfig:
     x_axes: list[str] = field(default_factory=list)  # extra x-axes: compute, params
     points: str = "final"  # final checkpoints, or "all" checkpoints (bootstrap over runs)
     checkpoint_min_frac: float = 0.1  # points=all: skip checkpoints before this token share
+    min_corpus_models: int = 0  # a corpus with fewer final models has no group of its own
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     fit: FitConfig = field(default_factory=FitConfig)

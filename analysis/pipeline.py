@@ -23,6 +23,7 @@ import pandas as pd
 from analysis import testbeds
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, AnalysisWarning
+from analysis.flips.capability_axis import capability_axis
 from analysis.flips.detect import TEST_COLUMNS, corpus_gaps, detect_flips
 from analysis.flips.evidence import axis_falls, n_facts, with_q
 from analysis.flips.metrics import metric_flips
@@ -89,12 +90,17 @@ def _limit_threads():
 
 
 def analyze(
-    table: pd.DataFrame, out_dir: Path, cfg: AnalysisConfig | None = None
+    table: pd.DataFrame,
+    out_dir: Path,
+    cfg: AnalysisConfig | None = None,
+    load_warnings: list[str] | None = None,
 ) -> AnalysisSummary:
-    """Classify, fit, detect flips, backtest, and write tables, figures and report.md."""
+    """Classify, fit, detect flips, backtest, and write tables, figures and report.md;
+    `load_warnings` (raised while the table was read) head the report's warnings."""
     t0 = time.time()
     out_dir = Path(out_dir)
     res = compute(table, cfg)
+    res.warnings = list(dict.fromkeys([*(load_warnings or []), *res.warnings]))
     files = write_outputs(out_dir, res, t0)
     for m in res.warnings:  # surface them to the caller too
         warnings.warn(m, AnalysisWarning, stacklevel=2)
@@ -188,6 +194,7 @@ def _comparisons(table: pd.DataFrame, main: pd.DataFrame, res: AnalysisResults) 
         t["task_axis_predictable"] = pd.DataFrame([pred_row])
         t["task_axis_trends"] = trend_df
         t["flips"] = pd.concat([t["flips"], flip_df], ignore_index=True)[TEST_COLUMNS]
+    _capability(main, res)
 
 
 def _flip_evidence(res: AnalysisResults) -> None:
@@ -204,6 +211,22 @@ def _flip_evidence(res: AnalysisResults) -> None:
         drop=True
     )
     res.flip_cpu_s += time.process_time() - t0
+
+
+def _capability(main: pd.DataFrame, res: AnalysisResults) -> None:
+    """The capability axis of the testbeds that name benchmarks for it (Testbed.
+    capability_tasks): its tables, and its flips appended to flips.csv."""
+    bench = sorted({t for b in testbeds.of_table(main) for t in b.capability_tasks})
+    if not bench:
+        return
+    points = select_points(main, "final")
+    out = capability_axis(res.cfg, points, res.groups, bench)
+    if out is None:
+        return
+    flips = out.pop("flips")
+    res.tables.update(out)
+    t = res.tables
+    t["flips"] = pd.concat([t["flips"], flips], ignore_index=True)[TEST_COLUMNS]
 
 
 def _backtest_targets(main: pd.DataFrame, res: AnalysisResults) -> None:
@@ -257,7 +280,9 @@ def _core(
     sensitivity and the extrapolation backtests."""
     groups: dict[tuple[str, str], GroupTrends] = {}
     fit_rows: list[dict] = []
-    for g in build_groups(points, cfg.accuracy_metric, tuple(cfg.task_loss_metrics)):
+    for g in build_groups(
+        points, cfg.accuracy_metric, tuple(cfg.task_loss_metrics), cfg.min_corpus_models
+    ):
         gt = classify(g, cfg, corpus_seed(cfg, g.corpus))
         groups[(g.val_set, g.corpus)] = gt
         fit_rows += downstream_fit_rows(gt, cfg.fit)
@@ -391,9 +416,11 @@ def run_sources(
     summaries = {}
     for name, bed in beds.items():
         t0 = time.time()
-        table = bed.load(path if len(names) == 1 else None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AnalysisWarning)
+            table = bed.load(path if len(names) == 1 else None)
         sub = out / name if len(names) > 1 else out
-        summaries[name] = analyze(table, sub, testbeds.settings_for(name, cfg))
+        summaries[name] = analyze(table, sub, testbeds.settings_for(name, cfg), _caught(caught))
         summaries[name].seconds = time.time() - t0  # import + analysis
     if len(names) > 1:
         with staged(out, SUMMARY_ENTRIES, marker_in="summary") as stage:

@@ -82,6 +82,9 @@ EXTRA_TABLES = (
     "variance",
     "task_axis_predictable",
     "task_axis_trends",
+    "capability_predictable",
+    "capability_trends",
+    "capability_axis",
     "seed_spread",
 )
 #: what the figures are drawn from (tables/), said by `harness plot`

@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/analysis_speed.py [TESTBEDS] [OUT_DIR]
 
-TESTBEDS: comma-separated, default gadre2024,olmo_ladder,pythia (the shipped copies, with
+TESTBEDS: comma-separated, default gadre2024,olmo_ladder,pythia,obsscaling (the shipped copies, with
 each testbed's settings as `harness analyze source=...` uses them: every OLMo checkpoint
 enters the points comparison, the two-step backtest and the seed comparison). OUT_DIR
 defaults to a temp folder. Prints, per testbed, wall and CPU seconds and the 1-minute load
 average before and after (the machine may be shared: CPU seconds are the less inflated
-figure). Target: <= 60 s per testbed on 2 cores.
+figure). Target: <= 60 s per testbed on 2 cores; obsscaling <= 30 s (issue 23).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def main(argv: list[str]) -> dict[str, float]:
     from analysis.pipeline import analyze
     from analysis.testbeds import settings_for
 
-    names = (argv[1] if len(argv) > 1 else "gadre2024,olmo_ladder,pythia").split(",")
+    default = "gadre2024,olmo_ladder,pythia,obsscaling"
+    names = (argv[1] if len(argv) > 1 else default).split(",")
     out = Path(argv[2]) if len(argv) > 2 else Path(tempfile.mkdtemp(prefix="analysis_bench_"))
     times = {}
     for name in names:

@@ -61,7 +61,7 @@ Example:
   harness cancel root=outputs/demo""",
     "analyze": """\
 harness analyze root=DIR [out=DIR] [analysis.KEY=VALUE ...]
-harness analyze source=gadre2024[,olmo_ladder,pythia] [path=DIR] [out=DIR]
+harness analyze source=gadre2024[,olmo_ladder,pythia,obsscaling] [path=DIR] [out=DIR]
 
 Fit the laws, classify each task's trend, detect flips, backtest extrapolation and write
 report.md, figures/ and tables/. Thresholds and fit settings: conf/analysis/default.yaml.

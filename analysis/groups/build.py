@@ -54,9 +54,14 @@ def final_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_groups(
-    table: pd.DataFrame, metric: str = "acc", task_metrics: tuple[str, ...] = ("bpb", "logprob")
+    table: pd.DataFrame,
+    metric: str = "acc",
+    task_metrics: tuple[str, ...] = ("bpb", "logprob"),
+    min_corpus_models: int = 0,
 ) -> list[Group]:
-    """One Group per (val_set, corpus) plus (val_set, "all") when there are >= 2 corpora."""
+    """One Group per (val_set, corpus) plus (val_set, "all") when there are >= 2 corpora;
+    a corpus with fewer than `min_corpus_models` models is only part of the pooled group
+    (many public model families have one or two sizes: no trend of their own)."""
     fin = final_rows(table)
     losses = fin[fin["kind"] == "val_loss"]
     tasks = fin[(fin["kind"] == "task") & (fin["metric"] == metric)]
@@ -78,10 +83,12 @@ def build_groups(
             Xt, tm = Xt.reindex(index=Y.index, columns=Y.columns), m
             break
     corpora = sorted(runs["corpus"].dropna().unique())
+    per_corpus = runs.loc[runs.index.isin(Y.index), "corpus"].value_counts()
+    own = [c for c in corpora if per_corpus.get(c, 0) >= min_corpus_models]
     groups = []
     for vset, lv in losses.groupby("name"):
         x_all = lv.groupby("run_id")["value"].mean()
-        for corpus in corpora + ([POOLED] if len(corpora) > 1 else []):
+        for corpus in own + ([POOLED] if len(corpora) > 1 else []):
             ids = [
                 r
                 for r in Y.index

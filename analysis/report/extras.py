@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from analysis import testbeds
 from analysis.config import AnalysisConfig
 from analysis.ingest.axes import axis_label
+from analysis.report.observational import capability_section
 from analysis.results import AnalysisResults
 from analysis.testbeds.olmo_ladder.loader import PUBLISHED_SOURCE
 
@@ -108,6 +110,8 @@ def extra_sections(res: AnalysisResults, md: Callable[..., str]) -> str:
                 )
             )
     s.append(spread_section(res.table("seed_spread"), md))
+    emergent = tuple(t for b in testbeds.of_table(res.runs) for t in b.emergent_tasks)
+    s.append(capability_section(res, md, emergent))
     var = res.table("variance")
     if not var.empty:
         s.append("\n## Variance over the last checkpoints vs prediction error\n\n")

@@ -131,10 +131,15 @@ class _Data:
         self.corpus = info["corpus"].astype(str)
         self.flops = info["flops"].astype(float)
         self.mult = info["multiplier"].astype(float)
-        self.corpora = sorted(self.corpus.unique())
+        self.trends = io.read_csv(out_dir / "tables" / "trends.csv")
+        every = sorted(self.corpus.unique())
+        # corpora with a group of their own (min_corpus_models); the rest are drawn together,
+        # only in pooled panels (dozens of one-size model families otherwise)
+        own = set(self.trends["corpus"]) if not self.trends.empty else set(every)
+        self.corpora = [c for c in every if c in own] or every
+        self.pooled_only = [c for c in every if c not in self.corpora]
         cmap = plt.get_cmap("tab10")
         self.color = {c: cmap(i % 10) for i, c in enumerate(self.corpora)}
-        self.trends = io.read_csv(out_dir / "tables" / "trends.csv")
 
     def trend(self, val_set: str, corpus: str, name: str) -> pd.Series | None:
         t = self.trends
@@ -170,6 +175,18 @@ def _panel(
         )
         if len(corpora) > 1 or title_corpus != c:
             _curve(ax, d.trend(val_set, c, name), d.color[c], lw=0.8, ls="--")
+    if title_corpus == POOLED and d.pooled_only:
+        ids = d.corpus.index[d.corpus.isin(d.pooled_only)]
+        ids = [i for i in ids if i in d.acc.index and i in d.loss.index]
+        ax.scatter(
+            d.loss.loc[ids, val_set],
+            d.acc.loc[ids, name],
+            s=8 if small else 18,
+            color="grey",
+            marker="x",
+            label=f"{len(d.pooled_only)} more corpora (pooled only)",
+            alpha=0.6,
+        )
     tr = d.trend(val_set, title_corpus, name)
     _curve(ax, tr, "black")
     _band_and_chance(ax, tr, d.acc.loc[[i for i in d.acc.index if i in d.loss.index], name])

@@ -53,6 +53,22 @@ def _headline(name: str, d: Path) -> list[dict]:
                     "n_tasks": r.n_tasks,
                 }
             )
+    cap = d / "tables" / "capability_predictable.csv"
+    if cap.exists():  # the leave-one-out capability axis, pooled over families
+        for r in io.read_csv(cap).itertuples():
+            if r.corpus == "all":
+                rows.append(
+                    {
+                        "testbed": name,
+                        "breakdown": "x-axis",
+                        "value": r.val_set,
+                        "reference": False,
+                        "frac": r.frac,
+                        "ci_low": r.ci_low,
+                        "ci_high": r.ci_high,
+                        "n_tasks": r.n_tasks,
+                    }
+                )
     trends = io.read_csv(d / "tables" / "trends.csv")
     ref = trends[trends["val_set"] == cfg.reference_val_set]
     head_corpus = pred.loc[pred["val_set"] == cfg.reference_val_set, "corpus"]

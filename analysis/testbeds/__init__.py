@@ -25,6 +25,7 @@ from analysis.errors import AnalysisError
 from analysis.ingest import records
 from analysis.laws.extrapolate import testbed_backtest
 from analysis.testbeds.gadre2024 import loader as gadre
+from analysis.testbeds.obsscaling import loader as obsscaling
 from analysis.testbeds.olmo_ladder import loader as olmo_ladder
 from analysis.testbeds.pythia import loader as pythia
 
@@ -52,6 +53,11 @@ class Testbed:
     backtest: Backtest | None = None
     #: published numbers the outputs are set beside: name -> table of that publication
     published: dict[str, Any] = field(default_factory=dict)
+    #: benchmark tasks whose first principal component is an extra x-axis, built without
+    #: the task analysed (analysis.flips.capability_axis); empty: no capability axis
+    capability_tasks: tuple[str, ...] = ()
+    #: tasks known upstream for abrupt rises: the report says what the rules call them
+    emergent_tasks: tuple[str, ...] = ()
 
     def load(self, path: Path | str | None = None) -> pd.DataFrame:
         """Read the testbed from `path`, or from the shipped copy when `path` is None."""
@@ -134,6 +140,28 @@ register(
         },
         read_raw=pythia.read_raw,
         compact=pythia.COMPACT,
+    )
+)
+
+register(
+    Testbed(
+        name="obsscaling",
+        loader=obsscaling.load_testbed,
+        shipped=HERE / "obsscaling",
+        description="Ruan et al. (2024) observational scaling: 148 public base models in 47 "
+        "families, 8 standard benchmarks, emergent-capability and leaderboard-v2 tasks",
+        # no validation loss: compute, parameters, and the capability axis of the benchmarks
+        settings={
+            "reference_val_set": "compute",
+            "x_axes": ["compute", "params"],
+            # trends within a family need sizes: families with fewer are only pooled
+            "min_corpus_models": 4,
+            "plot": {"grid_val_sets": ["compute"], "flip_tasks": ["mmlu", "gsm8k"]},
+        },
+        read_raw=obsscaling.read_raw,
+        compact=obsscaling.COMPACT,
+        capability_tasks=tuple(obsscaling.STANDARD_TASKS),
+        emergent_tasks=tuple(obsscaling.EMERGENT_TASKS),
     )
 )
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m analysis.testbeds.convert olmo_ladder ../shared/external/olmo_ladder
     .venv/bin/python -m analysis.testbeds.convert pythia ../shared/external/pythia
+    .venv/bin/python -m analysis.testbeds.convert obsscaling ../shared/external/obsscaling
 
 Reads the raw layout with the testbed's own importer (so the shipped table is exactly what
 `path=<raw folder>` gives), writes `<name>.parquet` (zstd) atomically into the shipped folder

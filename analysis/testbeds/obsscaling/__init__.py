@@ -1,0 +1,1 @@
+"""The obsscaling testbed: its shipped data, and the loader beside it (loader.py)."""
