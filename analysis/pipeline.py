@@ -130,10 +130,16 @@ def analyze(
                 cfg,
             )
         )
+        from analysis.predict.stage import prediction_tables  # predictions stage (issue 26)
+
+        results.update(prediction_tables(table, cfg, results["trends"]))
     msgs = list(
         dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, AnalysisWarning))
     )
     files = _write(out_dir, table, cfg, results, msgs)
+    from analysis.predict.stage import write_predictions
+
+    files += write_predictions(out_dir, results)
     from analysis.plots import plot_all
     from analysis.report import write_report
 

@@ -252,6 +252,9 @@ def write_report(out_dir: Path, cfg: AnalysisConfig, warnings: list[str], second
             )
         )
 
+    from analysis.predict.stage import predictions_section
+
+    s.append(predictions_section(t, _md))
     s.append("\n## Figures\n\n")
     for f in sorted((out_dir / "figures").glob("*.png")):
         s.append(f"- [{f.name}](figures/{f.name})\n")

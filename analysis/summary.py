@@ -276,6 +276,9 @@ def write_summary(out: Path, summaries: dict) -> Path:
     s.append(_md(flip_df))
     s.append("\n## Extrapolation errors beside the published ones\n\n")
     s.append(_md(ext_df, ".4f") if not ext_df.empty else "_(none)_\n")
+    from analysis.predict.stage import predictions_summary
+
+    s.append(predictions_summary(out, list(summaries), _md))
     s.append("\n## Most-flipped tasks\n\n")
     s += [f"![{p.stem}]({p.relative_to(out)})\n" for p in figs if p is not None]
     return io.write_text(out / "summary.md", "".join(s))
