@@ -13,6 +13,7 @@ Bad input is one line naming the key, exit 2.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,15 +85,18 @@ def _load(opts: dict[str, str]) -> tuple[pd.DataFrame, str, Path]:
     return table, name, Path(opts.get("out", f"outputs/{name}"))
 
 
-def _target(opts: dict[str, str], table: pd.DataFrame) -> tuple[float, float, str]:
+def _target(opts: dict[str, str], table: pd.DataFrame) -> tuple[float, float, str, str | None]:
+    """(N, D, run name or "", the corpus to predict in or None)."""
     if "target" not in opts:
-        return float(opts["target.params"]), float(opts["target.tokens"]), ""
+        N, D = float(opts["target.params"]), float(opts["target.tokens"])
+        return N, D, "", opts.get("corpus")
     name = opts["target"]
     runs = table.drop_duplicates("run_id").set_index("run_id")
     if name not in runs.index:
         known = ", ".join(runs.sort_values("n_params").index[-6:])
         raise ConfigError(f"target: no run '{name}' in these runs (largest: {known})")
-    return float(runs.at[name, "n_params"]), float(runs.at[name, "train_tokens"]), name
+    corpus = opts.get("corpus", str(runs.at[name, "corpus"]))
+    return float(runs.at[name, "n_params"]), float(runs.at[name, "train_tokens"]), name, corpus
 
 
 def _categories(table: pd.DataFrame, testbed: str, out: Path):
@@ -160,14 +164,23 @@ def render(tp) -> str:
 
 def predict(args: list[str]) -> None:
     """The command (bad input: ConfigError / AnalysisError, one line, exit 2)."""
+    from analysis.pipeline import _limit_threads
+
+    opts = parse(args)
+    # fits of near-constant tasks warn by the hundred; the table says what was not fitted
+    with _limit_threads(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _predict(opts)
+
+
+def _predict(opts: dict[str, str]) -> None:
     from analysis import io
     from analysis.predict.figures import task_figure
     from analysis.predict.stage import loss_val_set, settings_from
     from analysis.predict.target import predict_target
 
-    opts = parse(args)
     table, testbed, out = _load(opts)
-    N, D, name = _target(opts, table)
+    N, D, name, corpus = _target(opts, table)
     cats, cfg = _categories(table, testbed, out)
     tasks = [t for t in opts.get("tasks", "").split(",") if t] or None
     tp = predict_target(
@@ -177,7 +190,7 @@ def predict(args: list[str]) -> None:
         D,
         target_name=name,
         tasks=tasks,
-        corpus=opts.get("corpus"),
+        corpus=corpus,
         categories=cats,
         s=settings_from(cfg),
         accuracy_metric=cfg.accuracy_metric,

@@ -66,7 +66,7 @@ def categories(trends: pd.DataFrame, val_set: str) -> pd.DataFrame:
     """(corpus, task) -> category on `val_set` (rows of trends.csv)."""
     if trends is None or trends.empty:
         return pd.DataFrame(columns=["corpus", "task", "category"])
-    t = trends[trends["val_set"] == val_set]
+    t = trends[trends["val_set"] == val_set].drop(columns=["task"], errors="ignore")
     return t.rename(columns={"name": "task"})[["corpus", "task", "category"]].drop_duplicates(
         ["corpus", "task"]
     )
