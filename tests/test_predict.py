@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.classify import LABELS
 from analysis.errors import AnalysisError
 from analysis.predict.backtest import choose_default, rolling_origin
 from analysis.predict.intervals import calibrate, conformal_scale
@@ -246,3 +247,24 @@ def test_cli_bad_input_is_one_line_exit_2(args, msg, tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and msg in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_analyze_writes_the_predictions_section(clean, tmp_path):
+    from analysis.config import AnalysisConfig
+    from analysis.pipeline import analyze
+
+    cfg = AnalysisConfig.from_dict(
+        {"bootstrap": {"n_resamples": 20, "loss_law_resamples": 0}, "reference_val_set": "val"}
+    )
+    analyze(clean, tmp_path, cfg)
+    t = tmp_path / "tables"
+    pred = pd.read_csv(t / "predictions.csv")
+    assert {"internal", "held_out"} == set(pred["split"])
+    assert pred.groupby(["origin", "target", "task"])["default"].sum().eq(1).all()
+    methods = pd.read_csv(t / "prediction_methods.csv")
+    assert set(METHODS) <= set(methods["method"])
+    cats = pd.read_csv(t / "prediction_categories.csv")
+    assert set(cats["category"]) <= set(LABELS) | {"unclassified"}
+    report = (tmp_path / "report.md").read_text()
+    assert "## Predictions" in report and "predictions_error_vs_ratio.png" in report
+    assert (tmp_path / "figures" / "predictions_by_category.png").stat().st_size > 0

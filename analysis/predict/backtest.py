@@ -48,13 +48,12 @@ FALLBACK_ORDER = [
     "gadre_exp",
 ]
 
-PREDICTION_COLUMNS = [
-    "testbed",
-    "corpus",
-    "origin",
-    "target",
-    "task",
-    "method",
+#: one prediction: where it was fitted, what it predicts, and with which method
+KEY_COLUMNS = ["testbed", "corpus", "origin", "target", "task", "method"]
+#: a fold's raw prediction, before calibration
+RAW_COLUMNS = KEY_COLUMNS + ["predicted", "lo_hw", "hi_hw", "actual", "compute_ratio"]
+RAW_COLUMNS += ["n_train", "split"]
+PREDICTION_COLUMNS = KEY_COLUMNS + [
     "predicted",
     "lo",
     "hi",
@@ -169,22 +168,7 @@ def rolling_origin(
                                 "internal" if tg.at[rid, "N"] <= limit else "held_out",
                             )
                         )
-    cols = [
-        "testbed",
-        "corpus",
-        "origin",
-        "target",
-        "task",
-        "method",
-        "predicted",
-        "lo_hw",
-        "hi_hw",
-        "actual",
-        "compute_ratio",
-        "n_train",
-        "split",
-    ]
-    df = pd.DataFrame(rows, columns=cols)
+    df = pd.DataFrame(rows, columns=RAW_COLUMNS)
     df = df[np.isfinite(df["predicted"].astype(float))]
     members = ensemble_members(df[df["split"] == "internal"])
     df = pd.concat([df, ensemble_rows(df, members)], ignore_index=True)
@@ -230,7 +214,7 @@ def ensemble_rows(df: pd.DataFrame, members: list[str]) -> pd.DataFrame:
     the spread (sd) of their predictions."""
     if not members:
         return df.iloc[:0]
-    key = ["testbed", "corpus", "origin", "target", "task"]
+    key = KEY_COLUMNS[:-1]
     sub = df[df["method"].isin(members)]
     g = sub.groupby(key, sort=False)
     agg = g.agg(

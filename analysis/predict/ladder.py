@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.axes import main_suite
+from analysis.axes import AXES, main_suite
 from analysis.two_step import _finals
 
 RUN_COLUMNS = ["corpus", "size", "n_params", "train_tokens", "multiplier"]
@@ -99,7 +99,7 @@ def build_ladder(
         noise = np.sqrt(acc * (1 - acc) / n)  # binomial standard error (NaN when n unknown)
     bpb_rows = tasks[(tasks["metric"] == "bpb") & tasks["name"].isin(acc.columns)]
     bpb = _pivot_finals(bpb_rows, last_n).reindex(index=runs.index) if len(bpb_rows) else None
-    vl = t[t["kind"] == "val_loss"]
+    vl = t[(t["kind"] == "val_loss") & ~t["name"].isin(list(AXES))]  # not compute/params
     present = list(dict.fromkeys(vl["name"]))
     vs = val_set if val_set in present else (present[0] if present else "")
     loss = _finals(vl[vl["name"] == vs], last_n).reindex(runs.index) if vs else None

@@ -220,7 +220,7 @@ def _chain(ladder: Ladder, N, D, s: Settings, rng, x_metric: str) -> Output:
     else:
         fit = loss_fit(ladder, s)
         ok = list(range(T))
-        xt_all = np.tile(fit.predict({"N": N, "D": D}), (T, 1))
+        xt_all = np.tile(_law_at(fit, N, D), (T, 1))
         xb = _boot_law(fit, {"N": N, "D": D})
         xb_all = np.repeat(xb[:, None, :], T, axis=1)
     for j, i in enumerate(ok):
@@ -245,6 +245,12 @@ def loss_fit(ladder: Ladder, s: Settings):
     if fit is None:
         raise NotApplicable("the loss law could not be fitted")
     return fit
+
+
+def _law_at(fit, N, D) -> np.ndarray:
+    """A fitted loss law's predictions at (N, D) (the compute law takes C = 6 N D)."""
+    N, D = np.asarray(N, float), np.asarray(D, float)
+    return fit.predict({"C": 6.0 * N * D} if fit.law == "compute" else {"N": N, "D": D})
 
 
 def _boot_law(fit, X: dict) -> np.ndarray:
@@ -272,7 +278,7 @@ def gadre_exp(ladder: Ladder, N, D, s: Settings, rng) -> Output:
     W = resample_weights(ladder, s.n_boot_grid, rng)
     g = fit_exp_grid(x, Y, W)
     point = refine_exp(x, Y, W[0], g, 0)
-    lt = fit.predict({"N": N, "D": D})
+    lt = _law_at(fit, N, D)
     pred = exp_law_acc(
         lt[None, :], point.eps[0][:, None], point.ln_k[0][:, None], point.gamma[0][:, None]
     )
