@@ -103,19 +103,20 @@ def _categories(table: pd.DataFrame, testbed: str, out: Path):
     """trends.csv of an analysis already written under `out`, else a quick classification
     (200 resamples) on the reference x-axis."""
     from analysis import io
+    from analysis.axes import main_suite, select_points, with_axes
+    from analysis.classify import classify_group, trend_rows
     from analysis.config import AnalysisConfig
+    from analysis.matrix import bootstrap_weights, build_groups
+    from analysis.pipeline import _with_present_reference
     from analysis.predict.tables import categories
     from analysis.summary import settings_for
 
     cfg = settings_for(testbed, AnalysisConfig())
+    pts = select_points(main_suite(with_axes(table, cfg.x_axes)), "final")
+    cfg = _with_present_reference(cfg, pts)  # as `analyze` does: the first val set present
     written = out / "tables" / "trends.csv"
     if written.exists():
         return categories(io.read_csv(written), cfg.reference_val_set), cfg
-    from analysis.axes import main_suite, select_points, with_axes
-    from analysis.classify import classify_group, trend_rows
-    from analysis.matrix import bootstrap_weights, build_groups
-
-    pts = select_points(main_suite(with_axes(table, cfg.x_axes)), "final")
     rows = []
     for g in build_groups(pts, cfg.accuracy_metric, ()):
         if g.val_set != cfg.reference_val_set:

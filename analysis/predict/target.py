@@ -26,6 +26,7 @@ from analysis.predict.backtest import (
 )
 from analysis.predict.ladder import Ladder
 from analysis.predict.methods import Settings
+from analysis.predict.tables import with_category
 
 MIN_TRAIN_RUNS = 4
 MIN_TRAIN_SIZES = 2
@@ -152,9 +153,7 @@ def predict_target(
 def _category(df: pd.DataFrame, cats: pd.DataFrame | None, corpus: str) -> pd.Series:
     if cats is None or cats.empty:
         return pd.Series("unclassified", index=df.index)
-    own = cats[cats["corpus"] == corpus].set_index("task")["category"]
-    other = cats.drop_duplicates("task").set_index("task")["category"]
-    return df["task"].map(own.combine_first(other)).fillna("unclassified")
+    return with_category(df.assign(corpus=corpus), cats)
 
 
 def _curves(train: Ladder, N: float, D: float, s: Settings, methods: list[str]) -> dict:
