@@ -213,6 +213,7 @@ def _predict(opts: dict[str, str]) -> None:
             curves,
             (tp.target["C"], preds),
             pdir / f"predict_{safe}.png",
+            float(sub["actual"].iloc[0]),
         )
     print(render(tp))
     print(f"wrote {pdir / 'predictions.csv'} and {pdir}/predict_<task>.png")

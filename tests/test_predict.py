@@ -268,3 +268,18 @@ def test_analyze_writes_the_predictions_section(clean, tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "## Predictions" in report and "predictions_error_vs_ratio.png" in report
     assert (tmp_path / "figures" / "predictions_by_category.png").stat().st_size > 0
+
+
+def test_summary_table_pools_the_default_coverage(clean_backtest, tmp_path):
+    from analysis.predict.stage import predictions_summary
+    from analysis.report import _md
+
+    df, _ = clean_backtest
+    for name in ("a", "b"):
+        (tmp_path / name / "tables").mkdir(parents=True)
+        df.assign(testbed=name).to_csv(tmp_path / name / "tables" / "predictions.csv", index=False)
+    text = predictions_summary(tmp_path, ["a", "b"], _md)
+    table = pd.read_csv(tmp_path / "summary" / "predictions.csv")
+    assert set(table["testbed"]) == {"a", "b"} and (table["n"] > 0).all()
+    held = df[(df["split"] == "held_out") & df["default"]]
+    assert f"held-out intervals: {held['covered'].mean():.0%}" in text

@@ -43,6 +43,9 @@ def error_vs_ratio(pred: pd.DataFrame, path: Path) -> Path | None:
         style = "-" if not sub["default"].any() else "-o"
         ax.plot(x, med.to_numpy(), style, lw=2.2 if sub["default"].any() else 1.2, label=method)
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on a short range
     ax.set_xlabel("compute ratio (target / largest training run)")
     ax.set_ylabel("median |predicted - actual| accuracy")
     ax.set_title(f"{d['testbed'].iloc[0]}: prediction error vs extrapolation", fontsize=10)
@@ -79,9 +82,11 @@ def task_figure(
     curves: dict[str, tuple[np.ndarray, np.ndarray]],
     target: tuple[float, dict[str, tuple[float, float, float]]],
     path: Path,
+    actual: float = float("nan"),
 ) -> Path:
     """One task: the runs' accuracy against compute, each method's curve along the path
-    to the target, and the target's predictions with their intervals."""
+    to the target, the target's predictions with their intervals (and its actual accuracy
+    when the target is a run of the table)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(runs["C"], acc.reindex(runs.index), c="k", s=14, label="runs", zorder=3)
@@ -92,6 +97,8 @@ def task_figure(
         x = ct * (1 + 0.04 * k)
         ax.errorbar([x], [p], yerr=[[p - lo], [hi - p]], fmt="o", ms=4, capsize=3)
         ax.annotate(method, (x, p), fontsize=6, xytext=(3, 0), textcoords="offset points")
+    if np.isfinite(actual):
+        ax.scatter([ct], [actual], marker="*", s=120, c="r", zorder=4, label="actual")
     ax.set_xscale("log")
     ax.set_xlabel("compute (6ND FLOPs)")
     ax.set_ylabel("accuracy")
