@@ -109,6 +109,10 @@ def predict_all(
                 o = METHODS[name](train, np.asarray(N, float), np.asarray(D, float), s, rng)
         except NotApplicable:
             continue
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+            # a degenerate ladder fails one method, never the whole analysis
+            warn(f"predictions: {name} could not be fitted on {len(train.runs)} runs ({exc!r})")
+            continue
         finally:
             if clock is not None:
                 clock[name] = clock.get(name, 0.0) + time.process_time() - t0
