@@ -70,7 +70,7 @@ def error_by_category(pred: pd.DataFrame, category: pd.Series, path: Path) -> Pa
         [f"{c}\nn={len(g)}, cov {g['covered'].mean():.0%}" for c, g in groups], fontsize=7
     )
     ax.set_ylabel("|predicted - actual| (default method)")
-    ax.set_title(f"{d['testbed'].iloc[0]}: error by trend category", fontsize=10)
+    ax.set_title(f"{d['testbed'].iloc[0]}: error by trend category (every fold)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
