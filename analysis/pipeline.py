@@ -43,6 +43,7 @@ from analysis.laws.two_step import (
 )
 from analysis.output import files as io
 from analysis.output.folder import SUMMARY_ENTRIES, require_complete, staged
+from analysis.predict.stage import prediction_tables, write_predictions
 from analysis.results import AnalysisResults
 from analysis.schemas import EXTRAP_COLUMNS, FIT_COLUMNS, FLIP_COLUMNS
 from analysis.trends.calibrate import calibration_tables
@@ -77,7 +78,7 @@ class AnalysisSummary:
     results: AnalysisResults | None = None  # the stages' output, in memory
 
 
-def _limit_threads():
+def limit_threads():
     # tiny matrices: BLAS threads only contend (2 shared cores); optional dependency
     try:
         from threadpoolctl import threadpool_limits
@@ -140,7 +141,7 @@ def ingest(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
 
 def compute(table: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisResults:
     """Every stage of the analysis, in memory: ingest -> groups -> trends and laws ->
-    flips -> extras and calibration. Nothing is written."""
+    flips -> extras and calibration -> predictions (analysis.predict). Nothing is written."""
     cfg = cfg or AnalysisConfig()
     with warnings.catch_warnings(record=True) as caught0:
         warnings.simplefilter("always", AnalysisWarning)
@@ -148,11 +149,11 @@ def compute(table: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
     # the groups use the main suite's points (final checkpoints, or every checkpoint)
     main = main_suite(table)
     points = select_points(main, cfg.points, cfg.checkpoint_min_frac)
-    cfg = _with_present_reference(cfg, points)
+    cfg = with_present_reference(cfg, points)
     # a bad labels setting fails now, not after minutes of fitting
     sources = sorted(table["source"].dropna().unique())
     labels = testbeds.labels_for(cfg.calibration.labels, sources)
-    with warnings.catch_warnings(record=True) as caught, _limit_threads():
+    with warnings.catch_warnings(record=True) as caught, limit_threads():
         warnings.simplefilter("always", AnalysisWarning)
         res = _core(table, points, cfg, main)
         # after the rules, not inside them: a pooled trend between data mixes only is marked
@@ -161,6 +162,7 @@ def compute(table: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
         _flip_evidence(res)
         _backtest_targets(main, res)
         res.tables.update(calibration_tables(labels, res.groups, res.tables["trends"], cfg))
+        res.predictions = prediction_tables(table, cfg, res.tables["trends"])
     if res.tables["flips"].empty:
         res.tables["flips"] = AnalysisResults.empty_flips()
     res.warnings = list(dict.fromkeys(_caught(caught0) + _caught(caught)))
@@ -259,12 +261,13 @@ def write_outputs(out_dir: Path, res: AnalysisResults, t0: float) -> list[Path]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AnalysisWarning)
             files += plot_all(stage)
+            files += write_predictions(stage, res.predictions or {})
         res.warnings += _caught(caught)
         files.append(write_report(stage, res, time.time() - t0))
     return [out_dir / f.relative_to(stage) for f in files]
 
 
-def _with_present_reference(cfg: AnalysisConfig, table: pd.DataFrame) -> AnalysisConfig:
+def with_present_reference(cfg: AnalysisConfig, table: pd.DataFrame) -> AnalysisConfig:
     """Use the table's first validation set as the x-axis when the configured one is absent
     (the default names the testbed's C4 set; a harness sweep names its own sets)."""
     present = list(dict.fromkeys(table.loc[table["kind"] == "val_loss", "name"]))

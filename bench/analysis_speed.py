@@ -12,6 +12,7 @@ figure). Target: <= 60 s per testbed on 2 cores; obsscaling <= 30 s (issue 23).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -45,6 +46,10 @@ def main(argv: list[str]) -> dict[str, float]:
             f"{name}: import {w1 - w0:.1f} s, total {wall:.1f} s wall, {cpu:.1f} s CPU "
             f"(load average {load0:.1f} -> {os.getloadavg()[0]:.1f}) -> {out / name}"
         )
+        info = out / name / "tables" / "prediction_info.json"
+        if info.exists():  # the predictions stage's own share (analysis.predict)
+            p = json.loads(info.read_text())
+            print(f"  predictions stage: {p['cpu_seconds']:.1f} s CPU, default {p['default']}")
         ref = settings_for(name, AnalysisConfig()).reference_val_set
         if ref in summary.frac_predictable:
             est, lo, hi = summary.frac_predictable[ref]

@@ -9,6 +9,7 @@
     harness cancel root=DIR          cancel a sweep's SLURM jobs
     harness analyze root=DIR | source=gadre2024 path=DIR out=DIR
     harness plot out=DIR             redraw every figure from stored tables
+    harness predict root=DIR target.params=N target.tokens=D | source=olmo_ladder target=13B-5T
 
 Overrides use Hydra's syntax (`model=cpu-s train.lr=0.002`, with -m: `model=cpu-s,cpu-m`).
 `harness <command> --help` shows a command's options and an example.
@@ -215,6 +216,12 @@ def cmd_plot(args: list[str]) -> None:
     _guard_analysis(go)
 
 
+def cmd_predict(args: list[str]) -> None:
+    from harness.predict_command import predict
+
+    _guard_analysis(lambda: predict(args))
+
+
 def _guard_analysis(fn: Callable[[], None]) -> None:
     from analysis.errors import AnalysisError
 
@@ -277,6 +284,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "cancel": cmd_cancel,
     "analyze": cmd_analyze,
     "plot": cmd_plot,
+    "predict": cmd_predict,
 }
 
 

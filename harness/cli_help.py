@@ -90,6 +90,20 @@ the toy tasks @letters and @prefix.
 Examples:
   harness tasks
   harness tasks lm_eval=true filter=arc""",
+    "predict": """\
+harness predict root=DIR target.params=N target.tokens=D [out=DIR] [tasks=a,b] [corpus=C]
+harness predict source=olmo_ladder target=13B-5T [path=DIR] [out=DIR] [tasks=a,b]
+
+Predict a larger model's accuracy on each task from the runs: every method (two-step,
+two-step through the validation loss, single step, Gadre exp law, log-accuracy power law in
+compute, naive, ensemble) with its calibrated 80% interval, the default method's backtest
+error on these runs, and the task's trend category; a warning where the task is not
+classified predictable or the target lies further than any backtest reached.
+Writes <out>/predict/predictions.csv and one figure per task.
+
+Examples:
+  harness predict root=outputs/demo target.params=1.4e9 target.tokens=2.8e10
+  harness predict source=olmo_ladder target=13B-5T out=/tmp/olmo""",
 }
 
 

@@ -132,7 +132,7 @@ def predict_many(theta: np.ndarray, ref: dict, N: np.ndarray, D: np.ndarray) -> 
     return np.exp(logsumexp(terms, axis=-1))
 
 
-def _smooth(df: pd.DataFrame, window: int) -> pd.DataFrame:
+def trailing_mean(df: pd.DataFrame, window: int) -> pd.DataFrame:
     """Trailing moving average of `value` along each run's checkpoints."""
     df = df.sort_values(["run_id", "tokens"])
     df["value"] = df.groupby("run_id")["value"].transform(
@@ -141,7 +141,7 @@ def _smooth(df: pd.DataFrame, window: int) -> pd.DataFrame:
     return df
 
 
-def _finals(rows: pd.DataFrame, last_n: int) -> pd.Series:
+def final_means(rows: pd.DataFrame, last_n: int) -> pd.Series:
     """Per run: mean of the last `last_n` checkpoints within 1% of its final tokens."""
     last = rows.groupby("run_id")["tokens"].transform("max")
     tail = rows[rows["tokens"] >= 0.99 * last].sort_values("tokens")
@@ -181,7 +181,7 @@ def _refine_sigmoid(x: np.ndarray, y: np.ndarray, p0: dict) -> dict:
     return {"a": to - bo, "b": bo, "s": -k, "x0": l0}
 
 
-def _step2(x: np.ndarray, y: np.ndarray) -> dict | None:
+def fit_step2(x: np.ndarray, y: np.ndarray) -> dict | None:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 5:
         return None
@@ -278,10 +278,10 @@ def two_step_backtest(
     Dl = runs.loc[ladder, "train_tokens"].to_numpy(float)
     Nt = runs.loc[targets, "n_params"].to_numpy(float)
     Dt = runs.loc[targets, "train_tokens"].to_numpy(float)
-    y_fin = {n: _finals(acc[acc["name"] == n], cfg.last_n) for n in names}
-    x_fin = {n: _finals(bpb[bpb["name"] == n], cfg.last_n) for n in names}
+    y_fin = {n: final_means(acc[acc["name"] == n], cfg.last_n) for n in names}
+    x_fin = {n: final_means(bpb[bpb["name"] == n], cfg.last_n) for n in names}
     names = [n for n in names if set(ladder) <= set(x_fin[n].index) & set(y_fin[n].index)]
-    c4_fin = _finals(c4, cfg.last_n)
+    c4_fin = final_means(c4, cfg.last_n)
     # step 1, every task at once (and the task-free C4 law)
     feats = [("two_step", "task bpb", n, bpb[bpb["name"] == n], x_fin[n]) for n in names]
     if set(ladder) <= set(c4_fin.index):
@@ -290,16 +290,16 @@ def two_step_backtest(
     theta, ref = fit_chinchilla_many(Nl, Dl, Xl, huber_delta, n_starts=2)
     px_all = predict_many(theta, ref, Nt, Dt)  # (F, targets)
     rows = []
-    c4_pts = _smooth(c4[c4["run_id"].isin(ladder)].copy(), cfg.last_n)
+    c4_pts = trailing_mean(c4[c4["run_id"].isin(ladder)].copy(), cfg.last_n)
     for i, (method, feature, name, frows, fx) in enumerate(feats):
         a_name = acc[(acc["name"] == name) & acc["run_id"].isin(ladder)].copy()
         xr = (
             c4_pts
             if method == "c4_loss"
-            else _smooth(frows[frows["run_id"].isin(ladder)].copy(), cfg.last_n)
+            else trailing_mean(frows[frows["run_id"].isin(ladder)].copy(), cfg.last_n)
         )
-        pts = _pair(xr, _smooth(a_name, cfg.last_n), cfg.step2_min_frac)
-        s2 = _step2(pts["x"].to_numpy(), pts["y"].to_numpy())
+        pts = paired_points(xr, trailing_mean(a_name, cfg.last_n), cfg.step2_min_frac)
+        s2 = fit_step2(pts["x"].to_numpy(), pts["y"].to_numpy())
         if s2 is None:
             warn(f"two-step {name} ({method}): step 2 could not be fitted")
             continue
@@ -339,7 +339,7 @@ def two_step_backtest(
     return pd.DataFrame(rows, columns=TWO_STEP_COLUMNS)
 
 
-def _pair(x_rows: pd.DataFrame, y_rows: pd.DataFrame, min_frac: float) -> pd.DataFrame:
+def paired_points(x_rows: pd.DataFrame, y_rows: pd.DataFrame, min_frac: float) -> pd.DataFrame:
     keys = ["run_id", "step"]
     m = x_rows[keys + ["tokens", "value"]].merge(
         y_rows[keys + ["value"]], on=keys, suffixes=("_x", "_y")

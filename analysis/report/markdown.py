@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.output import files as io
+from analysis.predict.stage import predictions_section
 from analysis.report.calibration import calibration_section, corpus_section
 from analysis.report.extras import axis_line, extra_sections
 from analysis.report.findings import (
@@ -54,6 +55,7 @@ def write_report(out_dir: Path, res: AnalysisResults, seconds: float) -> Path:
     s.append(extra_sections(res, md_table))
     s += _laws_section(res)
     s += _extrapolation_section(res)
+    s += _predictions_section(res)
     s += _closing(out_dir, res)
     return io.write_text(out_dir / "report.md", "".join(s))
 
@@ -329,6 +331,13 @@ def _extrapolation_section(res: AnalysisResults) -> list[str]:
         )
 
     return s
+
+
+def _predictions_section(res: AnalysisResults) -> list[str]:
+    """The prediction stage's section (analysis.predict), when it ran."""
+    if not res.predictions:
+        return []
+    return [predictions_section(res.predictions, md_table)]
 
 
 def _closing(out_dir: Path, res: AnalysisResults) -> list[str]:

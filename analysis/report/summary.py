@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis.config import AnalysisConfig
 from analysis.output import files as io
+from analysis.predict.stage import predictions_summary
 
 #: a flip counts when its Benjamini-Hochberg q-value is below this (analysis.flips.evidence)
 SIGNIFICANT_Q = 0.05
@@ -234,6 +235,7 @@ def write_summary(out: Path, summaries: dict, dest: Path | None = None) -> Path:
     s.append(md_table(head_df.drop(columns=["reference"]), ".3f"))
     s.append("\n## Extrapolation errors beside the published ones\n\n")
     s.append(md_table(ext_df, ".4f") if not ext_df.empty else "_(none)_\n")
+    s.append(predictions_summary(out, list(summaries), md_table, dest))
     s.append("\n## Most-flipped tasks\n\n")
     s += [f"![{p.stem}]({p.relative_to(dest)})\n" for p in figs if p is not None]
     return io.write_text(dest / "summary.md", "".join(s))

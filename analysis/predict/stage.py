@@ -1,0 +1,188 @@
+"""The prediction stage of `analyze`: backtests, tables, figures and the report's
+"Predictions" section (and the summary's cross-testbed table).
+
+Tables written under `<out>/tables/`: predictions.csv (every backtest prediction),
+prediction_methods.csv (per split and method: median / mean absolute error, coverage),
+prediction_categories.csv (the default method by trend category), prediction_olmo.csv
+(OLMo 7B / 13B beside the published chain, when the ladder is analysed); figures
+`predictions_error_vs_ratio.png` and `predictions_by_category.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.config import AnalysisConfig
+from analysis.output import files as io
+from analysis.predict import figures
+from analysis.predict.backtest import rolling_origin
+from analysis.predict.methods import Settings
+from analysis.predict.tables import (
+    categories,
+    category_table,
+    method_table,
+    olmo_targets,
+    predictable_vs_rest,
+    summary_row,
+    with_category,
+)
+
+TABLES = ("predictions", "prediction_methods", "prediction_categories", "prediction_olmo")
+
+
+def testbed_name(table: pd.DataFrame) -> str:
+    """The table's source, or for harness records its sweep name(s)."""
+    src = sorted(table["source"].dropna().astype(str).unique())
+    if src and src != ["harness"]:
+        return ",".join(src)
+    sweeps = sorted(s for s in table["sweep"].dropna().astype(str).unique() if ":" not in s)
+    return ",".join(sweeps) or "harness"
+
+
+def settings_from(cfg: AnalysisConfig) -> Settings:
+    two = cfg.extrapolate.two_step
+    return Settings(
+        huber_delta=cfg.fit.huber_delta,
+        step2_min_frac=two.step2_min_frac,
+        last_n=two.last_n,
+        seed=cfg.bootstrap.seed,
+    )
+
+
+def loss_val_set(cfg: AnalysisConfig) -> str:
+    return cfg.extrapolate.val_set or cfg.reference_val_set
+
+
+def prediction_tables(table: pd.DataFrame, cfg: AnalysisConfig, trends: pd.DataFrame) -> dict:
+    """Backtest every predictor on `table` (the whole table: every checkpoint) and tabulate."""
+    t0 = time.process_time()
+    name = testbed_name(table)
+    pred, info = rolling_origin(
+        table, name, settings_from(cfg), cfg.accuracy_metric, loss_val_set(cfg)
+    )
+    cats = categories(trends, cfg.reference_val_set)
+    out = {
+        "predictions": pred,
+        "prediction_methods": method_table(pred),
+        "prediction_categories": category_table(pred, cats),
+        "prediction_olmo": olmo_targets(pred),
+        "_prediction_category": with_category(pred, cats) if not pred.empty else pd.Series(),
+        "_prediction_info": {**info, "cpu_seconds": time.process_time() - t0, "testbed": name},
+    }
+    return out
+
+
+def write_predictions(out_dir: Path, res: dict) -> list[Path]:
+    """Write the stage's tables and figures (nothing when the stage did not run); the names of
+    the figures drawn go to `res["_prediction_figures"]` for the report."""
+    if "predictions" not in res:
+        return []
+    tdir, fdir = Path(out_dir) / "tables", Path(out_dir) / "figures"
+    files = [io.write_csv(tdir / f"{n}.csv", res[n]) for n in TABLES if n in res]
+    info = {k: v for k, v in res["_prediction_info"].items() if k != "seconds"}
+    files.append(io.write_text(tdir / "prediction_info.json", json.dumps(info, indent=2)))
+    pred = res["predictions"]
+    if not pred.empty:
+        for f in (
+            figures.error_vs_ratio(pred, fdir / "predictions_error_vs_ratio.png"),
+            figures.error_by_category(
+                pred, res["_prediction_category"], fdir / "predictions_by_category.png"
+            ),
+        ):
+            if f is not None:
+                files.append(f)
+                res.setdefault("_prediction_figures", []).append(Path(f).name)
+    return files
+
+
+def predictions_section(tables: dict, md) -> str:
+    """The report's "Predictions" markdown, from the stage's tables in memory (as
+    `prediction_tables` returned them; `md` renders a DataFrame as a markdown table)."""
+    empty = pd.DataFrame()
+    meth = tables.get("prediction_methods", empty)
+    s = ["\n## Predictions\n\n"]
+    if meth.empty:
+        return "".join(s) + "No backtest could be run (too few sizes; see warnings).\n"
+    info = tables.get("_prediction_info", {})
+    s.append(
+        "Rolling-origin backtests: each method is fitted on the rungs up to an origin and "
+        "predicts every larger run; `internal` folds (targets within the testbed's internal "
+        "limit) choose the default method and calibrate the 80% intervals (split-conformal "
+        "scaling of bootstrap + evaluation-noise widths); `held_out` folds are only reported. "
+        f"Default method: **{info.get('default', '?')}**"
+        + (f" (ensemble of {', '.join(info['members'])})" if info.get("members") else "")
+        + f"; stage CPU time {info.get('cpu_seconds', float('nan')):.1f} s. "
+        "Full rows: tables/predictions.csv.\n\n"
+    )
+    s.append(md(meth, ".3f"))
+    olmo = tables.get("prediction_olmo", empty)
+    if not olmo.empty:
+        s.append(
+            "\nOLMo held-out targets, mean |error| over the 8 published tasks, beside the "
+            "published chain (13B: the authors' per-task predictions; 7B: their reported "
+            "~0.038):\n\n"
+        )
+        s.append(
+            md(
+                olmo[
+                    ["fit_on", "target", "method", "default", "mean_abs_error"]
+                    + ["coverage", "published_mean_abs_error"]
+                ],
+                ".3f",
+            )
+        )
+    cat = tables.get("prediction_categories", empty)
+    if not cat.empty:
+        s.append("\nDoes the trend category predict the error? Default method by category:\n\n")
+        s.append(md(cat, ".3f"))
+        pv = predictable_vs_rest(cat)
+        s.append("\n" + md(pv, ".3f"))
+        s.append(_category_sentence(pv))
+    for f in tables.get("_prediction_figures", []):  # those write_predictions drew
+        s.append(f"\n![{f}](figures/{f})\n")
+    return "".join(s)
+
+
+def _category_sentence(pv: pd.DataFrame) -> str:
+    h = pv[pv["split"] == "held_out"].set_index("group") if not pv.empty else pv
+    if h.empty or not {"predictable", "other"} <= set(h.index):
+        return "\nOnly one group has held-out predictions: the categories cannot be compared.\n"
+    p, o = h.loc["predictable"], h.loc["other"]
+    sep = p["mean_abs_error"] < o["mean_abs_error"]
+    return (
+        f"\nHeld out, `predictable` tasks err by {p['mean_abs_error']:.3f} on average "
+        f"(coverage {p['coverage']:.0%}, n={int(p['n'])}) against {o['mean_abs_error']:.3f} "
+        f"(coverage {o['coverage']:.0%}, n={int(o['n'])}) for the others: "
+        + (
+            "the category separates the errors.\n"
+            if sep
+            else "the categories do NOT separate the errors here.\n"
+        )
+    )
+
+
+def predictions_summary(out: Path, names: list[str], md, dest: Path | None = None) -> str:
+    """summary.md's table: each testbed's methods on held-out folds (error, coverage), read
+    from each testbed's written predictions.csv under `out`; its CSV goes to `dest` (the
+    summary's staging folder; default `out`)."""
+    rows = []
+    for name in names:
+        pred_p = Path(out) / name / "tables" / "predictions.csv"
+        if pred_p.exists():
+            rows.append(summary_row(io.read_csv(pred_p)))
+    s = ["\n## Predictions: held-out error and 80% coverage per testbed and method\n\n"]
+    if not rows:
+        return "".join(s) + "_(none)_\n"
+    df = pd.concat(rows, ignore_index=True)
+    io.write_csv(Path(dest or out) / "summary" / "predictions.csv", df)
+    s.append(md(df, ".3f"))
+    pooled = df.loc[df["default"].astype(bool)]
+    if not pooled.empty:
+        cov = float(np.average(pooled["coverage"], weights=pooled["n"]))
+        s.append(f"\nPooled coverage of the default methods' held-out intervals: {cov:.0%}.\n")
+    return "".join(s)
