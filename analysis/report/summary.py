@@ -22,54 +22,33 @@ from analysis.predict.stage import predictions_summary
 SIGNIFICANT_Q = 0.05
 
 
+def _axis_row(name: str, r, reference: bool) -> dict:
+    """A summary row of one x-axis's fraction predictable (a predictable.csv row)."""
+    return {
+        "testbed": name,
+        "breakdown": "x-axis",
+        "value": r.val_set,
+        "reference": reference,
+        "frac": r.frac,
+        "ci_low": r.ci_low,
+        "ci_high": r.ci_high,
+        "n_tasks": r.n_tasks,
+    }
+
+
 def _headline(name: str, d: Path) -> list[dict]:
     cfg = AnalysisConfig.from_dict(json.loads((d / "analysis_config.json").read_text()))
     pred = io.read_csv(d / "tables" / "predictable.csv")
-    rows = []
-    for r in pred.itertuples():
-        rows.append(
-            {
-                "testbed": name,
-                "breakdown": "x-axis",
-                "value": r.val_set,
-                "reference": r.val_set == cfg.reference_val_set,
-                "frac": r.frac,
-                "ci_low": r.ci_low,
-                "ci_high": r.ci_high,
-                "n_tasks": r.n_tasks,
-            }
-        )
-    own = d / "tables" / "task_axis_predictable.csv"
-    if own.exists():  # each task against its own bits-per-byte
-        for r in io.read_csv(own).itertuples():
-            rows.append(
-                {
-                    "testbed": name,
-                    "breakdown": "x-axis",
-                    "value": r.val_set,
-                    "reference": False,
-                    "frac": r.frac,
-                    "ci_low": r.ci_low,
-                    "ci_high": r.ci_high,
-                    "n_tasks": r.n_tasks,
-                }
-            )
-    cap = d / "tables" / "capability_predictable.csv"
-    if cap.exists():  # the leave-one-out capability axis, pooled over families
-        for r in io.read_csv(cap).itertuples():
-            if r.corpus == "all":
-                rows.append(
-                    {
-                        "testbed": name,
-                        "breakdown": "x-axis",
-                        "value": r.val_set,
-                        "reference": False,
-                        "frac": r.frac,
-                        "ci_low": r.ci_low,
-                        "ci_high": r.ci_high,
-                        "n_tasks": r.n_tasks,
-                    }
-                )
+    rows = [_axis_row(name, r, r.val_set == cfg.reference_val_set) for r in pred.itertuples()]
+    # each task against its own bits-per-byte; the leave-one-out capability axis, pooled
+    for table, pooled_only in (("task_axis_predictable", False), ("capability_predictable", True)):
+        extra = d / "tables" / f"{table}.csv"
+        if extra.exists():
+            rows += [
+                _axis_row(name, r, False)
+                for r in io.read_csv(extra).itertuples()
+                if not pooled_only or r.corpus == "all"
+            ]
     trends = io.read_csv(d / "tables" / "trends.csv")
     ref = trends[trends["val_set"] == cfg.reference_val_set]
     head_corpus = pred.loc[pred["val_set"] == cfg.reference_val_set, "corpus"]
