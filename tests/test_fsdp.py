@@ -79,6 +79,8 @@ def _worker(rank: int, world: int, port: int, run_dir: str, parallel: str) -> No
     )
     try:
         run(Path(run_dir), parallel)
+        if dist.is_initialized():  # no rank tears gloo down while another is mid-collective
+            dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
