@@ -142,7 +142,9 @@ def check_resolved_paths(config_name: str, overrides: list[str]) -> None:
     fixed, paths = [], {}
     for arg in overrides:
         parts = split_override(arg)
-        if parts is None or parts[1].startswith(("hydra.", "hydra/")):
+        # Hydra's own settings are not needed to resolve the two paths; cluster presets are
+        # `@package hydra.launcher` and compose only beside the launcher they configure
+        if parts is None or parts[1].startswith(("hydra.", "hydra/")) or parts[1] == "cluster":
             continue
         prefix, key, value = parts
         if key in ("sweep_name", "out_root"):

@@ -134,3 +134,17 @@ def test_interpolated_sweep_name_checked_before_hydra_writes(tmp_path):
     assert res.stderr.count("\n") == 1 and "sweep_name: '../../evilx'" in res.stderr, res.stderr
     assert not (tmp_path / "evilx").exists()
     assert not (work / "outputs").exists()
+
+
+def test_resolved_path_check_composes_beside_a_cluster_preset(tmp_path):
+    """`+cluster=<preset>` is `@package hydra.launcher`: the path check leaves it out with the
+    launcher it configures, instead of failing the whole command on a ConfigKeyError."""
+    from harness.cli_checks import check_resolved_paths
+
+    check_resolved_paths(
+        "config",
+        ["hydra/launcher=slurm", "+cluster=local", f"out_root={tmp_path}", "sweep_name=s1"],
+    )
+    with pytest.raises(SystemExit) as exc:
+        check_resolved_paths("config", ["+cluster=local", "sweep_name=../up"])
+    assert exc.value.code == 2
