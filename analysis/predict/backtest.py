@@ -12,9 +12,10 @@ holds out its largest size. Each corpus of a testbed is its own ladder.
 
 ObsScaling (Ruan et al. 2024): each model family is its own ladder, fitted on that family
 alone, with the sweep rule: a family's largest size is held out, the smaller ones are its
-internal folds. With MIN_SIZES = 3, a family needs >= 4 sizes for any fold (3 to fit, one
-larger to predict) and >= 5 for an internal one, so 4-size families only add held-out rows
-and calibration and the default method come from the families with 5 or more. The paper's
+internal folds. With one model per size, MIN_RUNS = 4 means a fit needs 4 sizes, so a family
+needs >= 5 sizes for a held-out fold and >= 6 for an internal one (on the shipped data: 6
+families predicted, 4 of them with internal folds, which alone calibrate and choose the
+default); 4-size families are too short for these five-parameter fits. The paper's
 pooled protocol (fit every family below Llama-2-7B's compute, predict the larger models) is
 `analysis.predict.cutoff`, whose rows are the separate testbed `obsscaling:cutoff`.
 
