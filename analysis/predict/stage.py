@@ -101,12 +101,17 @@ def write_predictions(out_dir: Path, res: dict) -> list[Path]:
     info = {k: v for k, v in res["_prediction_info"].items() if k != "seconds"}
     files.append(io.write_text(tdir / "prediction_info.json", json.dumps(info, indent=2)))
     pred = res["predictions"]
+    # the cutoff protocol has its own figure: its naive and default rows are not the ladders'
+    lad = pred[~pred["testbed"].astype(str).str.endswith(":cutoff")] if not pred.empty else pred
     if not pred.empty:
         for f in (
-            figures.error_vs_ratio(pred, fdir / "predictions_error_vs_ratio.png"),
+            figures.error_vs_ratio(lad, fdir / "predictions_error_vs_ratio.png"),
             figures.error_by_category(
-                pred, res["_prediction_category"], fdir / "predictions_by_category.png"
+                lad,
+                res["_prediction_category"].loc[lad.index],
+                fdir / "predictions_by_category.png",
             ),
+            figures.cutoff_scatter(pred, fdir / "predictions_cutoff.png"),
         ):
             if f is not None:
                 files.append(f)
