@@ -208,3 +208,11 @@ def test_analyze_fixture_end_to_end(raw, tmp_path):
     flips = pd.read_csv(out / "tables" / "flips.csv")
     to_cap = flips[(flips["setting"] == "val_set") & (flips["to"] == "capability")]
     assert to_cap["from"].eq("compute").all()
+    # the compute-cutoff protocol joins the prediction tables, report and figures
+    pred = pd.read_csv(out / "tables" / "predictions.csv")
+    cut = pred[pred["testbed"] == "obsscaling:cutoff"]
+    assert set(cut.loc[cut["split"] == "held_out", "target"]) == {"org/Beta-12B", "org/Solo-7B"}
+    per_task = pd.read_csv(out / "tables" / "prediction_cutoff.csv")
+    assert set(per_task["method"]) == {"capability_sigmoid", "compute_sigmoid", "naive"}
+    assert "Compute-cutoff protocol" in report and "predictions_cutoff.png" in report
+    assert (out / "figures" / "predictions_cutoff.png").exists()

@@ -10,6 +10,15 @@ Internal limits: OLMo ladder 3B (the 7B-4T and 13B-5T targets are held out), Pyt
 (6.9B and 12B held out), Gadre et al. 411M (their 1.4B and 6.9B held out); a harness sweep
 holds out its largest size. Each corpus of a testbed is its own ladder.
 
+ObsScaling (Ruan et al. 2024): each model family is its own ladder, fitted on that family
+alone, with the sweep rule: a family's largest size is held out, the smaller ones are its
+internal folds. With one model per size, MIN_RUNS = 4 means a fit needs 4 sizes, so a family
+needs >= 5 sizes for a held-out fold and >= 6 for an internal one (on the shipped data: 6
+families predicted, 4 of them with internal folds, which alone calibrate and choose the
+default); 4-size families are too short for these five-parameter fits. The paper's
+pooled protocol (fit every family below Llama-2-7B's compute, predict the larger models) is
+`analysis.predict.cutoff`, whose rows are the separate testbed `obsscaling:cutoff`.
+
 Besides the single methods, `ensemble` averages the ENSEMBLE_SIZE methods with the lowest
 median error on the internal folds (chosen there, like the default method): errors of
 chains that compound differently partly cancel.

@@ -106,3 +106,35 @@ def task_figure(
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def cutoff_scatter(pred: pd.DataFrame, path: Path) -> Path | None:
+    """The compute-cutoff protocol's held-out predictions against the actual scores, one
+    panel per method, with each method's mean error and 80% coverage in its title."""
+    d = pred[
+        pred["testbed"].astype(str).str.endswith(":cutoff")
+        & (pred["split"] == "held_out")
+        & np.isfinite(pred["actual"].astype(float))
+    ]
+    if d.empty:
+        return None
+    plt = _plt()
+    methods = sorted(d["method"].unique())
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.3 * len(methods), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], methods, strict=True):
+        s = d[d["method"] == m]
+        yerr = np.vstack([s["predicted"] - s["lo"], s["hi"] - s["predicted"]]).clip(min=0)
+        ax.errorbar(s["actual"], s["predicted"], yerr=yerr, fmt=".", ms=3, lw=0.4, alpha=0.5)
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("actual accuracy")
+        ax.set_title(
+            f"{m}{' (default)' if s['default'].any() else ''}\n|err| {s['abs_error'].mean():.3f}, "
+            f"coverage {s['covered'].mean():.0%}",
+            fontsize=8,
+        )
+    axes[0][0].set_ylabel("predicted (80% interval)")
+    fig.suptitle(f"{d['testbed'].iloc[0]}: models above the compute cutoff", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

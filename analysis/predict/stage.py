@@ -4,7 +4,9 @@
 Tables written under `<out>/tables/`: predictions.csv (every backtest prediction),
 prediction_methods.csv (per split and method: median / mean absolute error, coverage),
 prediction_categories.csv (the default method by trend category), prediction_olmo.csv
-(OLMo 7B / 13B beside the published chain, when the ladder is analysed); figures
+(OLMo 7B / 13B beside the published chain, when the ladder is analysed),
+prediction_cutoff.csv (ObsScaling's compute-cutoff protocol per task, analysis.predict.cutoff,
+whose rows are also in predictions.csv as testbed `obsscaling:cutoff`); figures
 `predictions_error_vs_ratio.png` and `predictions_by_category.png`.
 """
 
@@ -17,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import testbeds
 from analysis.config import AnalysisConfig
 from analysis.output import files as io
 from analysis.predict import figures
 from analysis.predict.backtest import rolling_origin
+from analysis.predict.cutoff import cutoff_backtest, task_table
 from analysis.predict.methods import Settings
 from analysis.predict.tables import (
     categories,
@@ -32,7 +36,13 @@ from analysis.predict.tables import (
     with_category,
 )
 
-TABLES = ("predictions", "prediction_methods", "prediction_categories", "prediction_olmo")
+TABLES = (
+    "predictions",
+    "prediction_methods",
+    "prediction_categories",
+    "prediction_olmo",
+    "prediction_cutoff",
+)
 
 
 def testbed_name(table: pd.DataFrame) -> str:
@@ -62,15 +72,19 @@ def prediction_tables(table: pd.DataFrame, cfg: AnalysisConfig, trends: pd.DataF
     """Backtest every predictor on `table` (the whole table: every checkpoint) and tabulate."""
     t0 = time.process_time()
     name = testbed_name(table)
-    pred, info = rolling_origin(
-        table, name, settings_from(cfg), cfg.accuracy_metric, loss_val_set(cfg)
-    )
+    s = settings_from(cfg)
+    pred, info = rolling_origin(table, name, s, cfg.accuracy_metric, loss_val_set(cfg))
+    bench = sorted({t for b in testbeds.of_table(table) for t in b.capability_tasks})
+    cut = cutoff_backtest(table, name, bench, s, cfg.accuracy_metric)
+    if not cut.empty:
+        pred = pd.concat([pred, cut], ignore_index=True) if not pred.empty else cut
     cats = categories(trends, cfg.reference_val_set)
     out = {
         "predictions": pred,
         "prediction_methods": method_table(pred),
         "prediction_categories": category_table(pred, cats),
         "prediction_olmo": olmo_targets(pred),
+        "prediction_cutoff": task_table(pred),
         "_prediction_category": with_category(pred, cats) if not pred.empty else pd.Series(),
         "_prediction_info": {**info, "cpu_seconds": time.process_time() - t0, "testbed": name},
     }
@@ -87,12 +101,17 @@ def write_predictions(out_dir: Path, res: dict) -> list[Path]:
     info = {k: v for k, v in res["_prediction_info"].items() if k != "seconds"}
     files.append(io.write_text(tdir / "prediction_info.json", json.dumps(info, indent=2)))
     pred = res["predictions"]
+    # the cutoff protocol has its own figure: its naive and default rows are not the ladders'
+    lad = pred[~pred["testbed"].astype(str).str.endswith(":cutoff")] if not pred.empty else pred
     if not pred.empty:
         for f in (
-            figures.error_vs_ratio(pred, fdir / "predictions_error_vs_ratio.png"),
+            figures.error_vs_ratio(lad, fdir / "predictions_error_vs_ratio.png"),
             figures.error_by_category(
-                pred, res["_prediction_category"], fdir / "predictions_by_category.png"
+                lad,
+                res["_prediction_category"].loc[lad.index],
+                fdir / "predictions_by_category.png",
             ),
+            figures.cutoff_scatter(pred, fdir / "predictions_cutoff.png"),
         ):
             if f is not None:
                 files.append(f)
@@ -136,13 +155,30 @@ def predictions_section(tables: dict, md) -> str:
                 ".3f",
             )
         )
+    cut = tables.get("prediction_cutoff", empty)
+    if not cut.empty:
+        s.append(
+            "\nCompute-cutoff protocol (Ruan et al.; `<testbed>:cutoff` rows): fitted on every "
+            "family's models at or below Llama-2-7B's 8.4e22 FLOPs, pooled, predicting the "
+            "larger models; intervals calibrated on the same split one decade lower. Held-out "
+            "error and 80% coverage per task:\n\n"
+        )
+        wide = cut.pivot(index="task", columns="method", values=["mean_abs_error", "coverage"])
+        wide.columns = [
+            f"{m} {'|err|' if v == 'mean_abs_error' else 'cov'}" for v, m in wide.columns
+        ]
+        wide["n"] = cut.groupby("task")["n"].max()
+        s.append(md(wide.reset_index(), ".3f"))
     cat = tables.get("prediction_categories", empty)
     if not cat.empty:
         s.append("\nDoes the trend category predict the error? Default method by category:\n\n")
         s.append(md(cat, ".3f"))
         pv = predictable_vs_rest(cat)
         s.append("\n" + md(pv, ".3f"))
-        s.append(_category_sentence(pv))
+        beds = list(dict.fromkeys(pv["testbed"])) if not pv.empty else []
+        for tb in beds or [None]:  # the cutoff protocol is its own testbed row
+            one = pv if tb is None else pv[pv["testbed"] == tb]
+            s.append((f"\n`{tb}`:" if len(beds) > 1 else "") + _category_sentence(one))
     for f in tables.get("_prediction_figures", []):  # those write_predictions drew
         s.append(f"\n![{f}](figures/{f})\n")
     return "".join(s)
