@@ -21,12 +21,25 @@ def die(msg: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _group_folder(group: str) -> Path:
+    return CONF_DIR / group if group != "cluster" else ROOT / "slurm" / "cluster"
+
+
 def group_options(group: str) -> list[str] | None:
     """Options of a config group (a folder of conf/), or None if `group` is not one."""
-    folder = CONF_DIR / group if group != "cluster" else ROOT / "slurm" / "cluster"
+    folder = _group_folder(group)
     if not folder.is_dir():
         return None
     return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def configures_hydra(group: str) -> bool:
+    """Whether a config group's options are `# @package hydra...` (Hydra's own settings, like
+    the cluster presets): they compose only beside the Hydra groups they extend."""
+    folder = _group_folder(group)
+    return folder.is_dir() and any(
+        p.read_text().lstrip().startswith("# @package hydra") for p in folder.glob("*.yaml")
+    )
 
 
 def _check_sweep_names(value: str) -> None:
@@ -142,9 +155,9 @@ def check_resolved_paths(config_name: str, overrides: list[str]) -> None:
     fixed, paths = [], {}
     for arg in overrides:
         parts = split_override(arg)
-        # Hydra's own settings are not needed to resolve the two paths; cluster presets are
-        # `@package hydra.launcher` and compose only beside the launcher they configure
-        if parts is None or parts[1].startswith(("hydra.", "hydra/")) or parts[1] == "cluster":
+        # Hydra's own settings are not needed to resolve the two paths (and a group packaged
+        # under hydra, like the cluster presets, composes only beside the launcher it extends)
+        if parts is None or parts[1].startswith(("hydra.", "hydra/")) or configures_hydra(parts[1]):
             continue
         prefix, key, value = parts
         if key in ("sweep_name", "out_root"):
