@@ -23,7 +23,7 @@ import numpy as np
 METRICS = ("logprob", "logprob_per_token", "logprob_per_byte", "bpb", "prob_correct", "brier")
 
 
-def _continuations(sample: dict[str, Any]) -> list[str] | None:
+def continuations(sample: dict[str, Any]) -> list[str] | None:
     args = sample.get("arguments")
     if isinstance(args, dict):  # newer lm-eval: {"gen_args_0": {"arg_0": ctx, "arg_1": cont}, ...}
         args = [tuple(v.values()) for v in args.values()]
@@ -35,7 +35,7 @@ def _continuations(sample: dict[str, Any]) -> list[str] | None:
         return None
 
 
-def _gold(sample: dict[str, Any], n_choices: int) -> int | None:
+def gold_index(sample: dict[str, Any], n_choices: int) -> int | None:
     target = sample.get("target")
     if isinstance(target, (list, tuple)):
         target = target[0] if target else None
@@ -43,6 +43,21 @@ def _gold(sample: dict[str, Any], n_choices: int) -> int | None:
         g = int(target)
         return g if 0 <= g < n_choices else None
     return None
+
+
+def choice_logliks(sample: dict[str, Any]) -> tuple[list[float], list[str], int] | None:
+    """(log-likelihood of each choice, the choices, the gold index) of a multiple-choice
+    sample; None for any other kind of sample (generation, rolling loglikelihood)."""
+    resps = sample.get("filtered_resps") or sample.get("resps")
+    conts = continuations(sample)
+    if not resps or conts is None or len(conts) != len(resps) or len(resps) < 2:
+        return None
+    try:
+        lls = [float(r[0] if isinstance(r, (list, tuple)) else r) for r in resps]
+    except (TypeError, ValueError):
+        return None
+    gold = gold_index(sample, len(lls))
+    return None if gold is None else (lls, conts, gold)
 
 
 def item_metrics(
@@ -72,17 +87,10 @@ def continuous_metrics(samples: list[dict[str, Any]], tokenizer) -> dict[str, fl
     """
     rows = []
     for s in samples:
-        resps = s.get("filtered_resps") or s.get("resps")
-        conts = _continuations(s)
-        if not resps or conts is None or len(conts) != len(resps) or len(resps) < 2:
+        scored = choice_logliks(s)
+        if scored is None:
             return {}
-        try:
-            lls = [float(r[0] if isinstance(r, (list, tuple)) else r) for r in resps]
-        except (TypeError, ValueError):
-            return {}
-        gold = _gold(s, len(lls))
-        if gold is None:
-            return {}
+        lls, conts, gold = scored
         n_tokens = [len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in conts]
         rows.append(item_metrics(lls, gold, conts, n_tokens))
     if not rows:

@@ -10,6 +10,7 @@
     harness analyze root=DIR | source=gadre2024 path=DIR out=DIR
     harness plot out=DIR             redraw every figure from stored tables
     harness predict root=DIR target.params=N target.tokens=D | source=olmo_ladder target=13B-5T
+    harness items root=DIR task=T a=RUN[@STEP] b=RUN[@STEP]   items that moved most (log_samples)
 
 Overrides use Hydra's syntax (`model=cpu-s train.lr=0.002`, with -m: `model=cpu-s,cpu-m`).
 `harness <command> --help` shows a command's options and an example.
@@ -231,6 +232,12 @@ def _guard_analysis(fn: Callable[[], None]) -> None:
         die(str(err))
 
 
+def cmd_items(args: list[str]) -> None:
+    from harness.items_command import items
+
+    _guard_analysis(lambda: items(args))
+
+
 def cmd_eval(args: list[str]) -> None:
     from harness.backfill import backfill
 
@@ -285,6 +292,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "analyze": cmd_analyze,
     "plot": cmd_plot,
     "predict": cmd_predict,
+    "items": cmd_items,
 }
 
 

@@ -104,6 +104,18 @@ Writes <out>/predict/predictions.csv and one figure per task.
 Examples:
   harness predict root=outputs/demo target.params=1.4e9 target.tokens=2.8e10
   harness predict source=olmo_ladder target=13B-5T out=/tmp/olmo""",
+    "items": """\
+harness items root=DIR task=TASK a=RUN[@STEP] b=RUN[@STEP] [top=N] [metric=acc]
+
+The items of TASK that moved most between A and B: correctness (the metric, per item)
+first, then the log-likelihood of the correct answer, with the end of each prompt. Reads
+the per-item scores kept by runs launched with eval.log_samples=true
+(runs/<id>/samples/step_<N>.parquet). RUN: a run id (or a unique prefix), a model size
+when one run has it, or SIZE/MIX; STEP: a step, first or final (default).
+
+Examples:
+  harness items root=outputs/demo task=toy_facts a=cpu-40k/toy b=cpu-400k/toy
+  harness items root=outputs/demo task=toy_facts a=<run_id>@first b=<run_id>@final top=20""",
 }
 
 

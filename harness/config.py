@@ -191,6 +191,8 @@ def _check_eval(ev: EvalSpec) -> None:
     if ev.toy_tasks:  # the other suites carry n_per_task: 0, unused
         _number("eval.n_per_task", ev.n_per_task, 1, inf, integer=True)
     _check_batch_size(ev.batch_size)
+    if not isinstance(ev.log_samples, bool):
+        raise ConfigError(f"eval.log_samples: must be true or false, got {ev.log_samples!r}")
     if not isinstance(ev.tasks, tuple):
         raise ConfigError(f"eval.tasks: must be a list of task names, got {ev.tasks!r}")
     for task in ev.tasks:

@@ -23,6 +23,7 @@ from common.errors import ConfigError, DataError, HarnessError
 from common.log import log
 from common.record import CheckpointEntry, Compute, DataInfo, ModelInfo, RunRecord
 from eval.lm_eval_runner import TaskRunner
+from eval.samples import drop_after, sample_rows, write_samples
 from eval.val_loss import validation_losses
 from harness.config import to_dict
 from harness.identity import run_id, semantic_config
@@ -144,6 +145,8 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
     runner = task_runner(spec)
     resume = plan_resume(path / "checkpoints", log=log, model=setup.model)
     record = _new_record(spec, rid, setup, runner)
+    # per-item files after the resume step go, as the record's entries do (keep_until)
+    drop_after(path, resume.step)
     if previous is not None and resume.checkpoint is not None:
         record.checkpoints = previous.checkpoints
         record.keep_until(resume.step)
@@ -316,6 +319,9 @@ def _evaluator(
         entry = CheckpointEntry(step, tokens, flops, val_loss, tasks)
         if runner and tasks:
             _note_protocols(record, entry, runner)
+            if spec.eval.log_samples:  # before the record names the checkpoint
+                rows = sample_rows(record.run_id, step, tokens, runner.last_samples)
+                write_samples(path, step, rows)
         record.put_checkpoint(entry)
         write_record(path, record)
         tracker.log_checkpoint(entry)

@@ -53,6 +53,7 @@ def test_run_id_changes_only_with_semantic_fields(tmp_path):
         ["logger=wandb"],
         ["eval.tasks=[toy_arith]"],
         ["train.parallel=fsdp"],
+        ["eval.log_samples=true"],  # keeps what is scored, changes nothing scored
     ]
     for extra in same:
         assert run_id(spec_for(extra, tmp_path)) == run_id(base), extra
@@ -99,6 +100,8 @@ def test_run_id_changes_only_with_semantic_fields(tmp_path):
         (["sources.toyworld.kind=web"], "sources.toyworld.kind: unknown source kind 'web'"),
         (["model.n_heads=5"], "model.n_heads: 5 does not divide d_model 24"),
         (["seed=abc"], "seed: must be an integer, got 'abc'"),
+        (["eval.log_samples=maybe"], "eval.log_samples: must be true or false, got 'maybe'"),
+        (["eval.log_samples=1"], "eval.log_samples: must be true or false, got 1"),
     ],
 )
 def test_bad_config_one_line_error(override, message, tmp_path):

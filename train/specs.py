@@ -114,6 +114,7 @@ class EvalSpec:
     num_checkpoints: int = 4  # log-spaced evaluation points including the final one
     every_tokens: int | None = None  # overrides num_checkpoints when set
     tasks_at: str = "all"  # all | final: which checkpoints get downstream tasks
+    log_samples: bool = False  # keep each item's scores per checkpoint (runs/<id>/samples/)
 
 
 @dataclass(frozen=True)
