@@ -47,7 +47,8 @@ Example:
     "status": """\
 harness status root=DIR
 
-A table of a sweep's runs: run id, size, mix, state, step, tokens, validation loss, SLURM job.
+A table of a sweep's runs: run id, size, mix, seed, state, step, tokens, validation loss,
+SLURM job.
 Exits non-zero when DIR does not exist or holds no runs.
 
 Example:

@@ -77,6 +77,7 @@ def status_rows(root: Path) -> list[dict]:
                 "run_id": path.name,
                 "size": (rec.model.size if rec else None) or "?",
                 "mix": (rec.data.mix if rec else None) or "?",
+                "seed": rec.seed if rec else "?",
                 "state": state,
                 "step": last.get("step", 0),
                 "tokens": last.get("tokens", 0),
@@ -112,11 +113,14 @@ def cancel(cfg: DictConfig) -> None:
         raise ConfigError("root: required (the sweep's output directory)")
     if not Path(cfg.root).is_dir():
         raise ConfigError(f"root: no such directory '{cfg.root}'")
+    runs = list(iter_run_dirs(Path(cfg.root)))
+    if not runs:  # as `status`: a mistyped root is bad input, not an idle sweep (exit 2)
+        raise ConfigError(f"root: no runs under '{cfg.root}' (expected {cfg.root}/runs/<run_id>/)")
     jobs = squeue_jobs()
-    recorded = {rec.slurm_job_id for p in iter_run_dirs(Path(cfg.root)) if (rec := read_record(p))}
+    recorded = {rec.slurm_job_id for p in runs if (rec := read_record(p))}
     ids = sorted(recorded & set(jobs))
-    if not ids:  # nothing found is not success: a script must not think it cancelled a sweep
-        print(f"no live SLURM jobs recorded under {cfg.root}", file=sys.stderr)
+    if not ids:  # a sweep with nothing live: not bad input, but no success a script could trust
+        print(f"nothing to cancel: no live SLURM jobs recorded under {cfg.root}", file=sys.stderr)
         raise SystemExit(1)
     subprocess.run(["scancel", *ids], check=False, timeout=30)
     print(f"cancelled {len(ids)} job(s): {' '.join(ids)}")

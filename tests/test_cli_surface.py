@@ -185,10 +185,21 @@ def json_final(run) -> dict:
     return json.loads((run / "record.json").read_text())["checkpoints"][-1]["val_loss"]
 
 
-def test_cancel_with_nothing_to_cancel_is_non_zero(run_cli, tmp_path):
+@pytest.mark.parametrize(
+    "runs, code, message",
+    [
+        # a folder without runs is bad input, as for `status` (a mistyped root)
+        ([], 2, "error: root: no runs under"),
+        # a sweep with nothing live: not bad input, and not a success either
+        (["abc123"], 1, "nothing to cancel: no live SLURM jobs recorded under"),
+    ],
+)
+def test_cancel_with_nothing_to_cancel_is_non_zero(run_cli, tmp_path, runs, code, message):
     (tmp_path / "runs").mkdir()
-    code, _, err = run_cli("cancel", f"root={tmp_path}")
-    assert code == 1 and "no live SLURM jobs recorded under" in err
+    for rid in runs:
+        (tmp_path / "runs" / rid).mkdir()
+    got, _, err = run_cli("cancel", f"root={tmp_path}")
+    assert got == code and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_cfg_hydra_previews_slurm_without_sbatch(run_cli, tmp_path, monkeypatch):
@@ -205,4 +216,28 @@ def test_conflicting_hydra_flags_are_one_line(run_cli):
     assert code == 2 and err.strip().splitlines() == [
         "error: flags: Only one of --run, --multirun, --cfg, --info and --shell_completion "
         "can be specified"
+    ]
+
+
+def test_status_shows_each_runs_seed(run_cli, tmp_path):
+    from common.record import DataInfo, ModelInfo, RunRecord
+    from harness.store import write_record
+
+    for rid, seed in (("aaaa", 0), ("bbbb", 7)):
+        (tmp_path / "runs" / rid).mkdir(parents=True)
+        rec = RunRecord(
+            run_id=rid,
+            status="complete",
+            seed=seed,
+            model=ModelInfo(size="cpu-50k"),
+            data=DataInfo(mix="toy"),
+        )
+        write_record(tmp_path / "runs" / rid, rec)
+    code, out, err = run_cli("status", f"root={tmp_path}")
+    assert code == 0, err
+    header, *rows = out.splitlines()[:3]
+    assert header.split()[:4] == ["run_id", "size", "mix", "seed"]
+    assert [r.split()[:4] for r in rows] == [
+        ["aaaa", "cpu-50k", "toy", "0"],
+        ["bbbb", "cpu-50k", "toy", "7"],
     ]
