@@ -3,6 +3,7 @@
     harness run [-m] [overrides]     one run, or a sweep with -m (Hydra multirun)
     harness run --from runs/<id>/config.yaml   rerun one run exactly
     harness plan [-m] [overrides]    what `run` would do: one row per run, nothing trained
+    harness plan --from runs/<id>/config.yaml  what `run --from` would do
     harness tasks [eval=SUITE]       tasks with their variants, chance level and size
     harness eval root=DIR eval=SUITE score saved checkpoints of finished runs (backfill)
     harness status root=DIR          a table of a sweep's runs
@@ -132,6 +133,11 @@ def _hydra_argv(args: list[str]) -> list[str]:
 def cmd_plan(args: list[str]) -> None:
     from harness.plan import plan_command
 
+    if "--from" in args:  # what `harness run --from` would do with the same arguments
+        from harness.rerun import plan_rerun
+
+        guard(lambda: plan_rerun(args))
+        return
     plan_command(args)
 
 

@@ -27,6 +27,7 @@ Examples:
 See what would run first: harness plan <same overrides>.""",
     "plan": """\
 harness plan [-m] [key=value ...]      (the same overrides as `harness run`)
+harness plan --from runs/<id>/config.yaml [out_root=DIR]   (what `run --from` would do)
 
 Print, without training, one row per run: run id, size, parameters (total and
 non-embedding), tokens, FLOPs, steps, checkpoints to evaluate, and whether `run` would

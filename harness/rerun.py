@@ -82,9 +82,9 @@ def _parse(args: list[str]) -> tuple[Path, Path | None]:
     return path, out_root
 
 
-def rerun(args: list[str]) -> None:
-    """`harness run --from runs/<id>/config.yaml [out_root=DIR]`: the same run id, under the
-    sweep the config came from (skipped when complete there) or under out_root."""
+def rerun_target(args: list[str]) -> tuple[RunSpec, Path, Path]:
+    """(spec, out_root, config path) of `--from runs/<id>/config.yaml [out_root=DIR]`: the
+    run the config describes, under the sweep it came from or under out_root."""
     path, out_root = _parse(args)
     body = yaml.safe_load(path.read_text()) or {}
     if "full" not in body:
@@ -102,9 +102,27 @@ def rerun(args: list[str]) -> None:
             if path.parent.parent.name == "runs"
             else Path(f"outputs/{spec.sweep}")
         )
+    return spec, out_root, path
+
+
+def rerun(args: list[str]) -> None:
+    """`harness run --from runs/<id>/config.yaml [out_root=DIR]`: the same run id, under the
+    sweep the config came from (skipped when complete there) or under out_root."""
+    spec, out_root, path = rerun_target(args)
+    rid = run_id(spec)
     log(f"rerun {rid} from {path} under {out_root}")
     outcome = launch(spec, out_root, None, ["--from", str(path)])
     if outcome.status == "skipped":
         print(f"run {rid} is complete under {out_root}; give out_root=DIR to rerun it elsewhere")
     elif outcome.status == "failed":
         raise SystemExit(1)
+
+
+def plan_rerun(args: list[str]) -> None:
+    """`harness plan --from runs/<id>/config.yaml [out_root=DIR]`: the row `harness run` with
+    the same arguments would act on (train, resume or skip), nothing trained."""
+    from harness.plan import format_table, plan_row
+
+    spec, out_root, path = rerun_target(args)
+    print(f"rerun of {path} under {out_root}:")
+    print(format_table([plan_row(spec, out_root)]))

@@ -241,3 +241,41 @@ def test_status_shows_each_runs_seed(run_cli, tmp_path):
         ["aaaa", "cpu-50k", "toy", "0"],
         ["bbbb", "cpu-50k", "toy", "7"],
     ]
+
+
+def _saved_config(tmp_path):
+    """A run directory's config.yaml as `harness run` writes it, without training."""
+    from harness.config import run_spec, to_dict
+    from harness.identity import run_id
+
+    spec = run_spec(compose(tiny_overrides(tmp_path / "c", tmp_path / "a")))
+    path = tmp_path / "a" / "runs" / run_id(spec) / "config.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump({"full": to_dict(spec)}))
+    return run_id(spec), path
+
+
+def test_plan_from_shows_what_run_from_would_do(run_cli, tmp_path):
+    rid, path = _saved_config(tmp_path)
+    code, out, err = run_cli("plan", "--from", str(path))
+    assert code == 0, err
+    assert f"rerun of {path} under {tmp_path / 'a'}:" in out
+    (row,) = [ln for ln in out.splitlines() if ln.startswith(rid)]
+    assert row.split()[1:4] == ["cpu-50k", "toy", "0"] and row.split()[-1] == "train"
+    code, out, err = run_cli("plan", "--from", str(path), f"out_root={tmp_path / 'b'}")
+    assert code == 0 and f"under {tmp_path / 'b'}:" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--from"], "error: --from: needs a path (runs/<run_id>/config.yaml)"),
+        (["--from", "nowhere.yaml"], "error: --from: no such file 'nowhere.yaml'"),
+        (["--from", "CONFIG", "seed=3"], "error: seed: --from reruns a run exactly"),
+    ],
+)
+def test_plan_from_bad_input_is_one_line(run_cli, tmp_path, args, message):
+    _, path = _saved_config(tmp_path)
+    code, out, err = run_cli("plan", *[str(path) if a == "CONFIG" else a for a in args])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert "usage:" not in out + err
