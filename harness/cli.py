@@ -13,7 +13,7 @@
     harness predict root=DIR target.params=N target.tokens=D | source=olmo_ladder target=13B-5T
     harness items root=DIR task=T a=RUN[@STEP] b=RUN[@STEP]   items that moved most (log_samples)
 
-Overrides use Hydra's syntax (`model=cpu-s train.lr=0.002`, with -m: `model=cpu-s,cpu-m`).
+Overrides use Hydra's syntax (`model=cpu-50k train.lr=0.002`, with -m: `model=cpu-50k,cpu-100k`).
 `harness <command> --help` shows a command's options and an example.
 Bad input exits non-zero with one line naming the key and value.
 """

@@ -279,3 +279,29 @@ def test_plan_from_bad_input_is_one_line(run_cli, tmp_path, args, message):
     code, out, err = run_cli("plan", *[str(path) if a == "CONFIG" else a for a in args])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert "usage:" not in out + err
+
+
+def _help_texts() -> list[tuple[str, str]]:
+    return [("harness --help", cli.__doc__), *((f"harness {c} --help", t) for c, t in HELP.items())]
+
+
+_GROUP_OPTION = __import__("re").compile(r"(?<![\w.])\+?([a-z_]+(?:/[a-z_]+)?)=([a-z0-9_.,-]+)")
+
+
+@pytest.mark.parametrize("where, text", _help_texts(), ids=lambda x: x if " " in x else "")
+def test_every_group_option_in_the_help_exists(where, text):
+    """`model=cpu-s` in the help, with no such size, sent a new user to an error."""
+    from harness.cli_checks import group_options
+
+    named = [(g, v) for g, vals in _GROUP_OPTION.findall(text) for v in vals.split(",") if v]
+    checked = 0
+    for group, value in named:
+        options = group_options(group)
+        if options is None:
+            continue  # a key (train.tokens=...), not a config group
+        if group == "hydra/launcher":
+            options = [*options, "basic", "submitit_local", "submitit_slurm"]
+        assert value in options, f"{where}: {group}={value} (known: {', '.join(options)})"
+        checked += 1
+    if where == "harness --help":
+        assert checked >= 3  # model=..., with -m model=...,...
