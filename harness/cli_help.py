@@ -82,15 +82,17 @@ refitting); says which tables it read.
 Example:
   harness plot out=outputs/demo analysis.plot.dpi=200 'analysis.plot.formats=[png,pdf]'""",
     "tasks": """\
-harness tasks [eval=SUITE] [lm_eval=true] [filter=TEXT]
+harness tasks [eval=SUITE] [sweep=NAME] [lm_eval=true] [filter=TEXT] [key=value ...]
 
 List downstream tasks with their setup variants, chance level and size: the project's toy
 tasks, the tasks of a suite (eval=core), and with lm_eval=true every task lm-eval knows
-(`lm_eval --tasks list`). Variants are written task@setup: @3shot (any @<N>shot), and for
-the toy tasks @letters and @prefix.
+(`lm_eval --tasks list`). Toy tasks are counted in the world the overrides configure (the
+default's unless sweep=demo or sources.toyworld.* say otherwise), named in the first line.
+Variants are written task@setup: @3shot (any @<N>shot), and for the toy tasks @letters and
+@prefix.
 
 Examples:
-  harness tasks
+  harness tasks sweep=demo
   harness tasks lm_eval=true filter=arc""",
     "predict": """\
 harness predict root=DIR target.params=N target.tokens=D [out=DIR] [tasks=a,b] [corpus=C]

@@ -39,6 +39,18 @@ def toy_rows(spec: RunSpec) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def world_line(spec: RunSpec) -> str:
+    """Which world the toy tasks' counts are of: they depend on the sweep's world (a preset's
+    n_entities, n_unseen, world_seed), so the table says which one it counted."""
+    from toyworld.world import world_options
+
+    seed, n_entities = world_options(spec.sources["toyworld"].options)
+    return (
+        f"toy tasks of sweep '{spec.sweep}' (world_seed {seed}, {n_entities} entities, "
+        f"n_per_task {spec.eval.n_per_task}); another sweep's: harness tasks sweep=NAME"
+    )
+
+
 def lm_eval_rows(include_paths: tuple[str, ...], pattern: str = "") -> list[dict[str, Any]]:
     from eval.lm_eval_runner import task_manager
 
@@ -88,10 +100,11 @@ def list_tasks(spec: RunSpec, all_lm_eval: bool, pattern: str = "") -> str:
         ]
     if not rows:
         return ""
+    head = world_line(spec) + "\n" if any(r["source"] == "toy world" for r in rows) else ""
     note = "\nvariants: name them as task@variant in eval.tasks."
     if any(r["chance"] is None for r in rows):
         note = (
             "\nvariants: name them as task@variant in eval.tasks; chance and items of lm-eval "
             "tasks ('-') need their datasets and are recorded per run (record.json tasks_meta)."
         )
-    return format_rows(rows) + note
+    return head + format_rows(rows) + note

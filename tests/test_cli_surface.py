@@ -305,3 +305,34 @@ def test_every_group_option_in_the_help_exists(where, text):
         checked += 1
     if where == "harness --help":
         assert checked >= 3  # model=..., with -m model=...,...
+
+
+def _items(out: str, task: str) -> int:
+    return int(next(ln.split() for ln in out.splitlines() if ln.startswith(task + " "))[4])
+
+
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        ([], "toy tasks of sweep 'default' (world_seed 0, 400 entities, n_per_task 200)"),
+        (["sweep=demo"], "toy tasks of sweep 'demo' (world_seed 0, 66 entities, n_per_task 200)"),
+        (
+            ["sweep=demo", "sources.toyworld.world_seed=1"],
+            "toy tasks of sweep 'demo' (world_seed 1, 66 entities, n_per_task 200)",
+        ),
+    ],
+)
+def test_tasks_counts_the_items_of_the_configured_world(run_cli, tmp_path, overrides, line):
+    """The demo's world (66 people, 30 of them unseen) has fewer distinct questions than the
+    default's; the table counts the world the overrides name, and says which."""
+    from harness.config import run_spec
+    from harness.data_prep import toy_task_dir
+    from toyworld.tasks import load_task_specs
+
+    args = [*overrides, f"cache_dir={tmp_path}"]
+    code, out, err = run_cli("tasks", *args)
+    assert code == 0, err
+    assert out.splitlines()[0] == line + "; another sweep's: harness tasks sweep=NAME"
+    folder, _ = toy_task_dir(run_spec(compose(args)))
+    expected = {s.task: s.n_samples for s in load_task_specs(folder).values()}
+    assert {t: _items(out, t) for t in expected} == expected
