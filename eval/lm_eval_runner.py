@@ -160,9 +160,17 @@ class TaskRunner:
             if n_docs is not None and self.limit:
                 n_docs = min(n_docs, self.limit)
             out[name] = TaskInfo(
-                name, base, setup, self.chance.get(name), n_docs, task.config.num_fewshot or 0
+                name, base, setup, self._chance_of(name, task), n_docs, task.config.num_fewshot or 0
             )  # lm-eval leaves 0-shot unset
         return out
+
+    def _chance_of(self, name: str, task: Any) -> float | None:
+        """The task's chance accuracy: given (the toy tasks'), declared in its YAML
+        (`metadata: {chance: x}`), or for a multiple-choice task uniform guessing among each
+        scored item's choices, 1/n averaged over items; None for other tasks."""
+        if name not in self.chance:
+            self.chance[name] = _declared_or_uniform_chance(task, self.limit)
+        return self.chance[name]
 
     def protocols(self, names: list[str]) -> dict[str, dict[str, Any]]:
         """The protocol each of `names` (keys of an `evaluate` result) is scored with: a task's
@@ -213,6 +221,23 @@ class TaskRunner:
                 row.update(continuous_metrics(samples, tokenizer))
             results[name] = row
         return results
+
+
+def _declared_or_uniform_chance(task: Any, limit: int | None) -> float | None:
+    metadata = getattr(task.config, "metadata", None) or {}
+    declared = metadata.get("chance") if isinstance(metadata, dict) else None
+    if isinstance(declared, (int, float)) and not isinstance(declared, bool):
+        return float(declared)
+    if task.config.output_type != "multiple_choice":
+        return None
+    if not (task.has_test_docs() or task.has_validation_docs()):
+        return None
+    docs = task.eval_docs
+    n = len(docs) if limit is None else min(len(docs), limit)
+    if n == 0:
+        return None
+    odds = [1.0 / len(task.doc_to_choice(docs[i])) for i in range(n)]
+    return round(sum(odds) / n, 6)
 
 
 def _spec(name: str, tm: Any) -> str | dict[str, Any]:

@@ -105,23 +105,28 @@ def standin_run(tmp_path_factory):
 
 
 def test_suite_variants_are_scored_and_stored_separately(standin_run):
-    spec, outcome, _ = standin_run
+    spec, outcome, root = standin_run
     rec = json.loads((outcome.path / "record.json").read_text())
     final = rec["checkpoints"][-1]["tasks"]
     assert set(final) == set(STANDIN_TASKS)
+    # chance of a multiple-choice task without a declared one: 1/n choices, averaged over items
+    test_items = (root / "arc" / "arc_easy.test.jsonl").read_text().splitlines()
+    odds = [1 / len(json.loads(ln)["choices"]["text"]) for ln in test_items]
     for name, m in final.items():
         for key in ("acc", "acc_norm", "logprob", "bpb", "prob_correct", "brier"):
             assert key in m and math.isfinite(m[key]), (name, key)
     assert final["arc_easy"] != final["arc_easy@mc"]
     meta = rec["tasks_meta"]
-    assert meta["arc_easy@mc"] | {"n_samples": 0} == {
+    assert meta["arc_easy@mc"] | {"n_samples": 0, "chance": 0} == {
         "name": "arc_easy@mc",
         "task": "arc_easy",
         "setup": "mc",
-        "chance": None,
+        "chance": 0,
         "n_samples": 0,
         "num_fewshot": 0,
     }
+    assert meta["arc_easy@mc"]["chance"] == pytest.approx(sum(odds) / len(odds), abs=1e-6)
+    assert meta["arc_easy"]["chance"] == meta["arc_easy@mc"]["chance"]
     assert [
         meta[n]["num_fewshot"]
         for n in ("arc_easy", "arc_easy@5shot", "arc_easy@2shot", "hellaswag@5shot")
