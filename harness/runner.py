@@ -325,7 +325,10 @@ def _evaluator(
         record.put_checkpoint(entry)
         write_record(path, record)
         tracker.log_checkpoint(entry)
-        log(f"step {step}: val loss " + ", ".join(f"{k} {v:.3f}" for k, v in val_loss.items()))
+        log(
+            f"run {record.run_id} step {step}: val loss "
+            + ", ".join(f"{k} {v:.3f}" for k, v in val_loss.items())
+        )
 
     return evaluate
 

@@ -2,7 +2,8 @@
 process per data mix, side by side (`make demo`), stopped together.
 
 Each process gets `data=<mix> train.num_threads=1 out_root=DIR` and its own Hydra folder
-(`DIR/hydra/<time>-<mix>`); all but the last run without a progress bar, so one bar is shown.
+(`DIR/hydra/<time>-<mix>`); all but the last run without a progress bar, so one bar is shown,
+and each process's lines are prefixed with its mix (`[harness toy_code] ...`).
 
 Signals: the processes run in their own process groups, so a terminal's Ctrl-C reaches only
 this launcher, which passes it (and SIGTERM; SIGHUP as SIGTERM) on to every process exactly
@@ -23,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from common.log import TAG_ENV
+
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
 
@@ -40,6 +43,7 @@ def commands(args: list[str], stamp: str) -> list[tuple[list[str], dict[str, str
         argv += ["train.num_threads=1", f"out_root={out}"]
         argv += [f"hydra.sweep.dir={Path(out) / 'hydra' / f'{stamp}-{mix}'}"]
         env = dict(os.environ)
+        env[TAG_ENV] = mix  # the processes share a terminal: each line says its mix
         if i < len(mixes) - 1:
             env["HARNESS_NO_PROGRESS"] = "1"
         cmds.append((argv, env))

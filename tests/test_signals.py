@@ -179,6 +179,7 @@ def test_sweep_by_mix_commands():
     ]
     assert cmds[0][1]["HARNESS_NO_PROGRESS"] == "1"  # one progress bar: the last process's
     assert cmds[1][1].get("HARNESS_NO_PROGRESS") == os.environ.get("HARNESS_NO_PROGRESS")
+    assert [c[1]["HARNESS_LOG_TAG"] for c in cmds] == ["toy_code", "toy"]  # lines say their mix
     with pytest.raises(SystemExit, match="out_root=DIR and data="):
         commands(["sweep=demo"], "T")
 
@@ -202,6 +203,13 @@ def test_sweep_by_mix_runs_both_mixes_to_completion(shared_cache, tmp_path):
     assert all(r["status"] == "complete" for r in records)
     hydra_dirs = sorted(p.name.split("-", 2)[2] for p in (out / "hydra").iterdir())
     assert hydra_dirs == ["toy", "toy_code"]  # <time>-<mix>: each process keeps its own logs
+    # the two processes share stderr: every step line says its process's mix and its run
+    steps = [ln for ln in res.stderr.splitlines() if " step " in ln and "val loss" in ln]
+    ids = {r["data"]["mix"]: r["run_id"] for r in records}
+    assert len(steps) == 4  # 2 checkpoints per run
+    for line in steps:
+        mix = line.split("]")[0].removeprefix("[harness ")
+        assert line.startswith(f"[harness {mix}] run {ids[mix]} step "), line
 
 
 @pytest.mark.slow
@@ -264,3 +272,15 @@ def test_under_slurm_a_stop_is_left_to_slurm(monkeypatch):
     finally:
         stop.restore()
         preemption.clear_signalled()
+
+
+@pytest.mark.parametrize("tag, prefix", [(None, "[harness] "), ("toy_code", "[harness toy_code] ")])
+def test_log_lines_carry_the_process_tag(monkeypatch, capsys, tag, prefix):
+    from common.log import log
+
+    if tag is None:
+        monkeypatch.delenv("HARNESS_LOG_TAG", raising=False)
+    else:
+        monkeypatch.setenv("HARNESS_LOG_TAG", tag)
+    log("step 4: val loss toy 5.000")
+    assert capsys.readouterr().err == prefix + "step 4: val loss toy 5.000\n"
