@@ -188,11 +188,25 @@ def cmd_analyze(args: list[str]) -> None:
             out = Path(cfg.out or f"outputs/{names[0] if len(names) == 1 else 'testbeds'}")
             run_sources(names, acfg, out, cfg.path or None)
             print(f"wrote {out / ('report.md' if len(names) == 1 else 'summary.md')}")
+            _publish(cfg, out, ",".join(names))
             return
         analyze(table, out, acfg)
         print(f"wrote {out / 'report.md'}")
+        sweeps = sorted(set(table["sweep"].dropna())) if "sweep" in table else []
+        _publish(cfg, out, ",".join(sweeps) or out.name)
 
     _guard_analysis(go)
+
+
+def _publish(cfg, out: Path, name: str) -> None:
+    """With logger=wandb, the analysis just written goes to W&B as an artifact."""
+    from omegaconf import OmegaConf
+
+    from harness.tracking import publish_analysis
+
+    folder = publish_analysis(OmegaConf.to_container(cfg.logger, resolve=True), out, name)
+    if folder is not None:
+        print(f"W&B: analysis artifact logged by run {folder.name}")
 
 
 def cmd_plot(args: list[str]) -> None:

@@ -79,6 +79,18 @@ class WandbTracker(Tracker):
         self.run = None
 
     def start(self, run_id: str, spec: RunSpec, record: RunRecord) -> None:
+        self.run = self.init_run(
+            id=run_id,
+            resume="allow",
+            group=spec.sweep,
+            job_type="train",
+            name=f"{spec.model.name}-{spec.mix.name}-s{spec.seed}",
+            config=flat_config(spec, record),
+        )
+
+    def init_run(self, **fields: Any) -> Any:
+        """A W&B run in this tracker's mode with `fields` (id, group, job_type, name, config):
+        online when asked and reachable, else offline; None when even offline fails."""
         import wandb
 
         if (
@@ -89,14 +101,9 @@ class WandbTracker(Tracker):
         kwargs = dict(
             project=self.project,
             entity=self.entity,
-            id=run_id,
-            resume="allow",
-            group=spec.sweep,
-            job_type="train",
-            name=f"{spec.model.name}-{spec.mix.name}-s{spec.seed}",
-            config=flat_config(spec, record),
             dir=self.directory,
             settings=wandb.Settings(init_timeout=self.init_timeout, silent=True, console="off"),
+            **fields,
         )
         if self.directory:
             Path(self.directory).mkdir(parents=True, exist_ok=True)
@@ -110,8 +117,7 @@ class WandbTracker(Tracker):
             self.mode = "offline"
         if self.mode != "offline":
             try:
-                self.run = wandb.init(mode=self.mode, **kwargs)
-                return
+                return wandb.init(mode=self.mode, **kwargs)
             except Exception as err:  # bad key, server error: keep the run, log offline
                 print(
                     f"warning: wandb {self.mode} init failed ({_first_line(err)}); logging offline",
@@ -119,16 +125,16 @@ class WandbTracker(Tracker):
                 )
             wandb.teardown()  # drop the failed online session, which still holds the run id
         try:
-            self.run = wandb.init(mode="offline", **kwargs)
+            run = wandb.init(mode="offline", **kwargs)
         except Exception as err:
             print(
                 f"warning: wandb offline init failed too ({_first_line(err)}); "
                 f"not tracking this run",
                 file=sys.stderr,
             )
-            self.run = None
-            return
-        _offline_hint(Path(self.run.dir).parent)
+            return None
+        _offline_hint(Path(run.dir).parent)
+        return run
 
     def log_step(self, row: dict[str, Any]) -> None:
         if self.run:
@@ -227,3 +233,50 @@ def make_tracker(cfg: dict[str, Any], out_root: Path) -> Tracker:
     from common.errors import ConfigError
 
     raise ConfigError(f"logger.kind: unknown logger '{kind}' (known: none, wandb)")
+
+
+# -- `harness analyze logger=wandb`: the analysis itself as a W&B artifact -------------
+
+
+def artifact_name(text: str) -> str:
+    """A W&B artifact name from a sweep or folder name (letters, digits, - _ . only)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-.")
+    return f"analysis-{safe or 'sweep'}"
+
+
+def publish_analysis(cfg: dict[str, Any], out: Path, name: str) -> Path | None:
+    """Upload what `harness analyze` wrote under `out` (report, figures, tables) as one
+    artifact of a W&B run of job_type `analysis`, grouped with the sweep's runs. Offline (no
+    key, or WANDB_MODE=offline) it goes into the offline run's folder for `wandb sync`.
+    Returns the W&B run folder; a W&B failure is a warning, never the analysis's failure."""
+    if cfg.get("kind", "none") == "none":
+        return None
+    tracker = make_tracker(cfg, out)
+    if not isinstance(tracker, WandbTracker):
+        return None
+    try:
+        import wandb
+
+        from analysis.output.folder import ENTRIES, SUMMARY_ENTRIES
+
+        run = tracker.init_run(
+            id=None, group=name, job_type="analysis", name=artifact_name(name), config={}
+        )
+        if run is None:
+            return None
+        artifact = wandb.Artifact(artifact_name(name), type="analysis")
+        for part in (*ENTRIES, *SUMMARY_ENTRIES):  # what the analysis owns under `out`
+            path = out / part
+            if path.is_file():
+                artifact.add_file(str(path), name=part)
+            elif path.is_dir():
+                artifact.add_dir(str(path), name=part)
+        run.log_artifact(artifact)
+        folder = Path(run.dir).parent
+        run.finish()
+        return folder
+    except Exception as err:  # noqa: BLE001 - the mirror never fails the analysis
+        print(
+            f"warning: could not upload the analysis to W&B ({_first_line(err)})", file=sys.stderr
+        )
+        return None

@@ -181,3 +181,39 @@ def test_ctrl_c_finishes_the_wandb_run(shared_cache, tmp_path):
     assert record["status"] == "interrupted", output
     (run_dir,) = (out / "wandb").glob("offline-run-*")
     assert read_offline_run(run_dir)["summary"].get("status") == "interrupted", output
+
+
+@pytest.mark.slow
+def test_analyze_with_wandb_logs_the_analysis_as_an_artifact(no_key, monkeypatch, tmp_path):
+    """`harness analyze root=... logger=wandb`, offline: the offline run holds one `analysis`
+    artifact whose manifest lists the report, every figure and every table written."""
+    from harness.cli import main
+    from tests.fixtures.analysis_make import sweep_records, write_records
+
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))  # artifact staging
+    write_records(tmp_path / "sweep", sweep_records())
+    out = tmp_path / "out"
+    main(
+        [
+            "analyze",
+            f"root={tmp_path / 'sweep'}",
+            f"out={out}",
+            "analysis.bootstrap.n_resamples=40",
+            "analysis.bootstrap.loss_law_resamples=10",
+            "analysis.plot.max_flip_figures=2",
+            "logger=wandb",
+        ]
+    )
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    logged = read_offline_run(run_dir)
+    (artifact,) = logged["artifacts"]
+    assert artifact["type"] == "analysis" and artifact["name"] == "analysis-demo"
+    written = {
+        str(p.relative_to(out)): p.stat().st_size
+        for part in ("report.md", "analysis_config.json", "figures", "tables")
+        for p in ([out / part] if (out / part).is_file() else sorted((out / part).rglob("*")))
+        if p.is_file()
+    }
+    assert "report.md" in written and any(k.startswith("figures/") for k in written)
+    assert "tables/runs.parquet" in written and "tables/trends.csv" in written
+    assert artifact["files"] == written

@@ -39,7 +39,8 @@ def _payloads(data: bytes):
 
 
 def read_offline_run(run_dir: Path, wait_s: float = 30.0) -> dict:
-    """{"run": {...}, "history": [ {key: value} ], "config": {...}, "summary": {...}}.
+    """{"run": {...}, "history": [ {key: value} ], "config": {...}, "summary": {...},
+    "artifacts": [{"type", "name", "files": {path: size}}]}.
 
     wandb's service process writes the file asynchronously and may still be flushing when
     `finish()` has returned on a loaded machine, so wait (bounded) until the run record and
@@ -48,7 +49,8 @@ def read_offline_run(run_dir: Path, wait_s: float = 30.0) -> dict:
     deadline = time.time() + wait_s
     while True:
         out = _read(Path(run_dir))
-        if (out["run"] and out["summary"]) or time.time() > deadline:
+        # a training run ends with a summary; an analysis run with its artifact
+        if (out["run"] and (out["summary"] or out["artifacts"])) or time.time() > deadline:
             return out
         time.sleep(0.5)
 
@@ -56,7 +58,7 @@ def read_offline_run(run_dir: Path, wait_s: float = 30.0) -> dict:
 def _read(run_dir: Path) -> dict:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    out: dict = {"run": {}, "history": [], "config": {}, "summary": {}}
+    out: dict = {"run": {}, "history": [], "config": {}, "summary": {}, "artifacts": []}
     paths = list(run_dir.glob("run-*.wandb"))
     if not paths:
         return out
@@ -84,6 +86,10 @@ def _read(run_dir: Path) -> dict:
             )
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in rec.config.update})
+        elif kind == "artifact":
+            art = rec.artifact
+            files = {e.path: e.size for e in art.manifest.contents}
+            out["artifacts"].append({"type": art.type, "name": art.name, "files": files})
         elif kind == "summary":
             out["summary"].update(
                 {
