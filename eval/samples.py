@@ -3,8 +3,9 @@ lm-eval logged them, in `runs/<run_id>/samples/step_<N>.parquet` (zstd).
 
 One file per checkpoint, written atomically before the record names the checkpoint, so a
 file is either whole or absent, and a resumed run drops the files after its resume step
-exactly as the record drops those entries (`drop_after`). Columns: run_id, step, tokens,
-task, doc_id, doc_hash, prompt (the context scored, few-shot examples included), choices
+exactly as the record drops those entries (`drop_after`); `harness eval` adds the tasks it
+backfills to the files of the checkpoints it scores (`merge_samples`). Columns: run_id, step,
+tokens, task, doc_id, doc_hash, prompt (the context scored, few-shot examples included), choices
 and loglik (per choice, multiple-choice tasks), gold (index of the correct choice), target
 and response (as text, any task), and one column per lm-eval metric of the item (acc,
 acc_norm, ...).
@@ -102,6 +103,23 @@ def write_samples(run_path: Path, step: int, rows: list[dict[str, Any]]) -> Path
     with atomic_path(target) as tmp:
         frame.to_parquet(tmp, index=False, compression="zstd")
     return target
+
+
+def merge_samples(run_path: Path, step: int, rows: list[dict[str, Any]]) -> Path:
+    """Add the items of tasks scored later (`harness eval`) to the checkpoint's file: the
+    rows of those tasks replace any kept before, the other tasks' rows stay."""
+    import pandas as pd
+
+    path = samples_path(run_path, step)
+    if not path.exists():
+        return write_samples(run_path, step, rows)
+    new = pd.DataFrame(rows)
+    old = pd.read_parquet(path)
+    kept = old[~old["task"].isin(set(new["task"]))]
+    merged = pd.concat([kept, new], ignore_index=True)
+    with atomic_path(path) as tmp:
+        merged.to_parquet(tmp, index=False, compression="zstd")
+    return path
 
 
 def drop_after(run_path: Path, step: int) -> None:

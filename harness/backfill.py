@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from common.errors import ConfigError, DataError
 from common.log import log
+from eval.samples import merge_samples, sample_rows
 from harness.config import run_spec, spec_from_dict, to_dict
 from harness.run_setup import task_runner
 from harness.store import iter_run_dirs, read_record, write_record
@@ -103,7 +104,17 @@ def _backfill_run(path: Path, base) -> tuple[int, list[str]]:
             continue
         scores = runner.evaluate(model, tok, max_length=max_len)
         scored = {t: scores[t] for t in missing if t in scores}
-        _merge(path, entry.step, scored, {t: meta[t] for t in scored if t in meta}, runner)
+        items = (
+            sample_rows(
+                path.name,
+                entry.step,
+                entry.tokens,
+                {t: runner.last_samples[t] for t in scored if t in runner.last_samples},
+            )
+            if base.eval.log_samples
+            else []
+        )
+        _merge(path, entry.step, scored, {t: meta[t] for t in scored if t in meta}, runner, items)
         updated += 1
         log(f"{path.name} step {entry.step}: added {', '.join(missing)}")
     return updated, failed
@@ -115,13 +126,17 @@ def _merge(
     tasks: dict,
     meta: dict,
     runner=None,
+    items: list[dict] | None = None,
     failure: str | None = None,
 ) -> None:
     """Add `tasks` at `step` to the record as it is on disk now, under the run's lock: two
     backfills of one run serialise here and neither drops the other's tasks. Only the tasks
     scored here change: their metadata (`meta`) and, on the entry, the protocol `runner`
-    scored them with; a task the run holds under another protocol is said."""
+    scored them with; a task the run holds under another protocol is said. With
+    eval.log_samples, the tasks' items (`items`) join the checkpoint's file first."""
     with file_lock(path / ".lock"):
+        if items:
+            merge_samples(path, step, items)
         record = read_record(path)
         if record is None:
             raise DataError(f"record of run '{path.name}' became unreadable during backfill")

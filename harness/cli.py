@@ -4,7 +4,7 @@
     harness run --from runs/<id>/config.yaml   rerun one run exactly
     harness plan [-m] [overrides]    what `run` would do: one row per run, nothing trained
     harness plan --from runs/<id>/config.yaml  what `run --from` would do
-    harness tasks [eval=SUITE]       tasks with their variants, chance level and size
+    harness tasks [sweep=NAME] [eval=SUITE]   tasks, variants, chance level and size
     harness eval root=DIR eval=SUITE score saved checkpoints of finished runs (backfill)
     harness status root=DIR          a table of a sweep's runs
     harness cancel root=DIR          cancel a sweep's SLURM jobs

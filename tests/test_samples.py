@@ -127,14 +127,14 @@ def logged_run(tmp_path_factory):
     cache, out = tmp_path_factory.mktemp("samplescache"), tmp_path_factory.mktemp("samplesout")
     ov = tiny_overrides(cache, out, tasks=True) + ["model=cpu-40k", "eval.log_samples=true"]
     outcome = execute(run_spec(compose(ov)), out)
-    return out, outcome
+    return out, outcome, cache
 
 
 @pytest.mark.slow
 def test_each_evaluated_checkpoint_keeps_its_items(logged_run):
     import json
 
-    out, outcome = logged_run
+    out, outcome, _ = logged_run
     record = json.loads((outcome.path / "record.json").read_text())
     steps = [c["step"] for c in record["checkpoints"]]
     assert sample_steps(outcome.path) == steps
@@ -153,7 +153,7 @@ def test_each_evaluated_checkpoint_keeps_its_items(logged_run):
 
 @pytest.mark.slow
 def test_harness_items_names_the_items_that_moved(logged_run, run_cli):
-    out, outcome = logged_run
+    out, outcome, _ = logged_run
     first, final = sample_steps(outcome.path)[0], sample_steps(outcome.path)[-1]
     code, text, err = run_cli(
         "items", f"root={out}", "task=toy_recall", f"a={outcome.run_id}@first", "b=cpu-40k", "top=3"
@@ -180,7 +180,7 @@ def test_harness_items_names_the_items_that_moved(logged_run, run_cli):
 )
 @pytest.mark.slow
 def test_harness_items_bad_input(logged_run, run_cli, args, message):
-    out, _ = logged_run
+    out, _, _ = logged_run
     code, _, err = run_cli("items", f"root={out}", *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
@@ -193,7 +193,7 @@ def test_a_resumed_run_ends_with_the_items_of_an_uninterrupted_one(logged_run, t
     import json
     import shutil
 
-    out, outcome = logged_run
+    out, outcome, _ = logged_run
     steps = sample_steps(outcome.path)
     copy = tmp_path / "runs" / outcome.run_id
     shutil.copytree(outcome.path, copy)
@@ -213,3 +213,36 @@ def test_a_resumed_run_ends_with_the_items_of_an_uninterrupted_one(logged_run, t
     pd.testing.assert_frame_equal(
         read_samples(copy, steps[-1]), read_samples(outcome.path, steps[-1])
     )
+
+
+@pytest.mark.slow
+def test_a_backfill_adds_its_tasks_items_to_each_checkpoint(logged_run, run_cli, tmp_path):
+    """`harness eval ... eval.log_samples=true`: the backfilled task's items join each
+    checkpoint's file; the items kept before are left as they were."""
+    import shutil
+
+    out, outcome, cache = logged_run
+    copy = tmp_path / "runs" / outcome.run_id
+    shutil.copytree(outcome.path, copy)
+    before = {s: read_samples(copy, s) for s in sample_steps(copy)}
+    world = [
+        a
+        for a in tiny_overrides(cache, out, tasks=True)
+        if a.startswith(("sources.", "tokenizer.", "eval.n_per"))
+    ]
+    code, _, err = run_cli(
+        "eval",
+        f"root={tmp_path}",
+        f"cache_dir={cache}",
+        *world,
+        "eval=toy",
+        "eval.tasks=[toy_grammar@prefix]",
+        "eval.log_samples=true",
+    )
+    assert code == 0, err
+    for step, old in before.items():
+        now = read_samples(copy, step)
+        added = now[now["task"] == "toy_grammar@prefix"]
+        assert len(added) == 24 and (added["step"] == step).all()
+        kept = now[now["task"] != "toy_grammar@prefix"].reset_index(drop=True)
+        pd.testing.assert_frame_equal(kept[old.columns], old)
