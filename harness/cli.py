@@ -25,13 +25,14 @@ from pathlib import Path
 
 from harness.cli_checks import (
     CONF_DIR,
-    SEARCHPATH,
     check_group_overrides,
     check_override_keys,
     check_resolved_paths,
     compose,
     die,
     guard,
+    searchpath,
+    take_config_dirs,
 )
 
 _FAILED: list[str] = []
@@ -125,7 +126,7 @@ def _hydra_argv(args: list[str]) -> list[str]:
                     (flags if "=" not in nxt else overrides).append(nxt)
         else:
             overrides.append(a)
-    return [*flags, *overrides, SEARCHPATH]
+    return [*flags, *overrides, searchpath()]
 
 
 def cmd_plan(args: list[str]) -> None:
@@ -306,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         print(command_help(cmd))
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    argv = take_config_dirs(argv)  # a study's own conf folder, for every command
     try:
         COMMANDS[cmd](argv)
     except KeyboardInterrupt:

@@ -13,7 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 # Cluster presets (group `cluster`, `+cluster=<name>`) live beside the cluster scripts.
-SEARCHPATH = f"hydra.searchpath=[file://{ROOT / 'slurm'}]"
+SLURM_DIR = ROOT / "slurm"
+# A study's own config folders (`--config-dir DIR`, `hydra.searchpath=[file://DIR]`), set
+# once per command by `take_config_dirs`: every group lookup and every compose sees them.
+_STUDY_DIRS: list[Path] = []
 
 
 def die(msg: str, code: int = 2) -> None:
@@ -21,24 +24,76 @@ def die(msg: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def _group_folder(group: str) -> Path:
-    return CONF_DIR / group if group != "cluster" else ROOT / "slurm" / "cluster"
+def take_config_dirs(args: list[str]) -> list[str]:
+    """Take a study's config folders out of `args` and remember them: `--config-dir DIR`
+    (`-cd DIR`, `--config-dir=DIR`) and the `file://` entries of `hydra.searchpath=[...]`.
+    Hydra searches both after conf/ (so a study adds groups and options, and cannot shadow
+    the packaged ones); `searchpath()` hands them back to Hydra as one `hydra.searchpath`,
+    since Hydra reads only the first such override. A folder that does not exist is one
+    line, exit 2 (Hydra would skip a missing search path with a warning)."""
+    from harness.overrides import choices
+
+    dirs, rest = [], []
+    it = iter(args)
+    for arg in it:
+        flag, eq, inline = arg.partition("=")
+        if flag in ("--config-dir", "-cd"):
+            value = inline if eq else next(it, None)
+            if value is None:
+                die(f"{flag}: needs a folder")
+            dirs.append((flag, value))
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            listed = arg.partition("=")[2].strip()
+            if not (listed.startswith("[") and listed.endswith("]")):
+                die(f"hydra.searchpath: must be a list like [file:///path/to/conf], got {listed}")
+            inner = listed[1:-1].strip()
+            for entry in choices(inner) if inner else []:
+                entry = entry.strip().strip("'\"")
+                if entry.startswith("pkg://"):
+                    die(f"hydra.searchpath: '{entry}': only folders (file://) are supported")
+                dirs.append(("hydra.searchpath", entry.removeprefix("file://")))
+        else:
+            rest.append(arg)
+    _STUDY_DIRS.clear()
+    for key, value in dirs:
+        folder = Path(value).expanduser().absolute()
+        if not folder.is_dir():
+            die(f"{key}: no folder '{value}'")
+        _STUDY_DIRS.append(folder)
+    return rest
+
+
+def config_dirs() -> list[Path]:
+    """Every folder Hydra searches for config groups, in its order: conf/, the study's
+    folders, the cluster presets."""
+    return [CONF_DIR, *_STUDY_DIRS, SLURM_DIR]
+
+
+def searchpath() -> str:
+    """The one `hydra.searchpath` override every compose and every Hydra run gets."""
+    return f"hydra.searchpath=[{','.join(f'file://{d}' for d in config_dirs()[1:])}]"
+
+
+def _group_folders(group: str) -> list[Path]:
+    return [d / group for d in config_dirs() if (d / group).is_dir()]
 
 
 def group_options(group: str) -> list[str] | None:
-    """Options of a config group (a folder of conf/), or None if `group` is not one."""
-    folder = _group_folder(group)
-    if not folder.is_dir():
+    """Options of a config group (a folder of conf/ or of a study's config folder), or None
+    if `group` is not one."""
+    folders = _group_folders(group)
+    if not folders:
         return None
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    return sorted({p.stem for f in folders for p in f.glob("*.yaml")})
 
 
 def configures_hydra(group: str) -> bool:
     """Whether a config group's options are `# @package hydra...` (Hydra's own settings, like
     the cluster presets): they compose only beside the Hydra groups they extend."""
-    folder = _group_folder(group)
-    return folder.is_dir() and any(
-        p.read_text().lstrip().startswith("# @package hydra") for p in folder.glob("*.yaml")
+    return any(
+        p.read_text().lstrip().startswith("# @package hydra")
+        for f in _group_folders(group)
+        for p in f.glob("*.yaml")
     )
 
 
@@ -100,7 +155,7 @@ def compose_raw(config_name: str, overrides: list[str]):
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=config_name, overrides=[*overrides, SEARCHPATH])
+            return compose(config_name=config_name, overrides=[*overrides, searchpath()])
     except (HydraException, OmegaConfBaseException) as err:
         die(str(err).splitlines()[0])
 
