@@ -31,6 +31,7 @@ from harness.cli_checks import (
     compose,
     die,
     guard,
+    replace_mix,
     searchpath,
     take_config_dirs,
 )
@@ -168,6 +169,10 @@ def cmd_analyze(args: list[str]) -> None:
             if not cfg.root:
                 die("root: required with source=harness (the sweep's output directory)")
             table = testbeds.get("harness").load(cfg.root)
+            if any(a.startswith("analysis.reference_val_set=") for a in args):
+                from analysis.pipeline import check_named_reference
+
+                check_named_reference(acfg, table)  # before anything is written
             out = Path(cfg.out or cfg.root)
         else:
             from analysis.pipeline import run_sources
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         print(command_help(cmd))
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    argv = take_config_dirs(argv)  # a study's own conf folder, for every command
+    argv = replace_mix(take_config_dirs(argv))  # a study's own conf folder, for every command
     try:
         COMMANDS[cmd](argv)
     except KeyboardInterrupt:

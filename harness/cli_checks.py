@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.overrides import split_override
+
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 # Cluster presets (group `cluster`, `+cluster=<name>`) live beside the cluster scripts.
@@ -110,8 +112,76 @@ def _check_sweep_names(value: str) -> None:
             die(str(err))
 
 
+def hydra_error_line(err: Exception) -> str:
+    """Hydra's multi-line message as one line: its sentences, without the key/type dump and
+    the HYDRA_FULL_ERROR advice."""
+    skip = ("full_key:", "object_type=", "reference_type=", "Set the environment", "See https")
+    lines = [ln.strip() for ln in str(err).splitlines()]
+    return " ".join(ln for ln in lines if ln and not ln.startswith(skip)) or type(err).__name__
+
+
+def check_override_syntax(args: list[str]) -> None:
+    """An override Hydra cannot parse (`train.lr=[1,2`) is one line naming it, exit 2."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg and not arg.startswith("~"):
+            continue
+        try:
+            parser.parse_override(arg)
+        except HydraException as err:
+            die(f"{arg}: {hydra_error_line(err)}")
+
+
+def replace_mix(args: list[str]) -> list[str]:
+    """`data.weights={node: 1.0}` replaces the mix. Hydra would merge the map into the mix's
+    weights instead (a new source is refused as 'not in struct', a source left out is kept
+    with its old weight), so the override becomes `~data.weights +data.weights={...}`, and
+    the mix is named after its sources unless `data.name=` is given. `+data.weights={...}`
+    without `~data.weights` would merge silently: refused, with the one-override form."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from harness.overrides import choices
+
+    deleted = "~data.weights" in args
+    named = any(a.lstrip("+").startswith("data.name=") for a in args)
+    out = []
+    for arg in args:
+        parts = split_override(arg)
+        if parts is None or parts[1] != "data.weights" or parts[0] not in ("", "+"):
+            out.append(arg)
+            continue
+        prefix, _, value = parts
+        if prefix == "+" and not deleted:
+            die(
+                f"+data.weights: would merge {value} into the mix's weights; "
+                f"replace the mix with data.weights={value}"
+            )
+        if prefix == "+":
+            out.append(arg)
+            continue
+        if len(choices(value)) > 1:
+            die(
+                f"data.weights: one mix per override, got {value}; sweep mixes with data=a,b "
+                "(one YAML per mix in a data/ folder)"
+            )
+        weights = OverridesParser.create().parse_override(f"w={value}").value()
+        if not isinstance(weights, dict) or not weights:
+            die(
+                f"data.weights: must be a map of source names to weights like {{node: 1.0}}, "
+                f"got {value}"
+            )
+        out += ["~data.weights", f"+data.weights={value}"]
+        if not named:
+            out.append(f"data.name='{'+'.join(str(k) for k in weights)}'")
+    return out
+
+
 def check_group_overrides(args: list[str]) -> None:
     """Fail fast, in one line, on `group=option` naming an option that does not exist."""
+    check_override_syntax(args)
     for arg in args:
         if "=" not in arg or arg.startswith("-"):
             continue
@@ -157,7 +227,7 @@ def compose_raw(config_name: str, overrides: list[str]):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name=config_name, overrides=[*overrides, searchpath()])
     except (HydraException, OmegaConfBaseException) as err:
-        die(str(err).splitlines()[0])
+        die(hydra_error_line(err))
 
 
 def _is_group(key: str) -> bool:
@@ -167,7 +237,7 @@ def _is_group(key: str) -> bool:
 def check_override_keys(config_name: str, overrides: list[str]) -> None:
     """One line with a close match for an unknown key: compose one config of the sweep (group
     choices only, first value of each list) and look every `key=value` up in it."""
-    from harness.overrides import check_keys, first_choice, split_override
+    from harness.overrides import check_keys, first_choice
 
     groups, keys = [], []
     for arg in overrides:
@@ -178,6 +248,35 @@ def check_override_keys(config_name: str, overrides: list[str]) -> None:
             keys.append(arg)
     base = compose_raw(config_name, groups)
     guard(lambda: check_keys(base, keys))
+    # then every override at once, as Hydra will apply them (`+seed=3` on an existing key,
+    # `~nosuch`): Hydra's own error, one line; sweep functions and Hydra's settings are left
+    # to Hydra, which expands them
+    plain = [
+        f"{p[0]}{p[1]}={first_choice(p[2])}" if p[2] or "=" in arg else arg
+        for arg in keys
+        if (p := split_override(arg) or _deletion(arg)) is not None
+        and "(" not in p[2]
+        and not p[1].startswith(("hydra.", "hydra/"))
+    ]
+    resolve_all(compose_raw(config_name, groups + plain))
+
+
+def _deletion(arg: str) -> tuple[str, str, str] | None:
+    """`~key` without a value is an override too (split_override wants `=`)."""
+    return ("~", arg[1:], "") if arg.startswith("~") and "=" not in arg else None
+
+
+def resolve_all(cfg) -> None:
+    """Resolve every interpolation of the job's config (`train.lr=${nosuch}`): one line
+    naming the key, before Hydra runs (Hydra's own settings, resolved by Hydra, left out)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        die(f"{key or 'config'}: {str(err).splitlines()[0]}")
 
 
 def compose(config_name: str, overrides: list[str]):
