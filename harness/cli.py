@@ -68,12 +68,14 @@ def cmd_run(args: list[str]) -> None:
 
         from common.errors import HarnessError
         from harness.backfill_hint import hint_missing_tasks
+        from harness.coverage import warn_uncovered
         from harness.preemption import stop_sweep_on_signal
         from harness.rerun import launch
 
         try:
             _export_slurm_ranks()
             spec = run_spec(cfg)
+            warn_uncovered(spec)
             out_root = Path(cfg.out_root)
             hint_missing_tasks(spec, out_root)
             tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)

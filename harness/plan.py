@@ -183,9 +183,12 @@ def plan_command(args: list[str]) -> None:
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> None:
         from common.errors import HarnessError
+        from harness.coverage import warn_uncovered
 
         try:
-            _PLAN_ROWS.append(plan_row(run_spec(cfg), Path(cfg.out_root)))
+            spec = run_spec(cfg)
+            warn_uncovered(spec)
+            _PLAN_ROWS.append(plan_row(spec, Path(cfg.out_root)))
         except HarnessError as err:
             die(str(err))
 
