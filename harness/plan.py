@@ -187,8 +187,8 @@ def plan_command(args: list[str]) -> None:
 
         try:
             spec = run_spec(cfg)
-            warn_uncovered(spec)
             _PLAN_ROWS.append(plan_row(spec, Path(cfg.out_root)))
+            warn_uncovered(spec)  # after the row: a bad corpus is one error line, no warning
         except HarnessError as err:
             die(str(err))
 
