@@ -142,6 +142,7 @@ def replace_mix(args: list[str]) -> list[str]:
     the mix is named after its sources unless `data.name=` is given. `+data.weights={...}`
     without `~data.weights` would merge silently: refused, with the one-override form."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     from harness.overrides import choices
 
@@ -167,7 +168,11 @@ def replace_mix(args: list[str]) -> list[str]:
                 f"data.weights: one mix per override, got {value}; sweep mixes with data=a,b "
                 "(one YAML per mix in a data/ folder)"
             )
-        weights = OverridesParser.create().parse_override(f"w={value}").value()
+        _check_duplicate_keys("data.weights", value)  # before the parser keeps the last
+        try:
+            weights = OverridesParser.create().parse_override(f"w={value}").value()
+        except HydraException as err:
+            die(f"data.weights={value}: {hydra_error_line(err)}")
         if not isinstance(weights, dict) or not weights:
             die(
                 f"data.weights: must be a map of source names to weights like {{node: 1.0}}, "
