@@ -132,7 +132,9 @@ def check_override_syntax(args: list[str]) -> None:
         try:
             parser.parse_override(arg)
         except HydraException as err:
-            die(f"{arg}: {hydra_error_line(err)}")
+            # `~` or `$` unquoted is a lexer error; quoting the value is the fix
+            hint = "; quote the value: key='\"...\"'" if "token recognition" in str(err) else ""
+            die(f"{arg}: {hydra_error_line(err)}{hint}")
 
 
 def replace_mix(args: list[str]) -> list[str]:

@@ -122,6 +122,11 @@ def _corpus(root: Path, docs: int = 3) -> Path:
         (["hydra.searchpath=[pkg://mystudy.conf]"], None, "only folders (file://)"),
         (["data=nosuch"], None, "data: unknown data 'nosuch' (known: c4,"),
         (["train.lr=[1,2"], None, "train.lr=[1,2: no viable alternative at input '[1,2'"),
+        (
+            ["sources.toyworld.docs=[~/x]"],
+            None,
+            "sources.toyworld.docs=[~/x]: token recognition error at: '~'; quote the value",
+        ),
         (["+seed=3"], None, "An item is already at 'seed'"),
         (["~nosuch"], None, "Could not delete from config. 'nosuch' does not exist."),
         (["train.lr=${nosuch}"], None, "train.lr: Interpolation key 'nosuch' not found"),
