@@ -276,6 +276,19 @@ def with_present_reference(cfg: AnalysisConfig, table: pd.DataFrame) -> Analysis
     return dataclasses.replace(cfg, reference_val_set=present[0])
 
 
+def check_named_reference(cfg: AnalysisConfig, table: pd.DataFrame) -> None:
+    """A `reference_val_set` the user named must be an x-axis of the runs (a validation set
+    they recorded, or one of `x_axes`): falling back to another, as for the default, would
+    rest every headline on a set they did not ask for."""
+    present = list(dict.fromkeys(table.loc[table["kind"] == "val_loss", "name"]))
+    known = [*present, *(a for a in cfg.x_axes if a not in present)]
+    if cfg.reference_val_set not in known:
+        raise AnalysisError(
+            f"analysis.reference_val_set: no validation set '{cfg.reference_val_set}' in the "
+            f"runs (known: {', '.join(known) or 'none'})"
+        )
+
+
 def _core(
     table: pd.DataFrame, points: pd.DataFrame, cfg: AnalysisConfig, finals: pd.DataFrame
 ) -> AnalysisResults:

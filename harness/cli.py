@@ -27,13 +27,15 @@ from pathlib import Path
 
 from harness.cli_checks import (
     CONF_DIR,
-    SEARCHPATH,
     check_group_overrides,
     check_override_keys,
     check_resolved_paths,
     compose,
     die,
     guard,
+    replace_mix,
+    searchpath,
+    take_config_dirs,
 )
 
 _FAILED: list[str] = []
@@ -68,12 +70,14 @@ def cmd_run(args: list[str]) -> None:
 
         from common.errors import HarnessError
         from harness.backfill_hint import hint_missing_tasks
+        from harness.coverage import warn_uncovered
         from harness.preemption import stop_sweep_on_signal
         from harness.rerun import launch
 
         try:
             _export_slurm_ranks()
             spec = run_spec(cfg)
+            warn_uncovered(spec)
             out_root = Path(cfg.out_root)
             hint_missing_tasks(spec, out_root)
             tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
@@ -127,7 +131,7 @@ def _hydra_argv(args: list[str]) -> list[str]:
                     (flags if "=" not in nxt else overrides).append(nxt)
         else:
             overrides.append(a)
-    return [*flags, *overrides, SEARCHPATH]
+    return [*flags, *overrides, searchpath()]
 
 
 def cmd_plan(args: list[str]) -> None:
@@ -174,6 +178,10 @@ def cmd_analyze(args: list[str]) -> None:
             if not cfg.root:
                 die("root: required with source=harness (the sweep's output directory)")
             table = testbeds.get("harness").load(cfg.root)
+            if any(a.startswith("analysis.reference_val_set=") for a in args):
+                from analysis.pipeline import check_named_reference
+
+                check_named_reference(acfg, table)  # before anything is written
             out = Path(cfg.out or cfg.root)
         else:
             from analysis.pipeline import run_sources
@@ -334,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         print(command_help(cmd))
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    argv = replace_mix(take_config_dirs(argv))  # a study's own conf folder, for every command
     try:
         COMMANDS[cmd](argv)
     except KeyboardInterrupt:

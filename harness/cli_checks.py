@@ -10,10 +10,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.overrides import split_override
+
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 # Cluster presets (group `cluster`, `+cluster=<name>`) live beside the cluster scripts.
-SEARCHPATH = f"hydra.searchpath=[file://{ROOT / 'slurm'}]"
+SLURM_DIR = ROOT / "slurm"
+# A study's own config folders (`--config-dir DIR`, `hydra.searchpath=[file://DIR]`), set
+# once per command by `take_config_dirs`: every group lookup and every compose sees them.
+_STUDY_DIRS: list[Path] = []
 
 
 def die(msg: str, code: int = 2) -> None:
@@ -21,24 +26,76 @@ def die(msg: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def _group_folder(group: str) -> Path:
-    return CONF_DIR / group if group != "cluster" else ROOT / "slurm" / "cluster"
+def take_config_dirs(args: list[str]) -> list[str]:
+    """Take a study's config folders out of `args` and remember them: `--config-dir DIR`
+    (`-cd DIR`, `--config-dir=DIR`) and the `file://` entries of `hydra.searchpath=[...]`.
+    Hydra searches both after conf/ (so a study adds groups and options, and cannot shadow
+    the packaged ones); `searchpath()` hands them back to Hydra as one `hydra.searchpath`,
+    since Hydra reads only the first such override. A folder that does not exist is one
+    line, exit 2 (Hydra would skip a missing search path with a warning)."""
+    from harness.overrides import choices
+
+    dirs, rest = [], []
+    it = iter(args)
+    for arg in it:
+        flag, eq, inline = arg.partition("=")
+        if flag in ("--config-dir", "-cd"):
+            value = inline if eq else next(it, None)
+            if value is None:
+                die(f"{flag}: needs a folder")
+            dirs.append((flag, value))
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            listed = arg.partition("=")[2].strip()
+            if not (listed.startswith("[") and listed.endswith("]")):
+                die(f"hydra.searchpath: must be a list like [file:///path/to/conf], got {listed}")
+            inner = listed[1:-1].strip()
+            for entry in choices(inner) if inner else []:
+                entry = entry.strip().strip("'\"")
+                if entry.startswith("pkg://"):
+                    die(f"hydra.searchpath: '{entry}': only folders (file://) are supported")
+                dirs.append(("hydra.searchpath", entry.removeprefix("file://")))
+        else:
+            rest.append(arg)
+    _STUDY_DIRS.clear()
+    for key, value in dirs:
+        folder = Path(value).expanduser().absolute()
+        if not folder.is_dir():
+            die(f"{key}: no folder '{value}'")
+        _STUDY_DIRS.append(folder)
+    return rest
+
+
+def config_dirs() -> list[Path]:
+    """Every folder Hydra searches for config groups, in its order: conf/, the study's
+    folders, the cluster presets."""
+    return [CONF_DIR, *_STUDY_DIRS, SLURM_DIR]
+
+
+def searchpath() -> str:
+    """The one `hydra.searchpath` override every compose and every Hydra run gets."""
+    return f"hydra.searchpath=[{','.join(f'file://{d}' for d in config_dirs()[1:])}]"
+
+
+def _group_folders(group: str) -> list[Path]:
+    return [d / group for d in config_dirs() if (d / group).is_dir()]
 
 
 def group_options(group: str) -> list[str] | None:
-    """Options of a config group (a folder of conf/), or None if `group` is not one."""
-    folder = _group_folder(group)
-    if not folder.is_dir():
+    """Options of a config group (a folder of conf/ or of a study's config folder), or None
+    if `group` is not one."""
+    folders = _group_folders(group)
+    if not folders:
         return None
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    return sorted({p.stem for f in folders for p in f.glob("*.yaml")})
 
 
 def configures_hydra(group: str) -> bool:
     """Whether a config group's options are `# @package hydra...` (Hydra's own settings, like
     the cluster presets): they compose only beside the Hydra groups they extend."""
-    folder = _group_folder(group)
-    return folder.is_dir() and any(
-        p.read_text().lstrip().startswith("# @package hydra") for p in folder.glob("*.yaml")
+    return any(
+        p.read_text().lstrip().startswith("# @package hydra")
+        for f in _group_folders(group)
+        for p in f.glob("*.yaml")
     )
 
 
@@ -55,8 +112,83 @@ def _check_sweep_names(value: str) -> None:
             die(str(err))
 
 
+def hydra_error_line(err: Exception) -> str:
+    """Hydra's multi-line message as one line: its sentences, without the key/type dump and
+    the HYDRA_FULL_ERROR advice."""
+    skip = ("full_key:", "object_type=", "reference_type=", "Set the environment", "See https")
+    lines = [ln.strip() for ln in str(err).splitlines()]
+    return " ".join(ln for ln in lines if ln and not ln.startswith(skip)) or type(err).__name__
+
+
+def check_override_syntax(args: list[str]) -> None:
+    """An override Hydra cannot parse (`train.lr=[1,2`) is one line naming it, exit 2."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg and not arg.startswith("~"):
+            continue
+        try:
+            parser.parse_override(arg)
+        except HydraException as err:
+            # `~` or `$` unquoted is a lexer error; quoting the value is the fix
+            hint = "; quote the value: key='\"...\"'" if "token recognition" in str(err) else ""
+            die(f"{arg}: {hydra_error_line(err)}{hint}")
+
+
+def replace_mix(args: list[str]) -> list[str]:
+    """`data.weights={node: 1.0}` replaces the mix. Hydra would merge the map into the mix's
+    weights instead (a new source is refused as 'not in struct', a source left out is kept
+    with its old weight), so the override becomes `~data.weights +data.weights={...}`, and
+    the mix is named after its sources unless `data.name=` is given. `+data.weights={...}`
+    without `~data.weights` would merge silently: refused, with the one-override form."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from harness.overrides import choices
+
+    deleted = "~data.weights" in args
+    named = any(a.lstrip("+").startswith("data.name=") for a in args)
+    out = []
+    for arg in args:
+        parts = split_override(arg)
+        if parts is None or parts[1] != "data.weights" or parts[0] not in ("", "+"):
+            out.append(arg)
+            continue
+        prefix, _, value = parts
+        if prefix == "+" and not deleted:
+            die(
+                f"+data.weights: would merge {value} into the mix's weights; "
+                f"replace the mix with data.weights={value}"
+            )
+        if prefix == "+":
+            out.append(arg)
+            continue
+        if len(choices(value)) > 1:
+            die(
+                f"data.weights: one mix per override, got {value}; sweep mixes with data=a,b "
+                "(one YAML per mix in a data/ folder)"
+            )
+        _check_duplicate_keys("data.weights", value)  # before the parser keeps the last
+        try:
+            weights = OverridesParser.create().parse_override(f"w={value}").value()
+        except HydraException as err:
+            die(f"data.weights={value}: {hydra_error_line(err)}")
+        if not isinstance(weights, dict) or not weights:
+            die(
+                f"data.weights: must be a map of source names to weights like {{node: 1.0}}, "
+                f"got {value}"
+            )
+        out += ["~data.weights", f"+data.weights={value}"]
+        if not named:
+            out.append(f"data.name='{'+'.join(str(k) for k in weights)}'")
+    return out
+
+
 def check_group_overrides(args: list[str]) -> None:
     """Fail fast, in one line, on `group=option` naming an option that does not exist."""
+    check_override_syntax(args)
     for arg in args:
         if "=" not in arg or arg.startswith("-"):
             continue
@@ -100,9 +232,9 @@ def compose_raw(config_name: str, overrides: list[str]):
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=config_name, overrides=[*overrides, SEARCHPATH])
+            return compose(config_name=config_name, overrides=[*overrides, searchpath()])
     except (HydraException, OmegaConfBaseException) as err:
-        die(str(err).splitlines()[0])
+        die(hydra_error_line(err))
 
 
 def _is_group(key: str) -> bool:
@@ -112,7 +244,7 @@ def _is_group(key: str) -> bool:
 def check_override_keys(config_name: str, overrides: list[str]) -> None:
     """One line with a close match for an unknown key: compose one config of the sweep (group
     choices only, first value of each list) and look every `key=value` up in it."""
-    from harness.overrides import check_keys, first_choice, split_override
+    from harness.overrides import check_keys, first_choice
 
     groups, keys = [], []
     for arg in overrides:
@@ -123,6 +255,35 @@ def check_override_keys(config_name: str, overrides: list[str]) -> None:
             keys.append(arg)
     base = compose_raw(config_name, groups)
     guard(lambda: check_keys(base, keys))
+    # then every override at once, as Hydra will apply them (`+seed=3` on an existing key,
+    # `~nosuch`): Hydra's own error, one line; sweep functions and Hydra's settings are left
+    # to Hydra, which expands them
+    plain = [
+        f"{p[0]}{p[1]}={first_choice(p[2])}" if p[2] or "=" in arg else arg
+        for arg in keys
+        if (p := split_override(arg) or _deletion(arg)) is not None
+        and "(" not in p[2]
+        and not p[1].startswith(("hydra.", "hydra/"))
+    ]
+    resolve_all(compose_raw(config_name, groups + plain))
+
+
+def _deletion(arg: str) -> tuple[str, str, str] | None:
+    """`~key` without a value is an override too (split_override wants `=`)."""
+    return ("~", arg[1:], "") if arg.startswith("~") and "=" not in arg else None
+
+
+def resolve_all(cfg) -> None:
+    """Resolve every interpolation of the job's config (`train.lr=${nosuch}`): one line
+    naming the key, before Hydra runs (Hydra's own settings, resolved by Hydra, left out)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        die(f"{key or 'config'}: {str(err).splitlines()[0]}")
 
 
 def compose(config_name: str, overrides: list[str]):

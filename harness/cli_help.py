@@ -19,6 +19,9 @@ Common keys:
   train.tokens_per_param=R   N = R x parameters (when train.tokens is not given)
   eval.tasks=[a,b@3shot] tasks and setup variants scored at each checkpoint (`harness tasks`)
   --from runs/<id>/config.yaml   rerun exactly the run that config describes (no other keys)
+  --config-dir DIR       a study's own conf folder: its options join every group (also
+                         hydra.searchpath=[file://DIR]; README "Your own study")
+  'data.weights={a: 0.7, b: 0.3}'   replace the mix with exactly these weights
 
 Examples:
   harness run model=cpu-50k data=toy train.tokens=100000

@@ -1,7 +1,7 @@
 """Run identity: `run_id` is a short hash of the run's semantic config.
 
-Keyed: model shape, tokenizer, the sources the run reads (with a hash of a `files` source's
-bytes), the mix, validation sets, the
+Keyed: model shape, tokenizer, the sources the run reads (a `files` source by a hash of its
+files' relative names and bytes, not by where they are), the mix, validation sets, the
 optimisation settings, the checkpoint schedule and the seed. Not keyed: paths, launcher,
 logger, device and thread count, parallelism (ddp/fsdp), logging/checkpoint cadence, and the
 list of downstream tasks — adding a task to a finished sweep is a backfill (`harness eval`),
@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from harness.config import to_dict
-from train.sources import source_content
+from train.sources import keyed_options, source_content
 from train.specs import RunSpec, SourceSpec
 
 OPERATIONAL_TRAIN_KEYS = (
@@ -56,7 +56,7 @@ def semantic_config(spec: RunSpec) -> dict[str, Any]:
 def _source(src: SourceSpec) -> dict[str, Any]:
     """A source as configured, plus a hash of its content where the options do not pin it
     (`files`): a run whose corpus changed gets a new id instead of resuming on other text."""
-    out = to_dict(src)
+    out = {**to_dict(src), "options": to_dict(keyed_options(src))}
     content = source_content(src)
     if content is not None:
         out["content"] = content

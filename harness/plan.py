@@ -17,10 +17,10 @@ from typing import Any
 from harness.backfill_hint import missing_tasks
 from harness.cli_checks import (
     CONF_DIR,
-    SEARCHPATH,
     check_group_overrides,
     check_override_keys,
     die,
+    searchpath,
 )
 from harness.identity import run_id
 from harness.run_setup import plan_steps
@@ -183,9 +183,12 @@ def plan_command(args: list[str]) -> None:
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> None:
         from common.errors import HarnessError
+        from harness.coverage import warn_uncovered
 
         try:
-            _PLAN_ROWS.append(plan_row(run_spec(cfg), Path(cfg.out_root)))
+            spec = run_spec(cfg)
+            _PLAN_ROWS.append(plan_row(spec, Path(cfg.out_root)))
+            warn_uncovered(spec)  # after the row: a bad corpus is one error line, no warning
         except HarnessError as err:
             die(str(err))
 
@@ -197,7 +200,7 @@ def plan_command(args: list[str]) -> None:
             f"hydra.run.dir={tmp}",
             "hydra/job_logging=disabled",
             "hydra/hydra_logging=disabled",
-            SEARCHPATH,
+            searchpath(),
         ]
         job()
     print(format_table(_PLAN_ROWS))
@@ -224,6 +227,6 @@ def _launcher_config(args: list[str]) -> dict:
             first.append(f"{parts[0]}{parts[1]}={first_choice(parts[2])}")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
-            config_name="config", overrides=[*first, SEARCHPATH], return_hydra_config=True
+            config_name="config", overrides=[*first, searchpath()], return_hydra_config=True
         )
     return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from common.errors import ConfigError, DataError
+from train.file_corpus import corpus_files
 from train.specs import SourceSpec
 
 KINDS = ("toyworld", "stdlib_code", "files", "hf")
@@ -151,15 +152,13 @@ def _read_file_docs(path: Path, fmt: str, text_field: str) -> Iterator[str]:
 
 def _files(spec: SourceSpec, split: str) -> Iterator[str]:
     opts = spec.options
-    paths = [Path(p) for p in opts.get("paths", [])]
-    if not paths:
-        raise ConfigError(f"sources.{spec.name}.paths: no files given")
     fmt = opts.get("format", "text")
     text_field = opts.get("text_field", "text")
     val_fraction = float(opts.get("val_fraction", 0.05))
-    for path in paths:
+    for path, rel in corpus_files(spec.name, opts):
         for i, doc in enumerate(_read_file_docs(path, fmt, text_field)):
-            if _split_of(f"{path.name}:{i}", val_fraction) == split:
+            # keyed by the relative name, so a moved corpus keeps its split
+            if _split_of(f"{rel}:{i}", val_fraction) == split:
                 yield doc
 
 
@@ -260,8 +259,9 @@ def file_sha256(path: Path) -> str:
 
 
 def source_content(spec: SourceSpec) -> str | None:
-    """What a source's text is, beyond its options: for `files`, a hash of every file's bytes
-    (so replacing a corpus, even at the same size and mtime, is a different input); for `hf`,
+    """What a source's text is, beyond its options: for `files`, a hash of every file's
+    relative name and bytes (so replacing a corpus, even at the same size and mtime, is a
+    different input, and moving it is not); for `hf`,
     the dataset's builder fingerprint (`_hf_content`); for `stdlib_code`, the Python version
     and the stdlib's bytes (`stdlib_content`). The toy world is pinned by its options: None."""
     if spec.kind == "hf":
@@ -271,18 +271,24 @@ def source_content(spec: SourceSpec) -> str | None:
     if spec.kind != "files":
         return None
     h = hashlib.sha256()
-    for p in spec.options.get("paths", []):
-        path = Path(p)
-        if not path.is_file():  # the reader's own message, raised earlier (at the run id)
-            raise DataError(f"data file not found: '{path}'")
-        h.update(str(path.resolve()).encode() + b"\0" + file_sha256(path).encode() + b"\0")
+    for path, rel in corpus_files(spec.name, spec.options):
+        h.update(rel.encode() + b"\0" + file_sha256(path).encode() + b"\0")
     return h.hexdigest()[:16]
+
+
+def keyed_options(spec: SourceSpec) -> dict:
+    """A source's options as they key run ids and caches: a `files` source's `paths` say
+    where the corpus is, not what it is (its content hash, by relative name, says that), so
+    they are left out and a moved corpus keeps its ids and token caches."""
+    if spec.kind != "files":
+        return dict(spec.options)
+    return {k: v for k, v in spec.options.items() if k != "paths"}
 
 
 def source_fingerprint(spec: SourceSpec) -> str:
     """A content key for the spec: options, plus its content (`source_content`) for a `files`,
     `hf` or `stdlib_code` source, so an edited corpus never reuses a stale token cache."""
-    payload: dict = {"name": spec.name, "kind": spec.kind, "options": spec.options}
+    payload: dict = {"name": spec.name, "kind": spec.kind, "options": keyed_options(spec)}
     content = source_content(spec)
     if content is not None:
         payload["content"] = content
