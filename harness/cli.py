@@ -42,6 +42,7 @@ def cmd_run(args: list[str]) -> None:
     from omegaconf import DictConfig, OmegaConf
 
     from harness.config import run_spec
+    from harness.slurm_check import check_cluster_launcher
     from harness.slurm_check import preflight as slurm_preflight
     from harness.tracking import make_tracker
 
@@ -53,6 +54,7 @@ def cmd_run(args: list[str]) -> None:
         guard(lambda: stop_sweep_on_signal(lambda: rerun(args)))  # a stop: 143/130, one line
         return
     check_group_overrides(args)
+    guard(lambda: check_cluster_launcher(args))
     check_override_keys("config", args)
     check_resolved_paths("config", args)
     if not any(a in ("--cfg", "-c", "--info", "-i") for a in args):  # those only print config
