@@ -246,6 +246,7 @@ def plan_command(args: list[str]) -> None:
 
     from harness.config import run_spec
 
+    args = [a for a in args if a != "--no-wait"]  # plan takes `run`'s arguments as they are
     check_group_overrides(args)
     guard(lambda: check_cluster_launcher(args))
     check_override_keys("config", args)
@@ -311,7 +312,10 @@ def print_plan(rows: list[dict[str, Any]], launcher: dict[str, Any] | None) -> N
             )
         )
     elif todo:
-        print("compute to run: unknown (model sizes need the tokenizer's vocabulary, not cached)")
+        print(
+            "compute to run: unknown (model sizes need the pretrained tokenizer, "
+            "not in the local Hugging Face cache)"
+        )
     if launcher is not None:
         if not todo:
             print("\nSLURM: nothing to submit (every run is complete)")
