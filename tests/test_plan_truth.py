@@ -62,8 +62,10 @@ def test_plan_shows_weights_tokens_available_epochs_and_gpu_hours(run_cli, share
     spec = run_spec(compose(ov))
     available = {n: c.n_tokens for n, c in prepare_data(spec).train_caches.items()}
     row = out.splitlines()[1].split()
-    rid, tokens, flops, gpu_h = row[0], int(row[6].replace(",", "")), float(row[7]), row[8]
-    assert gpu_h == f"{flops / (ASSUMED_MFU * ASSUMED_PEAK_FLOPS) / 3600:.3g}"
+    rid, params, tokens = row[0], int(row[4].replace(",", "")), int(row[6].replace(",", ""))
+    flops = 6 * params * tokens  # the project's convention (train.model.training_flops)
+    assert row[7] == f"{flops:.2e}"
+    assert row[8] == f"{flops / (ASSUMED_MFU * ASSUMED_PEAK_FLOPS) / 3600:.3g}"
     line = next(ln for ln in out.splitlines() if ln.startswith(f"  {rid}  toy_code:"))
     for name, w in spec.mix.weights.items():
         m = re.search(rf"{name} ([\d.]+) x ([\d,]+) / ([\d,]+) = ([\d.,]+) epochs", line)
