@@ -130,6 +130,11 @@ def _register_slurm_launcher(wait: bool) -> None:
 
     if importlib.util.find_spec("hydra_plugins.harness_slurm") is None:
         sys.path.append(str(ROOT))
+        # the array's tasks unpickle Hydra's plugin registry, this class in it: sbatch passes
+        # them this environment, so they find the module where this process does
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p
+        )
     from hydra.core.plugins import Plugins
 
     from hydra_plugins import harness_slurm

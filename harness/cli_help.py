@@ -19,6 +19,8 @@ Common keys:
   train.tokens_per_param=R   N = R x parameters (when train.tokens is not given)
   eval.tasks=[a,b@3shot] tasks and setup variants scored at each checkpoint (`harness tasks`)
   --from runs/<id>/config.yaml   rerun exactly the run that config describes (no other keys)
+  --no-wait              with -m hydra/launcher=slurm: return once the array job (the runs not
+                         yet complete) is submitted; follow with harness status / cancel
 
 Examples:
   harness run model=cpu-50k data=toy train.tokens=100000
@@ -28,14 +30,17 @@ See what would run first: harness plan <same overrides>.""",
     "plan": """\
 harness plan [-m] [key=value ...]      (the same overrides as `harness run`)
 
-Print, without training, one row per run: run id, size, parameters (total and
-non-embedding), tokens, FLOPs, steps, checkpoints to evaluate, and whether `run` would
-train, resume or skip it. With hydra/launcher=slurm it also prints the sbatch parameters
-each array job would get, even on a machine without SLURM.
+Check what `run` checks before training (task names, include paths, shapes, local data) and
+print, without training, one row per run: run id, size, parameters (total and
+non-embedding), tokens, FLOPs, GPU-hours (at a stated assumed throughput), steps, checkpoints
+to evaluate, and whether `run` would train, resume or skip it; then per run the mix weights,
+per source the tokens available and the epochs implied (a warning above 4). With
+hydra/launcher=slurm it also prints the sbatch parameters of the array job (the runs not yet
+complete), even on a machine without SLURM; remote datasets are never loaded.
 
 Examples:
   harness plan -m sweep=demo
-  harness plan -m hydra/launcher=slurm +cluster=example_gpu model=gpu-d96-l8,gpu-d128-l4""",
+  harness plan -m hydra/launcher=slurm +cluster=example_gpu sweep=gpu_ladder""",
     "eval": """\
 harness eval root=DIR [eval=SUITE] ['eval.tasks=[...]']
 
