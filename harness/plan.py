@@ -262,8 +262,15 @@ def plan_command(args: list[str]) -> None:
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> None:
+        from omegaconf import OmegaConf
+
+        from harness.tracking import make_tracker
+
         try:
-            _PLAN_ROWS.append(plan_row(run_spec(cfg), Path(cfg.out_root)))
+            spec = run_spec(cfg)
+            # as `run` does before launching (the tracker is built, nothing is logged)
+            make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), Path(cfg.out_root))
+            _PLAN_ROWS.append(plan_row(spec, Path(cfg.out_root)))
         except HarnessError as err:
             die(str(err))
 

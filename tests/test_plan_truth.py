@@ -26,6 +26,7 @@ BAD_INPUTS = [
         id="include_path",
     ),
     pytest.param(["train.seq_len=1024"], "train.seq_len: 1024 exceeds the context", id="shape"),
+    pytest.param(["logger.kind=wandbb"], "logger.kind: unknown logger 'wandbb'", id="logger"),
     pytest.param(
         ["eval=core", "eval.tasks=[hellaswagg]"],
         "eval.tasks: unknown task 'hellaswagg'",
