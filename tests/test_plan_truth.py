@@ -105,6 +105,20 @@ def test_record_stores_tokens_available_and_epochs(run_cli, shared_cache, tmp_pa
     assert f"/ {available:,} = {rec.data.epochs['toyworld']:.2f} epochs" in out
 
 
+def test_slurm_plan_counts_only_the_pending_runs(run_cli, shared_cache, tmp_path, monkeypatch):
+    from harness.runner import execute
+
+    ov = [*tiny_overrides(shared_cache, tmp_path), "train.tokens=8192"]
+    execute(run_spec(compose([*ov, "seed=0"])), tmp_path)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no sbatch: plan needs no cluster
+    slurm = ["hydra/launcher=slurm", "+cluster=local"]
+    out = _plan(run_cli, "-m", *slurm, *ov, "seed=0,1,2")
+    assert "2 to train, 1 to skip" in out
+    assert "one array job of 2 task(s)" in out and "#SBATCH --array=0-1%64" in out
+    out = _plan(run_cli, "-m", *slurm, *ov, "seed=0")
+    assert "SLURM: nothing to submit (every run is complete)" in out
+
+
 def test_cluster_preset_without_the_slurm_launcher_is_one_line(run_cli, tmp_path):
     for cmd in ("plan", "run"):
         code, _, err = run_cli(cmd, "+cluster=example_gpu", f"out_root={tmp_path}")
