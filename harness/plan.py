@@ -1,6 +1,9 @@
-"""`harness plan`: what `harness run` would do, without training. One row per run (size,
-parameters, tokens, FLOPs, steps, checkpoints to evaluate, and train / resume / skip), and
-for a SLURM launcher the sbatch parameters of the array job, readable where sbatch is absent.
+"""`harness plan`: what `harness run` would do, without training. It makes the checks `run`
+makes before training (through the same functions), then prints one row per run (size,
+parameters, tokens, FLOPs, GPU-hours, steps, checkpoints to evaluate, and train / resume /
+skip), each run's mix with the tokens available and epochs per source (a warning above
+`REPEAT_WARN_EPOCHS`), the compute to run, and for a SLURM launcher the sbatch parameters of
+the array job of the pending runs, readable where sbatch is absent. Nothing remote is loaded.
 
 Parameter counts come from the model built on PyTorch's meta device (shapes only, no memory),
 so they are the counts the run will record; the vocabulary is the tokenizer config's size
