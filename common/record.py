@@ -17,7 +17,8 @@ Schema versions:
      Schema 1 and 2 entries get the protocol those records claimed for every checkpoint:
      `tasks_meta` and the config's `eval.limit` (unknown fields None).
   Keys added to a block later are listed in its ADDED (compute.warmup_seconds,
-  compute.warmup_steps): a record written before them lacks them and reads as None.
+  compute.warmup_steps, data.available_tokens, data.epochs): a record written before them
+  lacks them and reads as None.
 """
 
 from __future__ import annotations
@@ -130,7 +131,18 @@ class DataInfo:
     mix: str | None = None
     weights: dict[str, float] | None = None
     train_tokens: int | float | None = None
-    TYPES = {"mix": (str,), "weights": (dict,), "train_tokens": _NUM}
+    # per source of the mix: tokens in its train split, and the epochs train_tokens imply
+    available_tokens: dict[str, int | None] | None = None
+    epochs: dict[str, float | None] | None = None
+    TYPES = {
+        "mix": (str,),
+        "weights": (dict,),
+        "train_tokens": _NUM,
+        "available_tokens": (dict,),
+        "epochs": (dict,),
+    }
+    # keys added to schema 3 later: a record written before them lacks them (read as None)
+    ADDED = ("available_tokens", "epochs")
 
 
 @dataclass

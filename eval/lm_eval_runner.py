@@ -117,6 +117,22 @@ def _manager_for(names: list[str], include_paths: tuple[str, ...]) -> Any:
     return _manager(include_paths)[0]
 
 
+def resolve_tasks(
+    names: list[str], include_paths: tuple[str, ...]
+) -> tuple[Any, list[str | dict[str, Any]]]:
+    """The task manager and what lm-eval loads for each of `names`, or a one-line ConfigError
+    (a task listed twice, an unknown name, an include path that is not a folder). Indexes task
+    YAMLs only, no dataset is loaded: `harness plan` runs it offline, `TaskRunner` before
+    loading the datasets, so both reject the same input with the same line."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"eval.tasks: task '{name}' is listed twice")
+        seen.add(name)
+    tm = _manager_for(list(names), tuple(include_paths))
+    return tm, [_spec(name, tm) for name in names]
+
+
 class TaskRunner:
     """Scores a fixed list of tasks; build once, call `evaluate` per checkpoint."""
 
@@ -131,13 +147,7 @@ class TaskRunner:
         from lm_eval.tasks import get_task_dict
 
         self.names = list(tasks)
-        seen = set()
-        for name in self.names:
-            if name in seen:
-                raise ConfigError(f"eval.tasks: task '{name}' is listed twice")
-            seen.add(name)
-        tm = _manager_for(self.names, tuple(include_paths))
-        specs = [_spec(name, tm) for name in self.names]
+        tm, specs = resolve_tasks(self.names, tuple(include_paths))
         try:
             self.task_dict = get_task_dict(specs, tm)
         except Exception as err:  # noqa: BLE001 - dataset download failures surface here

@@ -46,6 +46,7 @@ def cmd_run(args: list[str]) -> None:
     from omegaconf import DictConfig, OmegaConf
 
     from harness.config import run_spec
+    from harness.slurm_check import check_cluster_launcher
     from harness.slurm_check import preflight as slurm_preflight
     from harness.tracking import make_tracker
 
@@ -56,11 +57,15 @@ def cmd_run(args: list[str]) -> None:
         _quiet_transformers()
         guard(lambda: stop_sweep_on_signal(lambda: rerun(args)))  # a stop: 143/130, one line
         return
+    args, wait = _no_wait(args)
     check_group_overrides(args)
+    guard(lambda: check_cluster_launcher(args))
     check_override_keys("config", args)
     check_resolved_paths("config", args)
     if not any(a in ("--cfg", "-c", "--info", "-i") for a in args):  # those only print config
         guard(lambda: slurm_preflight(args))
+    if _arg_value(args, "hydra/launcher") == "slurm":
+        _register_slurm_launcher(wait)
     _quiet_transformers()
     _FAILED.clear()  # main() may be called more than once in a process (tests, notebooks)
 
@@ -99,6 +104,49 @@ def cmd_run(args: list[str]) -> None:
     if _FAILED:
         print(f"{len(_FAILED)} run(s) failed:\n  " + "\n  ".join(_FAILED), file=sys.stderr)
         raise SystemExit(1)
+
+
+def _arg_value(args: list[str], key: str) -> str | None:
+    return next((a.partition("=")[2] for a in args if a.lstrip("+").startswith(f"{key}=")), None)
+
+
+def _no_wait(args: list[str]) -> tuple[list[str], bool]:
+    """`--no-wait`: a SLURM sweep returns once its array job is submitted (then `harness
+    status` / `harness cancel` follow it); only meaningful with -m and the slurm launcher."""
+    if "--no-wait" not in args:
+        return args, True
+    if (
+        "-m" not in args
+        and "--multirun" not in args
+        or _arg_value(args, "hydra/launcher") != "slurm"
+    ):
+        die(
+            "--no-wait: only with a SLURM sweep (harness run -m --no-wait hydra/launcher=slurm ...)"
+        )
+    return [a for a in args if a != "--no-wait"], False
+
+
+def _register_slurm_launcher(wait: bool) -> None:
+    """`hydra/launcher=slurm` names harness's launcher (hydra_plugins/harness_slurm): Hydra
+    instantiates launchers only from the hydra_plugins namespace, and only those it registered.
+    An install made before that folder existed does not map it: the checkout supplies it."""
+    import importlib.util
+
+    from harness.cli_checks import ROOT
+
+    if importlib.util.find_spec("hydra_plugins.harness_slurm") is None:
+        sys.path.append(str(ROOT))
+        # the array's tasks unpickle Hydra's plugin registry, this class in it: sbatch passes
+        # them this environment, so they find the module where this process does
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p
+        )
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins import harness_slurm
+
+    harness_slurm.WAIT = wait
+    Plugins.instance().register(harness_slurm.PendingSlurmLauncher)
 
 
 _VALUE_FLAGS = (

@@ -22,6 +22,8 @@ Common keys:
   --config-dir DIR       a study's own conf folder: its options join every group (also
                          hydra.searchpath=[file://DIR]; README "Your own study")
   'data.weights={a: 0.7, b: 0.3}'   replace the mix with exactly these weights
+  --no-wait              with -m hydra/launcher=slurm: return once the array job (the runs not
+                         yet complete) is submitted; follow with harness status / cancel
 
 Examples:
   harness run model=cpu-50k data=toy train.tokens=100000
@@ -32,14 +34,17 @@ See what would run first: harness plan <same overrides>.""",
 harness plan [-m] [key=value ...]      (the same overrides as `harness run`)
 harness plan --from runs/<id>/config.yaml [out_root=DIR]   (what `run --from` would do)
 
-Print, without training, one row per run: run id, size, parameters (total and
-non-embedding), tokens, FLOPs, steps, checkpoints to evaluate, and whether `run` would
-train, resume or skip it. With hydra/launcher=slurm it also prints the sbatch parameters
-each array job would get, even on a machine without SLURM.
+Check what `run` checks before training (task names, include paths, shapes, local data) and
+print, without training, one row per run: run id, size, parameters (total and
+non-embedding), tokens, FLOPs, GPU-hours (at a stated assumed throughput), steps, checkpoints
+to evaluate, and whether `run` would train, resume or skip it; then per run the mix weights,
+per source the tokens available and the epochs implied (a warning above 4). With
+hydra/launcher=slurm it also prints the sbatch parameters of the array job (the runs not yet
+complete), even on a machine without SLURM; remote datasets are never loaded.
 
 Examples:
   harness plan -m sweep=demo
-  harness plan -m hydra/launcher=slurm +cluster=example_gpu model=gpu-d96-l8,gpu-d128-l4""",
+  harness plan -m hydra/launcher=slurm +cluster=example_gpu sweep=gpu_ladder""",
     "eval": """\
 harness eval root=DIR [eval=SUITE] ['eval.tasks=[...]']
 

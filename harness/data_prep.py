@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from common.errors import ConfigError, DataError
+from harness.data_budget import remote_sources, tokenizer_cached
 from toyworld.world import world_from_options, world_options
 from train.cache_lock import build_dir_once
 from train.mixture import eval_windows
@@ -41,6 +42,31 @@ def prepare_data(spec: RunSpec) -> RunData:
         cache = build_token_cache(spec.sources[vs.source], vs.split, tok, tok_id, cache_dir)
         windows[vs.name] = eval_windows(cache, spec.train.seq_len, vs.max_tokens)
     return RunData(tok, tok_id, caches, windows)
+
+
+def available_tokens(spec: RunSpec) -> dict[str, int | None]:
+    """Tokens in the train split of each source of the mix, for `harness plan`. With every
+    source local this is `prepare_data` itself (so plan meets every data error `run` would, and
+    the caches it builds are the ones the run reuses); a remote source is never loaded (None),
+    nor is any source when the tokenizer itself would need the network."""
+    remote = set(remote_sources(spec))
+    if not remote:
+        return {n: c.n_tokens for n, c in prepare_data(spec).train_caches.items()}
+    tok_spec = spec.tokenizer
+    unknown = {n: None for n in spec.mix.weights}
+    if tok_spec.kind == "pretrained" and not tokenizer_cached(tok_spec):
+        return unknown
+    if tok_spec.kind == "bpe" and remote & set(tok_spec.train_sources):
+        return unknown
+    cache_dir = Path(spec.cache_dir)
+    tok = load_tokenizer(tok_spec, spec.sources, cache_dir)
+    tok_id = tokenizer_key(tok_spec, spec.sources)
+    return {
+        n: None
+        if n in remote
+        else build_token_cache(spec.sources[n], "train", tok, tok_id, cache_dir).n_tokens
+        for n in sorted(spec.mix.weights)
+    }
 
 
 def _code_version(*modules) -> str:

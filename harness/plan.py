@@ -1,6 +1,9 @@
-"""`harness plan`: what `harness run` would do, without training. One row per run (size,
-parameters, tokens, FLOPs, steps, checkpoints to evaluate, and train / resume / skip), and
-for a SLURM launcher the sbatch parameters of the array job, readable where sbatch is absent.
+"""`harness plan`: what `harness run` would do, without training. It makes the checks `run`
+makes before training (through the same functions), then prints one row per run (size,
+parameters, tokens, FLOPs, GPU-hours, steps, checkpoints to evaluate, and train / resume /
+skip), each run's mix with the tokens available and epochs per source (a warning above
+`REPEAT_WARN_EPOCHS`), the compute to run, and for a SLURM launcher the sbatch parameters of
+the array job of the pending runs, readable where sbatch is absent. Nothing remote is loaded.
 
 Parameter counts come from the model built on PyTorch's meta device (shapes only, no memory),
 so they are the counts the run will record; the vocabulary is the tokenizer config's size
@@ -14,16 +17,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common.errors import DataError, HarnessError
 from harness.backfill_hint import missing_tasks
 from harness.cli_checks import (
     CONF_DIR,
     check_group_overrides,
     check_override_keys,
+    check_resolved_paths,
     die,
+    guard,
     searchpath,
 )
+from harness.data_budget import REMOTE, epochs, format_epochs, remote_sources, repetition_warnings
+from harness.data_prep import available_tokens
 from harness.identity import run_id
-from harness.run_setup import plan_steps
+from harness.run_setup import check_tasks, plan_steps
+from harness.slurm_check import check_cluster_launcher
 from harness.store import read_record, run_dir
 from train.model import ModelStats, build_model, model_stats, training_flops
 from train.specs import RunSpec, TokenizerSpec
@@ -37,10 +46,27 @@ COLUMNS = (
     "non_emb",
     "tokens",
     "flops",
+    "gpu_h",
     "steps",
     "eval_at",
     "action",
 )
+
+# The throughput behind the GPU-hour estimate (an assumption, said in the output): 35% MFU,
+# i.e. 6*N*D FLOPs at 35% of an H100/H200 SXM's nominal dense bf16 peak of 989 TFLOP/s. The
+# project's GPU anchor (../shared/anchors, H200, seq 1024, bf16, torch.compile) measured
+# 0.35-0.41 for 77M-411M LLaMA models; small models with a 50k vocabulary ran at 0.17-0.27, so
+# the smallest rungs take longer than estimated.
+ASSUMED_MFU = 0.35
+ASSUMED_PEAK_FLOPS = 989e12
+THROUGHPUT_NOTE = (
+    f"an assumed {ASSUMED_MFU:.0%} MFU of {ASSUMED_PEAK_FLOPS / 1e12:.0f} TFLOP/s "
+    "(H100/H200 SXM dense bf16 peak), one GPU"
+)
+
+
+def gpu_hours(flops: float) -> float:
+    return flops / (ASSUMED_MFU * ASSUMED_PEAK_FLOPS) / 3600
 
 
 @functools.lru_cache(maxsize=8)
@@ -69,8 +95,8 @@ def _stats(spec: RunSpec) -> ModelStats | None:
         return model_stats(build_model(spec.model, vocab, seed=spec.seed))
 
 
-def _action(spec: RunSpec, out_root: Path) -> str:
-    path = run_dir(out_root, run_id(spec))
+def _action(spec: RunSpec, out_root: Path, rid: str) -> str:
+    path = run_dir(out_root, rid)
     rec = read_record(path) if path.exists() else None
     if rec is not None and rec.is_complete:
         lacking = missing_tasks(spec, out_root)
@@ -89,34 +115,88 @@ def _action(spec: RunSpec, out_root: Path) -> str:
     return f"resume (from step {steps[-1]})" if steps else "train"
 
 
+def _plan_run_id(spec: RunSpec) -> str | None:
+    """The run id, or None where it needs a remote dataset's fingerprint that cannot be had
+    offline (plan never fails for want of the hub; `run` on the cluster resolves it)."""
+    try:
+        return run_id(spec)
+    except DataError:
+        if remote_sources(spec):
+            return None
+        raise
+
+
 def plan_row(spec: RunSpec, out_root: Path) -> dict[str, Any]:
-    """One row of the plan: what the run is and what `harness run` would do with it."""
-    rec = read_record(run_dir(out_root, run_id(spec)))
+    """One row of the plan: what the run is and what `harness run` would do with it. A run to
+    train meets the checks `run` makes before training (data, task names, include paths), so
+    plan rejects what run rejects, with the same line; nothing remote is loaded."""
+    rid = _plan_run_id(spec)
+    rec = read_record(run_dir(out_root, rid)) if rid else None
     stats = (
         ModelStats(rec.model.n_params, rec.model.n_params_nonembedding)
         if rec is not None and rec.model.n_params
         else _stats(spec)
     )
+    action = _action(spec, out_root, rid) if rid else "train? (id needs the remote dataset)"
     row: dict[str, Any] = {
-        "run_id": run_id(spec),
+        "run_id": rid or "?",
         "size": spec.model.name,
         "mix": spec.mix.name,
         "seed": spec.seed,
+        "action": action,
+        "weights": dict(spec.mix.weights),
+        "n_tokens": None,
+        "flops_n": None,
     }
+    available = (
+        rec.data.available_tokens
+        if rec is not None and rec.is_complete and rec.data.available_tokens
+        else available_tokens(spec)
+    )
+    if not action.startswith("skip"):
+        check_tasks(spec)
+    row["available"] = available
     if stats is None:
-        row.update(params="?", non_emb="?", tokens="?", flops="?", steps="?", eval_at="?")
-    else:
-        sp = plan_steps(spec, stats.n_params)
         row.update(
-            params=f"{stats.n_params:,}",
-            non_emb=f"{stats.n_params_nonembedding:,}",
-            tokens=f"{sp.n_tokens:,}",
-            flops=f"{training_flops(stats.n_params, sp.n_tokens):.2e}",
-            steps=f"{sp.total_steps:,}",
-            eval_at=f"{len(sp.eval_steps)}: " + ",".join(map(str, sp.eval_steps)),
+            params="?", non_emb="?", tokens="?", flops="?", gpu_h="?", steps="?", eval_at="?"
         )
-    row["action"] = _action(spec, out_root)
+        return row
+    sp = plan_steps(spec, stats.n_params)
+    flops = training_flops(stats.n_params, sp.n_tokens)
+    row.update(
+        params=f"{stats.n_params:,}",
+        non_emb=f"{stats.n_params_nonembedding:,}",
+        tokens=f"{sp.n_tokens:,}",
+        flops=f"{flops:.2e}",
+        gpu_h=f"{gpu_hours(flops):.3g}",
+        steps=f"{sp.total_steps:,}",
+        eval_at=f"{len(sp.eval_steps)}: " + ",".join(map(str, sp.eval_steps)),
+        n_tokens=sp.n_tokens,
+        flops_n=flops,
+    )
     return row
+
+
+def data_line(row: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
+    """Per source of the run's mix: weight x tokens / tokens available = epochs (and those
+    epochs, for the repetition warning)."""
+    reps = (
+        epochs(row["weights"], row["n_tokens"], row["available"])
+        if row["n_tokens"] is not None
+        else {n: None for n in row["weights"]}
+    )
+    parts = []
+    for name, w in sorted(row["weights"].items()):
+        avail = row["available"].get(name)
+        shown = f"{avail:,}" if avail is not None else REMOTE
+        if row["n_tokens"] is None:
+            parts.append(f"{name} {w:.2f} of {shown}")
+        else:
+            parts.append(
+                f"{name} {w:.2f} x {row['n_tokens']:,} / {shown} = "
+                f"{format_epochs(reps[name])} epochs"
+            )
+    return f"  {row['run_id']}  {row['mix']}: " + "; ".join(parts), reps
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -169,8 +249,11 @@ def plan_command(args: list[str]) -> None:
 
     from harness.config import run_spec
 
+    args = [a for a in args if a != "--no-wait"]  # plan takes `run`'s arguments as they are
     check_group_overrides(args)
+    guard(lambda: check_cluster_launcher(args))
     check_override_keys("config", args)
+    check_resolved_paths("config", args)
     slurm = any(a.lstrip("+") == "hydra/launcher=slurm" for a in args)
     launcher = _launcher_config(args) if slurm else None
     local = [
@@ -182,11 +265,15 @@ def plan_command(args: list[str]) -> None:
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> None:
-        from common.errors import HarnessError
+        from omegaconf import OmegaConf
+
         from harness.coverage import warn_uncovered
+        from harness.tracking import make_tracker
 
         try:
             spec = run_spec(cfg)
+            # as `run` does before launching (the tracker is built, nothing is logged)
+            make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), Path(cfg.out_root))
             _PLAN_ROWS.append(plan_row(spec, Path(cfg.out_root)))
             warn_uncovered(spec)  # after the row: a bad corpus is one error line, no warning
         except HarnessError as err:
@@ -203,14 +290,53 @@ def plan_command(args: list[str]) -> None:
             searchpath(),
         ]
         job()
-    print(format_table(_PLAN_ROWS))
-    actions = [r["action"].split(" ")[0] for r in _PLAN_ROWS]
-    print(
-        ", ".join(f"{actions.count(a)} to {a}" for a in ("train", "resume", "skip") if a in actions)
-    )
+    print_plan(_PLAN_ROWS, launcher)
+
+
+def print_plan(rows: list[dict[str, Any]], launcher: dict[str, Any] | None) -> None:
+    """The table, each run's data (weights, tokens available, epochs) with a warning line per
+    source repeated too often, the counts, the compute estimate and the sbatch preview."""
+    print(format_table(rows))
+    print("\ndata (source weight x tokens / tokens in its train split = epochs):")
+    warnings = []
+    for row in rows:
+        line, reps = data_line(row)
+        print(line)
+        warnings += repetition_warnings(row["run_id"], reps)
+    for line in warnings:
+        print(line)
+    actions = [r["action"].split(" ")[0] for r in rows]
+    counts = [f"{actions.count(a)} to {a}" for a in ("train", "resume", "skip") if a in actions]
+    if "train?" in actions:
+        counts.append(f"{actions.count('train?')} to train unless complete (id needs the data)")
+    print("\n" + ", ".join(counts))
+    todo = [r for r in rows if not r["action"].startswith("skip")]
+    known = [r["flops_n"] for r in todo if r["flops_n"] is not None]
+    if known:
+        flops = sum(known)
+        print(
+            f"compute to run: {flops:.2e} FLOPs (6*N*D), about {gpu_hours(flops):,.3g} GPU-hours "
+            f"at {THROUGHPUT_NOTE}"
+            + (
+                f" ({len(todo) - len(known)} run(s) of unknown size left out)"
+                if len(known) < len(todo)
+                else ""
+            )
+        )
+    elif todo:
+        print(
+            "compute to run: unknown (model sizes need the pretrained tokenizer, "
+            "not in the local Hugging Face cache)"
+        )
     if launcher is not None:
-        print(f"\nSLURM: one array job of {len(_PLAN_ROWS)} task(s) (not submitted):")
-        print("\n".join(sbatch_preview(launcher, len(_PLAN_ROWS))))
+        if not todo:
+            print("\nSLURM: nothing to submit (every run is complete)")
+            return
+        print(
+            f"\nSLURM: one array job of {len(todo)} task(s), the runs to train or resume "
+            "(complete runs are not submitted; not submitted now):"
+        )
+        print("\n".join(sbatch_preview(launcher, len(todo))))
 
 
 def _launcher_config(args: list[str]) -> dict:

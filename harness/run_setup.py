@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from eval.lm_eval_runner import TaskRunner
+from eval.lm_eval_runner import TaskRunner, resolve_tasks
 from harness.data_prep import RunData, prepare_data, toy_task_dir
 from train.mixture import MixtureSampler
 from train.model import ModelStats, build_model, model_stats
@@ -81,16 +81,30 @@ def build_run(spec: RunSpec) -> RunSetup:
     return RunSetup(data, sampler, model, stats, plan_steps(spec, stats.n_params))
 
 
+def _task_sources(spec: RunSpec) -> tuple[tuple[str, ...], dict[str, float]]:
+    """The include paths lm-eval indexes for this run (the toy tasks' generated folder added)
+    and the chance level of each toy task."""
+    include = tuple(spec.eval.include_paths)
+    chance: dict[str, float] = {}
+    if spec.eval.toy_tasks:
+        folder, chance = toy_task_dir(spec)
+        include = include + (str(folder),)
+    return include, chance
+
+
+def check_tasks(spec: RunSpec) -> None:
+    """Reject unknown task names and bad include paths in one line, loading no dataset: the
+    check `task_runner` makes first, run alone by `harness plan`."""
+    if spec.eval.tasks:
+        resolve_tasks(list(spec.eval.tasks), _task_sources(spec)[0])
+
+
 def task_runner(spec: RunSpec) -> TaskRunner | None:
     """The process-wide runner for this eval config (task objects are built once)."""
     ev = spec.eval
     if not ev.tasks:
         return None
-    include = tuple(ev.include_paths)
-    chance: dict[str, float] = {}
-    if ev.toy_tasks:
-        folder, chance = toy_task_dir(spec)
-        include = include + (str(folder),)
+    include, chance = _task_sources(spec)
     key = (tuple(ev.tasks), include, str(ev.batch_size), ev.limit)
     if key not in _TASK_RUNNERS:
         _TASK_RUNNERS[key] = TaskRunner(list(ev.tasks), include, ev.batch_size, ev.limit, chance)

@@ -26,6 +26,7 @@ from eval.lm_eval_runner import TaskRunner
 from eval.samples import drop_after, sample_rows, write_samples
 from eval.val_loss import validation_losses
 from harness.config import to_dict
+from harness.data_budget import epochs, repetition_warnings
 from harness.identity import run_id, semantic_config
 from harness.preemption import Preemption, signalled
 from harness.run_setup import RunSetup, build_run, task_runner
@@ -153,6 +154,8 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
         _keep_task_protocols(record, previous, runner)
         log(f"resume {rid} from step {resume.step}")
     write_record(path, record)
+    for line in repetition_warnings(rid, record.data.epochs or {}):
+        log(line)
     tracker.start(rid, spec, record)
     plan = setup.plan
     log(
@@ -292,10 +295,20 @@ def _new_record(spec: RunSpec, rid: str, setup: RunSetup, runner: TaskRunner | N
             vocab_size=len(setup.data.tokenizer),
             seq_len=spec.train.seq_len,
         ),
-        data=DataInfo(
-            mix=spec.mix.name, weights=spec.mix.weights, train_tokens=setup.plan.n_tokens
-        ),
+        data=_data_info(spec, setup),
         tasks_meta={n: vars(i) for n, i in runner.info().items()} if runner else {},
+    )
+
+
+def _data_info(spec: RunSpec, setup: RunSetup) -> DataInfo:
+    """The mix, its budget, and per source the train split's tokens and the epochs implied."""
+    available = {n: c.n_tokens for n, c in sorted(setup.data.train_caches.items())}
+    return DataInfo(
+        mix=spec.mix.name,
+        weights=spec.mix.weights,
+        train_tokens=setup.plan.n_tokens,
+        available_tokens=available,
+        epochs=epochs(spec.mix.weights, setup.plan.n_tokens, available),
     )
 
 

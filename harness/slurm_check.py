@@ -39,6 +39,17 @@ def requested_partition(args: list[str]) -> str | None:
     return None
 
 
+def check_cluster_launcher(args: list[str]) -> None:
+    """`+cluster=NAME` sets fields of the SLURM launcher: without `hydra/launcher=slurm` Hydra
+    fails on a ConfigKeyError whose first line says nothing; say what is missing instead."""
+    preset = _arg(args, "cluster")
+    if preset is not None and _arg(args, "hydra/launcher") != "slurm":
+        raise ConfigError(
+            f"cluster: the preset '{preset}' configures the SLURM launcher; "
+            f"add hydra/launcher=slurm (harness run -m hydra/launcher=slurm +cluster={preset} ...)"
+        )
+
+
 def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import RecordError
-from common.record import SCHEMA_VERSION, Compute, RunRecord
+from common.record import SCHEMA_VERSION, Compute, DataInfo, RunRecord
 from harness.store import read_record, write_record
 from tests.conftest import ROOT, tiny_overrides
 
@@ -130,6 +130,8 @@ def test_schema1_record_reads_and_upgrades(tmp_path):
     }
     # the keys added to compute since (warm-up timing) are written, unknown
     assert {k: written["compute"].pop(k) for k in Compute.ADDED} == dict.fromkeys(Compute.ADDED)
+    # and the keys added to data (tokens available, epochs per source)
+    assert {k: written["data"].pop(k) for k in DataInfo.ADDED} == dict.fromkeys(DataInfo.ADDED)
     assert {k: v for k, v in written.items() if k != "schema_version"} == {
         k: v for k, v in upgraded.items() if k != "schema_version"
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -245,3 +246,44 @@ def test_cancel_stops_a_sweeps_jobs(tmp_path, shared_cache):
         )
     finally:
         proc.kill()
+
+
+def _array_tasks(array_id: str) -> list[str]:
+    """The task ids SLURM holds for an array job (one `scontrol show job` line per task)."""
+    res = subprocess.run(
+        ["scontrol", "show", "job", "-o", array_id], capture_output=True, text=True, timeout=30
+    )
+    assert res.returncode == 0, res.stderr
+    return [ln.split("JobId=")[1].split()[0] for ln in res.stdout.splitlines() if "JobId=" in ln]
+
+
+def test_relaunch_submits_only_the_pending_runs(tmp_path, shared_cache):
+    """Two of three runs complete: the relaunch's array job has one task, its id is printed at
+    submission, --no-wait returns before it ends; a third launch submits nothing."""
+    out = tmp_path / "out"
+    ov = [a for a in tiny_overrides(shared_cache, out) if not a.startswith("model=")]
+    ov += ["model=cpu-50k", "sweep_name=pending"]
+    for seed in (0, 1):
+        execute(run_spec(compose([*ov, f"seed={seed}"])), out)
+    launch = ["run", "-m", "hydra/launcher=slurm", "+cluster=local", *ov, "seed=0,1,2"]
+    res = harness(launch[0], "--no-wait", *launch[1:], cwd=tmp_path, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    said = re.search(
+        r"submitted array job (\d+): 1 task\(s\), 2 complete run\(s\) not submitted", res.stdout
+    )
+    assert said, res.stdout[-3000:]
+    assert len(_array_tasks(said[1])) == 1
+    assert "seed=2" in res.stdout and "seed=0 " not in res.stdout
+    _wait(
+        lambda: len(records(out)) == 3 and all(r["status"] == "complete" for r in records(out)),
+        180,
+        "the pending run",
+    )
+    assert {r["seed"]: bool(r["slurm_job_id"]) for r in records(out)} == {
+        0: False,
+        1: False,
+        2: True,
+    }
+    again = harness(*launch, cwd=tmp_path, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to submit: all 3 run(s) are complete" in again.stdout
