@@ -246,6 +246,9 @@ def _most_flipped_figure(out: Path, name: str, d: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from analysis.report import style
+
+    style.use()
     f = io.read_csv(d / "tables" / "flips.csv")
     if f.empty:
         return None
@@ -260,9 +263,9 @@ def _most_flipped_figure(out: Path, name: str, d: Path) -> Path | None:
     ax.set_xlabel(f"verdict flips and reversals (q < {SIGNIFICANT_Q})")
     ax.set_ylabel("")
     ax.set_title(f"{name}: most-flipped tasks, by kind of change", fontsize=10)
-    ax.legend(fontsize=7, title=None)
+    ax.legend(loc="best", title=None)
     fig.tight_layout()
     path = out / "summary" / f"most_flipped_{name}.png"
-    io.atomic_write(path, lambda p: fig.savefig(p, dpi=90))
+    io.atomic_write(path, lambda p: fig.savefig(p, dpi=style.DPI))
     plt.close(fig)
     return path
