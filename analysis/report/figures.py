@@ -27,7 +27,7 @@ from analysis.config import AnalysisConfig, PlotConfig  # noqa: E402
 from analysis.errors import warn  # noqa: E402
 from analysis.flips.detect import headline_flips  # noqa: E402
 from analysis.groups.build import POOLED  # noqa: E402
-from analysis.ingest.axes import axis_label, main_suite, select_points  # noqa: E402
+from analysis.ingest.axes import AXES, axis_label, main_suite, select_points  # noqa: E402
 from analysis.laws.downstream import exp_law_acc  # noqa: E402
 from analysis.laws.loss import predict_natural  # noqa: E402
 from analysis.output import files as io  # noqa: E402
@@ -475,6 +475,10 @@ def loss_vs_compute(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
         )
     else:
         vset = lf["val_set"].iloc[0]
+    if vset in AXES:
+        # no validation loss (Pythia): the "loss" would be compute itself, a line of x
+        # against x that looks like a law and is no evidence of one
+        return []
     bt = (
         "gadre_protocol"
         if (not lf.empty and (lf["backtest"] == "gadre_protocol").any())
