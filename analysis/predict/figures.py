@@ -42,8 +42,16 @@ def error_vs_ratio(pred: pd.DataFrame, path: Path) -> Path | None:
         b = np.clip(np.digitize(lr[sub.index], edges[1:-1]), 0, len(edges) - 2)
         med = sub["abs_error"].groupby(b).median()
         x = [10 ** ((edges[i] + edges[i + 1]) / 2) for i in med.index]
-        style = "-" if not sub["default"].any() else "-o"
-        ax.plot(x, med.to_numpy(), style, lw=2.2 if sub["default"].any() else 1.2, label=method)
+        # markers on every method: a method with one ratio bin is a point, not an empty line
+        default = bool(sub["default"].any())
+        ax.plot(
+            x,
+            med.to_numpy(),
+            "-o",
+            ms=5 if default else 3,
+            lw=2.2 if default else 1.2,
+            label=method,
+        )
     ax.set_xscale("log")
     from matplotlib.ticker import NullFormatter
 
