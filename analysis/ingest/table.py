@@ -39,7 +39,8 @@ COLUMNS: dict[str, str] = {
     "n_params": "float64",  # total parameters
     "n_params_nonembedding": "float64",
     "train_tokens": "float64",  # the run's whole token budget
-    "multiplier": "float64",  # train_tokens / (20 * n_params)
+    "multiplier": "float64",  # train_tokens / (20 * n_params): Chinchilla multiplier, M / 20
+    # (M = train_tokens / n_params, the `@M=` of extrapolation targets and the Gadre law)
     "step": "Int64",  # optimizer step of this checkpoint
     "tokens": "float64",  # tokens seen at this checkpoint
     "flops": "float64",  # 6 * n_params * tokens
