@@ -316,3 +316,25 @@ def test_summary_says_na_for_groups_with_no_classified_task(tmp_path):
     assert np.isnan(got[("corpus", "x")])
     assert np.isnan(got[("setup", "default")])  # the headline group: all insufficient
     assert got[("corpus", "y")] == 0.0  # classified, none predictable: a real 0
+
+
+def test_record_warnings_name_paths_inside_the_root(tmp_path):
+    """What load_records warns about lands in report.md: runs/<id>/record.json and `runs`,
+    never the local folder the sweep sits in."""
+    from analysis.ingest.records import load_records
+    from tests.fixtures.analysis_make import sweep_records, write_records
+
+    recs = sweep_records(n_sizes=3, mixes=("toy",), n_ckpt=2, tasks=("predictable",))
+    recs[0]["checkpoints"][0]["tasks"]["task_predictable"]["acc"] = 1.5  # impossible
+    write_records(tmp_path, recs)
+    (tmp_path / "runs" / "failed").mkdir()
+    (tmp_path / "runs" / "failed" / "record.json").write_text(
+        json.dumps({**recs[1], "run_id": "failed", "status": "failed", "failure": "x"})
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AnalysisWarning)
+        load_records(tmp_path)
+    msgs = [str(w.message) for w in caught]
+    assert any(m.startswith("skipping runs/failed/record.json: status") for m in msgs), msgs
+    assert any(m.startswith("runs: ") and "= 1.5" in m for m in msgs), msgs
+    assert not [m for m in msgs if str(tmp_path) in m]

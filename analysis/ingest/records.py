@@ -139,7 +139,7 @@ def load_records(root: Path | str) -> pd.DataFrame:
             warn(f"run {run}: non-numeric value for {name}; dropped")
         table = table[~bad].reset_index(drop=True)
     table["stderr"] = table["stderr"].astype(float).where(np.isfinite(table["stderr"]))
-    return validate(table, str(root / "runs"))
+    return validate(table, "runs")  # names land in report.md: no local path
 
 
 def one_protocol_per_task(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

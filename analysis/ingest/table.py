@@ -155,7 +155,7 @@ def read_compact(path: Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise AnalysisError(f"{path}: missing column '{missing[0]}'")
-    return validate(conform(df), str(path))
+    return validate(conform(df), Path(path).name)
 
 
 def _row_name(df: pd.DataFrame, i: Any) -> str:
