@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.errors import AnalysisError
+from analysis.report.style import DPI
 from common.fields import field_kwargs
 
 
@@ -147,7 +148,7 @@ class PlotConfig:
     grid_val_sets: list[str] = field(default_factory=lambda: ["c4_val", "paloma_code"])
     max_flip_figures: int = 6
     flip_tasks: list[str] = field(default_factory=lambda: ["hellaswag", "coqa"])  # drawn first
-    dpi: int = 90
+    dpi: int = DPI  # analysis.report.style.DPI
     formats: list[str] = field(default_factory=lambda: ["png"])  # any of png, pdf, svg
 
     def __post_init__(self) -> None:

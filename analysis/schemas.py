@@ -23,6 +23,8 @@ FIT_COLUMNS = [
     "param_ci",
     "fitted",
     "flag",
+    "x_min",  # loss laws: smallest and largest training FLOPs of the fitted runs
+    "x_max",
 ]
 
 #: flips.csv: one row per setting change that flips a task's trend (point estimates differ)

@@ -300,10 +300,11 @@ def cmd_predict(args: list[str]) -> None:
 
 
 def _guard_analysis(fn: Callable[[], None]) -> None:
-    from analysis.errors import AnalysisError
+    from analysis.errors import AnalysisError, one_line_warnings
 
     try:
-        guard(fn)
+        with one_line_warnings():  # `warning: <message>`, not Python's file:line + source
+            guard(fn)
     except AnalysisError as err:
         die(str(err))
 

@@ -180,12 +180,13 @@ def test_disk_full_into_a_fresh_folder_leaves_nothing(tmp_path, monkeypatch):
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A real 400 KiB tmpfs (root and mount permission needed, else the test is skipped):
-    room for one analysis output of the fixture sweep (~300 KiB) but not for two."""
+    """A real 900 KiB tmpfs (root and mount permission needed, else the test is skipped):
+    room for one analysis output of the fixture sweep (~610 KiB, figures at 200 dpi) but
+    not for two."""
     mnt = tmp_path / f"mnt_{uuid.uuid4().hex[:6]}"
     mnt.mkdir()
     r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)],
+        ["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(mnt)],
         capture_output=True,
         text=True,
     )

@@ -219,11 +219,10 @@ def test_analysis_skips_corrupt_and_failed_records(tmp_path):
         (tmp_path / "runs" / name / "record.json").write_text(text)
     res = _analyze(tmp_path)
     assert res.returncode == 0, res.stderr
-    assert (
-        f"skipping unreadable record {tmp_path / 'runs' / 'truncated' / 'record.json'}"
-        in res.stderr
-    )
-    assert (
-        f"skipping {tmp_path / 'runs' / 'failed' / 'record.json'}: status is 'failed'" in res.stderr
-    )
+    assert "skipping unreadable record runs/truncated/record.json" in res.stderr
+    assert "skipping runs/failed/record.json: status is 'failed'" in res.stderr
+    # one line each, `warning: <message>`: no Python file:line, category or source line
+    skips = [ln for ln in res.stderr.splitlines() if "skipping" in ln]
+    assert skips and all(ln.startswith("warning: skipping ") for ln in skips), res.stderr
+    assert "AnalysisWarning" not in res.stderr and ".py:" not in res.stderr
     assert (tmp_path / "an" / "report.md").exists()

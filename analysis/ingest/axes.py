@@ -37,6 +37,16 @@ def axis_label(name: str) -> str:
     return f"validation loss ({name})"
 
 
+def axis_phrase(name: str) -> str:
+    """How a sentence names an x-axis: the pseudo-axes by what they measure (they are not
+    validation losses), a validation set as "`<name>` validation loss"."""
+    if name == "compute":
+        return "compute"
+    if name == "params":
+        return "parameter count"
+    return f"`{name}` validation loss"
+
+
 def with_axes(table: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """`table` plus val_loss rows for each pseudo-axis in `axes` (compute always when the
     table has no validation loss)."""

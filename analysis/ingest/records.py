@@ -112,20 +112,21 @@ def load_records(root: Path | str) -> pd.DataFrame:
     paths = sorted((root / "runs").glob("*/record.json"))
     rows: list[dict[str, Any]] = []
     for path in paths:
+        where = path.relative_to(root)  # warnings land in report.md: no local path there
         try:
             raw = read_regular(path, MAX_RECORD_BYTES)  # a FIFO or /dev/zero link never hangs
             if raw is None:
                 continue
             rec = RunRecord.from_json(json.loads(raw))
             if not rec.is_complete:
-                warn(f"skipping {path}: status is {rec.status!r}, not 'complete'")
+                warn(f"skipping {where}: status is {rec.status!r}, not 'complete'")
                 continue
             these = record_rows(rec)
             # a record with two entries for one step stops itself, not the whole sweep
-            check_structure(from_rows(these), str(path))
+            check_structure(from_rows(these), str(where))
             rows.extend(these)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            warn(f"skipping unreadable record {path}: {exc!r}")
+            warn(f"skipping unreadable record {where}: {exc!r}")
         except AnalysisError as exc:
             warn(f"skipping record: {exc}")
     rows = one_protocol_per_task(rows)
@@ -138,7 +139,7 @@ def load_records(root: Path | str) -> pd.DataFrame:
             warn(f"run {run}: non-numeric value for {name}; dropped")
         table = table[~bad].reset_index(drop=True)
     table["stderr"] = table["stderr"].astype(float).where(np.isfinite(table["stderr"]))
-    return validate(table, str(root / "runs"))
+    return validate(table, "runs")  # names land in report.md: no local path
 
 
 def one_protocol_per_task(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

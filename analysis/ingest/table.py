@@ -39,7 +39,8 @@ COLUMNS: dict[str, str] = {
     "n_params": "float64",  # total parameters
     "n_params_nonembedding": "float64",
     "train_tokens": "float64",  # the run's whole token budget
-    "multiplier": "float64",  # train_tokens / (20 * n_params)
+    "multiplier": "float64",  # train_tokens / (20 * n_params): Chinchilla multiplier, M / 20
+    # (M = train_tokens / n_params, the `@M=` of extrapolation targets and the Gadre law)
     "step": "Int64",  # optimizer step of this checkpoint
     "tokens": "float64",  # tokens seen at this checkpoint
     "flops": "float64",  # 6 * n_params * tokens
@@ -154,7 +155,7 @@ def read_compact(path: Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise AnalysisError(f"{path}: missing column '{missing[0]}'")
-    return validate(conform(df), str(path))
+    return validate(conform(df), Path(path).name)
 
 
 def _row_name(df: pd.DataFrame, i: Any) -> str:

@@ -47,7 +47,10 @@ def run_frame(table: pd.DataFrame, val_set: str, tasks: list[str], metric: str =
     return runs, err, present
 
 
-def _fits_row(backtest: str, corpus: str, val_set: str, fit: LossLawFit) -> dict:
+def _fits_row(
+    backtest: str, corpus: str, val_set: str, fit: LossLawFit, compute: np.ndarray
+) -> dict:
+    """`compute`: the fitted runs' FLOPs; their range bounds where figures draw the law."""
     return {
         "kind": "loss_law",
         "backtest": backtest,
@@ -61,6 +64,8 @@ def _fits_row(backtest: str, corpus: str, val_set: str, fit: LossLawFit) -> dict
         "rmse": fit.rmse,
         "params": json.dumps(fit.params),
         "param_ci": json.dumps(fit.param_ci),
+        "x_min": float(np.min(compute)),
+        "x_max": float(np.max(compute)),
     }
 
 
@@ -104,7 +109,7 @@ def _predict_block(
         if fit is None:
             continue
         laws[law] = fit
-        fits.append(_fits_row(backtest, corpus, val_set, fit))
+        fits.append(_fits_row(backtest, corpus, val_set, fit, X["C"]))
         lflag = fit_flag(law, fit.params, fit.r2, cfg.fit)
         pred = fit.predict(Xt)
         lo, hi = fit.predict_ci(Xt, ci)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.output import files as io
+from analysis.report import style
 
 
 def _plt():
@@ -17,10 +18,11 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    style.use()
     return plt
 
 
-def _save(fig, path: Path, dpi: int = 90) -> Path:
+def _save(fig, path: Path, dpi: int = style.DPI) -> Path:
     io.atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format="png"))
     _plt().close(fig)
     return path
@@ -40,8 +42,16 @@ def error_vs_ratio(pred: pd.DataFrame, path: Path) -> Path | None:
         b = np.clip(np.digitize(lr[sub.index], edges[1:-1]), 0, len(edges) - 2)
         med = sub["abs_error"].groupby(b).median()
         x = [10 ** ((edges[i] + edges[i + 1]) / 2) for i in med.index]
-        style = "-" if not sub["default"].any() else "-o"
-        ax.plot(x, med.to_numpy(), style, lw=2.2 if sub["default"].any() else 1.2, label=method)
+        # markers on every method: a method with one ratio bin is a point, not an empty line
+        default = bool(sub["default"].any())
+        ax.plot(
+            x,
+            med.to_numpy(),
+            "-o",
+            ms=5 if default else 3,
+            lw=2.2 if default else 1.2,
+            label=method,
+        )
     ax.set_xscale("log")
     from matplotlib.ticker import NullFormatter
 
@@ -49,7 +59,7 @@ def error_vs_ratio(pred: pd.DataFrame, path: Path) -> Path | None:
     ax.set_xlabel("compute ratio (target / largest training run)")
     ax.set_ylabel("median |predicted - actual| accuracy")
     ax.set_title(f"{d['testbed'].iloc[0]}: prediction error vs extrapolation", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(loc="best")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -67,7 +77,8 @@ def error_by_category(pred: pd.DataFrame, category: pd.Series, path: Path) -> Pa
     ax.boxplot([g["abs_error"].to_numpy() for _, g in groups], showfliers=True)
     ax.set_xticks(range(1, len(groups) + 1))
     ax.set_xticklabels(
-        [f"{c}\nn={len(g)}, cov {g['covered'].mean():.0%}" for c, g in groups], fontsize=7
+        [f"{c}\nn={len(g)}, cov {g['covered'].mean():.0%}" for c, g in groups],
+        fontsize=style.MIN_FONT,
     )
     ax.set_ylabel("|predicted - actual| (default method)")
     ax.set_title(f"{d['testbed'].iloc[0]}: error by trend category (every fold)", fontsize=10)
@@ -91,19 +102,21 @@ def task_figure(
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(runs["C"], acc.reindex(runs.index), c="k", s=14, label="runs", zorder=3)
     for method, (c, y) in curves.items():
-        ax.plot(c, y, lw=1, label=method)
+        ax.plot(c, style.accuracy(y), lw=1, label=method)  # an accuracy stays in [0, 1]
     ct, preds = target
     for k, (method, (p, lo, hi)) in enumerate(preds.items()):
         x = ct * (1 + 0.04 * k)
         ax.errorbar([x], [p], yerr=[[p - lo], [hi - p]], fmt="o", ms=4, capsize=3)
-        ax.annotate(method, (x, p), fontsize=6, xytext=(3, 0), textcoords="offset points")
+        ax.annotate(
+            method, (x, p), fontsize=style.MIN_FONT, xytext=(3, 0), textcoords="offset points"
+        )
     if np.isfinite(actual):
         ax.scatter([ct], [actual], marker="*", s=120, c="r", zorder=4, label="actual")
     ax.set_xscale("log")
     ax.set_xlabel("compute (6ND FLOPs)")
     ax.set_ylabel("accuracy")
     ax.set_title(task, fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(loc="best")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -21,17 +21,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from analysis.config import AnalysisConfig, PlotConfig  # noqa: E402
 from analysis.errors import warn  # noqa: E402
 from analysis.flips.detect import headline_flips  # noqa: E402
 from analysis.groups.build import POOLED  # noqa: E402
-from analysis.ingest.axes import axis_label, main_suite, select_points  # noqa: E402
+from analysis.ingest.axes import AXES, axis_label, main_suite, select_points  # noqa: E402
 from analysis.laws.downstream import exp_law_acc  # noqa: E402
 from analysis.laws.loss import predict_natural  # noqa: E402
 from analysis.output import files as io  # noqa: E402
+from analysis.report import style  # noqa: E402
 from analysis.schemas import TABLES_READ  # noqa: E402,F401  (harness plot names them)
 from analysis.trends.classify import LABELS  # noqa: E402
+
+style.use()
 
 
 def _safe(s: str) -> str:
@@ -118,9 +122,16 @@ class _Data:
     """Final-checkpoint accuracies and losses, reshaped once for all panels."""
 
     def __init__(self, out_dir: Path, cfg: AnalysisConfig):
-        runs = pd.read_parquet(out_dir / "tables" / "runs.parquet")
+        runs = main_suite(pd.read_parquet(out_dir / "tables" / "runs.parquet"))
+        # loss laws are fitted on final checkpoints whatever `points` says (laws.extrapolate)
+        last = runs[runs["final"].fillna(False).astype(bool)]
+        self.run_loss = last[last["kind"] == "val_loss"].pivot_table(
+            index="run_id", columns="name", values="value", aggfunc="mean"
+        )
+        last = last.drop_duplicates("run_id").set_index("run_id")
+        self.run_flops, self.run_corpus = last["flops"].astype(float), last["corpus"].astype(str)
         # the points the groups used: main suite, final or every checkpoint (analysis.ingest.axes)
-        runs = select_points(main_suite(runs), cfg.points, cfg.checkpoint_min_frac)
+        runs = select_points(runs, cfg.points, cfg.checkpoint_min_frac)
         fin = runs[runs["final"].fillna(False).astype(bool)]
         self.loss = fin[fin["kind"] == "val_loss"].pivot_table(
             index="run_id", columns="name", values="value", aggfunc="mean"
@@ -129,8 +140,6 @@ class _Data:
         self.acc = acc.pivot_table(index="run_id", columns="name", values="value", aggfunc="mean")
         info = fin.drop_duplicates("run_id").set_index("run_id")
         self.corpus = info["corpus"].astype(str)
-        self.flops = info["flops"].astype(float)
-        self.mult = info["multiplier"].astype(float)
         self.trends = io.read_csv(out_dir / "tables" / "trends.csv")
         every = sorted(self.corpus.unique())
         # corpora with a group of their own (min_corpus_models); the rest are drawn together,
@@ -149,19 +158,32 @@ class _Data:
         return None if sub.empty else sub.iloc[0]
 
 
+def _law_points(tr: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The exp law of a trends row over its fitted loss range plus the stated margin (the
+    law is linear in loss), accuracies outside [0, 1] left undrawn."""
+    L = style.fit_grid(tr["x_min"], tr["x_max"], log=False, n=60)
+    return L, style.accuracy(exp_law_acc(L, tr["eps"], tr["ln_k"], tr["gamma"]))
+
+
+def _has_law(tr: pd.Series | None) -> bool:
+    return tr is not None and bool(
+        np.isfinite([tr["eps"], tr["ln_k"], tr["gamma"], tr["x_min"], tr["x_max"]]).all()
+    )
+
+
 def _curve(ax, tr: pd.Series | None, color, lw=1.5, ls="-"):
-    if tr is None or not np.isfinite([tr["eps"], tr["ln_k"], tr["gamma"]]).all():
-        return
-    L = np.linspace(tr["x_min"], tr["x_max"], 60)
-    ax.plot(L, exp_law_acc(L, tr["eps"], tr["ln_k"], tr["gamma"]), color=color, lw=lw, ls=ls)
+    if _has_law(tr):
+        ax.plot(*_law_points(tr), color=color, lw=lw, ls=ls)
 
 
 def _panel(
     ax, d: _Data, val_set: str, name: str, corpora: list[str], title_corpus: str, small: bool = True
-):
+) -> tuple[float, float] | None:
+    """Draw one task's panel; returns the accuracy range it needs (None: nothing drawn),
+    which the caller applies (alone, or joined with the other panels of a comparison)."""
     if val_set not in d.loss or name not in d.acc:
-        ax.set_title(f"{name}: no data", fontsize=7)
-        return
+        ax.set_title(f"{name}: no data", fontsize=style.MIN_FONT)
+        return None
     for c in corpora:
         ids = d.corpus.index[d.corpus == c]
         ids = [i for i in ids if i in d.acc.index and i in d.loss.index]
@@ -189,7 +211,9 @@ def _panel(
         )
     tr = d.trend(val_set, title_corpus, name)
     _curve(ax, tr, "black")
-    _band_and_chance(ax, tr, d.acc.loc[[i for i in d.acc.index if i in d.loss.index], name])
+    yrange = _band_and_chance(
+        ax, tr, d.acc.loc[[i for i in d.acc.index if i in d.loss.index], name]
+    )
     cat = (
         ""
         if tr is None
@@ -203,32 +227,53 @@ def _panel(
             )
         )
     )
-    ax.set_title(f"{name}\n{cat}", fontsize=7 if small else 10)
+    ax.set_title(f"{name}\n{cat}", fontsize=style.MIN_FONT if small else 10)
     ax.invert_xaxis()  # better (lower) loss to the right, as in the paper
-    ax.tick_params(labelsize=6 if small else 8)
+    ax.tick_params(labelsize=style.MIN_FONT)
+    return yrange
 
 
-def _band_and_chance(ax, tr: pd.Series | None, acc: pd.Series) -> None:
-    """Chance as a dotted line, the binomial 95% band around the pooled fit, and a y-range
-    wide enough for both: scatter within the band is noise and must look like it."""
+def _band_and_chance(ax, tr: pd.Series | None, acc: pd.Series) -> tuple[float, float] | None:
+    """Chance as a dotted line, the binomial 95% band around the pooled fit, and the y-range
+    wide enough for both (returned): scatter within the band is noise and must look like it."""
+    lo, hi = np.nanmin(acc.to_numpy(float)), np.nanmax(acc.to_numpy(float))
     if tr is None:
-        return
+        return _acc_range(lo, hi)
     se = float(tr.get("binomial_se", np.nan))
     chance = float(tr.get("chance", np.nan))
-    lo, hi = np.nanmin(acc.to_numpy(float)), np.nanmax(acc.to_numpy(float))
     if np.isfinite(chance):
         ax.axhline(chance, color="grey", lw=0.8, ls=":")
         lo, hi = min(lo, chance), max(hi, chance)
-    if np.isfinite(se) and np.isfinite([tr["eps"], tr["ln_k"], tr["gamma"]]).all():
-        L = np.linspace(tr["x_min"], tr["x_max"], 60)
-        y = exp_law_acc(L, tr["eps"], tr["ln_k"], tr["gamma"])
-        ax.fill_between(L, y - 1.96 * se, y + 1.96 * se, color="grey", alpha=0.2, lw=0)
-        lo, hi = min(lo, float(np.min(y)) - 1.96 * se), max(hi, float(np.max(y)) + 1.96 * se)
+    if np.isfinite(se) and _has_law(tr):
+        L, y = _law_points(tr)
+        ax.fill_between(
+            L,
+            np.clip(y - 1.96 * se, 0, 1),
+            np.clip(y + 1.96 * se, 0, 1),
+            color="grey",
+            alpha=0.2,
+            lw=0,
+        )
+        if np.isfinite(y).any():
+            lo = min(lo, float(np.nanmin(y)) - 1.96 * se)
+            hi = max(hi, float(np.nanmax(y)) + 1.96 * se)
     if np.isfinite(se):
         lo, hi = lo - 2 * se, hi + 2 * se
-    if np.isfinite([lo, hi]).all():
-        pad = 0.05 * max(hi - lo, 0.02)
-        ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
+    return _acc_range(lo, hi)
+
+
+def _acc_range(lo: float, hi: float) -> tuple[float, float] | None:
+    """[lo, hi] padded by 5% and kept within [0, 1] (None when either end is unknown)."""
+    if not np.isfinite([lo, hi]).all():
+        return None
+    pad = 0.05 * max(hi - lo, 0.02)
+    return max(0.0, lo - pad), min(1.0, hi + pad)
+
+
+def _join(ranges: list[tuple[float, float] | None]) -> tuple[float, float] | None:
+    """One y-range covering every panel's, so the panels of a comparison share their scale."""
+    known = [r for r in ranges if r is not None]
+    return (min(r[0] for r in known), max(r[1] for r in known)) if known else None
 
 
 def _head_corpus(d: _Data) -> str:
@@ -263,14 +308,17 @@ def task_grids(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
         nrow = math.ceil(len(names) / ncol)
         fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.5 * nrow + 0.6), squeeze=False)
         for ax, name in zip(axes.flat, names, strict=False):
-            _panel(ax, d, v, name, d.corpora, head)
+            # each panel is its own task (own chance level): its own y-range
+            yr = _panel(ax, d, v, name, d.corpora, head)
+            if yr is not None:
+                ax.set_ylim(*yr)
         for ax in axes.flat[len(names) :]:
             ax.axis("off")
         handles, labels = axes.flat[0].get_legend_handles_labels()
         handles += grid_legend()
         ncol = min(len(handles), max(2, min(ncol, 4)))  # as wide as the panels allow
-        fig.legend(handles=handles, loc="upper center", ncol=ncol, fontsize=8)
-        fig.supxlabel(_xlabel(v), fontsize=9)
+        fig.legend(handles=handles, loc="upper center", ncol=ncol, fontsize=style.MIN_FONT)
+        fig.supxlabel(f"{_xlabel(v)}; fitted laws {style.MARGIN_TEXT}", fontsize=9)
         fig.supylabel(ACC_LABEL, fontsize=9)
         top = 1 - (0.22 * math.ceil(len(handles) / ncol) + 0.15) / (2.5 * nrow + 0.6)
         fig.tight_layout(rect=(0, 0, 1, top))
@@ -329,9 +377,9 @@ def _trajectory_figure(out_dir: Path, r, name: str, i: int, cfg: AnalysisConfig)
     ax.set_xscale("log")
     ax.set_xlabel("training FLOPs at the checkpoint (6ND)")
     ax.set_ylabel("accuracy")
-    ax.legend(fontsize=7)
+    ax.legend(loc="best")
     eff = r.effect if isinstance(r.effect, str) else f"{float(r.effect):+.3f}"
-    ax.set_title(f"{r.kind} ({r.setting}): {name}\n[{r.context}] {eff}", fontsize=8)
+    ax.set_title(f"{r.kind} ({r.setting}): {name}\n[{r.context}] {eff}", fontsize=9)
     fig.tight_layout()
     fname = figure_name("flip", task=name, frm=r.frm, to=r.to, index=i) + ".png"
     return _save(fig, out_dir / "figures" / fname, cfg.plot)
@@ -361,63 +409,92 @@ def flip_figures(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
             panels = [
                 (v, r.task if s == "default" else f"{r.task}@{s}", corp, c) for s in (r.frm, r.to)
             ]
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-        for ax, (v, nm, corp, tc) in zip(axes, panels, strict=True):
-            _panel(ax, d, v, nm, corp, tc, small=False)
+        # one accuracy scale for both panels: chance sits at the same height in each
+        fig, axes = plt.subplots(1, 2, figsize=(8, 4.6), sharey=True)
+        yr = _join(
+            [
+                _panel(ax, d, v, nm, corp, tc, small=False)
+                for ax, (v, nm, corp, tc) in zip(axes, panels, strict=True)
+            ]
+        )
+        for ax, (v, *_) in zip(axes, panels, strict=True):
             ax.set_xlabel(_xlabel(v))
+            ax.yaxis.set_tick_params(labelleft=True)
+        if yr is not None:
+            axes[0].set_ylim(*yr)
         axes[0].set_ylabel(ACC_LABEL)
-        handles, _ = axes[0].get_legend_handles_labels()
-        axes[0].legend(handles=handles + grid_legend(), fontsize=6)
+        # every panel's point labels once (each panel may show other corpora), then the lines
+        seen: dict[str, object] = {}
+        for ax in axes:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                seen.setdefault(lab, h)
+        handles = list(seen.values()) + grid_legend()
+        # below the panels, never over the points
+        fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=style.MIN_FONT)
         what = FLIP_TEXT.get(r.kind, str(r.kind).replace("_", " ").capitalize())
         setting = str(r.setting).replace("_", " ")
         context = str(r.context).replace(",", ", ").replace("=", " ")
         fig.suptitle(
             f"{what} when the {setting} changes from {r.frm} to {r.to}: {name}\n"
-            f"({context}; effect {_number(r.effect)})",
+            f"({context}; effect {_number(r.effect)}; fitted laws {style.MARGIN_TEXT})",
             fontsize=9,
         )
-        fig.tight_layout()
+        rows = math.ceil(len(handles) / 3)
+        fig.tight_layout(rect=(0, (0.25 * rows + 0.1) / 4.6, 1, 1))
         fname = figure_name("flip", task=name, frm=r.frm, to=r.to, index=i) + ".png"
         files += _save(fig, out_dir / "figures" / fname, cfg.plot)
     return files
 
 
+def _fitted_compute(r, d: _Data, corpus: str, targets: pd.Index) -> tuple[float, float]:
+    """The FLOPs range a loss law was fitted on: fits.csv's x_min/x_max, or (tables written
+    before they existed) the corpus's final runs that were not predicted."""
+    lo, hi = float(getattr(r, "x_min", np.nan)), float(getattr(r, "x_max", np.nan))
+    if np.isfinite([lo, hi]).all() and lo > 0:
+        return lo, hi
+    ids = [i for i in d.run_corpus.index[d.run_corpus == corpus] if i not in targets]
+    c = d.run_flops.loc[ids].dropna() if ids else d.run_flops[d.run_corpus == corpus].dropna()
+    return float(c.min()), float(c.max())
+
+
+LAW_STYLE = {"compute": ("k-", "E + A C^-α"), "gadre": ("k--", "Gadre law, M=20")}
+
+
 def loss_vs_compute(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
+    """Final loss against compute per corpus (one loss scale for all panels), each fitted law
+    over its fitted FLOPs range plus the stated margin (log x: the law is a power law in C),
+    and the backtest's predicted (x) and actual (o) losses of the held-out runs."""
     fits = io.read_csv(out_dir / "tables" / "fits.csv")
     ext = io.read_csv(out_dir / "tables" / "extrapolation.csv")
     lf = fits[fits["kind"] == "loss_law"] if not fits.empty else fits
     if lf.empty:
-        vset = cfg.extrapolate.val_set if cfg.extrapolate.val_set in d.loss else d.loss.columns[0]
+        vset = (
+            cfg.extrapolate.val_set
+            if cfg.extrapolate.val_set in d.run_loss
+            else d.run_loss.columns[0]
+        )
     else:
         vset = lf["val_set"].iloc[0]
+    if vset in AXES:
+        # no validation loss (Pythia): the "loss" would be compute itself, a line of x
+        # against x that looks like a law and is no evidence of one
+        return []
     bt = (
         "gadre_protocol"
         if (not lf.empty and (lf["backtest"] == "gadre_protocol").any())
         else "leave_largest_out"
     )
-    fig, axes = plt.subplots(1, len(d.corpora), figsize=(4.2 * len(d.corpora), 3.6), squeeze=False)
+    n = len(d.corpora)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.0), squeeze=False, sharey=True)
+    curves, measured = [], []  # drawn after the common loss range is known
     for ax, c in zip(axes[0], d.corpora, strict=True):
-        ids = [i for i in d.corpus.index[d.corpus == c] if i in d.loss.index]
-        C, L = d.flops.loc[ids], d.loss.loc[ids, vset] if vset in d.loss else None
-        if L is None:
+        ids = [i for i in d.run_corpus.index[d.run_corpus == c] if i in d.run_loss.index]
+        if vset not in d.run_loss:
             continue
-        ax.scatter(C, L, s=10, color=d.color[c], label="runs")
-        grid = np.geomspace(C.min(), C.max() * 30, 100)
-        sub = lf[(lf["corpus"] == c) & (lf["backtest"] == bt)] if not lf.empty else lf
-        for r in sub.itertuples():
-            p = json.loads(r.params)
-            if r.law == "compute":
-                ax.plot(
-                    grid, predict_natural("compute", p, {"C": grid}), "k-", lw=1, label="E + A C^-α"
-                )
-            elif r.law == "gadre":
-                ax.plot(
-                    grid,
-                    predict_natural("gadre", p, {"C": grid, "M": np.full_like(grid, 20)}),
-                    "k--",
-                    lw=1,
-                    label="Gadre law, M=20",
-                )
+        C, L = d.run_flops.loc[ids], d.run_loss.loc[ids, vset]
+        ax.scatter(C, L, s=12, color=d.color[c], label="runs (final checkpoints)")
+        measured += list(L.dropna())
+        e = pd.DataFrame()
         if not ext.empty:
             e = ext[
                 (ext["corpus"] == c)
@@ -425,19 +502,50 @@ def loss_vs_compute(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
                 & ext["quantity"].str.startswith("loss:")
             ]
             e = e[e["law"] == ("gadre" if (e["law"] == "gadre").any() else "compute")]
-            e = e[e["run_id"].isin(d.flops.index)]
-            if not e.empty:
-                x = d.flops.loc[e["run_id"]].to_numpy()
-                ax.scatter(x, e["predicted"], marker="x", color="red", s=40, label="predicted")
-                ax.scatter(
-                    x, e["actual"], facecolors="none", edgecolors="red", s=40, label="actual"
-                )
+            e = e[e["run_id"].isin(d.run_flops.index)]
+        targets = pd.Index(e["run_id"]) if not e.empty else pd.Index([])
+        sub = lf[(lf["corpus"] == c) & (lf["backtest"] == bt)] if not lf.empty else lf
+        for r in sub.itertuples():
+            if r.law not in LAW_STYLE:
+                continue
+            grid = style.fit_grid(*_fitted_compute(r, d, c, targets), log=True)
+            X = {"C": grid, "M": np.full_like(grid, 20.0)}
+            curves.append((ax, r.law, grid, predict_natural(r.law, json.loads(r.params), X)))
+        if not e.empty:
+            x = d.run_flops.loc[e["run_id"]].to_numpy()
+            ax.scatter(x, e["predicted"], marker="x", color="red", s=40, label="predicted")
+            ax.scatter(x, e["actual"], facecolors="none", edgecolors="red", s=40, label="actual")
+            measured += list(e["actual"].dropna()) + list(e["predicted"].dropna())
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
         ax.set_title(c, fontsize=10)
         ax.set_xlabel("training compute (FLOPs, 6ND)")
-        ax.set_ylabel(_xlabel(vset))
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    measured = [v for v in measured if np.isfinite(v)]
+    if measured:
+        # the loss range the panels show: what was measured or predicted, padded; a law
+        # leaving it (or going below 0) is not drawn there
+        lo, hi = min(measured), max(measured)
+        pad = 0.1 * max(hi - lo, 0.05 * abs(hi), 1e-6)
+        ylo, yhi = max(0.0, lo - pad), hi + pad
+        axes[0][0].set_ylim(ylo, yhi)
+    else:
+        ylo, yhi = 0.0, np.inf
+    for ax, law, grid, y in curves:
+        fmt, label = LAW_STYLE[law]
+        ax.plot(grid, style.within(y, max(ylo, 0.0), yhi), fmt, lw=1, label=label)
+    axes[0][0].set_ylabel(_xlabel(vset))
+    for ax in axes[0]:
+        ax.yaxis.set_tick_params(labelleft=True)
+        if ax.has_data():
+            ax.legend(loc="best")
+    fig.text(
+        0.5,
+        0.01,
+        f"Fitted laws {style.MARGIN_TEXT} (log compute).",
+        ha="center",
+        fontsize=style.MIN_FONT,
+    )
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return _save(fig, out_dir / "figures" / f"{figure_name('loss_vs_compute')}.png", cfg.plot)
 
 

@@ -13,12 +13,42 @@ import pandas as pd
 from analysis.config import AnalysisConfig
 from analysis.flips.detect import headline_flips
 from analysis.groups.build import POOLED
+from analysis.ingest.axes import axis_phrase
 from analysis.report.figures import figure_name
 from analysis.trends.classify import INSUFFICIENT
 from analysis.trends.within_groups import COLUMN
 from analysis.trends.within_groups import COLUMN as WITHIN
 
 Md = Callable[..., str]
+
+
+def tasks(n: int) -> str:
+    """'1 task', '5 tasks'."""
+    return f"{n} task" if n == 1 else f"{n} tasks"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% for z = 1.96) for k successes in n trials: unlike the
+    normal approximation it is never a single point, so 0 of 1 reads as 0%–79%, not 0%–0%."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def _share_sentence(k: int, n: int, frac: float, lo: float, hi: float, ci: float) -> str:
+    """'3 of 5 tasks scale predictably (60%; over models ...; over tasks ...)': the bootstrap
+    interval says how sure each task's verdict is, the Wilson one how far the share could
+    move with other tasks, which a handful of tasks cannot pin down."""
+    wlo, whi = wilson(k, n)
+    verb = "scales" if n == 1 else "scale"
+    return (
+        f"{k} of {tasks(n)} {verb} predictably ({frac:.0%}; {ci:.0%} bootstrap interval over "
+        f"models {lo:.0%}–{hi:.0%}; 95% Wilson interval over {tasks(n)} {wlo:.0%}–{whi:.0%})"
+    )
 
 
 def _fig(out_dir: Path, stem: str) -> str:
@@ -136,17 +166,23 @@ def findings_section(
         why = insufficient_reason(trends, ref, r["corpus"], cfg)
         if why:
             s.append(
-                f"- Against `{ref}` no task could be classified — {why}; the fraction "
+                f"- Against {axis_phrase(ref)} no task could be classified — {why}; the fraction "
                 f"predictable is n/a, not 0.{grid}\n"
             )
         else:
             t = trends[(trends["val_set"] == ref) & (trends["corpus"] == head)]
             counts = t["category"].value_counts()
             rest = ", ".join(f"{n} {c}" for c, n in counts.items() if c != "predictable")
+            share = _share_sentence(
+                int(r["n_predictable"]),
+                int(r["n_tasks"]),
+                r["frac"],
+                r["ci_low"],
+                r["ci_high"],
+                cfg.bootstrap.ci,
+            )
             s.append(
-                f"- Against `{ref}`, {int(r['n_predictable'])} of {int(r['n_tasks'])} tasks "
-                f"scale predictably ({r['frac']:.0%}, interval {r['ci_low']:.0%}–"
-                f"{r['ci_high']:.0%}); {rest or 'no other category'}.{grid}\n"
+                f"- Against {axis_phrase(ref)}, {share}; {rest or 'no other category'}.{grid}\n"
             )
     for v in sorted(trends["val_set"].dropna().unique()) if WITHIN in trends else []:
         line = report_line(trends, v)
@@ -227,15 +263,20 @@ def lead_sentences(
     t = trends[(trends["val_set"] == ref) & (trends["corpus"] == head)]
     t = t[t["category"] != INSUFFICIENT]
     if t.empty:
-        return f"No task has enough models to classify against `{ref}`.\n"
+        return f"No task has enough models to classify against {axis_phrase(ref)}.\n"
     grid = _fig(out_dir, figure_name("task_grid", val_set=ref))
     pred = t[t["category"] == "predictable"].sort_values("p_predictable", ascending=False)
+    against = f"Against {axis_phrase(ref)}"
     if pred.empty:
-        law = f"Against `{ref}` validation loss no task of {len(t)} follows a scaling law"
+        law = (
+            f"{against} the one classified task does not follow a scaling law"
+            if len(t) == 1
+            else f"{against} none of the {len(t)} classified tasks follows a scaling law"
+        )
     else:
         top = pred.iloc[0]
         law = (
-            f"Against `{ref}` validation loss {len(pred)} of {len(t)} tasks "
+            f"{against} {len(pred)} of {tasks(len(t))} "
             f"{'follows' if len(pred) == 1 else 'follow'} a scaling law: "
             f"{_names(list(pred['name']))} (bootstrap probability of `predictable` "
             + (
@@ -253,7 +294,15 @@ def lead_sentences(
         for cat, g in sorted(rest.groupby("category"), key=lambda kv: (-len(kv[1]), kv[0])):
             verb = "is" if len(g) == 1 else "are"
             parts.append(f"{_names(sorted(g['name']))} {verb} {cat}")
-        other = f"The other {len(rest)} do not: " + "; ".join(parts)
+        # with no predictable task the categories say why; else they are "the other" tasks
+        lead = (
+            ""
+            if pred.empty
+            else (
+                "The other one does not: " if len(rest) == 1 else f"The other {len(rest)} do not: "
+            )
+        )
+        other = lead + "; ".join(parts)
     out = [f"{law}{grid}.", f"{other}{grid}."]
     head_flips = headline_flips(flips, ref, cfg.flips.alpha)
     if head_flips.empty:

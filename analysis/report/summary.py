@@ -17,21 +17,40 @@ import pandas as pd
 from analysis.config import AnalysisConfig
 from analysis.output import files as io
 from analysis.predict.stage import predictions_summary
+from analysis.trends.classify import INSUFFICIENT
 
 #: a flip counts when its Benjamini-Hochberg q-value is below this (analysis.flips.evidence)
 SIGNIFICANT_Q = 0.05
 
 
-def _axis_row(name: str, r, reference: bool) -> dict:
-    """A summary row of one x-axis's fraction predictable (a predictable.csv row)."""
+def _share(category: pd.Series) -> float:
+    """Share of tasks predictable; NaN (shown n/a) when no task had enough models to be
+    classified at all: 0 of 0 classified is no evidence of 0%."""
+    if category.empty or (category == INSUFFICIENT).all():
+        return np.nan
+    return float((category == "predictable").mean())
+
+
+def _unclassified(trends: pd.DataFrame, val_set: str, corpus: str) -> bool:
+    """Whether the group has trends rows and every one is `insufficient`."""
+    if "category" not in trends:
+        return False
+    t = trends[(trends["val_set"] == val_set) & (trends["corpus"] == corpus)]
+    return not t.empty and bool((t["category"] == INSUFFICIENT).all())
+
+
+def _axis_row(name: str, r, reference: bool, unclassified: bool = False) -> dict:
+    """A summary row of one x-axis's fraction predictable (a predictable.csv row);
+    `unclassified`: every task of the group lacked models, so no share (n/a)."""
+    na = np.nan if unclassified else None
     return {
         "testbed": name,
         "breakdown": "x-axis",
         "value": r.val_set,
         "reference": reference,
-        "frac": r.frac,
-        "ci_low": r.ci_low,
-        "ci_high": r.ci_high,
+        "frac": r.frac if na is None else na,
+        "ci_low": r.ci_low if na is None else na,
+        "ci_high": r.ci_high if na is None else na,
         "n_tasks": r.n_tasks,
     }
 
@@ -39,7 +58,16 @@ def _axis_row(name: str, r, reference: bool) -> dict:
 def _headline(name: str, d: Path) -> list[dict]:
     cfg = AnalysisConfig.from_dict(json.loads((d / "analysis_config.json").read_text()))
     pred = io.read_csv(d / "tables" / "predictable.csv")
-    rows = [_axis_row(name, r, r.val_set == cfg.reference_val_set) for r in pred.itertuples()]
+    trends = io.read_csv(d / "tables" / "trends.csv")
+    rows = [
+        _axis_row(
+            name,
+            r,
+            r.val_set == cfg.reference_val_set,
+            _unclassified(trends, r.val_set, r.corpus),
+        )
+        for r in pred.itertuples()
+    ]
     # each task against its own bits-per-byte; the leave-one-out capability axis, pooled
     for table, pooled_only in (("task_axis_predictable", False), ("capability_predictable", True)):
         extra = d / "tables" / f"{table}.csv"
@@ -49,7 +77,6 @@ def _headline(name: str, d: Path) -> list[dict]:
                 for r in io.read_csv(extra).itertuples()
                 if not pooled_only or r.corpus == "all"
             ]
-    trends = io.read_csv(d / "tables" / "trends.csv")
     ref = trends[trends["val_set"] == cfg.reference_val_set]
     head_corpus = pred.loc[pred["val_set"] == cfg.reference_val_set, "corpus"]
     if not ref.empty and not head_corpus.empty:
@@ -61,7 +88,7 @@ def _headline(name: str, d: Path) -> list[dict]:
                     "breakdown": "setup",
                     "value": setup,
                     "reference": False,
-                    "frac": (g["category"] == "predictable").mean(),
+                    "frac": _share(g["category"]),
                     "ci_low": np.nan,
                     "ci_high": np.nan,
                     "n_tasks": len(g),
@@ -76,7 +103,7 @@ def _headline(name: str, d: Path) -> list[dict]:
                     "breakdown": "corpus",
                     "value": corpus,
                     "reference": False,
-                    "frac": (g["category"] == "predictable").mean(),
+                    "frac": _share(g["category"]),
                     "ci_low": np.nan,
                     "ci_high": np.nan,
                     "n_tasks": len(g),
@@ -246,6 +273,9 @@ def _most_flipped_figure(out: Path, name: str, d: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from analysis.report import style
+
+    style.use()
     f = io.read_csv(d / "tables" / "flips.csv")
     if f.empty:
         return None
@@ -260,9 +290,9 @@ def _most_flipped_figure(out: Path, name: str, d: Path) -> Path | None:
     ax.set_xlabel(f"verdict flips and reversals (q < {SIGNIFICANT_Q})")
     ax.set_ylabel("")
     ax.set_title(f"{name}: most-flipped tasks, by kind of change", fontsize=10)
-    ax.legend(fontsize=7, title=None)
+    ax.legend(loc="best", title=None)
     fig.tight_layout()
     path = out / "summary" / f"most_flipped_{name}.png"
-    io.atomic_write(path, lambda p: fig.savefig(p, dpi=90))
+    io.atomic_write(path, lambda p: fig.savefig(p, dpi=style.DPI))
     plt.close(fig)
     return path

@@ -235,7 +235,7 @@ def calibration_tables(
     metrics = [{"metric": k, "value": v} for k, v in cal.metrics.items()]
     metrics += [{"metric": f"tuned_{k}", "value": v} for k, v in cal.tuned.items()]
     metrics += [
-        {"metric": "labels_file", "value": str(path)},
+        {"metric": "labels_file", "value": Path(path).name},  # no local path in tables
         {"metric": "val_set", "value": key[0]},
         {"metric": "corpus", "value": key[1]},
     ]

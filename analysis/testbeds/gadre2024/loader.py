@@ -86,7 +86,7 @@ def load_testbed(path: Path | str) -> pd.DataFrame:
         rows += _model_rows(mpath, evals_dir, meta)
     if not rows:
         raise AnalysisError(f"no usable models in testbed {root}")
-    table = validate(from_rows(rows), str(root))
+    table = validate(from_rows(rows), Path(root).name)  # no local path in report.md
     _warn_missing_tasks(table)
     return table
 

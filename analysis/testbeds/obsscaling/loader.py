@@ -129,9 +129,9 @@ def read_raw(root: Path | str) -> pd.DataFrame:
     for df, cols, setup in extra:
         unknown = sorted(set(df["Model"]) - set(heads))
         if unknown:
-            warn(f"{folder}: {len(unknown)} models not in {BASE} left out ({unknown[0]}, ...)")
+            warn(f"{folder.name}: {len(unknown)} models not in {BASE} left out ({unknown[0]}, ...)")
         rows += _score_rows(df[df["Model"].isin(heads)], cols, setup, heads)
-    return validate(from_rows(rows), str(folder))
+    return validate(from_rows(rows), folder.name)
 
 
 def _num(v) -> float:

@@ -159,7 +159,7 @@ def read_raw(root: Path) -> pd.DataFrame:
             continue
         frames.append(_target_rows(runs_dir, label, files, final_file, params[label]))
     table = pd.concat(frames, ignore_index=True)
-    table = validate(from_rows(_add_mmlu_avg(table)), str(root))
+    table = validate(from_rows(_add_mmlu_avg(table)), Path(root).name)
     report_partial_tasks(table)
     return table
 

@@ -99,7 +99,7 @@ def read_raw(root: Path | str) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     last = df.groupby("run_id")["step"].transform("max")
     df["final"] = df["step"] == last
-    table = validate(from_rows(df), str(base))
+    table = validate(from_rows(df), Path(base).name)
     report_partial_tasks(table)
     return table
 
