@@ -49,13 +49,19 @@ def capability_fit(scores: pd.DataFrame, fit: pd.Index) -> pd.Series:
     component fitted on the rows in `fit` only; a model's missing benchmarks are skipped
     (least-squares projection on its observed ones). NaN: no benchmark observed."""
     A = scores.to_numpy(float)
-    F = scores.loc[fit].to_numpy(float)
+    out = capability_of(A, scores.index.get_indexer(fit))
+    return pd.Series(out, index=scores.index, dtype=float)
+
+
+def capability_of(A: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """`capability_fit` on arrays: A (models, benchmarks), `fit` the positions of the rows the
+    standardisation and first component are fitted on."""
+    F = A[fit]
     mu, sd = np.nanmean(F, axis=0), np.nanstd(F, axis=0)
     keep = np.isfinite(sd) & (sd > 0)
     A, F, mu, sd = A[:, keep], F[:, keep], mu[keep], sd[keep]
-    out = pd.Series(np.nan, index=scores.index, dtype=float)
     if A.shape[1] == 0:
-        return out
+        return np.full(len(A), np.nan)
     Fo = np.isfinite(F)
     v = first_component(np.where(Fo, (np.where(Fo, F, 0.0) - mu) / sd, 0.0), Fo)
     obs = np.isfinite(A)
@@ -64,8 +70,7 @@ def capability_fit(scores: pd.DataFrame, fit: pd.Index) -> pd.Series:
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(den > 0, (Z @ v) / den, np.nan)
     # t is the capability_scores numerator (rank-1 filled cells included): same scale
-    out[:] = t / np.sqrt(A.shape[1])
-    return out
+    return t / np.sqrt(A.shape[1])
 
 
 def _sigmoid(z):

@@ -44,7 +44,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from analysis.predict.cutoff import _sigmoid, capability_fit, choose_default, fit_sigmoids
+from analysis.predict.cutoff import _sigmoid, capability_of, choose_default, fit_sigmoids
 from analysis.predict.intervals import calibrate, noise_sd, with_noise
 from analysis.predict.ladder import Ladder, build_ladder
 from analysis.predict.methods import Settings, extrapolation_factor, naive, z_value
@@ -67,13 +67,15 @@ METHODS = (
 
 def _axes(bench: pd.DataFrame, train: pd.Index, tasks: list[str]) -> np.ndarray:
     """(T, runs) capability per task, fitted on `train`; a benchmark task's axis leaves it out."""
+    A, cols = bench.to_numpy(float), list(bench.columns)
+    fit = bench.index.get_indexer(train)
     cache = {}
     out = []
     for t in tasks:
-        key = t if t in bench.columns else None
+        key = t if t in cols else None
         if key not in cache:
-            sc = bench.drop(columns=[key]) if key else bench
-            cache[key] = capability_fit(sc, train).to_numpy(float)
+            use = [j for j, b in enumerate(cols) if b != key]
+            cache[key] = capability_of(A[:, use], fit)
         out.append(cache[key])
     return np.vstack(out)
 
