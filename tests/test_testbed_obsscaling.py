@@ -216,3 +216,15 @@ def test_analyze_fixture_end_to_end(raw, tmp_path):
     assert set(per_task["method"]) == {"capability_sigmoid", "compute_sigmoid", "naive"}
     assert "Compute-cutoff protocol" in report and "predictions_cutoff.png" in report
     assert (out / "figures" / "predictions_cutoff.png").exists()
+    # so does the per-family backtest with the other families' data, beside the alone one
+    wo = pred[pred["testbed"] == "obsscaling:with_others"]
+    assert set(wo["corpus"]) == {"Alpha", "Beta", "Gamma"}  # Solo: one size
+    methods = pd.read_csv(out / "tables" / "prediction_methods.csv")
+    assert set(methods["pooling"]) == {
+        "alone",
+        "with_other_families",
+        "all_families_below_cutoff",
+    }
+    pool = pd.read_csv(out / "tables" / "prediction_pooling.csv")
+    assert set(pool["targets"]) == {"own", "all", "alone's"}
+    assert "Per family, alone and with the other families' data" in report

@@ -49,13 +49,19 @@ def capability_fit(scores: pd.DataFrame, fit: pd.Index) -> pd.Series:
     component fitted on the rows in `fit` only; a model's missing benchmarks are skipped
     (least-squares projection on its observed ones). NaN: no benchmark observed."""
     A = scores.to_numpy(float)
-    F = scores.loc[fit].to_numpy(float)
+    out = capability_of(A, scores.index.get_indexer(fit))
+    return pd.Series(out, index=scores.index, dtype=float)
+
+
+def capability_of(A: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """`capability_fit` on arrays: A (models, benchmarks), `fit` the positions of the rows the
+    standardisation and first component are fitted on."""
+    F = A[fit]
     mu, sd = np.nanmean(F, axis=0), np.nanstd(F, axis=0)
     keep = np.isfinite(sd) & (sd > 0)
     A, F, mu, sd = A[:, keep], F[:, keep], mu[keep], sd[keep]
-    out = pd.Series(np.nan, index=scores.index, dtype=float)
     if A.shape[1] == 0:
-        return out
+        return np.full(len(A), np.nan)
     Fo = np.isfinite(F)
     v = first_component(np.where(Fo, (np.where(Fo, F, 0.0) - mu) / sd, 0.0), Fo)
     obs = np.isfinite(A)
@@ -64,37 +70,57 @@ def capability_fit(scores: pd.DataFrame, fit: pd.Index) -> pd.Series:
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(den > 0, (Z @ v) / den, np.nan)
     # t is the capability_scores numerator (rank-1 filled cells included): same scale
-    out[:] = t / np.sqrt(A.shape[1])
-    return out
+    return t / np.sqrt(A.shape[1])
 
 
 def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
-def fit_sigmoids(x: np.ndarray, y: np.ndarray, c: float) -> np.ndarray:
-    """(B, 2) least-squares (w, b) of y = c + (1 - c) sigmoid(w x + b) for each row of the
-    (B, n) samples x, y, by vectorised Levenberg-Marquardt from the logit-linear fit."""
+def fit_sigmoids(
+    x: np.ndarray,
+    y: np.ndarray,
+    c: float | np.ndarray,
+    weight: np.ndarray | None = None,
+    shift: np.ndarray | float = 0.0,
+    init: np.ndarray | None = None,
+    rounds: int = LM_ROUNDS,
+) -> np.ndarray:
+    """(B, 2) least-squares (w, b) of y = c + (1 - c) sigmoid(w x + b + shift) for each row of
+    the (B, n) samples x, y, by vectorised Levenberg-Marquardt (`rounds` iterations) from `init`
+    (B, 2), by default the logit-linear fit. `c`: one chance level or one per row (B, 1);
+    `weight` (B, n): each point's weight (0 = left out, its x and y may then be NaN), all ones
+    when None; `shift` (B, n): a known offset of each point's logit (analysis.predict.families:
+    family intercepts)."""
+    if weight is None:  # a scalar weight: the unweighted fit at no extra cost
+        W, sw = 1.0, float(x.shape[1])
+    else:
+        W = np.asarray(weight, float)
+        x, y = np.where(W > 0, x, 0.0), np.where(W > 0, y, 0.0)
+        sw = np.maximum(W.sum(1, keepdims=True), 1e-300)
     span = 1.0 - c
     p = np.clip((y - c) / span, 0.02, 0.98)
-    lg = np.log(p / (1 - p))
-    xm, lm = x.mean(1, keepdims=True), lg.mean(1, keepdims=True)
-    vx = ((x - xm) ** 2).sum(1)
-    w = np.where(vx > 0, ((x - xm) * (lg - lm)).sum(1) / np.where(vx > 0, vx, 1), 0.0)
+    lg = np.log(p / (1 - p)) - shift
+    xm, lm = (W * x).sum(1, keepdims=True) / sw, (W * lg).sum(1, keepdims=True) / sw
+    vx = (W * (x - xm) ** 2).sum(1)
+    w = np.where(vx > 0, (W * (x - xm) * (lg - lm)).sum(1) / np.where(vx > 0, vx, 1), 0.0)
     b = lm[:, 0] - w * xm[:, 0]
+    if init is not None:
+        w, b = init[:, 0].copy(), init[:, 1].copy()
     lam = np.full(len(w), 1e-2)
 
     def cost(w, b):
-        return ((y - c - span * _sigmoid(w[:, None] * x + b[:, None])) ** 2).sum(1)
+        return (W * (y - c - span * _sigmoid(w[:, None] * x + b[:, None] + shift)) ** 2).sum(1)
 
     cur = cost(w, b)
-    for _ in range(LM_ROUNDS):
-        sg = _sigmoid(w[:, None] * x + b[:, None])
+    for _ in range(rounds):
+        sg = _sigmoid(w[:, None] * x + b[:, None] + shift)
         r = y - c - span * sg
         d = span * sg * (1 - sg)
         ja, jb = d * x, d
-        aa, ab, bb = (ja * ja).sum(1), (ja * jb).sum(1), (jb * jb).sum(1)
-        ga, gb = (ja * r).sum(1), (jb * r).sum(1)
+        wja, wjb = W * ja, W * jb
+        aa, ab, bb = (wja * ja).sum(1), (wja * jb).sum(1), (wjb * jb).sum(1)
+        ga, gb = (wja * r).sum(1), (wjb * r).sum(1)
         a11, a22 = aa * (1 + lam) + 1e-12, bb * (1 + lam) + 1e-12
         det = a11 * a22 - ab * ab
         dw = np.where(det > 0, (a22 * ga - ab * gb) / np.where(det > 0, det, 1), 0.0)
@@ -169,14 +195,14 @@ def _fold(lad: Ladder, cap: dict, train_max: float, target_max: float, split, s,
     return rows
 
 
-def choose_default(internal: pd.DataFrame) -> str:
+def choose_default(internal: pd.DataFrame, methods: tuple[str, ...] = METHODS) -> str:
     """The fitted method with the lowest median absolute error on the internal fold
-    (METHODS order breaks ties and is the fallback without internal actuals)."""
+    (`methods` order breaks ties and is the fallback without internal actuals)."""
     ok = internal[np.isfinite(internal["actual"].astype(float)) & (internal["method"] != "naive")]
     med = (ok["predicted"] - ok["actual"]).abs().groupby(ok["method"]).median()
     if med.empty:
-        return METHODS[0]
-    return min(med.index, key=lambda m: (round(float(med[m]), 6), METHODS.index(m)))
+        return methods[0]
+    return min(med.index, key=lambda m: (round(float(med[m]), 6), methods.index(m)))
 
 
 def cutoff_backtest(
@@ -185,16 +211,18 @@ def cutoff_backtest(
     benchmarks: list[str],
     s: Settings,
     accuracy_metric: str = "acc",
+    lad: Ladder | None = None,
 ) -> pd.DataFrame:
     """Calibrated rows (backtest.PREDICTION_COLUMNS) of the cutoff protocol, testbed
-    `<testbed>:cutoff`; empty when the table's source has no cutoff."""
+    `<testbed>:cutoff`; empty when the table's source has no cutoff. `lad`: the table's pooled
+    ladder when already built (`build_ladder(table, None, ...)`)."""
     from analysis.predict.backtest import PREDICTION_COLUMNS, RAW_COLUMNS
 
     source = str(table["source"].dropna().iloc[0]) if table["source"].notna().any() else ""
     if source not in CUTOFF_FLOPS:
         return pd.DataFrame(columns=PREDICTION_COLUMNS)
     cut = CUTOFF_FLOPS[source]
-    lad = build_ladder(table, None, accuracy_metric, None, s.last_n)
+    lad = lad if lad is not None else build_ladder(table, None, accuracy_metric, None, s.last_n)
     bench = lad.acc[[b for b in benchmarks if b in lad.acc.columns]]
     rng = np.random.default_rng(s.seed)
     level = s.level

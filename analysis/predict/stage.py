@@ -6,7 +6,9 @@ prediction_methods.csv (per split and method: median / mean absolute error, cove
 prediction_categories.csv (the default method by trend category), prediction_olmo.csv
 (OLMo 7B / 13B beside the published chain, when the ladder is analysed),
 prediction_cutoff.csv (ObsScaling's compute-cutoff protocol per task, analysis.predict.cutoff,
-whose rows are also in predictions.csv as testbed `obsscaling:cutoff`); figures
+whose rows are also in predictions.csv as testbed `obsscaling:cutoff`), prediction_pooling.csv
+(the per-family backtests alone and with the other families' data, analysis.predict.families,
+rows of testbed `obsscaling:with_others`); figures
 `predictions_error_vs_ratio.png` and `predictions_by_category.png`.
 """
 
@@ -25,12 +27,16 @@ from analysis.output import files as io
 from analysis.predict import figures
 from analysis.predict.backtest import rolling_origin
 from analysis.predict.cutoff import cutoff_backtest, task_table
+from analysis.predict.families import MIN_OWN_SIZES, with_others_backtest
+from analysis.predict.ladder import build_ladder
 from analysis.predict.methods import Settings
 from analysis.predict.tables import (
     categories,
     category_table,
+    ladder_rows,
     method_table,
     olmo_targets,
+    pooling_table,
     predictable_vs_rest,
     summary_row,
     with_category,
@@ -42,6 +48,7 @@ TABLES = (
     "prediction_categories",
     "prediction_olmo",
     "prediction_cutoff",
+    "prediction_pooling",
 )
 
 
@@ -75,9 +82,14 @@ def prediction_tables(table: pd.DataFrame, cfg: AnalysisConfig, trends: pd.DataF
     s = settings_from(cfg)
     pred, info = rolling_origin(table, name, s, cfg.accuracy_metric, loss_val_set(cfg))
     bench = sorted({t for b in testbeds.of_table(table) for t in b.capability_tasks})
-    cut = cutoff_backtest(table, name, bench, s, cfg.accuracy_metric)
-    if not cut.empty:
-        pred = pd.concat([pred, cut], ignore_index=True) if not pred.empty else cut
+    # the pooled ladder of the observational protocols, built once for both
+    lad = build_ladder(table, None, cfg.accuracy_metric, None, s.last_n) if bench else None
+    for extra in (
+        cutoff_backtest(table, name, bench, s, cfg.accuracy_metric, lad),
+        with_others_backtest(table, name, bench, s, cfg.accuracy_metric, lad),
+    ):
+        if not extra.empty:
+            pred = pd.concat([pred, extra], ignore_index=True) if not pred.empty else extra
     cats = categories(trends, cfg.reference_val_set)
     out = {
         "predictions": pred,
@@ -85,6 +97,7 @@ def prediction_tables(table: pd.DataFrame, cfg: AnalysisConfig, trends: pd.DataF
         "prediction_categories": category_table(pred, cats),
         "prediction_olmo": olmo_targets(pred),
         "prediction_cutoff": task_table(pred),
+        "prediction_pooling": pooling_table(pred),
         "_prediction_category": with_category(pred, cats) if not pred.empty else pd.Series(),
         "_prediction_info": {**info, "cpu_seconds": time.process_time() - t0, "testbed": name},
     }
@@ -101,8 +114,9 @@ def write_predictions(out_dir: Path, res: dict) -> list[Path]:
     info = {k: v for k, v in res["_prediction_info"].items() if k != "seconds"}
     files.append(io.write_text(tdir / "prediction_info.json", json.dumps(info, indent=2)))
     pred = res["predictions"]
-    # the cutoff protocol has its own figure: its naive and default rows are not the ladders'
-    lad = pred[~pred["testbed"].astype(str).str.endswith(":cutoff")] if not pred.empty else pred
+    # the cutoff protocol has its own figure; its rows and the with-other-families rows have
+    # their own naive and default, not the ladders'
+    lad = ladder_rows(pred)
     if not pred.empty:
         for f in (
             figures.error_vs_ratio(lad, fdir / "predictions_error_vs_ratio.png"),
@@ -169,6 +183,7 @@ def predictions_section(tables: dict, md) -> str:
         ]
         wide["n"] = cut.groupby("task")["n"].max()
         s.append(md(wide.reset_index(), ".3f"))
+    s.append(_pooling_section(tables.get("prediction_pooling", empty), md))
     cat = tables.get("prediction_categories", empty)
     if not cat.empty:
         s.append("\nDoes the trend category predict the error? Default method by category:\n\n")
@@ -182,6 +197,33 @@ def predictions_section(tables: dict, md) -> str:
     for f in tables.get("_prediction_figures", []):  # those write_predictions drew
         s.append(f"\n![{f}](figures/{f})\n")
     return "".join(s)
+
+
+def _pooling_section(pool: pd.DataFrame, md) -> str:
+    """The per-family backtests alone and with the other families' data, held out."""
+    if pool.empty:
+        return ""
+    fam = {
+        (p, m): (int(n), f)
+        for p, m, n, f in pool[pool["targets"] != "alone's"][
+            ["pooling", "method", "n_families", "families"]
+        ].itertuples(index=False)
+    }
+    alone = next((v for (p, m), v in fam.items() if p == "alone" and m == "naive"), (0, ""))
+    wo = next((v for (p, m), v in fam.items() if p != "alone" and m == "naive"), (0, ""))
+    return (
+        "\nPer family, alone and with the other families' data (`<testbed>:with_others` rows, "
+        "analysis/predict/families.py): a sigmoid link from the capability axis to the task, "
+        "fitted on every other family's models plus the family's smaller ones (`_offset`: plus "
+        "a family intercept fitted on its own models), the target's capability measured from "
+        "its other benchmarks (`capability_sigmoid*`) or extrapolated along the family's "
+        "capability-compute line (`family_trend_sigmoid*`). The family-alone fits need 4 own "
+        f"sizes: families with >= 5 sizes are predicted ({alone[0]}: {alone[1]}); with the "
+        f"other families {MIN_OWN_SIZES} own sizes fit: >= {MIN_OWN_SIZES + 1} sizes "
+        f"({wo[0]}: {wo[1]}). Held out; `alone's` = the with-others rows on the "
+        "family-alone backtest's own targets and origins:\n\n"
+        + md(pool.drop(columns=["testbed", "families"]), ".3f")
+    )
 
 
 def _category_sentence(pv: pd.DataFrame) -> str:

@@ -19,15 +19,39 @@ PUBLISHED_MEAN_ABS_ERROR = {
 OLMO_ORIGINS = {"1B": "190M-1B (published rungs)", "3B": "190M-3B (3B added)"}
 
 
+#: testbed suffix -> what a prediction was fitted on besides its own ladder (`pooling`)
+POOLING = {
+    ":with_others": "with_other_families",  # analysis.predict.families
+    ":cutoff": "all_families_below_cutoff",  # analysis.predict.cutoff
+}
+ALONE = "alone"
+
+
+def pooling(testbed: pd.Series) -> pd.Series:
+    """Each row's `pooling`: `alone` (its own ladder: one corpus or family) or POOLING's."""
+    tb = testbed.astype(str)
+    out = pd.Series(ALONE, index=testbed.index)
+    for suffix, name in POOLING.items():
+        out[tb.str.endswith(suffix)] = name
+    return out
+
+
+def ladder_rows(pred: pd.DataFrame) -> pd.DataFrame:
+    """The rows fitted on each ladder alone (the figures of the ladders' backtests)."""
+    return pred[pooling(pred["testbed"]) == ALONE] if not pred.empty else pred
+
+
 def method_table(pred: pd.DataFrame) -> pd.DataFrame:
-    """Per testbed, split and method: median and mean absolute error, 80% coverage, rows."""
+    """Per testbed, split and method: median and mean absolute error, 80% coverage, rows;
+    `pooling` says what the fits saw besides the predicted ladder."""
     if pred.empty:
         return pd.DataFrame(
-            columns=["testbed", "split", "method", "default", "median_abs_error"]
+            columns=["testbed", "pooling", "split", "method", "default", "median_abs_error"]
             + ["mean_abs_error", "coverage", "n", "calibrated"]
         )
     ok = pred[np.isfinite(pred["actual"].astype(float))]
-    g = ok.groupby(["testbed", "split", "method"])
+    ok = ok.assign(pooling=pooling(ok["testbed"]))
+    g = ok.groupby(["testbed", "pooling", "split", "method"])
     out = g.agg(
         default=("default", "max"),
         median_abs_error=("abs_error", "median"),
@@ -119,3 +143,50 @@ def summary_row(pred: pd.DataFrame) -> pd.DataFrame:
     marked, naive beside it (summary.md across testbeds)."""
     m = method_table(pred)
     return m[m["split"] == "held_out"].drop(columns=["split"]).reset_index(drop=True)
+
+
+POOLING_COLUMNS = ["testbed", "pooling", "targets", "method", "default", "median_abs_error"]
+POOLING_COLUMNS += ["mean_abs_error", "coverage", "n", "n_families", "families"]
+
+
+def _held_stats(d: pd.DataFrame) -> pd.DataFrame:
+    g = d.groupby("method")
+    return g.agg(
+        default=("default", "max"),
+        median_abs_error=("abs_error", "median"),
+        mean_abs_error=("abs_error", "mean"),
+        coverage=("covered", "mean"),
+        n=("abs_error", "size"),
+        n_families=("corpus", "nunique"),
+        families=("corpus", lambda c: " ".join(sorted(set(c)))),
+    ).reset_index()
+
+
+def pooling_table(pred: pd.DataFrame) -> pd.DataFrame:
+    """prediction_pooling.csv: held-out errors per method of the per-family backtests alone
+    and with the other families' data (analysis.predict.families), the latter on all its
+    targets and on the alone backtest's own (corpus, origin, target, task) keys, with the
+    families each covers; empty without `with_other_families` rows."""
+    if pred.empty:
+        return pd.DataFrame(columns=POOLING_COLUMNS)
+    ok = pred[(pred["split"] == "held_out") & np.isfinite(pred["actual"].astype(float))]
+    pool = pooling(ok["testbed"])
+    key = ["corpus", "origin", "target", "task"]
+    parts = []
+    for tb in ok.loc[pool == POOLING[":with_others"], "testbed"].unique():
+        base = str(tb)[: -len(":with_others")]
+        alone, wo = ok[ok["testbed"] == base], ok[ok["testbed"] == tb]
+        matched = wo.merge(alone[key].drop_duplicates(), on=key)
+        for d, name, targets in (
+            (alone, ALONE, "own"),
+            (wo, POOLING[":with_others"], "all"),
+            (matched, POOLING[":with_others"], "alone's"),
+        ):
+            if not d.empty:
+                parts.append(_held_stats(d).assign(testbed=base, pooling=name, targets=targets))
+    if not parts:
+        return pd.DataFrame(columns=POOLING_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)[POOLING_COLUMNS]
+    return out.sort_values(["testbed", "pooling", "targets", "median_abs_error"]).reset_index(
+        drop=True
+    )
