@@ -68,11 +68,13 @@ def cmd_run(args: list[str]) -> None:
         from harness.backfill_hint import hint_missing_tasks
         from harness.preemption import stop_sweep_on_signal
         from harness.rerun import launch
+        from harness.sweep_analysis import store as store_analysis
 
         try:
             _export_slurm_ranks()
             spec = run_spec(cfg)
             out_root = Path(cfg.out_root)
+            store_analysis(out_root, spec.sweep, OmegaConf.to_container(cfg.get("analysis") or {}))
             hint_missing_tasks(spec, out_root)
             tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
             overrides = list(HydraConfig.get().overrides.task)
@@ -160,7 +162,13 @@ def cmd_analyze(args: list[str]) -> None:
         from analysis.config import AnalysisConfig
         from analysis.pipeline import analyze
 
-        acfg = AnalysisConfig.from_dict(OmegaConf.to_container(cfg.analysis, resolve=True))
+        settings = OmegaConf.to_container(cfg.analysis, resolve=True)
+        if cfg.source == "harness" and cfg.root:
+            from harness.sweep_analysis import load, merged
+
+            # the sweep preset's analysis settings, stored at run time; the command line wins
+            settings = merged(settings, load(Path(cfg.root)), args)
+        acfg = AnalysisConfig.from_dict(settings)
         if cfg.source == "harness":
             from analysis import testbeds
 
@@ -179,10 +187,10 @@ def cmd_analyze(args: list[str]) -> None:
             if cfg.path and len(names) > 1:
                 die(f"path: one folder cannot override {len(names)} sources")
             out = Path(cfg.out or f"outputs/{names[0] if len(names) == 1 else 'testbeds'}")
-            run_sources(names, acfg, out, cfg.path or None)
+            run_sources(names, acfg, out, cfg.path or None, bool(cfg.overwrite))
             print(f"wrote {out / ('report.md' if len(names) == 1 else 'summary.md')}")
             return
-        analyze(table, out, acfg)
+        analyze(table, out, acfg, overwrite=bool(cfg.overwrite))
         print(f"wrote {out / 'report.md'}")
 
     _guard_analysis(go)
