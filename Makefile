@@ -39,7 +39,7 @@ define sweep_by_mix
 	@exec env $(OFFLINE) $(PY) -m harness.sweep_by_mix sweep=$(1) data=toy_code,toy \
 	  out_root=$(2) $(SWEEP_ARGS)
 	@echo "[$$(date +%T)] analysis"
-	$(OFFLINE) $(VENV)/bin/harness analyze root=$(2) analysis.points=all
+	$(OFFLINE) $(VENV)/bin/harness analyze root=$(2) overwrite=true
 	@echo "[$$(date +%T)] outputs: $(2)/{runs,report.md,figures,tables}"
 endef
 
