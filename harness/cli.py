@@ -68,17 +68,21 @@ def cmd_run(args: list[str]) -> None:
         from harness.backfill_hint import hint_missing_tasks
         from harness.preemption import stop_sweep_on_signal
         from harness.rerun import launch
+        from harness.sweep_analysis import check as check_analysis
         from harness.sweep_analysis import store as store_analysis
 
         try:
             _export_slurm_ranks()
             spec = run_spec(cfg)
             out_root = Path(cfg.out_root)
-            store_analysis(out_root, spec.sweep, OmegaConf.to_container(cfg.get("analysis") or {}))
+            node = cfg.get("analysis")
+            settings = OmegaConf.to_container(node, resolve=True) if node else {}
+            check_analysis(settings)  # a bad preset key fails before any run starts
             hint_missing_tasks(spec, out_root)
             tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
             overrides = list(HydraConfig.get().overrides.task)
             outcome = stop_sweep_on_signal(lambda: launch(spec, out_root, tracker, overrides))
+            store_analysis(out_root, spec.sweep, settings)  # beside the runs it analyses
         except HarnessError as err:
             die(str(err))
         if outcome.status == "failed":

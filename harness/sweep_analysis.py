@@ -1,10 +1,10 @@
 """A sweep preset's analysis settings travel with its runs (issue 24, item 5).
 
 A preset may carry an `analysis:` block (conf/sweep/demo.yaml: `points: all`). `harness run`
-checks it (a bad key fails in one line before any run starts) and stores it as
-`<out_root>/analysis_defaults.json`; `harness analyze root=<out_root>` starts from those
-settings instead of conf/analysis/default.yaml's, and `analysis.*` on its command line still
-wins. Nothing else reads the file: run ids do not depend on it.
+checks it (a bad key fails in one line before any run starts) and, once a run is done,
+stores it as `<out_root>/analysis_defaults.json`; `harness analyze root=<out_root>` starts
+from those settings instead of conf/analysis/default.yaml's, and `analysis.*` on its command
+line still wins. Nothing else reads the file: run ids do not depend on it.
 """
 
 from __future__ import annotations
@@ -19,17 +19,23 @@ from common.errors import ConfigError
 FILE = "analysis_defaults.json"
 
 
-def store(out_root: Path, sweep: str, settings: dict[str, Any] | None) -> None:
-    """Check `settings` and write them beside the sweep's runs (unchanged file: no write)."""
+def check(settings: dict[str, Any] | None) -> None:
+    """A preset's analysis settings as `harness analyze` would read them: a bad key or value
+    is a one-line ConfigError."""
     from analysis.config import AnalysisConfig
     from analysis.errors import AnalysisError
 
-    if not settings:
-        return
     try:
-        AnalysisConfig.from_dict(settings)
+        AnalysisConfig.from_dict(settings or {})
     except AnalysisError as err:
         raise ConfigError(str(err)) from None
+
+
+def store(out_root: Path, sweep: str, settings: dict[str, Any] | None) -> None:
+    """Check `settings` and write them beside the sweep's runs (unchanged file: no write)."""
+    if not settings:
+        return
+    check(settings)
     body = {"sweep": sweep, "analysis": settings}
     path = Path(out_root) / FILE
     if load_body(path) == body:

@@ -86,3 +86,26 @@ def test_analyze_root_uses_the_sweeps_settings_and_never_overwrites_silently(tmp
     r = _cli(f"root={sweep}", "analysis.points=final", "overwrite=true", *FAST, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((sweep / "analysis_config.json").read_text())["points"] == "final"
+
+
+def test_run_refuses_a_bad_preset_analysis_key_before_any_run(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "sweep=demo", f"out_root={tmp_path / 'o'}"]
+        + [f"cache_dir={tmp_path / 'c'}", "+analysis.pointz=all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("error: analysis.pointz: unknown key")
+    assert not (tmp_path / "o" / "runs").exists() and not (tmp_path / "o" / FILE).exists()
+
+
+@pytest.mark.slow
+def test_a_run_stores_its_presets_analysis_settings(run_cli, tmp_path, shared_cache):
+    from tests.conftest import tiny_overrides
+
+    code, _, err = run_cli("run", *tiny_overrides(shared_cache, tmp_path), "+analysis.points=all")
+    assert code == 0, err[-2000:]
+    assert load(tmp_path) == {"points": "all"}
+    assert json.loads((tmp_path / FILE).read_text())["sweep"] == "default"
