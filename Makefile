@@ -28,7 +28,7 @@ install-dev: $(VENV)/.installed-dev
 
 # A preset's two data mixes train side by side, one thread each: on 2 cores that is ~25% faster
 # than one run after another at 2 threads (small models use a second thread poorly), with the
-# same run ids and results (train.num_threads is not part of a run's identity). The toy_code
+# same run ids and results (train.num_threads is not part of a run's identity). The toy_code5
 # process prints its run/eval lines without a progress bar; its own Hydra folder keeps the logs
 # apart. harness/sweep_by_mix.py starts both and passes Ctrl-C and SIGTERM on to both: each saves
 # its run's checkpoint and stops its sweep (a rerun resumes). SWEEP_ARGS: more overrides for
@@ -36,10 +36,10 @@ install-dev: $(VENV)/.installed-dev
 SWEEP_ARGS ?=
 define sweep_by_mix
 	@echo "[$$(date +%T)] sweep=$(1): one process per data mix"
-	@exec env $(OFFLINE) $(PY) -m harness.sweep_by_mix sweep=$(1) data=toy_code,toy \
+	@exec env $(OFFLINE) $(PY) -m harness.sweep_by_mix sweep=$(1) data=toy_code5,toy_code15 \
 	  out_root=$(2) $(SWEEP_ARGS)
 	@echo "[$$(date +%T)] analysis"
-	$(OFFLINE) $(VENV)/bin/harness analyze root=$(2) analysis.points=all
+	$(OFFLINE) $(VENV)/bin/harness analyze root=$(2) overwrite=true
 	@echo "[$$(date +%T)] outputs: $(2)/{runs,report.md,figures,tables}"
 endef
 

@@ -24,7 +24,7 @@ from analysis import testbeds
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, AnalysisWarning
 from analysis.flips.capability_axis import capability_axis
-from analysis.flips.detect import TEST_COLUMNS, corpus_gaps, detect_flips
+from analysis.flips.detect import TEST_COLUMNS, corpus_gaps, detect_flips, unclassified_reason
 from analysis.flips.evidence import axis_falls, n_facts, with_q
 from analysis.flips.metrics import metric_flips
 from analysis.flips.rates import flip_rates, null_rates
@@ -42,7 +42,7 @@ from analysis.laws.two_step import (
     with_two_step,
 )
 from analysis.output import files as io
-from analysis.output.folder import SUMMARY_ENTRIES, require_complete, staged
+from analysis.output.folder import SUMMARY_ENTRIES, check_settings, require_complete, staged
 from analysis.predict.stage import prediction_tables, write_predictions
 from analysis.results import AnalysisResults
 from analysis.schemas import EXTRAP_COLUMNS, FIT_COLUMNS, FLIP_COLUMNS
@@ -54,9 +54,10 @@ from analysis.trends.classify import (
     fraction_predictable,
     sensitivity,
     trend_rows,
+    unclassify,
 )
 from analysis.trends.fit_tables import downstream_fit_rows
-from analysis.trends.points import points_comparison
+from analysis.trends.points import compute_comparison, points_comparison
 from analysis.trends.seed_spread import seed_spread
 from analysis.trends.within_groups import mark_within_mix
 
@@ -95,12 +96,15 @@ def analyze(
     out_dir: Path,
     cfg: AnalysisConfig | None = None,
     load_warnings: list[str] | None = None,
+    overwrite: bool = True,
 ) -> AnalysisSummary:
     """Classify, fit, detect flips, backtest, and write tables, figures and report.md;
-    `load_warnings` (raised while the table was read) head the report's warnings."""
+    `load_warnings` (raised while the table was read) head the report's warnings. Unless
+    `overwrite`, a report in `out_dir` made with other settings is refused before any write."""
     t0 = time.time()
     out_dir = Path(out_dir)
     res = compute(table, cfg)
+    check_settings(out_dir, res.cfg.to_dict(), overwrite)
     res.warnings = list(dict.fromkeys([*(load_warnings or []), *res.warnings]))
     files = write_outputs(out_dir, res, t0)
     for m in res.warnings:  # surface them to the caller too
@@ -177,6 +181,9 @@ def _comparisons(table: pd.DataFrame, main: pd.DataFrame, res: AnalysisResults) 
     cfg, keys, t = res.cfg, res.reference_keys, res.tables
     if has_checkpoints(main):
         t["predictable_points"] = points_comparison(main, cfg, res.groups, keys)
+    alt = compute_comparison(res.points, cfg, keys)
+    if not alt.empty:
+        t["predictable_compute"] = alt
     extra = [metric_flips(main, cfg, res.groups, keys)]
     if main.shape[0] < table.shape[0]:  # variant sweeps (`<sweep>:<variant>`)
         extra.append(variant_flips(table, cfg))
@@ -302,11 +309,22 @@ def _core(
         gt = classify(g, cfg, corpus_seed(cfg, g.corpus))
         groups[(g.val_set, g.corpus)] = gt
         fit_rows += downstream_fit_rows(gt, cfg.fit)
-    trend_df = pd.concat([trend_rows(gt) for gt in groups.values()], ignore_index=True)
+    # the flips' check, applied to trends too: no category on an x-axis that is no scale or
+    # from fewer than min_sizes distinct sizes (their fits stay in fits.csv)
+    scale, notes = _scales(groups)
+    unclassified = {
+        k: unclassified_reason(gt, cfg.flips.min_sizes, scale) for k, gt in groups.items()
+    }
+    groups = {k: unclassify(gt) if unclassified[k] else gt for k, gt in groups.items()}
+    trend_df = pd.concat(
+        [trend_rows(gt, unclassified[k]) for k, gt in groups.items()], ignore_index=True
+    )
     headline = _headline_groups(groups)
     pred_rows = []
     for gt in headline:
         est, lo, hi = fraction_predictable(gt, cfg.bootstrap.ci)
+        if unclassified[(gt.group.val_set, gt.group.corpus)]:
+            est, lo, hi = np.nan, np.nan, np.nan  # n/a, not 0: nothing was classified
         pred_rows.append(
             {
                 "val_set": gt.group.val_set,
@@ -315,18 +333,20 @@ def _core(
                 "ci_low": lo,
                 "ci_high": hi,
                 "n_tasks": len(gt.group.names),
-                "n_predictable": int(round(est * len(gt.group.names))),
+                "n_predictable": int(round(est * len(gt.group.names))) if est == est else 0,
             }
         )
     t_flips = time.process_time()
     weights = {k: gt.weights for k, gt in groups.items()}
     corpora = sorted({c for _, c in groups})
     head = POOLED if POOLED in corpora else corpora[0]
-    scale, notes = _scales(groups)
     flips = detect_flips(groups, weights, cfg.flips, cfg.reference_val_set, head, scale)
     val_sets = sorted({v for v, _ in groups})
     gaps = corpus_gaps(groups, val_sets, sorted({c for _, c in groups}), cfg.flips)
-    sens = sensitivity(headline, cfg.classify)
+    sens = sensitivity(
+        [gt for gt in headline if not unclassified[(gt.group.val_set, gt.group.corpus)]],
+        cfg.classify,
+    )
     extrap, loss_fits = _extrapolate(finals, cfg, val_sets)
     tables = {
         "trends": trend_df,
@@ -356,7 +376,8 @@ def _scales(groups: dict[tuple[str, str], GroupTrends]) -> tuple[dict[str, bool]
         if not scale[v]:
             notes.append(
                 f"`{v}` does not fall with model size within every corpus: it is no scale "
-                "for these models, so no flip uses it (its trends are shown, not compared)."
+                "for these models, so no trend is classified against it and no flip uses it "
+                "(trends.csv: `not_a_scale`)."
             )
     return scale, notes
 
@@ -422,9 +443,14 @@ def _write(out_dir: Path, res: AnalysisResults) -> list[Path]:
 
 
 def run_sources(
-    names: list[str], cfg: AnalysisConfig, out: Path, path: str | None = None
+    names: list[str],
+    cfg: AnalysisConfig,
+    out: Path,
+    path: str | None = None,
+    overwrite: bool = True,
 ) -> dict[str, AnalysisSummary]:
-    """Analyse every testbed in `names` into `<out>/<name>/`; summary when several."""
+    """Analyse every testbed in `names` into `<out>/<name>/`; summary when several
+    (`overwrite`: as `analyze`)."""
     from analysis.report.summary import write_summary
 
     out = Path(out)
@@ -436,7 +462,9 @@ def run_sources(
             warnings.simplefilter("always", AnalysisWarning)
             table = bed.load(path if len(names) == 1 else None)
         sub = out / name if len(names) > 1 else out
-        summaries[name] = analyze(table, sub, testbeds.settings_for(name, cfg), _caught(caught))
+        summaries[name] = analyze(
+            table, sub, testbeds.settings_for(name, cfg), _caught(caught), overwrite
+        )
         summaries[name].seconds = time.time() - t0  # import + analysis
     if len(names) > 1:
         with staged(out, SUMMARY_ENTRIES, marker_in="summary") as stage:

@@ -80,6 +80,7 @@ CALIBRATION_TABLES = ("calibration", "calibration_metrics", "labels_by_corpus")
 #: analyses only some tables allow, written when computed
 EXTRA_TABLES = (
     "predictable_points",
+    "predictable_compute",
     "two_step",
     "variance",
     "task_axis_predictable",

@@ -78,16 +78,22 @@ def cmd_run(args: list[str]) -> None:
         from harness.coverage import warn_uncovered
         from harness.preemption import stop_sweep_on_signal
         from harness.rerun import launch
+        from harness.sweep_analysis import check as check_analysis
+        from harness.sweep_analysis import store as store_analysis
 
         try:
             _export_slurm_ranks()
             spec = run_spec(cfg)
             warn_uncovered(spec)
             out_root = Path(cfg.out_root)
+            node = cfg.get("analysis")
+            settings = OmegaConf.to_container(node, resolve=True) if node else {}
+            check_analysis(settings)  # a bad preset key fails before any run starts
             hint_missing_tasks(spec, out_root)
             tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
             overrides = list(HydraConfig.get().overrides.task)
             outcome = stop_sweep_on_signal(lambda: launch(spec, out_root, tracker, overrides))
+            store_analysis(out_root, spec.sweep, settings)  # beside the runs it analyses
         except HarnessError as err:
             die(str(err))
         if outcome.status == "failed":
@@ -219,7 +225,13 @@ def cmd_analyze(args: list[str]) -> None:
         from analysis.config import AnalysisConfig
         from analysis.pipeline import analyze
 
-        acfg = AnalysisConfig.from_dict(OmegaConf.to_container(cfg.analysis, resolve=True))
+        settings = OmegaConf.to_container(cfg.analysis, resolve=True)
+        if cfg.source == "harness" and cfg.root:
+            from harness.sweep_analysis import load, merged
+
+            # the sweep preset's analysis settings, stored at run time; the command line wins
+            settings = merged(settings, load(Path(cfg.root)), args)
+        acfg = AnalysisConfig.from_dict(settings)
         if cfg.source == "harness":
             from analysis import testbeds
 
@@ -242,11 +254,11 @@ def cmd_analyze(args: list[str]) -> None:
             if cfg.path and len(names) > 1:
                 die(f"path: one folder cannot override {len(names)} sources")
             out = Path(cfg.out or f"outputs/{names[0] if len(names) == 1 else 'testbeds'}")
-            run_sources(names, acfg, out, cfg.path or None)
+            run_sources(names, acfg, out, cfg.path or None, bool(cfg.overwrite))
             print(f"wrote {out / ('report.md' if len(names) == 1 else 'summary.md')}")
             _publish(cfg, out, ",".join(names))
             return
-        analyze(table, out, acfg)
+        analyze(table, out, acfg, overwrite=bool(cfg.overwrite))
         print(f"wrote {out / 'report.md'}")
         sweeps = sorted(set(table["sweep"].dropna())) if "sweep" in table else []
         _publish(cfg, out, ",".join(sweeps) or out.name)

@@ -70,13 +70,16 @@ scancel the live SLURM jobs recorded by a sweep's runs.
 Example:
   harness cancel root=outputs/demo""",
     "analyze": """\
-harness analyze root=DIR [out=DIR] [analysis.KEY=VALUE ...]
+harness analyze root=DIR [out=DIR] [overwrite=true] [analysis.KEY=VALUE ...]
 harness analyze source=gadre2024[,olmo_ladder,pythia,obsscaling] [path=DIR] [out=DIR]
 
 Fit the laws, classify each task's trend, detect flips, backtest extrapolation and write
-report.md, figures/ and tables/. Thresholds and fit settings: conf/analysis/default.yaml.
+report.md, figures/ and tables/. Thresholds and fit settings: conf/analysis/default.yaml,
+under the sweep's own settings where its preset stored some (DIR/analysis_defaults.json);
+analysis.KEY on the command line wins.
   analysis.plot.dpi=N           figure resolution
   analysis.plot.formats=[png,pdf,svg]   figure file formats
+  overwrite=true                replace a report in out made with other settings (else refused)
 
 Examples:
   harness analyze root=outputs/demo

@@ -10,7 +10,7 @@ from analysis.config import AnalysisConfig
 from analysis.flips.detect import category_rows, detect_flips
 from analysis.flips.evidence import axis_falls, n_facts, with_q
 from analysis.flips.rates import null_rates
-from analysis.groups.build import build_groups
+from analysis.groups.build import POOLED, build_groups
 from analysis.ingest.table import conform, with_all_columns
 from analysis.pipeline import compute
 from analysis.trends.classify import classify
@@ -207,3 +207,32 @@ def test_bad_flip_settings_are_one_line_errors():
     for key, value in (("min_sizes", 1), ("null_splits", -1), ("alpha", 1.5)):
         with pytest.raises(AnalysisError, match=f"analysis.flips.{key}"):
             AnalysisConfig.from_dict({"flips": {key: value}})
+
+
+def test_trends_on_a_rising_axis_are_not_a_scale_and_not_counted():
+    """Classification uses the flips' check: every task against a loss that rises with size
+    is `not_a_scale` in trends.csv, its fraction predictable is n/a (not 0), and the x-axis
+    that falls is classified as before."""
+    t = _table(np.geomspace(1e6, 1e8, 6), rising=True)
+    res = compute(t)
+    tr = res.tables["trends"]
+    assert set(tr.loc[tr["val_set"] == "w", "category"]) == {"not_a_scale"}
+    assert set(tr.loc[tr["val_set"] == "v", "category"]) == {"predictable"}
+    pred = res.tables["predictable"].set_index("val_set")
+    assert np.isnan(pred.loc["w", "frac"]) and pred.loc["v", "frac"] == 1.0
+    assert not res.tables["sensitivity"]["val_set"].eq("w").any()
+
+
+def test_fewer_distinct_sizes_than_min_sizes_are_insufficient():
+    """2 sizes x 2 mixes x 3 seeds is 12 runs (>= min_models 6) but 2 distinct
+    sizes: every trend is `insufficient` and the report's n/a names the sizes."""
+    from analysis.report.findings import insufficient_reason
+
+    t = _table([1e6, 1e7], mixes=("a", "b"), seeds=(0, 1, 2))
+    cfg = AnalysisConfig()
+    res = compute(t, cfg)
+    tr = res.tables["trends"]
+    assert set(tr["category"]) == {"insufficient"} and set(tr["n_sizes"]) == {2}
+    assert np.isnan(res.tables["predictable"]["frac"]).all()
+    why = insufficient_reason(tr, "v", POOLED, cfg)
+    assert why == "too few sizes: 2 distinct, a trend needs 3"

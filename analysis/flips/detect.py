@@ -37,7 +37,7 @@ from analysis.flips.evidence import REVERSAL, category_test, n_sizes
 from analysis.groups.build import POOLED, percentile_ci
 from analysis.laws.downstream import exp_law_acc
 from analysis.schemas import FLIP_COLUMNS
-from analysis.trends.classify import LABELS, GroupTrends
+from analysis.trends.classify import INSUFFICIENT, LABELS, NOT_A_SCALE, GroupTrends
 
 #: the test table: flips.csv's columns plus the test family (scaling | trajectory)
 TEST_COLUMNS = FLIP_COLUMNS + ["family", "fact"]
@@ -110,9 +110,20 @@ def _gap(a: GroupTrends, b: GroupTrends, t: int, n_grid: int):
     return point, boot
 
 
+def unclassified_reason(gt: GroupTrends, min_sizes: int, scale: dict[str, bool]) -> str:
+    """Why a group may be neither classified nor compared ('' when it may): its x-axis is no
+    scale (NOT_A_SCALE) or it spans fewer than `min_sizes` distinct sizes (INSUFFICIENT).
+    The one check trends, fractions predictable and flips all apply."""
+    if not scale.get(gt.group.val_set, True):
+        return NOT_A_SCALE
+    if n_sizes(gt.group.n_params) < min_sizes:
+        return INSUFFICIENT
+    return ""
+
+
 def comparable(gt: GroupTrends, cfg: FlipConfig, scale: dict[str, bool]) -> bool:
     """May this group enter a flip: its x-axis is a scale and it spans enough sizes."""
-    return scale.get(gt.group.val_set, True) and n_sizes(gt.group.n_params) >= cfg.min_sizes
+    return not unclassified_reason(gt, cfg.min_sizes, scale)
 
 
 def detect_flips(

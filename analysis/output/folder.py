@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from analysis.errors import AnalysisError
 from common.atomic import shareable
@@ -35,6 +36,38 @@ SUMMARY_ENTRIES = ("summary.md", "summary")
 MARKER = "complete.json"
 _STAGE, _TRASH = ".analysis.tmp-", ".analysis.old-"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def check_settings(out_dir: Path, settings: dict[str, Any], overwrite: bool = False) -> None:
+    """Refuse, in one line, to replace a report made with other analysis settings: `out_dir`'s
+    analysis_config.json against `settings` (the resolved config about to be written). Keys
+    only one side has (a newer version's) are not a difference; `overwrite` skips the check."""
+    path = Path(out_dir) / "analysis_config.json"
+    if overwrite or not path.is_file():
+        return
+    try:
+        old = _flat(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return  # unreadable: not a report this check can compare; the swap replaces it
+    new = _flat(json.loads(json.dumps(settings)))
+    diff = [
+        f"{k}: {old[k]} -> {new[k]}" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]
+    ]
+    if diff:
+        shown = "; ".join(diff[:3]) + (f"; {len(diff) - 3} more" if len(diff) > 3 else "")
+        raise AnalysisError(
+            f"out: {out_dir} holds a report made with other analysis settings ({shown}); "
+            "write this one elsewhere with out=DIR, or replace it with overwrite=true"
+        )
 
 
 def marker(out_dir: Path) -> Path:

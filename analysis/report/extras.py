@@ -26,6 +26,50 @@ def axis_line(cfg: AnalysisConfig) -> str:
     return f"x-axis: {axis_label(cfg.reference_val_set)}; points: {pts}.\n"
 
 
+def _count(row) -> str:
+    if row is None:
+        return ""
+    if row["frac"] != row["frac"]:
+        return "n/a (too few sizes)"
+    return f"{int(row['n_predictable'])} of {int(row['n_tasks'])} predictable"
+
+
+def choices_line(res: AnalysisResults) -> str:
+    """First screen: the two choices the headline rests on (points; validation loss vs
+    compute) and the headline's count under the other choice of each ('' for neither)."""
+    cfg, keys = res.cfg, res.reference_keys
+    pred, pts, comp = (
+        res.table("predictable"),
+        res.table("predictable_points"),
+        res.table("predictable_compute"),
+    )
+    if not keys or pred.empty:
+        return ""
+    v, c = keys[0]
+    here = pred[(pred["val_set"] == v) & (pred["corpus"] == c)]
+    if here.empty:
+        return ""
+    parts = []
+    other = "all" if cfg.points == "final" else "final"
+    alt = pts[(pts["points"] == other) & (pts["val_set"] == v)] if not pts.empty else pts
+    name = "final checkpoints" if cfg.points == "final" else "every checkpoint"
+    if not alt.empty:
+        alt_name = "every checkpoint" if other == "all" else "final checkpoints only"
+        parts.append(f"{name} (with {alt_name}: {_count(alt.iloc[0])})")
+    else:
+        parts.append(name)
+    if v not in ("compute", "params"):
+        alt_axis = f" (against compute: {_count(comp.iloc[0])})" if not comp.empty else ""
+        parts.append(f"`{v}` validation loss as the x-axis{alt_axis}")
+    n = here.iloc[0]
+    head = (
+        f"{int(n['n_predictable'])} of {int(n['n_tasks'])} predictable"
+        if n["frac"] == n["frac"]
+        else "n/a"
+    )
+    return f"The headline ({head}) rests on {'; '.join(parts)}.\n"
+
+
 def _final_na(piv: pd.DataFrame, trends: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
     """The final-checkpoint cells are n/a where the headline classified no task (too few
     models), as in the headline table: 0.000 would read as a result."""

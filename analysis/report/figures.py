@@ -78,7 +78,7 @@ def _xlabel(val_set: str) -> str:
 
 
 ACC_LABEL = "accuracy (fraction correct)"
-CATEGORY_TEXT = {"insufficient": "too few models"}
+CATEGORY_TEXT = {"insufficient": "too few models or sizes", "not_a_scale": "x-axis is not a scale"}
 FLIP_TEXT = {
     "ranking_reversal": "Ranking reversal",
     "ranking_change": "Ranking change",

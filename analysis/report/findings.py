@@ -15,7 +15,7 @@ from analysis.flips.detect import headline_flips
 from analysis.groups.build import POOLED
 from analysis.ingest.axes import axis_phrase
 from analysis.report.figures import figure_name
-from analysis.trends.classify import INSUFFICIENT
+from analysis.trends.classify import INSUFFICIENT, NOT_A_SCALE
 from analysis.trends.within_groups import COLUMN
 from analysis.trends.within_groups import COLUMN as WITHIN
 
@@ -62,8 +62,13 @@ def insufficient_reason(
 ) -> str:
     """'' when some task was classified; else why the fraction predictable is n/a."""
     t = trends[(trends["val_set"] == val_set) & (trends["corpus"] == corpus)]
-    if t.empty or (t["category"] != INSUFFICIENT).any():
+    if t.empty or (~t["category"].isin([INSUFFICIENT, NOT_A_SCALE])).any():
         return ""
+    if (t["category"] == NOT_A_SCALE).any():
+        return f"`{val_set}` does not fall with model size within every corpus: not a scale"
+    sizes = int(t["n_sizes"].max()) if "n_sizes" in t else cfg.flips.min_sizes
+    if sizes < cfg.flips.min_sizes:
+        return f"too few sizes: {sizes} distinct, a trend needs {cfg.flips.min_sizes}"
     return (
         f"too few models: all {len(t)} tasks have fewer than "
         f"{cfg.classify.min_models} ({int(t['n_models'].max())} at most)"
@@ -261,9 +266,11 @@ def lead_sentences(
     """The report's opening: which tasks follow a law, which do not and in which category,
     and what flipped under which change; one sentence each, each with its figure."""
     t = trends[(trends["val_set"] == ref) & (trends["corpus"] == head)]
-    t = t[t["category"] != INSUFFICIENT]
+    why = insufficient_reason(trends, ref, head, cfg)
+    t = t[~t["category"].isin([INSUFFICIENT, NOT_A_SCALE])]
     if t.empty:
-        return f"No task has enough models to classify against {axis_phrase(ref)}.\n"
+        reason = why or "no task has enough models"
+        return f"No task is classified against {axis_phrase(ref)}: {reason}.\n"
     grid = _fig(out_dir, figure_name("task_grid", val_set=ref))
     pred = t[t["category"] == "predictable"].sort_values("p_predictable", ascending=False)
     against = f"Against {axis_phrase(ref)}"

@@ -11,7 +11,7 @@ import pandas as pd
 from analysis.output import files as io
 from analysis.predict.stage import predictions_section
 from analysis.report.calibration import calibration_section, corpus_section
-from analysis.report.extras import axis_line, extra_sections
+from analysis.report.extras import axis_line, choices_line, extra_sections
 from analysis.report.findings import (
     findings_section,
     lead_sentences,
@@ -83,6 +83,7 @@ def _overview(out_dir: Path, res: AnalysisResults, seconds: float) -> list[str]:
         f"intervals are central {cfg.bootstrap.ci:.0%}. Runtime {seconds:.1f} s.\n"
     )
     s.append(axis_line(cfg))
+    s.append(choices_line(res))
     s.append(rates_block(res, md_table))
     s.append(findings_section(out_dir, cfg, ref, head, pred, trends, flips, ext))
     return s
@@ -108,7 +109,7 @@ def _predictable_section(res: AnalysisResults) -> list[str]:
     if not trends.empty:
         h = trends[trends["corpus"] == head]
         counts = pd.crosstab(h["val_set"], h["category"]).reindex(
-            columns=list(classify.LABELS), fill_value=0
+            columns=[*classify.LABELS, classify.NOT_A_SCALE], fill_value=0
         )
         counts = counts.loc[:, (counts > 0).any()]
         s.append("\nCategory counts:\n\n" + md_table(counts.reset_index()))

@@ -56,6 +56,9 @@ from analysis.laws.downstream import ExpGrid, fit_exp_grid, refine_exp
 
 CATEGORIES = ("predictable", "inverse", "nonmonotonic", "noisy", "trendless", "breakthrough")
 INSUFFICIENT = "insufficient"
+#: trends.csv's category for a group whose x-axis does not fall with size within every corpus
+#: (analysis.flips.detect.unclassified_reason): not classified, coded INSUFFICIENT inside
+NOT_A_SCALE = "not_a_scale"
 LABELS = CATEGORIES + (INSUFFICIENT,)
 #: the rule inputs written to trends.csv beside each category
 FEATURES = ("snr", "rise", "drop", "net", "plateau")
@@ -248,13 +251,19 @@ def corpus_seed(cfg: AnalysisConfig, corpus: str) -> int:
     return cfg.bootstrap.seed + zlib.crc32(corpus.encode()) % 100_000
 
 
-def trend_rows(gt: GroupTrends) -> pd.DataFrame:
-    """trends.csv rows of one group (chosen category, its probability, fit parameters)."""
+def unclassify(gt: GroupTrends) -> GroupTrends:
+    """The group with every resample coded INSUFFICIENT: left out of every category count."""
+    return dataclasses.replace(gt, codes=np.full_like(gt.codes, LABELS.index(INSUFFICIENT)))
+
+
+def trend_rows(gt: GroupTrends, reason: str = "") -> pd.DataFrame:
+    """trends.csv rows of one group (chosen category, its probability, fit parameters);
+    `reason` (NOT_A_SCALE) replaces the category of a group left unclassified for it."""
     g, codes = gt.group, gt.codes
     boot = codes[1:] if codes.shape[0] > 1 else codes
     rows = []
     for t, name in enumerate(g.names):
-        cat = LABELS[codes[0, t]]
+        cat = reason if reason == NOT_A_SCALE else LABELS[codes[0, t]]
         probs = {f"p_{c}": float(np.mean(boot[:, t] == LABELS.index(c))) for c in CATEGORIES}
         valid = np.isfinite(g.Y[:, t])
         rho = (
@@ -274,6 +283,7 @@ def trend_rows(gt: GroupTrends) -> pd.DataFrame:
                 **probs,
                 "r2": float(gt.point.r2[0, t]),
                 "n_models": int(valid.sum()),
+                "n_sizes": int(np.unique(g.n_params[valid & np.isfinite(g.n_params)]).size),
                 "spearman": float(rho),
                 "eps": float(gt.point.eps[0, t]),
                 "ln_k": float(gt.point.ln_k[0, t]),
