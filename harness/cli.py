@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from harness.cli_checks import (
     CONF_DIR,
@@ -39,7 +40,7 @@ _FAILED: list[str] = []
 
 def cmd_run(args: list[str]) -> None:
     import hydra
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
 
     from harness.config import run_spec
     from harness.slurm_check import preflight as slurm_preflight
@@ -74,7 +75,7 @@ def cmd_run(args: list[str]) -> None:
             spec = run_spec(cfg)
             out_root = Path(cfg.out_root)
             hint_missing_tasks(spec, out_root)
-            tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
+            tracker = make_tracker(_as_dict(cfg.logger), out_root)
             overrides = list(HydraConfig.get().overrides.task)
             outcome = stop_sweep_on_signal(lambda: launch(spec, out_root, tracker, overrides))
         except HarnessError as err:
@@ -111,10 +112,18 @@ _VALUE_FLAGS = (
 )
 
 
+def _as_dict(node: Any) -> dict[str, Any]:
+    """A config group (a DictConfig) as a plain dict, interpolations resolved."""
+    from omegaconf import OmegaConf
+
+    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))
+
+
 def _hydra_argv(args: list[str]) -> list[str]:
     """Hydra's flags first (with their values), then the overrides and our search path: its
     argument parser takes the overrides as one contiguous run (`-m a=1 --cfg hydra` works)."""
-    flags, overrides = [], []
+    flags: list[str] = []
+    overrides: list[str] = []
     it = iter(args)
     for a in it:
         if a.startswith("-"):
@@ -155,12 +164,11 @@ def cmd_analyze(args: list[str]) -> None:
     cfg = compose("analyze", args)
 
     def go() -> None:
-        from omegaconf import OmegaConf
 
         from analysis.config import AnalysisConfig
         from analysis.pipeline import analyze
 
-        acfg = AnalysisConfig.from_dict(OmegaConf.to_container(cfg.analysis, resolve=True))
+        acfg = AnalysisConfig.from_dict(_as_dict(cfg.analysis))
         if cfg.source == "harness":
             from analysis import testbeds
 
@@ -192,7 +200,6 @@ def cmd_plot(args: list[str]) -> None:
     cfg = compose("analyze", args)
 
     def go() -> None:
-        from omegaconf import OmegaConf
 
         from analysis.pipeline import plot
         from analysis.schemas import TABLES_READ
@@ -206,7 +213,7 @@ def cmd_plot(args: list[str]) -> None:
             for a in args
             if a.startswith("analysis.plot.") and "=" in a
         }
-        given = OmegaConf.to_container(cfg.analysis.plot, resolve=True)
+        given = _as_dict(cfg.analysis.plot)
         files = plot(Path(out), {k: v for k, v in given.items() if k in named})
         tables = Path(out) / "tables"
         print(f"read {', '.join(t for t in TABLES_READ if (tables / t).exists())} from {tables}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from harness.backfill_hint import missing_tasks
 from harness.cli_checks import (
@@ -92,9 +92,10 @@ def _action(spec: RunSpec, out_root: Path) -> str:
 def plan_row(spec: RunSpec, out_root: Path) -> dict[str, Any]:
     """One row of the plan: what the run is and what `harness run` would do with it."""
     rec = read_record(run_dir(out_root, run_id(spec)))
+    known = rec.model if rec is not None else None
     stats = (
-        ModelStats(rec.model.n_params, rec.model.n_params_nonembedding)
-        if rec is not None and rec.model.n_params
+        ModelStats(int(known.n_params), int(known.n_params_nonembedding))
+        if known is not None and known.n_params and known.n_params_nonembedding is not None
         else _stats(spec)
     )
     row: dict[str, Any] = {
@@ -226,4 +227,4 @@ def _launcher_config(args: list[str]) -> dict:
         cfg = compose(
             config_name="config", overrides=[*first, SEARCHPATH], return_hydra_config=True
         )
-    return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    return cast(dict[str, Any], OmegaConf.to_container(cfg.hydra.launcher, resolve=True))

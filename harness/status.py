@@ -113,7 +113,11 @@ def cancel(cfg: DictConfig) -> None:
     if not Path(cfg.root).is_dir():
         raise ConfigError(f"root: no such directory '{cfg.root}'")
     jobs = squeue_jobs()
-    recorded = {rec.slurm_job_id for p in iter_run_dirs(Path(cfg.root)) if (rec := read_record(p))}
+    recorded = {
+        job
+        for p in iter_run_dirs(Path(cfg.root))
+        if (rec := read_record(p)) and (job := rec.slurm_job_id)
+    }
     ids = sorted(recorded & set(jobs))
     if not ids:  # nothing found is not success: a script must not think it cancelled a sweep
         print(f"no live SLURM jobs recorded under {cfg.root}", file=sys.stderr)

@@ -76,7 +76,7 @@ class WandbTracker(Tracker):
         self.project, self.entity, self.directory = project, entity, directory
         self.init_timeout = init_timeout
         self.mode = ("online" if api_key_configured() else "offline") if mode == "auto" else mode
-        self.run = None
+        self.run: Any = None  # the wandb Run once started (wandb is imported lazily)
 
     def start(self, run_id: str, spec: RunSpec, record: RunRecord) -> None:
         import wandb
@@ -86,7 +86,7 @@ class WandbTracker(Tracker):
         ):  # `export WANDB_MODE=` makes wandb reject its settings
             del os.environ["WANDB_MODE"]
 
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             project=self.project,
             entity=self.entity,
             id=run_id,
@@ -110,7 +110,8 @@ class WandbTracker(Tracker):
             self.mode = "offline"
         if self.mode != "offline":
             try:
-                self.run = wandb.init(mode=self.mode, **kwargs)
+                # the config's mode string; wandb's Literal names the values it accepts
+                self.run = wandb.init(mode=self.mode, **kwargs)  # type: ignore[arg-type]
                 return
             except Exception as err:  # bad key, server error: keep the run, log offline
                 print(
