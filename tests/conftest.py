@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -62,17 +64,42 @@ def compose(overrides: list[str], config_name: str = "config", hydra_node: bool 
         )
 
 
+def _warnings_as_a_process_shows_them() -> None:
+    """Inside `warnings.catch_warnings()`: Python's default filters (what `python -m
+    harness.cli` starts with) and warnings printed to stderr, not recorded by pytest, so an
+    in-process call's stderr holds the warning lines a user would see."""
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
+
+
 @pytest.fixture
 def run_cli(capsys):
-    """Call `harness` in-process; returns (exit_code, stdout, stderr)."""
+    """Call `harness` in-process; returns (exit_code, stdout, stderr). For tests of what the
+    command prints and returns (a process costs seconds of imports): warnings reach stderr as
+    in `python -m harness.cli`; Hydra's global state is cleared after each call."""
+    from hydra.core.global_hydra import GlobalHydra
+
     from harness.cli import main
 
     def call(*args: str) -> tuple[int, str, str]:
         code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+        with warnings.catch_warnings():
+            _warnings_as_a_process_shows_them()
+            try:
+                main(list(args))
+            except SystemExit as exc:  # as the interpreter ends: None is 0, a message is printed
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+                if exc.code is not None and not isinstance(exc.code, int):
+                    print(exc.code, file=sys.stderr)
+            finally:
+                GlobalHydra.instance().clear()
         out, err = capsys.readouterr()
         return code, out, err
 
