@@ -3,9 +3,6 @@ synthetic ladders small enough to fit in seconds."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -236,17 +233,12 @@ def test_parse_rejects_bad_arguments(args, msg):
         (["source=pythia", "target=pythia-12b", "corpus=pile", "tasks=nope"], "task: 'nope'"),
     ],
 )
-def test_cli_bad_input_is_one_line_exit_2(args, msg, tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "predict", *args, f"out={tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 2, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and msg in lines[0], r.stderr
-    assert "Traceback" not in r.stderr
+def test_cli_bad_input_is_one_line_exit_2(args, msg, tmp_path, run_cli):
+    code, _, err = run_cli("predict", *args, f"out={tmp_path}")
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and msg in lines[0], err
+    assert "Traceback" not in err
 
 
 def test_analyze_writes_the_predictions_section(clean, tmp_path):
