@@ -54,6 +54,20 @@ def shared_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(scope="session")
+def finished_ckpt4(shared_cache, tmp_path_factory):
+    """(spec, outcome) of one finished tiny run with a checkpoint every 4 steps (32 steps, no
+    tasks), trained once per session: tests read it or damage copies of it, never it."""
+    from harness.config import run_spec
+    from harness.runner import execute
+
+    out = tmp_path_factory.mktemp("finished_ckpt4")
+    spec = run_spec(compose(tiny_overrides(shared_cache, out) + ["train.checkpoint_every=4"]))
+    outcome = execute(spec, out)
+    assert outcome.status == "complete"
+    return spec, outcome
+
+
 def compose(overrides: list[str], config_name: str = "config", hydra_node: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
