@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import warnings
@@ -93,27 +95,42 @@ def _warnings_as_a_process_shows_them() -> None:
     warnings.showwarning = show
 
 
-@pytest.fixture
-def run_cli(capsys):
-    """Call `harness` in-process; returns (exit_code, stdout, stderr). For tests of what the
-    command prints and returns (a process costs seconds of imports): warnings reach stderr as
-    in `python -m harness.cli`; Hydra's global state is cleared after each call."""
+def call_main(*args: str) -> int:
+    """`harness <args>` in this process; its exit code. For tests of what the command prints
+    and returns (a process costs seconds of imports): warnings reach stderr as in `python -m
+    harness.cli`; Hydra's global state is cleared after each call."""
     from hydra.core.global_hydra import GlobalHydra
 
     from harness.cli import main
 
+    code = 0
+    with warnings.catch_warnings():
+        _warnings_as_a_process_shows_them()
+        try:
+            main(list(args))
+        except SystemExit as exc:  # as the interpreter ends: None is 0, a message is printed
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            if exc.code is not None and not isinstance(exc.code, int):
+                print(exc.code, file=sys.stderr)
+        finally:
+            GlobalHydra.instance().clear()
+    return code
+
+
+def cli_in_process(*args: str) -> tuple[int, str, str]:
+    """`call_main` with stdout and stderr collected here (module fixtures have no capsys)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = call_main(*args)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Call `harness` in-process (`call_main`); returns (exit_code, stdout, stderr)."""
+
     def call(*args: str) -> tuple[int, str, str]:
-        code = 0
-        with warnings.catch_warnings():
-            _warnings_as_a_process_shows_them()
-            try:
-                main(list(args))
-            except SystemExit as exc:  # as the interpreter ends: None is 0, a message is printed
-                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-                if exc.code is not None and not isinstance(exc.code, int):
-                    print(exc.code, file=sys.stderr)
-            finally:
-                GlobalHydra.instance().clear()
+        code = call_main(*args)
         out, err = capsys.readouterr()
         return code, out, err
 
