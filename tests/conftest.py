@@ -50,6 +50,36 @@ def tiny_overrides(cache: Path, out: Path, tasks: bool = False) -> list[str]:
     return ov
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lm_eval_default_index_once():
+    """lm-eval indexes every YAML it ships (~15k entries, ~5 s of CPU) in each TaskManager that
+    includes its defaults, and the tests build managers for many include paths (each a new
+    key of eval.lm_eval_runner's cache). The default folder's part is built once per session
+    and merged as `TaskIndex.build` merges (later paths override earlier), so every manager
+    holds the index it would have built itself; lm-eval's task factory deep-copies entries."""
+    import lm_eval.tasks
+    from lm_eval.tasks._index import TaskIndex
+
+    build = TaskIndex.build
+    default = Path(lm_eval.tasks.__file__).parent
+    built: dict[bool, dict] = {}
+
+    def build_reusing_defaults(paths, *, resolve_includes=True):
+        paths = [Path(p) for p in paths]
+        if not paths or paths[0] != default:
+            return build(paths, resolve_includes=resolve_includes)
+        if resolve_includes not in built:
+            built[resolve_includes] = build([default], resolve_includes=resolve_includes)
+        index = dict(built[resolve_includes])
+        if paths[1:]:
+            index.update(build(paths[1:], resolve_includes=resolve_includes))
+        return index
+
+    TaskIndex.build = staticmethod(build_reusing_defaults)
+    yield
+    TaskIndex.build = staticmethod(build)
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     """One cache for the session: the tokenizer and token caches are built once."""
