@@ -56,15 +56,18 @@ test: install-dev
 test-fast: install-dev
 	$(OFFLINE) $(PY) -m pytest -q -ra -m "not slow"
 
+# mypy reads its settings (the six packages, Python 3.10) from pyproject.toml's [tool.mypy]
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The static checks and the fast tests (no end-to-end runs): what to run before a commit.
+# The static checks (ruff, mypy) and the fast tests (no end-to-end runs): what to run before a
+# commit.
 checks: lint test-fast
 
 bench-smoke: install

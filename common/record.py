@@ -59,7 +59,8 @@ def _block(where: str, raw: Any, cls: type, strict: bool) -> dict[str, Any]:
     if strict:  # schema 1 blocks, and blocks older than a key in ADDED, may lack keys
         optional = getattr(cls, "ADDED", ())
         field_kwargs(cls, raw, f"record {where}", RecordError, require_all=True, optional=optional)
-    types = cls.TYPES
+    # every record block class defines TYPES (field -> accepted types); `type` does not say so
+    types: dict[str, tuple[type, ...]] = cls.TYPES  # type: ignore[attr-defined]
     return {n: _check(f"{where}.{n}", raw.get(n), types[n]) for n in names if n in types}
 
 
@@ -210,7 +211,7 @@ class CheckpointEntry:
     ) -> CheckpointEntry:
         """One entry; before schema 3 its `protocol` is left empty (the record fills it)."""
         _check(where, raw, (dict,), optional=False)
-        keys = ("step", "tokens", "flops", "val_loss", "tasks")
+        keys: tuple[str, ...] = ("step", "tokens", "flops", "val_loss", "tasks")
         keys += ("protocol",) if version >= 3 else ()
         if strict and set(raw) - {"failure"} != set(keys):
             raise RecordError(f"record {where}: keys {sorted(raw)}, expected {list(keys)}")

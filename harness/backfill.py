@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -58,7 +59,7 @@ def backfill(cfg: DictConfig) -> int:
     base = run_spec(cfg)
     if not base.eval.tasks:
         raise ConfigError(f"eval.tasks: suite '{base.eval.suite}' names no tasks")
-    updated, failed = 0, []
+    updated, failed = 0, list[str]()
     for path in runs:
         gained, bad = _backfill_run(path, base)
         updated, failed = updated + gained, failed + bad
@@ -76,14 +77,18 @@ def _backfill_run(path: Path, base) -> tuple[int, list[str]]:
     into the record as soon as they exist. A checkpoint that fails verification or loading is
     recorded as failed and costs only itself."""
     record = read_record(path)
+    if record is None:  # backfill() picked runs with a complete record
+        raise DataError(f"{path}: no record to backfill")
     # the run's own sources: toy tasks are generated from the world that run trained on (its
     # mix and validation sets come along: they name those sources)
-    own = {k: record.config_block(k) for k in ("sources", "mix")}
+    own: dict[str, Any] = {k: record.config_block(k) for k in ("sources", "mix")}
     own["validation"] = record.config.get("validation")
     runner = task_runner(spec_from_dict({**to_dict(base), **own}))
+    if runner is None:  # backfill() checked that the suite names tasks
+        raise ConfigError(f"eval.tasks: suite '{base.eval.suite}' names no tasks")
     meta = {n: vars(i) for n, i in runner.info().items()}
     max_len = int(record.config_block("model")["max_seq_len"])
-    updated, failed = 0, []
+    updated, failed = 0, list[str]()
     for entry in record.checkpoints:
         missing = [t for t in runner.names if t not in entry.tasks]
         if not missing:

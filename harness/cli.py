@@ -24,6 +24,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from harness.cli_checks import (
     CONF_DIR,
@@ -43,7 +44,7 @@ _FAILED: list[str] = []
 
 def cmd_run(args: list[str]) -> None:
     import hydra
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
 
     from harness.config import run_spec
     from harness.slurm_check import check_cluster_launcher
@@ -87,10 +88,10 @@ def cmd_run(args: list[str]) -> None:
             warn_uncovered(spec)
             out_root = Path(cfg.out_root)
             node = cfg.get("analysis")
-            settings = OmegaConf.to_container(node, resolve=True) if node else {}
+            settings = _as_dict(node) if node else {}
             check_analysis(settings)  # a bad preset key fails before any run starts
             hint_missing_tasks(spec, out_root)
-            tracker = make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), out_root)
+            tracker = make_tracker(_as_dict(cfg.logger), out_root)
             overrides = list(HydraConfig.get().overrides.task)
             outcome = stop_sweep_on_signal(lambda: launch(spec, out_root, tracker, overrides))
             store_analysis(out_root, spec.sweep, settings)  # beside the runs it analyses
@@ -171,10 +172,18 @@ _VALUE_FLAGS = (
 )
 
 
+def _as_dict(node: Any) -> dict[str, Any]:
+    """A config group (a DictConfig) as a plain dict, interpolations resolved."""
+    from omegaconf import OmegaConf
+
+    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))
+
+
 def _hydra_argv(args: list[str]) -> list[str]:
     """Hydra's flags first (with their values), then the overrides and our search path: its
     argument parser takes the overrides as one contiguous run (`-m a=1 --cfg hydra` works)."""
-    flags, overrides = [], []
+    flags: list[str] = []
+    overrides: list[str] = []
     it = iter(args)
     for a in it:
         if a.startswith("-"):
@@ -220,12 +229,11 @@ def cmd_analyze(args: list[str]) -> None:
     cfg = compose("analyze", args)
 
     def go() -> None:
-        from omegaconf import OmegaConf
 
         from analysis.config import AnalysisConfig
         from analysis.pipeline import analyze
 
-        settings = OmegaConf.to_container(cfg.analysis, resolve=True)
+        settings = _as_dict(cfg.analysis)
         if cfg.source == "harness" and cfg.root:
             from harness.sweep_analysis import load, merged
 
@@ -281,7 +289,6 @@ def cmd_plot(args: list[str]) -> None:
     cfg = compose("analyze", args)
 
     def go() -> None:
-        from omegaconf import OmegaConf
 
         from analysis.pipeline import plot
         from analysis.schemas import TABLES_READ
@@ -295,7 +302,7 @@ def cmd_plot(args: list[str]) -> None:
             for a in args
             if a.startswith("analysis.plot.") and "=" in a
         }
-        given = OmegaConf.to_container(cfg.analysis.plot, resolve=True)
+        given = _as_dict(cfg.analysis.plot)
         files = plot(Path(out), {k: v for k, v in given.items() if k in named})
         tables = Path(out) / "tables"
         print(f"read {', '.join(t for t in TABLES_READ if (tables / t).exists())} from {tables}")

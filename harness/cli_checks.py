@@ -291,7 +291,7 @@ def compose(config_name: str, overrides: list[str]):
     return compose_raw(config_name, overrides)
 
 
-def guard(fn: Callable[[], None]) -> None:
+def guard(fn: Callable[[], object]) -> None:
     """Run `fn`, turning the harness's own errors into one line and exit code 2."""
     from common.errors import HarnessError
 

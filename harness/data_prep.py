@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from common.errors import ConfigError, DataError
 from harness.data_budget import remote_sources, tokenizer_cached
@@ -24,7 +25,7 @@ from train.tokenizer import load_tokenizer, tokenizer_key
 
 @dataclass
 class RunData:
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     tokenizer_id: str
     train_caches: dict[str, TokenCache]
     val_windows: dict[str, torch.Tensor]

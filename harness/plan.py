@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from common.errors import DataError, HarnessError
 from harness.backfill_hint import missing_tasks
@@ -132,9 +132,10 @@ def plan_row(spec: RunSpec, out_root: Path) -> dict[str, Any]:
     plan rejects what run rejects, with the same line; nothing remote is loaded."""
     rid = _plan_run_id(spec)
     rec = read_record(run_dir(out_root, rid)) if rid else None
+    known = rec.model if rec is not None else None
     stats = (
-        ModelStats(rec.model.n_params, rec.model.n_params_nonembedding)
-        if rec is not None and rec.model.n_params
+        ModelStats(int(known.n_params), int(known.n_params_nonembedding))
+        if known is not None and known.n_params and known.n_params_nonembedding is not None
         else _stats(spec)
     )
     action = _action(spec, out_root, rid) if rid else "train? (id needs the remote dataset)"
@@ -355,4 +356,4 @@ def _launcher_config(args: list[str]) -> dict:
         cfg = compose(
             config_name="config", overrides=[*first, searchpath()], return_hydra_config=True
         )
-    return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    return cast(dict[str, Any], OmegaConf.to_container(cfg.hydra.launcher, resolve=True))

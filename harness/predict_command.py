@@ -21,8 +21,8 @@ import pandas as pd
 
 from common.errors import ConfigError
 
-KEYS = ("root", "source", "path", "target", "target.params", "target.tokens", "out")
-KEYS += ("tasks", "corpus")
+KEYS: tuple[str, ...] = ("root", "source", "path", "target", "target.params", "target.tokens")
+KEYS += ("out", "tasks", "corpus")
 
 
 def parse(args: list[str]) -> dict[str, str]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
+from transformers import LlamaForCausalLM
 
+from common.errors import ConfigError
 from eval.lm_eval_runner import TaskRunner, resolve_tasks
 from harness.data_prep import RunData, prepare_data, toy_task_dir
 from train.mixture import MixtureSampler
@@ -33,7 +34,7 @@ class StepPlan:
 class RunSetup:
     data: RunData
     sampler: MixtureSampler
-    model: torch.nn.Module
+    model: LlamaForCausalLM
     stats: ModelStats
     plan: StepPlan
 
@@ -57,7 +58,10 @@ def eval_schedule(
 def plan_steps(spec: RunSpec, n_params: int) -> StepPlan:
     """The token budget (fixed, or tokens per parameter) in whole steps of the global batch."""
     tokens_per_step = spec.train.batch_size * spec.train.seq_len
-    budget = spec.train.tokens or int(spec.train.tokens_per_param * n_params)
+    per_param = spec.train.tokens_per_param
+    if not spec.train.tokens and per_param is None:  # run_spec checks: exactly one is set
+        raise ConfigError("train.tokens / train.tokens_per_param: set exactly one")
+    budget = spec.train.tokens or int((per_param or 0) * n_params)
     total_steps = max(1, math.ceil(budget / tokens_per_step))
     schedule = eval_schedule(
         total_steps, tokens_per_step, spec.eval.num_checkpoints, spec.eval.every_tokens

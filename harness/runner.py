@@ -172,9 +172,11 @@ def _execute_locked(spec: RunSpec, rid: str, path: Path, tracker: Tracker) -> Ru
     record.complete(_compute(spec, setup, result, t_start))
     write_record(path, record)
     tracker.finish(record)
+    final = record.final
+    assert final is not None  # complete() recorded the final checkpoint
     log(
         f"done {rid}: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in record.final.val_loss.items())
+        + ", ".join(f"{k} {v:.3f}" for k, v in final.val_loss.items())
         + f" ({result.tokens_per_second:,.0f} tok/s)"
     )
     return RunOutcome(rid, "complete", path)
@@ -325,7 +327,7 @@ def _evaluator(
 
     def evaluate(m: torch.nn.Module, step: int, tokens: int) -> None:
         flops = training_flops(setup.stats.n_params, tokens)
-        val_loss = validation_losses(m, setup.data.val_windows)
+        val_loss: dict[str, float | None] = dict(validation_losses(m, setup.data.val_windows))
         tasks: dict[str, Any] = {}
         if runner and (spec.eval.tasks_at == "all" or step == setup.plan.total_steps):
             tasks = runner.evaluate(m, setup.data.tokenizer, max_length=spec.model.max_seq_len)
@@ -374,6 +376,7 @@ def _evaluate_missing(setup: RunSetup, resume: ResumePlan, evaluate: Evaluate) -
     if steps:
         log(f"record missing or corrupt: re-scoring checkpoint(s) {steps} from saved weights")
     model = setup.model
+    assert resume.checkpoint is not None  # the caller re-scores only from a checkpoint
     for step in steps:
         ckpt = resume.checkpoint.parent / f"step_{step}"
         if verify_checkpoint(ckpt) is not None or weights_mismatch(model, ckpt) is not None:

@@ -117,7 +117,7 @@ def cancel(cfg: DictConfig) -> None:
     if not runs:  # as `status`: a mistyped root is bad input, not an idle sweep (exit 2)
         raise ConfigError(f"root: no runs under '{cfg.root}' (expected {cfg.root}/runs/<run_id>/)")
     jobs = squeue_jobs()
-    recorded = {rec.slurm_job_id for p in runs if (rec := read_record(p))}
+    recorded = {job for p in runs if (rec := read_record(p)) and (job := rec.slurm_job_id)}
     ids = sorted(recorded & set(jobs))
     if not ids:  # a sweep with nothing live: not bad input, but no success a script could trust
         print(f"nothing to cancel: no live SLURM jobs recorded under {cfg.root}", file=sys.stderr)

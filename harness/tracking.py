@@ -76,7 +76,7 @@ class WandbTracker(Tracker):
         self.project, self.entity, self.directory = project, entity, directory
         self.init_timeout = init_timeout
         self.mode = ("online" if api_key_configured() else "offline") if mode == "auto" else mode
-        self.run = None
+        self.run: Any = None  # the wandb Run once started (wandb is imported lazily)
 
     def start(self, run_id: str, spec: RunSpec, record: RunRecord) -> None:
         self.run = self.init_run(
@@ -98,7 +98,7 @@ class WandbTracker(Tracker):
         ):  # `export WANDB_MODE=` makes wandb reject its settings
             del os.environ["WANDB_MODE"]
 
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             project=self.project,
             entity=self.entity,
             dir=self.directory,
@@ -117,7 +117,8 @@ class WandbTracker(Tracker):
             self.mode = "offline"
         if self.mode != "offline":
             try:
-                return wandb.init(mode=self.mode, **kwargs)
+                # the config's mode string; wandb's Literal names the values it accepts
+                return wandb.init(mode=self.mode, **kwargs)  # type: ignore[arg-type]
             except Exception as err:  # bad key, server error: keep the run, log offline
                 print(
                     f"warning: wandb {self.mode} init failed ({_first_line(err)}); logging offline",

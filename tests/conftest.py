@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -46,10 +50,54 @@ def tiny_overrides(cache: Path, out: Path, tasks: bool = False) -> list[str]:
     return ov
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lm_eval_default_index_once():
+    """lm-eval indexes every YAML it ships (~15k entries, ~5 s of CPU) in each TaskManager that
+    includes its defaults, and the tests build managers for many include paths (each a new
+    key of eval.lm_eval_runner's cache). The default folder's part is built once per session
+    and merged as `TaskIndex.build` merges (later paths override earlier), so every manager
+    holds the index it would have built itself; lm-eval's task factory deep-copies entries."""
+    import lm_eval.tasks
+    from lm_eval.tasks._index import TaskIndex
+
+    build = TaskIndex.build
+    default = Path(lm_eval.tasks.__file__).parent
+    built: dict[bool, dict] = {}
+
+    def build_reusing_defaults(paths, *, resolve_includes=True):
+        paths = [Path(p) for p in paths]
+        if not paths or paths[0] != default:
+            return build(paths, resolve_includes=resolve_includes)
+        if resolve_includes not in built:
+            built[resolve_includes] = build([default], resolve_includes=resolve_includes)
+        index = dict(built[resolve_includes])
+        if paths[1:]:
+            index.update(build(paths[1:], resolve_includes=resolve_includes))
+        return index
+
+    TaskIndex.build = staticmethod(build_reusing_defaults)
+    yield
+    TaskIndex.build = staticmethod(build)
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     """One cache for the session: the tokenizer and token caches are built once."""
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def finished_ckpt4(shared_cache, tmp_path_factory):
+    """(spec, outcome) of one finished tiny run with a checkpoint every 4 steps (32 steps, no
+    tasks), trained once per session: tests read it or damage copies of it, never it."""
+    from harness.config import run_spec
+    from harness.runner import execute
+
+    out = tmp_path_factory.mktemp("finished_ckpt4")
+    spec = run_spec(compose(tiny_overrides(shared_cache, out) + ["train.checkpoint_every=4"]))
+    outcome = execute(spec, out)
+    assert outcome.status == "complete"
+    return spec, outcome
 
 
 def compose(overrides: list[str], config_name: str = "config", hydra_node: bool = False):
@@ -62,17 +110,57 @@ def compose(overrides: list[str], config_name: str = "config", hydra_node: bool 
         )
 
 
-@pytest.fixture
-def run_cli(capsys):
-    """Call `harness` in-process; returns (exit_code, stdout, stderr)."""
+def _warnings_as_a_process_shows_them() -> None:
+    """Inside `warnings.catch_warnings()`: Python's default filters (what `python -m
+    harness.cli` starts with) and warnings printed to stderr, not recorded by pytest, so an
+    in-process call's stderr holds the warning lines a user would see."""
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
+
+
+def call_main(*args: str) -> int:
+    """`harness <args>` in this process; its exit code. For tests of what the command prints
+    and returns (a process costs seconds of imports): warnings reach stderr as in `python -m
+    harness.cli`; Hydra's global state is cleared after each call."""
+    from hydra.core.global_hydra import GlobalHydra
+
     from harness.cli import main
 
-    def call(*args: str) -> tuple[int, str, str]:
-        code = 0
+    code = 0
+    with warnings.catch_warnings():
+        _warnings_as_a_process_shows_them()
         try:
             main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+        except SystemExit as exc:  # as the interpreter ends: None is 0, a message is printed
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            if exc.code is not None and not isinstance(exc.code, int):
+                print(exc.code, file=sys.stderr)
+        finally:
+            GlobalHydra.instance().clear()
+    return code
+
+
+def cli_in_process(*args: str) -> tuple[int, str, str]:
+    """`call_main` with stdout and stderr collected here (module fixtures have no capsys)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = call_main(*args)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Call `harness` in-process (`call_main`); returns (exit_code, stdout, stderr)."""
+
+    def call(*args: str) -> tuple[int, str, str]:
+        code = call_main(*args)
         out, err = capsys.readouterr()
         return code, out, err
 

@@ -21,6 +21,7 @@ from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError
 from analysis.output.folder import MARKER
 from analysis.pipeline import analyze
+from tests.conftest import cli_in_process
 from tests.fixtures.analysis_make import sweep_records, sweep_table, write_records
 
 FAST = [
@@ -31,13 +32,15 @@ FAST = [
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """`harness <args>` in-process, from `cwd`: these tests check exit codes, stderr and the
+    files written (the kill test below needs a real process and starts one)."""
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code, out, err = cli_in_process(*args)
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _analyze(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", "analyze", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 BAD = [
@@ -40,14 +28,15 @@ BAD = [
 
 
 @pytest.mark.parametrize("args,message", BAD)
-def test_bad_testbed_input_is_one_line_exit_2(tmp_path, args, message):
+def test_bad_testbed_input_is_one_line_exit_2(tmp_path, args, message, run_cli, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     args = [a.format(empty=empty) for a in args] + [f"out={tmp_path / 'out'}"]
-    res = _analyze(*args, cwd=ROOT)
-    assert res.returncode == 2, res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and message in lines[0], res.stderr
+    monkeypatch.chdir(ROOT)
+    code, _, err = run_cli("analyze", *args)
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], err
     assert not (tmp_path / "out" / "report.md").exists()
 
 

@@ -4,8 +4,6 @@ damaged testbed files are one line (exit 2 from the CLI), never a traceback."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -169,16 +167,6 @@ def test_records_out_of_range_left_out(tmp_path):
     assert not t["value"].isin([5.0, -3.0]).any()
 
 
-def _analyze(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", "analyze", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def _pythia_copy(tmp_path: Path, damage) -> Path:
     d = tmp_path / "pythia"
     d.mkdir()
@@ -217,7 +205,7 @@ def test_pythia_sentinels_left_out(tmp_path):
         ("no_column", "missing column 'value'"),
     ],
 )
-def test_damaged_testbed_file_is_one_line(tmp_path, damage, message):
+def test_damaged_testbed_file_is_one_line(tmp_path, damage, message, run_cli, monkeypatch):
     """25.8: a truncated, overwritten or mostly-bad testbed parquet: one line, exit 2."""
     d = tmp_path / "pythia"
     if damage in ("truncate", "garbage"):
@@ -229,10 +217,11 @@ def test_damaged_testbed_file_is_one_line(tmp_path, damage, message):
         _pythia_copy(tmp_path, lambda df: df.assign(value=-0.5))
     else:
         _pythia_copy(tmp_path, lambda df: df.drop(columns=["value"]))
-    r = _analyze("source=pythia", f"path={d}", f"out={tmp_path / 'out'}", cwd=tmp_path)
-    assert r.returncode == 2, r.stderr[-2000:]
-    err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and message in err[0] and "Traceback" not in r.stderr
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = run_cli("analyze", "source=pythia", f"path={d}", f"out={tmp_path / 'out'}")
+    assert code == 2, stderr[-2000:]
+    err = stderr.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in stderr
     assert not (tmp_path / "out").exists()
 
 

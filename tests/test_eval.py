@@ -17,8 +17,9 @@ TASKS = ["toy_recall", "toy_recall@letters", "toy_arith"]
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("evalcache")
+def finished_run(tmp_path_factory, shared_cache):
+    # the session's cache: the tokenizer and token caches of the tiny world are built once
+    cache = shared_cache
     out = tmp_path_factory.mktemp("evalout")
     spec = run_spec(compose(tiny_overrides(cache, out, tasks=True)))
     outcome = execute(spec, out)

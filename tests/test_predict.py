@@ -3,9 +3,6 @@ synthetic ladders small enough to fit in seconds."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,6 +83,25 @@ def clean():
 @pytest.fixture(scope="module")
 def clean_backtest(clean):
     return rolling_origin(clean, "synthetic", FAST)
+
+
+@pytest.fixture
+def backtest_once(clean, clean_backtest, monkeypatch):
+    """`predict_target` runs the rolling-origin backtest of its table; for `clean` with FAST
+    that is exactly `clean_backtest` (seeded), so it gets a copy of that instead of fitting
+    every method at every origin again. Any other arguments run the real backtest."""
+    import analysis.predict.target as target
+
+    real = target.rolling_origin
+
+    def once(table, testbed, s=None, accuracy_metric="acc", val_set=None):
+        same = (testbed, s, accuracy_metric, val_set) == ("synthetic", FAST, "acc", None)
+        if table is clean and same:
+            df, info = clean_backtest
+            return df.copy(), dict(info)
+        return real(table, testbed, s, accuracy_metric, val_set)
+
+    monkeypatch.setattr(target, "rolling_origin", once)
 
 
 def test_every_method_predicts_every_task(clean):
@@ -194,7 +210,7 @@ def test_predict_target_rejects_bad_targets(clean):
         predict_target(few, "synthetic", 1e10, 2e11, s=FAST)
 
 
-def test_predict_target_rows(clean):
+def test_predict_target_rows(clean, backtest_once):
     tp = predict_target(clean, "synthetic", 4e9, 4e11, s=FAST)
     rows = tp.rows
     assert set(rows["task"]) == set(TASKS)
@@ -236,17 +252,12 @@ def test_parse_rejects_bad_arguments(args, msg):
         (["source=pythia", "target=pythia-12b", "corpus=pile", "tasks=nope"], "task: 'nope'"),
     ],
 )
-def test_cli_bad_input_is_one_line_exit_2(args, msg, tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "predict", *args, f"out={tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 2, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and msg in lines[0], r.stderr
-    assert "Traceback" not in r.stderr
+def test_cli_bad_input_is_one_line_exit_2(args, msg, tmp_path, run_cli):
+    code, _, err = run_cli("predict", *args, f"out={tmp_path}")
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and msg in lines[0], err
+    assert "Traceback" not in err
 
 
 def test_analyze_writes_the_predictions_section(clean, tmp_path):

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT, tiny_overrides
-from tests.fault_injection import child_env, record_differences
+from tests.conftest import tiny_overrides
+from tests.fault_injection import record_differences
 from train.checkpoint import checkpoint_steps
 
 
@@ -95,19 +93,12 @@ def test_run_unknown_task(run_cli, tmp_path, shared_cache):
     assert code == 2 and "eval.tasks: unknown task 'toy_nope'" in err
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, shared_cache):
-    """A finished tiny run with a checkpoint every 4 steps, to damage copies of."""
-    from harness.config import run_spec
-    from harness.runner import execute
-    from tests.conftest import compose
-
-    out = tmp_path_factory.mktemp("finished")
-    outcome = execute(
-        run_spec(compose(tiny_overrides(shared_cache, out) + ["train.checkpoint_every=4"])), out
-    )
-    assert outcome.status == "complete"
-    return out, outcome.run_id
+@pytest.fixture
+def finished(finished_ckpt4):
+    """The session's finished tiny run (a checkpoint every 4 steps): its sweep folder and run
+    id, to damage copies of."""
+    _, outcome = finished_ckpt4
+    return outcome.path.parent.parent, outcome.run_id
 
 
 @pytest.mark.slow
@@ -168,34 +159,27 @@ def test_cached_task_file_missing_a_field(run_cli, tmp_path, shared_cache):
 # --- analysis ----------------------------------------------------------------------------
 
 
-def _analyze(root: Path) -> subprocess.CompletedProcess:
-    # a subprocess: the CLI user sees warnings on stderr (in-process, pytest would capture them)
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", "analyze", f"root={root}", f"out={root / 'an'}"],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _analyze(run_cli, root: Path) -> tuple[int, str, str]:
+    # in-process: run_cli prints warnings to stderr as the CLI's own process does
+    return run_cli("analyze", f"root={root}", f"out={root / 'an'}")
 
 
 @pytest.mark.slow
-def test_analysis_root_without_complete_records(tmp_path):
+def test_analysis_root_without_complete_records(tmp_path, run_cli):
     (tmp_path / "runs" / "a").mkdir(parents=True)
     (tmp_path / "runs" / "a" / "record.json").write_text(
         json.dumps({"status": "failed", "failure": "x"})
     )
     (tmp_path / "runs" / "b").mkdir()
     (tmp_path / "runs" / "b" / "record.json").write_text('{"trunc')
-    res = _analyze(tmp_path)
-    assert res.returncode == 2
-    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    code, _, err = _analyze(run_cli, tmp_path)
+    assert code == 2
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert errors == [f"error: no usable run records under {tmp_path / 'runs'} (2 found)"]
 
 
 @pytest.mark.slow
-def test_analysis_skips_corrupt_and_failed_records(tmp_path):
+def test_analysis_skips_corrupt_and_failed_records(tmp_path, run_cli):
     from tests.fixtures.analysis_make import sweep_records, write_records
 
     recs = sweep_records(n_sizes=3, mixes=("toy",), n_ckpt=2, tasks=("predictable",))
@@ -217,12 +201,12 @@ def test_analysis_skips_corrupt_and_failed_records(tmp_path):
     ]:
         (tmp_path / "runs" / name).mkdir()
         (tmp_path / "runs" / name / "record.json").write_text(text)
-    res = _analyze(tmp_path)
-    assert res.returncode == 0, res.stderr
-    assert "skipping unreadable record runs/truncated/record.json" in res.stderr
-    assert "skipping runs/failed/record.json: status is 'failed'" in res.stderr
+    code, _, err = _analyze(run_cli, tmp_path)
+    assert code == 0, err
+    assert "skipping unreadable record runs/truncated/record.json" in err
+    assert "skipping runs/failed/record.json: status is 'failed'" in err
     # one line each, `warning: <message>`: no Python file:line, category or source line
-    skips = [ln for ln in res.stderr.splitlines() if "skipping" in ln]
-    assert skips and all(ln.startswith("warning: skipping ") for ln in skips), res.stderr
-    assert "AnalysisWarning" not in res.stderr and ".py:" not in res.stderr
+    skips = [ln for ln in err.splitlines() if "skipping" in ln]
+    assert skips and all(ln.startswith("warning: skipping ") for ln in skips), err
+    assert "AnalysisWarning" not in err and ".py:" not in err
     assert (tmp_path / "an" / "report.md").exists()

@@ -41,12 +41,11 @@ def test_sigkill_at_five_random_points_then_relaunch_equals_uninterrupted(shared
     assert not res.differences, "\n".join(res.differences)
 
 
-@pytest.fixture(scope="module")
-def reference(shared_cache, tmp_path_factory):
-    """An uninterrupted tiny run (32 steps, checkpoint every 4); tests damage copies of it."""
-    out = tmp_path_factory.mktemp("reference")
-    spec = make_spec(shared_cache, out, ["train.checkpoint_every=4"])
-    return spec, execute(spec, out)
+@pytest.fixture
+def reference(finished_ckpt4):
+    """An uninterrupted tiny run (32 steps, checkpoint every 4), trained once per session;
+    tests damage copies of it."""
+    return finished_ckpt4
 
 
 def test_disk_full_during_checkpoint_keeps_previous_and_relaunch_resumes(

@@ -161,14 +161,14 @@ BAD = [
 
 
 @pytest.mark.parametrize("damage,message", BAD)
-def test_missing_file_or_column_is_one_line_exit_2(raw, tmp_path, damage, message):
+def test_missing_file_or_column_is_one_line_exit_2(raw, tmp_path, damage, message, run_cli):
     damage(raw)
     with pytest.raises(AnalysisError, match=re.escape(message)):
         read_raw(raw)
-    res = _analyze("source=obsscaling", f"path={raw}", f"out={tmp_path / 'out'}")
-    assert res.returncode == 2, res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and message in lines[0], res.stderr
+    code, _, err = run_cli("analyze", "source=obsscaling", f"path={raw}", f"out={tmp_path / 'out'}")
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], err
     assert not (tmp_path / "out" / "report.md").exists()
 
 

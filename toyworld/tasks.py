@@ -17,6 +17,7 @@ import json
 import random
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def lm_eval_name(name: str) -> str:
 def _mc(
     rng: random.Random,
     gold: str,
-    pool: list[str] | tuple[str, ...],
+    pool: Sequence[str],
     k: int = 4,
     must: tuple[str, ...] = (),
 ) -> tuple[list[str], int]:

@@ -21,12 +21,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from transformers import PreTrainedModel
 
 from common.atomic import shareable, write_json
 from common.errors import DataError
@@ -58,7 +59,9 @@ def _sha256(path: Path) -> str:
 
 def rng_state() -> dict[str, Any]:
     """RNG states as plain lists and tensors, so the state file loads with weights_only=True."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # the legacy (default) form is this tuple; numpy's stub also allows the dict form
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
+    kind, keys, pos, has_gauss, gauss = legacy
     state = {
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
@@ -265,7 +268,7 @@ def checked_weights(model: torch.nn.Module, checkpoint: Path) -> Path:
     return Path(checkpoint) / WEIGHTS
 
 
-def load_weights(model: torch.nn.Module, checkpoint: Path) -> torch.nn.Module:
+def load_weights(model: PreTrainedModel, checkpoint: Path) -> PreTrainedModel:
     """Load the weights saved in `checkpoint` into `model` (built with the same config), checked
     by `checked_weights`. A model sharded by FSDP2 (DTensor parameters) is loaded by
     train.fsdp (`ShardedRun.restore`: each rank keeps its shard), never here."""

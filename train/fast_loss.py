@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from transformers import LlamaForCausalLM
 
 
 class _ChunkedLinearCE(torch.autograd.Function):
@@ -73,7 +74,7 @@ class CausalLMLoss(torch.nn.Module):
     forward) and torch.compile (one graph with the loss fused in) both want.
     """
 
-    def __init__(self, lm: torch.nn.Module, loss_chunk: int = 0):
+    def __init__(self, lm: LlamaForCausalLM, loss_chunk: int = 0):
         super().__init__()
         self.lm = lm
         self.loss_chunk = loss_chunk

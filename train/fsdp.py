@@ -44,6 +44,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
+from transformers import LlamaForCausalLM, PreTrainedModel
 
 from train import cuda_paths
 from train.checkpoint import checked_weights, save_checkpoint
@@ -82,7 +83,7 @@ def init_group(device: torch.device, info: DistInfo) -> None:
 
 
 def shard(
-    model: torch.nn.Module, device: torch.device, loss_chunk: int, compile_layers: bool
+    model: LlamaForCausalLM, device: torch.device, loss_chunk: int, compile_layers: bool
 ) -> CausalLMLoss:
     """Shard `model` in place (its parameters become DTensors) and return the loss module to
     step. Build the optimizer after this, over `model.parameters()`.
@@ -95,7 +96,8 @@ def shard(
     # fp32 parameters all-gathered as they are; bf16 comes from the loop's autocast, exactly
     # as under DDP, and gradients are reduced in fp32.
     policy = MixedPrecisionPolicy(reduce_dtype=torch.float32)
-    model.to(device)
+    # transformers types PreTrainedModel.to through a decorator that loses `self`
+    model.to(device)  # type: ignore[arg-type]
     loss = CausalLMLoss(model, loss_chunk)
     for layer in model.model.layers:
         if compile_layers:
@@ -116,19 +118,19 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
     return total
 
 
-def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def full_state_dict(model: torch.nn.Module) -> dict[str, Any]:
     """The full (unsharded) weights on rank 0's CPU; {} on the other ranks. Collective."""
     return get_model_state_dict(
         model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
     )
 
 
-def load_full_weights(model: torch.nn.Module, safetensors_path: Path) -> None:
+def load_full_weights(model: PreTrainedModel, safetensors_path: Path) -> None:
     """Every rank reads the HF checkpoint's full weights and keeps its own shard.
 
     `save_pretrained` drops the head when it is tied to the embedding; the tied parameter
     is one object under FSDP too, so loading the embedding restores both (strict=False)."""
-    sd = load_file(safetensors_path)
+    sd: dict[str, Any] = load_file(safetensors_path)
     expected = set(model.state_dict())
     missing = expected - set(sd)
     if missing - {"lm_head.weight"} or (missing and not model.config.tie_word_embeddings):
@@ -163,7 +165,7 @@ class ShardedRun(TrainStep):
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: LlamaForCausalLM,
         device: torch.device,
         info: DistInfo,
         loss_chunk: int,
@@ -173,7 +175,7 @@ class ShardedRun(TrainStep):
         self.model, self.device, self.info = model, device, info
         self.cls, self.config = type(model), model.config  # for the unsharded replica
         self.step_module = shard(model, device, loss_chunk, compile_layers)
-        self.replica: torch.nn.Module | None = None  # rank 0 only
+        self.replica: PreTrainedModel | None = None  # rank 0 only
         self.replica_step: int | None = None
 
     def wrap(self, spec: TrainSpec) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
+from transformers import LlamaForCausalLM
 
 from common.atomic import write_text
 from train import cuda_paths, distributed, fsdp
@@ -146,7 +147,7 @@ def train(
         ),
     )
     ckpt_root, log_path = run_dir / "checkpoints", run_dir / "train_log.jsonl"
-    start, loss_window, interval = 0, [], [0.0, 0]
+    start, loss_window, interval = 0, list[float](), [0.0, 0]
     if resume.checkpoint is not None:
         start, loss_window, interval = _restore(run, optimizer, scheduler, resume)
     if info.is_main:
@@ -184,7 +185,7 @@ def train(
             scheduler.step()
             done = step + 1
             log_step = done % spec.log_every == 0 or done == total_steps or done in eval_steps
-            lr = scheduler.get_last_lr()[0]
+            lr = float(scheduler.get_last_lr()[0])  # LambdaLR's rates are floats
             log.after_step(loss, grad_norm, done, lr, tokens_per_step, log_step)
             if done == warm_until:
                 if device.type == "cuda":
@@ -251,7 +252,7 @@ def _use_device(device: torch.device, spec: TrainSpec, info: distributed.DistInf
 
 
 def _parallel_run(
-    model: torch.nn.Module, spec: TrainSpec, device: torch.device, info: distributed.DistInfo
+    model: LlamaForCausalLM, spec: TrainSpec, device: torch.device, info: distributed.DistInfo
 ) -> ReplicatedRun | fsdp.ShardedRun:
     """The one place the loop tells a sharded run from a replicated one."""
     if fsdp.wants_fsdp(spec.parallel, sum(p.numel() for p in model.parameters()), info):
@@ -265,6 +266,7 @@ def _restore(run, optimizer, scheduler, resume: ResumePlan) -> tuple[int, list[f
     window and the unlogged part of the current log interval (a checkpoint between log steps,
     a preemption, must resume to the same logged means as an uninterrupted run)."""
     state = resume.trainer_state
+    assert resume.checkpoint is not None  # train() restores only from a checkpoint
     if state is None:  # read by plan_resume already, normally
         state = load_trainer_state(resume.checkpoint)
     run.restore(optimizer, resume.checkpoint, state)
@@ -382,7 +384,9 @@ class _TrainLog:
 
 
 def _pick_cpu_threads(
-    step_fn: torch.nn.Module, model: torch.nn.Module, window: torch.Tensor
+    step_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+    model: torch.nn.Module,
+    window: torch.Tensor,
 ) -> int:
     """All cores, unless one thread measures >10% faster on this model's forward + backward.
 
@@ -392,6 +396,7 @@ def _pick_cpu_threads(
     the kernels give bitwise the same results at either thread count (tests/test_fastpath.py),
     so the choice is operational only.
     """
+    assert step_fn is not None  # run.wrap() built it
     cores = torch.get_num_threads()
     if cores <= 1:
         return cores
@@ -411,6 +416,7 @@ class _PendingRow:
 
     def __init__(self, stats: torch.Tensor, row: dict[str, Any]):
         self.row = row
+        self.event: torch.cuda.Event | None  # None on CPU: the stats are already on the host
         if stats.device.type == "cuda":
             self.host = torch.empty(stats.shape, dtype=stats.dtype, pin_memory=True)
             self.host.copy_(stats, non_blocking=True)

@@ -43,7 +43,7 @@ def llama_config(spec: ModelSpec, vocab_size: int) -> LlamaConfig:
         rms_norm_eps=1e-5,
         initializer_range=0.02,
         attn_implementation="sdpa",
-    )
+    )  # type: ignore[call-arg]  # transformers 5 takes these two as extra kwargs, unlisted
 
 
 def pad_vocab(n: int, multiple: int = 64) -> int:
@@ -67,7 +67,7 @@ def model_stats(model: LlamaForCausalLM) -> ModelStats:
     """Total parameters, and all but the input embedding (the output head does compute, so it
     counts, as in Gadre et al.'s `params_no_embed` and the PaLM MFU convention)."""
     total = sum(p.numel() for p in model.parameters())
-    emb = model.get_input_embeddings().weight.numel()
+    emb = sum(p.numel() for p in model.get_input_embeddings().parameters())
     return ModelStats(total, total - emb)
 
 

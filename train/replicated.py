@@ -7,12 +7,13 @@ process, or DDP under torchrun). `train.fsdp.ShardedRun` shards all three over t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import LlamaForCausalLM
 
 from train import cuda_paths, distributed
 from train.checkpoint import load_weights, save_checkpoint
@@ -27,14 +28,16 @@ class ReplicatedRun(TrainStep):
     """The whole model in every process: the loss module DDP-wrapped under torchrun and
     compiled on CUDA; rank 0 writes checkpoints and evaluates the model itself."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, info: DistInfo):
+    def __init__(self, model: LlamaForCausalLM, device: torch.device, info: DistInfo):
         self.model, self.device, self.info = model, device, info
 
     def wrap(self, spec: TrainSpec) -> None:
         """The loss module the step calls: (chunked) loss fused in, DDP-wrapped, compiled on
         CUDA."""
         super().wrap(spec)
-        module = distributed.wrap(CausalLMLoss(self.model, spec.loss_chunk), self.device, self.info)
+        module: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = distributed.wrap(
+            CausalLMLoss(self.model, spec.loss_chunk), self.device, self.info
+        )
         if spec.compile and cuda_paths.enabled(self.device):
             # static shapes: in a process that trained another size first (a sweep, the bench),
             # dynamo would otherwise recompile this one with a symbolic batch dimension

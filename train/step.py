@@ -3,7 +3,10 @@ train.fsdp.ShardedRun): autocast forward, backward, gradient clip."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from transformers import LlamaForCausalLM
 
 from train import cuda_paths
 from train.specs import TrainSpec
@@ -13,9 +16,10 @@ class TrainStep:
     """The forward, backward and clip of one step, the same for both kinds of run; the step
     module (`wrap`) and the gradient clip (`clip`) are where they differ."""
 
-    model: torch.nn.Module
+    model: LlamaForCausalLM
     device: torch.device
-    step_module: torch.nn.Module | None = None
+    # the loss module: DDP-wrapped, sharded or compiled (torch.compile returns a plain callable)
+    step_module: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     use_bf16: bool = False
     cudagraphs: bool = False
 
@@ -31,6 +35,8 @@ class TrainStep:
     def step(self, window: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward and backward on this rank's rows, then clip: (loss, gradient norm). The
         caller zeroes the gradients before and steps the optimizer after."""
+        if self.step_module is None:
+            raise RuntimeError("TrainStep.step: call wrap() first")
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):

@@ -14,8 +14,9 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from common.atomic import write_json
 from common.errors import ConfigError, DataError
@@ -33,7 +34,7 @@ CHECKSUMS = (
 def tokenizer_key(spec: TokenizerSpec, sources: dict[str, SourceSpec]) -> str:
     """Content key: the spec plus the fingerprints of the sources it trains on."""
     if spec.kind == "pretrained":
-        payload = {"kind": spec.kind, "name": spec.name}
+        payload: dict[str, Any] = {"kind": spec.kind, "name": spec.name}
     else:
         fps = {n: source_fingerprint(sources[n]) for n in spec.train_sources}
         payload = {
@@ -112,7 +113,7 @@ def _verify(target: Path) -> None:
 
 def load_tokenizer(
     spec: TokenizerSpec, sources: dict[str, SourceSpec], cache_dir: Path
-) -> PreTrainedTokenizerFast:
+) -> PreTrainedTokenizerBase:
     """The study's tokenizer: trained once into the cache, or loaded by name."""
     if spec.kind == "pretrained":
         if not spec.name:

@@ -203,6 +203,8 @@ def corpus_gaps(
                 if res is None:
                     continue
                 point, boot = res
+                lo: float | np.ndarray  # a 0-d array from percentile_ci, or NaN
+                hi: float | np.ndarray
                 if boot.size >= 3:
                     lo, hi = percentile_ci(boot, 1 - cfg.alpha)
                     p_two = 2 * min((boot > 0).mean(), (boot < 0).mean())

@@ -176,7 +176,8 @@ def flip_rates(tests: pd.DataFrame, null: dict[str, float], cfg: AnalysisConfig)
         per_task = hit.groupby(sub["task"].astype(str)).any()
         k = per_task.to_numpy(float)
         share = float(k.mean()) if k.size else np.nan
-        lo = hi = np.nan
+        lo: float | np.ndarray = np.nan  # a 0-d array from percentile_ci when set
+        hi: float | np.ndarray = np.nan
         if k.size >= 2:
             boot = k[rng.integers(0, k.size, (1000, k.size))].mean(1)
             lo, hi = percentile_ci(boot, cfg.bootstrap.ci)

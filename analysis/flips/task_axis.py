@@ -19,7 +19,7 @@ AXIS_TASK_LOSS = "task_bpb"  # x-axis name: each task's own bits-per-byte
 
 
 def task_loss_axis(
-    cfg: AnalysisConfig, ref: GroupTrends
+    cfg: AnalysisConfig, ref: GroupTrends | None
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame] | None:
     """Each task against its own loss (bits-per-byte of the correct answer): one group per
     task, x = that task's bpb (lower is better, like a loss), the same rules and resamples;

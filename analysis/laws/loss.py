@@ -14,6 +14,7 @@ Laws (inputs: N params, D tokens, C = 6 N D FLOPs, M = D / N tokens per paramete
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +88,7 @@ def _objective(law, f, logy, w, delta):
 
 def law_init_grid(law: str) -> np.ndarray:
     e = [-1.0, 0.0, 0.5, 1.0, 1.5]
+    g: Iterable[tuple[float, ...]]
     if law == "chinchilla":
         g = itertools.product(
             e, [0, 5, 10, 15, 20], [0, 5, 10, 15, 20], [0, 0.5, 1, 2], [0, 0.5, 1, 2]
@@ -108,11 +110,13 @@ class LossLawFit:
     rmse: float  # of L itself
     r2: float  # of L itself
     param_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
-    theta: np.ndarray = field(default=None, repr=False)  # log-space point (P,)
-    boot: np.ndarray = field(default=None, repr=False)  # log-space resamples (R, P)
+    theta: np.ndarray | None = field(default=None, repr=False)  # log-space point (P,)
+    boot: np.ndarray | None = field(default=None, repr=False)  # log-space resamples (R, P)
     ref: dict[str, float] = field(default_factory=dict, repr=False)
 
     def predict(self, X: dict[str, np.ndarray]) -> np.ndarray:
+        if self.theta is None:
+            raise ValueError(f"{self.law} law: no fitted parameters (theta) to predict with")
         f = law_features(self.law, X, self.ref)
         return np.exp(logsumexp(law_terms(self.law, self.theta[None], f)[0][0], axis=-1))
 

@@ -23,6 +23,8 @@ for the 7B target no per-task table was found ("not found": NaN).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares, minimize
@@ -65,13 +67,13 @@ VARIANCE_COLUMNS = [
 
 def fit_chinchilla_many(
     N: np.ndarray, D: np.ndarray, Y: np.ndarray, delta: float = 1e-3, n_starts: int = 3
-) -> np.ndarray:
+) -> tuple[np.ndarray, dict[str, float]]:
     """Chinchilla law ``E + A / N^alpha + B / D^beta`` for each row of Y (T, n) at once.
 
     The tasks' objectives are independent, so one L-BFGS over all of them (block-separable
     Huber loss on log residuals, as in `analysis.laws.loss`) fits every task in one go; each
     task starts from its best points of the same initialisation grid. Returns predictions'
-    log-space parameters (T, 5) for `predict_many`.
+    log-space parameters (T, 5) and the reference point, both for `predict_many`.
     """
     X = {"N": np.asarray(N, float), "D": np.asarray(D, float)}
     ref = {k: float(np.median(np.log(v))) for k, v in X.items()}
@@ -98,7 +100,8 @@ def fit_chinchilla_many(
         grad = (np.clip(res, -delta, delta)[..., None] * soft).reshape(T_, -1) @ Jf
         return float(h.sum()), grad.ravel()
 
-    best, best_val = None, None
+    best: np.ndarray | None = None
+    best_val: np.ndarray | None = None
     for k in range(order.shape[1]):
         th0 = grid[order[:, k]]
         res = minimize(
@@ -110,11 +113,12 @@ def fit_chinchilla_many(
         )
         th = res.x.reshape(T_, -1)
         val = _per_task_loss(th, J, logy, delta)
-        if best is None:
+        if best is None or best_val is None:
             best, best_val = th, val
         else:
             take = val < best_val
             best[take], best_val[take] = th[take], val[take]
+    assert best is not None  # order has at least one column: n_starts >= 1
     return best, ref
 
 
@@ -206,7 +210,7 @@ def _single_step_many(
     lo, hi = [0.0, 0.0, -20.0, -20.0, 0.0, -20.0, 0.0], [1.0, 1.0, 20.0, 20.0, 3.0, 20.0, 3.0]
     out = []
     for y in Y:
-        best = None
+        best: Any = None  # scipy's OptimizeResult
         for e0 in (-2.0, 1.0):
             p0 = [
                 np.clip(y.min() - 0.05, 0, 1),

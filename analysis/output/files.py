@@ -11,7 +11,7 @@ import pandas as pd
 from common.atomic import atomic_path
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call write(tmp_path) then move tmp_path onto `path` (train.atomic's one mechanism)."""
     with atomic_path(path) as tmp:
         write(tmp)

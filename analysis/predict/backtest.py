@@ -142,7 +142,8 @@ def rolling_origin(
     s = s or Settings()
     t0 = time.process_time()
     source = str(table["source"].dropna().iloc[0]) if table["source"].notna().any() else ""
-    rows, clock = [], {}
+    rows: list[tuple] = []
+    clock: dict[str, float] = {}
     for corpus, lad in ladders(table, accuracy_metric, val_set, s):
         limit = internal_max(source, lad)
         sizes = lad.sizes()

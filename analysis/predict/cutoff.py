@@ -26,6 +26,8 @@ beside the per-family rolling-origin rows without mixing them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -143,6 +145,12 @@ def _sigmoid_method(x_tr, y_tr, x_tg, c, rng, level):
     return preds[0], np.maximum(preds[0] - lo_q, 0.0), np.maximum(hi_q - preds[0], 0.0)
 
 
+def _fixed_axis(axis: Callable, left_out: str | None) -> Callable:
+    """`cap`'s entry for `left_out`: the axis built without that task, whatever the fold's
+    training runs (the axis was fitted on them already)."""
+    return lambda _tr: axis(left_out)
+
+
 def _fold(lad: Ladder, cap: dict, train_max: float, target_max: float, split, s, rng, level):
     """Rows (RAW_COLUMNS) of one fold: train at or below `train_max`, targets above it (and
     at or below `target_max`)."""
@@ -240,9 +248,7 @@ def cutoff_backtest(
                 cache[left_out] = capability_fit(sc, fit)
             return cache[left_out]
 
-        cap = {None: lambda _tr, a=axis: a(None)}
-        for b in bench.columns:
-            cap[b] = lambda _tr, a=axis, b=b: a(b)
+        cap = {b: _fixed_axis(axis, b) for b in [None, *bench.columns]}
         rows += _fold(lad, cap, train_max, target_max, split, s, rng, level)
     df = pd.DataFrame(rows, columns=RAW_COLUMNS[1:])
     if df.empty:

@@ -101,7 +101,7 @@ def build_ladder(
     bpb = _pivot_finals(bpb_rows, last_n).reindex(index=runs.index) if len(bpb_rows) else None
     vl = t[(t["kind"] == "val_loss") & ~t["name"].isin(list(AXES))]  # not compute/params
     present = list(dict.fromkeys(vl["name"]))
-    vs = val_set if val_set in present else (present[0] if present else "")
+    vs = val_set if val_set is not None and val_set in present else (present[0] if present else "")
     loss = final_means(vl[vl["name"] == vs], last_n).reindex(runs.index) if vs else None
     if loss is not None and loss.isna().any():
         loss, vs = None, ""

@@ -119,7 +119,8 @@ def _step2_points(
         xr = by_name.get(ladder.val_set, ck.iloc[:0])
         xr = xr[xr["kind"] == "val_loss"]
     if acc["step"].isna().all():  # final values only
-        fin = ladder.bpb[task] if x_metric == "bpb" else ladder.loss
+        fin = _final_x(ladder, x_metric)
+        fin = fin[task] if x_metric == "bpb" else fin
         return pd.DataFrame(
             {"run_id": ladder.runs.index, "x": fin.to_numpy(), "y": ladder.acc[task].to_numpy()}
         )
@@ -203,6 +204,15 @@ def two_step_loss(ladder: Ladder, N, D, s: Settings, rng) -> Output:
     return _chain(ladder, N, D, s, rng, "loss")
 
 
+def _final_x(ladder: Ladder, x_metric: str) -> pd.DataFrame | pd.Series:
+    """The ladder's final bits-per-byte (run x task) or validation loss (per run); the
+    methods check that it has one before they chain on it."""
+    fin = ladder.bpb if x_metric == "bpb" else ladder.loss
+    if fin is None:
+        raise NotApplicable(f"no final {x_metric} in these runs")
+    return fin
+
+
 def _chain(ladder: Ladder, N, D, s: Settings, rng, x_metric: str) -> Output:
     tasks = ladder.tasks
     Nr, Dr = ladder.runs["N"].to_numpy(), ladder.runs["D"].to_numpy()
@@ -212,10 +222,11 @@ def _chain(ladder: Ladder, N, D, s: Settings, rng, x_metric: str) -> Output:
     W = resample_weights(ladder, s.n_boot_grid, rng)
     by_name = dict(tuple(ladder.checkpoints.groupby("name", sort=False)))
     if x_metric == "bpb":
-        ok = [i for i, t in enumerate(tasks) if ladder.bpb[t].notna().all()]
+        bpb = _final_x(ladder, x_metric)
+        ok = [i for i, t in enumerate(tasks) if bpb[t].notna().all()]
         if not ok:
             raise NotApplicable("no task has bits-per-byte on every run")
-        Y = ladder.bpb[[tasks[i] for i in ok]].to_numpy(float).T
+        Y = bpb[[tasks[i] for i in ok]].to_numpy(float).T
         (theta, ref), boots = _fit_step1_many(Nr, Dr, Y, W[: s.n_boot + 1], s)
         xt_all = predict_many(theta, ref, N, D)
         xb_all = np.stack([predict_many(th, rf, N, D) for th, rf in boots])  # (Rb, T', m)
@@ -242,7 +253,12 @@ def loss_fit(ladder: Ladder, s: Settings):
     if law == "compute":
         X = {"C": ladder.runs["C"].to_numpy()}
     fit = fit_loss_law(
-        law, X, ladder.loss.to_numpy(float), max(s.n_boot * 5, 10), s.seed, s.huber_delta
+        law,
+        X,
+        _final_x(ladder, "loss").to_numpy(float),
+        max(s.n_boot * 5, 10),
+        s.seed,
+        s.huber_delta,
     )
     if fit is None:
         raise NotApplicable("the loss law could not be fitted")

@@ -65,7 +65,8 @@ def fit_many(N, D, Y: np.ndarray, W: np.ndarray) -> np.ndarray:
         )
         return float((Wb * r * r).sum()), g.ravel()
 
-    best, best_sse = None, None
+    best: np.ndarray | None = None
+    best_sse: np.ndarray | None = None
     ymin = np.nanmin(np.where(M, Y, np.nan), axis=1)
     ymax = np.nanmax(np.where(M, Y, np.nan), axis=1)
     for e0 in (-2.0, 1.0):
@@ -85,11 +86,12 @@ def fit_many(N, D, Y: np.ndarray, W: np.ndarray) -> np.ndarray:
         P = res.x.reshape(B, 7)
         f = _curve(P, lN, lD)[0]
         sse = (Wb * (f - Yb) ** 2).sum(1)
-        if best is None:
+        if best is None or best_sse is None:
             best, best_sse = P, sse
         else:
             take = sse < best_sse
             best[take], best_sse[take] = P[take], sse[take]
+    assert best is not None  # two starts ran
     out = best.reshape(R, T, 7)
     out[:, ~M.any(1)] = np.nan
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -64,7 +65,7 @@ def _save(fig, path: Path, pcfg: PlotConfig) -> list[Path]:
     out = []
     for fmt in pcfg.formats:
         target = path.with_suffix(f".{fmt}")
-        io.atomic_write(target, lambda p, fmt=fmt: fig.savefig(p, dpi=pcfg.dpi, format=fmt))
+        io.atomic_write(target, partial(fig.savefig, dpi=pcfg.dpi, format=fmt))
         out.append(target)
     plt.close(fig)
     return out
@@ -400,7 +401,7 @@ def flip_figures(out_dir: Path, d: _Data, cfg: AnalysisConfig) -> list[Path]:
             tc = ctx.get("corpus", head if len(corp) > 1 else corp[0])
             panels = [(r.frm, name, corp, tc), (r.to, name, corp, tc)]
         elif r.setting == "corpus":
-            v = ctx.get("val_set", cfg.reference_val_set)
+            v: str | None = ctx.get("val_set", cfg.reference_val_set)
             panels = [(v, name, [r.frm], r.frm), (v, name, [r.to], r.to)]
         else:
             v, c = ctx.get("val_set"), ctx.get("corpus", head)

@@ -61,9 +61,9 @@ class Testbed:
 
     def load(self, path: Path | str | None = None) -> pd.DataFrame:
         """Read the testbed from `path`, or from the shipped copy when `path` is None."""
-        if not path and self.shipped is None:
-            raise AnalysisError(f"root: required with source={self.name} (the runs' folder)")
         folder = Path(path) if path else self.shipped
+        if folder is None:
+            raise AnalysisError(f"root: required with source={self.name} (the runs' folder)")
         if not folder.exists():
             given = "root" if self.shipped is None else "path"  # how the CLI names it
             key = given if path else f"shipped copy of {self.name}"

@@ -33,11 +33,14 @@ def convert(name: str, raw: Path, dest: Path | None = None) -> Path:
         known = ", ".join(convertible())
         raise AnalysisError(f"testbed: unknown testbed '{name}' (known: {known})")
     bed = TESTBEDS[name]
-    fname = bed.compact
+    fname, read_raw = bed.compact, bed.read_raw
+    assert fname is not None and read_raw is not None  # what convertible() checks
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AnalysisWarning)
-        table = bed.read_raw(Path(raw))
+        table = read_raw(Path(raw))
     dest = Path(dest) if dest else bed.shipped
+    if dest is None:
+        raise AnalysisError(f"dest: required, testbed '{name}' has no shipped copy")
     dest.mkdir(parents=True, exist_ok=True)
     out = io.atomic_write(
         dest / fname,

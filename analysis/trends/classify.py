@@ -209,7 +209,7 @@ class GroupTrends:
     fit: ExpGrid  # bootstrap exp-law fits, (R, T)
     point: ExpGrid  # refined point fit, (1, T)
     features: TrendFeatures
-    weights: np.ndarray | None = None  # (R + 1, n) resample weights: paired comparisons reuse them
+    weights: np.ndarray  # (R + 1, n) resample weights: paired comparisons reuse them
 
 
 def classify_group(g: Group, W: np.ndarray, ccfg: ClassifyConfig, fcfg: FitConfig) -> GroupTrends:

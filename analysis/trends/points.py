@@ -31,7 +31,7 @@ def points_comparison(
     R = min(ALT_RESAMPLES, cfg.bootstrap.n_resamples)
     rows = [{"points": cfg.points, **_pred_row(groups[k], cfg)} for k in keys]
     try:
-        groups = build_groups(
+        other_groups = build_groups(
             select_points(main, other, cfg.checkpoint_min_frac),
             cfg.accuracy_metric,
             tuple(cfg.task_loss_metrics),
@@ -39,7 +39,7 @@ def points_comparison(
     except AnalysisError as exc:
         warn(f"points={other} comparison not computed: {exc}")
         return pd.DataFrame(rows)
-    for g in groups:
+    for g in other_groups:
         if (g.val_set, g.corpus) not in keys:
             continue
         gt = classify(g, cfg, cfg.bootstrap.seed, n_resamples=R)
