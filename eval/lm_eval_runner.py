@@ -156,7 +156,7 @@ class TaskRunner:
             _build_requests_once(task)
         self.batch_size = batch_size
         self.limit = limit
-        self.chance = dict(chance or {})
+        self.chance: dict[str, float | None] = dict(chance or {})
         self.last_samples: dict[str, list[dict[str, Any]]] = {}  # per-item logs of the last call
 
     def info(self) -> dict[str, TaskInfo]:

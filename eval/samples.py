@@ -84,7 +84,7 @@ def sample_row(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def sample_rows(
-    run_id: str, step: int, tokens: int, samples: dict[str, list[dict[str, Any]]]
+    run_id: str, step: int, tokens: int | float | None, samples: dict[str, list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     """Every item of every task scored at one checkpoint, one row each."""
     return [

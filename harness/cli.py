@@ -276,11 +276,9 @@ def cmd_analyze(args: list[str]) -> None:
 
 def _publish(cfg, out: Path, name: str) -> None:
     """With logger=wandb, the analysis just written goes to W&B as an artifact."""
-    from omegaconf import OmegaConf
-
     from harness.tracking import publish_analysis
 
-    folder = publish_analysis(OmegaConf.to_container(cfg.logger, resolve=True), out, name)
+    folder = publish_analysis(_as_dict(cfg.logger), out, name)
     if folder is not None:
         print(f"W&B: analysis artifact logged by run {folder.name}")
 

@@ -9,6 +9,7 @@ import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from harness.overrides import split_override
 
@@ -21,7 +22,7 @@ SLURM_DIR = ROOT / "slurm"
 _STUDY_DIRS: list[Path] = []
 
 
-def die(msg: str, code: int = 2) -> None:
+def die(msg: str, code: int = 2) -> NoReturn:
     print(f"error: {msg}", file=sys.stderr)
     raise SystemExit(code)
 
@@ -40,10 +41,10 @@ def take_config_dirs(args: list[str]) -> list[str]:
     for arg in it:
         flag, eq, inline = arg.partition("=")
         if flag in ("--config-dir", "-cd"):
-            value = inline if eq else next(it, None)
-            if value is None:
+            given = inline if eq else next(it, None)
+            if given is None:
                 die(f"{flag}: needs a folder")
-            dirs.append((flag, value))
+            dirs.append((flag, given))
         elif arg.lstrip("+").startswith("hydra.searchpath="):
             listed = arg.partition("=")[2].strip()
             if not (listed.startswith("[") and listed.endswith("]")):

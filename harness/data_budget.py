@@ -10,6 +10,7 @@ is unknown there, and said so.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 
 from train.sources import _local_data_files
@@ -61,11 +62,11 @@ def tokenizer_cached(tok: TokenizerSpec) -> bool:
 
 
 def epochs(
-    weights: dict[str, float], train_tokens: int, available: dict[str, int | None]
+    weights: Mapping[str, float], train_tokens: int, available: Mapping[str, int | None]
 ) -> dict[str, float | None]:
     """Passes over each source's train split that `train_tokens` imply (None: unknown)."""
     return {
-        name: (w * train_tokens / available[name]) if available.get(name) else None
+        name: (w * train_tokens / n) if (n := available.get(name)) else None
         for name, w in weights.items()
     }
 

@@ -54,7 +54,7 @@ def available_tokens(spec: RunSpec) -> dict[str, int | None]:
     if not remote:
         return {n: c.n_tokens for n, c in prepare_data(spec).train_caches.items()}
     tok_spec = spec.tokenizer
-    unknown = {n: None for n in spec.mix.weights}
+    unknown: dict[str, int | None] = {n: None for n in spec.mix.weights}
     if tok_spec.kind == "pretrained" and not tokenizer_cached(tok_spec):
         return unknown
     if tok_spec.kind == "bpe" and remote & set(tok_spec.train_sources):

@@ -46,7 +46,7 @@ def parse(args: list[str]) -> dict[str, str]:
     return opts
 
 
-def _runs(root: Path) -> list[tuple[Path, str, str, str, str]]:
+def _runs(root: Path) -> list[tuple[Path, str, str, str | None, str | None]]:
     """(run dir, run id, 'size, mix, seed N', size, mix) of every run with a readable record."""
     out = []
     for path in iter_run_dirs(root):

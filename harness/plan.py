@@ -181,7 +181,7 @@ def plan_row(spec: RunSpec, out_root: Path) -> dict[str, Any]:
 def data_line(row: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
     """Per source of the run's mix: weight x tokens / tokens available = epochs (and those
     epochs, for the repetition warning)."""
-    reps = (
+    reps: dict[str, float | None] = (
         epochs(row["weights"], row["n_tokens"], row["available"])
         if row["n_tokens"] is not None
         else {n: None for n in row["weights"]}
@@ -274,7 +274,8 @@ def plan_command(args: list[str]) -> None:
         try:
             spec = run_spec(cfg)
             # as `run` does before launching (the tracker is built, nothing is logged)
-            make_tracker(OmegaConf.to_container(cfg.logger, resolve=True), Path(cfg.out_root))
+            logger = cast(dict[str, Any], OmegaConf.to_container(cfg.logger, resolve=True))
+            make_tracker(logger, Path(cfg.out_root))
             _PLAN_ROWS.append(plan_row(spec, Path(cfg.out_root)))
             warn_uncovered(spec)  # after the row: a bad corpus is one error line, no warning
         except HarnessError as err:

@@ -304,7 +304,9 @@ def _new_record(spec: RunSpec, rid: str, setup: RunSetup, runner: TaskRunner | N
 
 def _data_info(spec: RunSpec, setup: RunSetup) -> DataInfo:
     """The mix, its budget, and per source the train split's tokens and the epochs implied."""
-    available = {n: c.n_tokens for n, c in sorted(setup.data.train_caches.items())}
+    available: dict[str, int | None] = {
+        n: c.n_tokens for n, c in sorted(setup.data.train_caches.items())
+    }
     return DataInfo(
         mix=spec.mix.name,
         weights=spec.mix.weights,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from common.atomic import write_json
 from common.errors import ConfigError
@@ -70,4 +70,4 @@ def merged(defaults: dict[str, Any], stored: dict[str, Any], args: list[str]) ->
         if key.startswith("analysis."):
             path = key[len("analysis.") :]
             OmegaConf.update(out, path, OmegaConf.select(base, path), merge=False)
-    return OmegaConf.to_container(out, resolve=True)
+    return cast(dict[str, Any], OmegaConf.to_container(out, resolve=True))

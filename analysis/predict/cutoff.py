@@ -94,6 +94,8 @@ def fit_sigmoids(
     `weight` (B, n): each point's weight (0 = left out, its x and y may then be NaN), all ones
     when None; `shift` (B, n): a known offset of each point's logit (analysis.predict.families:
     family intercepts)."""
+    W: float | np.ndarray
+    sw: float | np.ndarray
     if weight is None:  # a scalar weight: the unweighted fit at no extra cost
         W, sw = 1.0, float(x.shape[1])
     else:

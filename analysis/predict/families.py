@@ -168,16 +168,17 @@ def _fold(
     own_lad = _own(lad, ow)
     N, D = runs["N"].to_numpy(float)[tg], runs["D"].to_numpy(float)[tg]
     grow = extrapolation_factor(own_lad, N, D)[None, :]
-    x_tg = {
+    x_tg: dict[str, tuple[np.ndarray, float | np.ndarray]] = {
         "capability_sigmoid": (S[:, tg], 1.0),
         "family_trend_sigmoid": (_trend(S[:, ow], lc[ow], lc[tg]), grow),
     }
     out = {}
     for m, (x, g) in x_tg.items():
-        for name, (w_b, shift, err) in (
+        variants: tuple[tuple[str, tuple[np.ndarray, float | np.ndarray, np.ndarray]], ...] = (
             (m, (wb, 0.0, rmse)),
             (f"{m}_offset", (wbf, d[:, own_code : own_code + 1], rmse_f)),
-        ):
+        )
+        for name, (w_b, shift, err) in variants:
             p = c + (1 - c) * _sigmoid(w_b[:, :1] * x + w_b[:, 1:] + shift)
             h = z * err[:, None] * g * np.ones((1, tg.size))
             out[name] = (np.where(ok[:, None], p, np.nan), h, h)

@@ -34,7 +34,8 @@ def use() -> None:
     """Apply `RC` to matplotlib (the figure modules call it once, on import)."""
     import matplotlib
 
-    matplotlib.rcParams.update(RC)
+    # rcParams' stub types its keys as a Literal of every known name; RC's are among them
+    matplotlib.rcParams.update(RC)  # type: ignore[arg-type]
 
 
 def fit_grid(x_min: float, x_max: float, log: bool, n: int = 100) -> np.ndarray:
