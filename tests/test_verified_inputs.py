@@ -85,6 +85,26 @@ def test_changed_hf_dataset_gets_a_new_run_id(tmp_path):
         run_id(missing)
 
 
+def test_moved_hf_local_dataset_keeps_its_run_id(tmp_path):
+    """An `hf` source on local files is keyed by their layout and bytes, not where they sit:
+    the same files in another folder keep the run id; another layout or byte does not."""
+    ids = {}
+    for folder in ("a", "b/deeper"):
+        root = tmp_path / folder
+        (root / "parts").mkdir(parents=True)
+        (root / "parts" / "train.jsonl").write_text('{"t": "the cat sat"}\n' * 20)
+        (root / "val.jsonl").write_text('{"t": "the dog ran"}\n' * 5)
+        files = {"train": [str(root / "parts" / "train.jsonl")], "val": str(root / "val.jsonl")}
+        ids[folder] = run_id(_hf_run(spec_for(tmp_path), files))
+    assert ids["a"] == ids["b/deeper"]
+    root = tmp_path / "a"
+    swapped = {"train": str(root / "val.jsonl"), "val": [str(root / "parts" / "train.jsonl")]}
+    assert run_id(_hf_run(spec_for(tmp_path), swapped)) != ids["a"]
+    (root / "val.jsonl").write_text('{"t": "the dog ran"}\n' * 4 + '{"t": "the dog sat"}\n')
+    files = {"train": [str(root / "parts" / "train.jsonl")], "val": str(root / "val.jsonl")}
+    assert run_id(_hf_run(spec_for(tmp_path), files)) != ids["a"]
+
+
 def test_folder_build_leaves_nothing_half_written(tmp_path):
     """A build that dies (full disk) removes its temporary folder; one left by a builder that
     was killed outright is removed by the next build of the same target, not others'."""

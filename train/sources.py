@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import platform
 import sysconfig
 from collections.abc import Iterator
@@ -204,14 +205,39 @@ def _hf_error(spec: SourceSpec, what: str, err: Exception) -> DataError:
     )
 
 
-def _local_data_files(data_files: object) -> list[Path]:
-    """The local files an `hf` source's `data_files` names (str, list, or split -> either)."""
+def _data_file_entries(data_files: object) -> list[str]:
+    """Every entry an `hf` source's `data_files` names (str, list, or split -> either)."""
     if isinstance(data_files, dict):
-        return [p for v in data_files.values() for p in _local_data_files(v)]
+        return [e for v in data_files.values() for e in _data_file_entries(v)]
     if isinstance(data_files, (list, tuple)):
-        return [p for v in data_files for p in _local_data_files(v)]
-    path = Path(str(data_files)).expanduser()
-    return [path] if isinstance(data_files, str) and path.is_file() else []
+        return [e for v in data_files for e in _data_file_entries(v)]
+    return [str(data_files)] if data_files is not None else []
+
+
+def _local_data_files(data_files: object) -> list[Path]:
+    """The local files among `data_files`' entries."""
+    paths = [Path(e).expanduser() for e in _data_file_entries(data_files)]
+    return [p for p in paths if p.is_file()]
+
+
+def _relative_data_files(data_files: object) -> object | None:
+    """`data_files` with every file named relative to the folder they share, or None unless
+    every entry is a local file (a hub pattern or remote URL keeps its absolute form): what
+    the data is, not where it sits, so a moved dataset keeps its run ids and caches."""
+    files = _local_data_files(data_files)
+    if not files or len(files) != len(_data_file_entries(data_files)):
+        return None
+    resolved = [p.resolve() for p in files]
+    common = Path(os.path.commonpath([p.parent for p in resolved]))
+
+    def rel(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: rel(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [rel(v) for v in value]
+        return Path(str(value)).expanduser().resolve().relative_to(common).as_posix()
+
+    return rel(data_files)
 
 
 _HF_BUILDERS: dict[str, str] = {}
@@ -235,9 +261,14 @@ def _hf_content(spec: SourceSpec) -> str:
         except Exception as err:  # hub unreachable and not cached, unknown config, missing files
             raise _hf_error(spec, "", err) from None
         _HF_BUILDERS[key] = f"{builder.hash}\0{builder.config_id}\0"
-    h = hashlib.sha256(_HF_BUILDERS[key].encode())
+    builder_hash, config_id = _HF_BUILDERS[key].split("\0")[:2]
+    local = _relative_data_files(opts.get("data_files"))
+    # the config id hashes the files' absolute paths: left out where every file is local,
+    # whose relative layout (in keyed_options) and bytes (below) say what the data is
+    h = hashlib.sha256(f"{builder_hash}\0{config_id if local is None else ''}\0".encode())
     for path in _local_data_files(opts.get("data_files")):
-        h.update(str(path.resolve()).encode() + b"\0" + file_sha256(path).encode() + b"\0")
+        name = str(path.resolve()) if local is None else path.name
+        h.update(name.encode() + b"\0" + file_sha256(path).encode() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -280,6 +311,9 @@ def keyed_options(spec: SourceSpec) -> dict:
     """A source's options as they key run ids and caches: a `files` source's `paths` say
     where the corpus is, not what it is (its content hash, by relative name, says that), so
     they are left out and a moved corpus keeps its ids and token caches."""
+    if spec.kind == "hf":
+        local = _relative_data_files(spec.options.get("data_files"))
+        return {**spec.options, "data_files": local} if local is not None else dict(spec.options)
     if spec.kind != "files":
         return dict(spec.options)
     return {k: v for k, v in spec.options.items() if k != "paths"}
