@@ -122,7 +122,11 @@ def _run_ids(plan_stdout: str) -> dict[str, str]:
     lines = plan_stdout.splitlines()
     header = next(i for i, ln in enumerate(lines) if ln.startswith("run_id"))
     at = lines[header].index("action")
-    rows = [ln for ln in lines[header + 1 :] if ln.strip() and not ln.startswith(" ")]
+    rows = []
+    for ln in lines[header + 1 :]:
+        if not ln.strip():  # the table ends at the first blank line (the data lines follow)
+            break
+        rows.append(ln)
     return {ln.split()[0]: ln[at:].strip() for ln in rows if len(ln) > at}
 
 
