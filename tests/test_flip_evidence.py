@@ -159,6 +159,20 @@ def test_null_rate_on_a_ladder_with_two_seeds_is_at_most_5pct():
     assert null["null_split_rate"] <= 0.05 and null["null_split_max"] <= 0.05
 
 
+def test_seed_null_is_measured_when_the_points_are_checkpoints():
+    """With `analysis.points=all` each point is `<run>#<step>`: the seed null still finds each
+    point's run and its seed (it used to match none and leave the rate unmeasured)."""
+    laws = {f"t{i}": (lambda L, i=i: 0.25 + (0.05 * i) * np.exp(-(L - 2.0))) for i in range(4)}
+    cfg = AnalysisConfig()
+    t = _table(np.geomspace(1e6, 1e8, 6), seeds=(1, 2), tasks=laws, noise=0.01)
+    steps = pd.concat([t.assign(run_id=t["run_id"] + f"#{s}") for s in (100, 200)])
+    gt = _trends(steps, cfg, 300)[("v", "m")]
+    assert gt.group.cluster is not None  # the points are checkpoints of runs
+    null = null_rates(gt, steps, cfg)
+    assert not np.isnan(null["null_seed_rate"])
+    assert null["null_seed_rate"] <= 0.05
+
+
 def test_a_fact_is_one_test_however_many_rows_show_it():
     """Ten rows of one corpus gap enter Benjamini-Hochberg once: with one other test, the
     fact's q is its p times 2 tests, not times 11."""

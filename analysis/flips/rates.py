@@ -38,6 +38,7 @@ from analysis.flips.evidence import (
     with_q,
 )
 from analysis.groups.build import Group, percentile_ci
+from analysis.ingest.axes import run_of
 from analysis.trends.classify import LABELS, GroupTrends, classify
 
 RATE_COLUMNS = [
@@ -123,11 +124,11 @@ def null_rates(
             rates.append(r)
     if rates:
         out["null_split_rate"], out["null_split_max"] = float(np.mean(rates)), float(max(rates))
-    seeds = (
-        points.drop_duplicates("run_id").set_index("run_id")["seed"]
-        if "seed" in points
-        else pd.Series(dtype=float)
-    )
+    seeds = pd.Series(dtype=float)
+    if "seed" in points:
+        # by run, not point: with checkpoints as points a point is `<run>#<step>` (cluster: run)
+        by_run = points.assign(run_id=run_of(points["run_id"].to_numpy()))
+        seeds = by_run.drop_duplicates("run_id").set_index("run_id")["seed"]
     run_seed = pd.Series(_runs(g)).map(seeds)
     common = run_seed.dropna().value_counts()
     if len(common) >= 2:
