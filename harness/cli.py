@@ -34,8 +34,8 @@ from harness.cli_checks import (
     compose,
     die,
     guard,
+    hydra_argv,
     replace_mix,
-    searchpath,
     take_config_dirs,
 )
 
@@ -101,7 +101,7 @@ def cmd_run(args: list[str]) -> None:
             _FAILED.append(f"{outcome.run_id}: {outcome.failure}")
         return outcome.status
 
-    sys.argv = ["harness run", *_hydra_argv(args)]
+    sys.argv = ["harness run", *hydra_argv(args)]
     try:
         job()
     except ValueError as err:  # Hydra's flag conflicts (-m with --cfg): one line, not a traceback
@@ -156,45 +156,11 @@ def _register_slurm_launcher(wait: bool) -> None:
     Plugins.instance().register(harness_slurm.PendingSlurmLauncher)
 
 
-_VALUE_FLAGS = (
-    "--cfg",
-    "-c",
-    "--package",
-    "-p",
-    "--info",
-    "-i",
-    "--config-path",
-    "-cp",
-    "--config-name",
-    "-cn",
-    "--config-dir",
-    "-cd",
-)
-
-
 def _as_dict(node: Any) -> dict[str, Any]:
     """A config group (a DictConfig) as a plain dict, interpolations resolved."""
     from omegaconf import OmegaConf
 
     return cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))
-
-
-def _hydra_argv(args: list[str]) -> list[str]:
-    """Hydra's flags first (with their values), then the overrides and our search path: its
-    argument parser takes the overrides as one contiguous run (`-m a=1 --cfg hydra` works)."""
-    flags: list[str] = []
-    overrides: list[str] = []
-    it = iter(args)
-    for a in it:
-        if a.startswith("-"):
-            flags.append(a)
-            if a in _VALUE_FLAGS:
-                nxt = next(it, None)
-                if nxt is not None:
-                    (flags if "=" not in nxt else overrides).append(nxt)
-        else:
-            overrides.append(a)
-    return [*flags, *overrides, searchpath()]
 
 
 def cmd_plan(args: list[str]) -> None:

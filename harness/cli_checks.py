@@ -342,3 +342,39 @@ def check_resolved_paths(config_name: str, overrides: list[str]) -> None:
             die(f"{err} (as resolved from {', '.join(combo) or 'the config'})")
         if not isinstance(out_root, str) or not out_root.strip() or "\0" in out_root:
             die(f"out_root: must be a folder path, got {out_root!r}")
+
+
+# Hydra's flags that take a value (the next argument, or `--flag=value`)
+VALUE_FLAGS = (
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+)
+
+
+def hydra_argv(args: list[str], *extra: str) -> list[str]:
+    """Hydra's flags first (with their values), then the overrides, `extra` overrides and our
+    search path: its argument parser takes the overrides as one contiguous run, so
+    `-m a=1 --cfg hydra` and `a=1 -m` work (for `run` and `plan` alike)."""
+    flags: list[str] = []
+    overrides: list[str] = []
+    it = iter(args)
+    for a in it:
+        if a.startswith("-"):
+            flags.append(a)
+            if a in VALUE_FLAGS:
+                nxt = next(it, None)
+                if nxt is not None:
+                    (flags if "=" not in nxt else overrides).append(nxt)
+        else:
+            overrides.append(a)
+    return [*flags, *overrides, *extra, searchpath()]

@@ -26,6 +26,7 @@ from harness.cli_checks import (
     check_resolved_paths,
     die,
     guard,
+    hydra_argv,
     searchpath,
 )
 from harness.data_budget import REMOTE, epochs, format_epochs, remote_sources, repetition_warnings
@@ -284,12 +285,13 @@ def plan_command(args: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:  # Hydra's own output folders go nowhere
         sys.argv = [
             "harness plan",
-            *local,
-            f"hydra.sweep.dir={tmp}",
-            f"hydra.run.dir={tmp}",
-            "hydra/job_logging=disabled",
-            "hydra/hydra_logging=disabled",
-            searchpath(),
+            *hydra_argv(
+                local,
+                f"hydra.sweep.dir={tmp}",
+                f"hydra.run.dir={tmp}",
+                "hydra/job_logging=disabled",
+                "hydra/hydra_logging=disabled",
+            ),
         ]
         job()
     print_plan(_PLAN_ROWS, launcher)

@@ -163,3 +163,13 @@ def test_readme_slurm_example_plans_as_printed(run_cli, tmp_path, monkeypatch, c
     assert "#SBATCH --array=0-" in out
     if "sweep=gpu_ladder" in args:  # remote corpora: never loaded, said so
         assert "unknown (remote, not loaded)" in out
+
+
+def test_plan_takes_the_multirun_flag_anywhere(run_cli, shared_cache, tmp_path):
+    """`harness plan a=1 -m` plans the same sweep as `harness plan -m a=1` (Hydra's parser
+    wants its flags before the overrides; plan used to end in argparse's usage)."""
+    ov = [*tiny_overrides(shared_cache, tmp_path), "model=cpu-40k,cpu-50k"]
+    first = _plan(run_cli, "-m", *ov)
+    last = _plan(run_cli, *ov, "-m")
+    assert first == last
+    assert "2 to train" in first
