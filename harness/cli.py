@@ -24,10 +24,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
 
 from harness.cli_checks import (
     CONF_DIR,
+    as_dict,
     check_group_overrides,
     check_override_keys,
     check_resolved_paths,
@@ -88,10 +88,10 @@ def cmd_run(args: list[str]) -> None:
             warn_uncovered(spec)
             out_root = Path(cfg.out_root)
             node = cfg.get("analysis")
-            settings = _as_dict(node) if node else {}
+            settings = as_dict(node) if node else {}
             check_analysis(settings)  # a bad preset key fails before any run starts
             hint_missing_tasks(spec, out_root)
-            tracker = make_tracker(_as_dict(cfg.logger), out_root)
+            tracker = make_tracker(as_dict(cfg.logger), out_root)
             overrides = list(HydraConfig.get().overrides.task)
             outcome = stop_sweep_on_signal(lambda: launch(spec, out_root, tracker, overrides))
             store_analysis(out_root, spec.sweep, settings)  # beside the runs it analyses
@@ -156,13 +156,6 @@ def _register_slurm_launcher(wait: bool) -> None:
     Plugins.instance().register(harness_slurm.PendingSlurmLauncher)
 
 
-def _as_dict(node: Any) -> dict[str, Any]:
-    """A config group (a DictConfig) as a plain dict, interpolations resolved."""
-    from omegaconf import OmegaConf
-
-    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))
-
-
 def cmd_plan(args: list[str]) -> None:
     from harness.plan import plan_command
 
@@ -199,7 +192,7 @@ def cmd_analyze(args: list[str]) -> None:
         from analysis.config import AnalysisConfig
         from analysis.pipeline import analyze
 
-        settings = _as_dict(cfg.analysis)
+        settings = as_dict(cfg.analysis)
         if cfg.source == "harness" and cfg.root:
             from harness.sweep_analysis import load, merged
 
@@ -244,7 +237,7 @@ def _publish(cfg, out: Path, name: str) -> None:
     """With logger=wandb, the analysis just written goes to W&B as an artifact."""
     from harness.tracking import publish_analysis
 
-    folder = publish_analysis(_as_dict(cfg.logger), out, name)
+    folder = publish_analysis(as_dict(cfg.logger), out, name)
     if folder is not None:
         print(f"W&B: analysis artifact logged by run {folder.name}")
 
@@ -266,7 +259,7 @@ def cmd_plot(args: list[str]) -> None:
             for a in args
             if a.startswith("analysis.plot.") and "=" in a
         }
-        given = _as_dict(cfg.analysis.plot)
+        given = as_dict(cfg.analysis.plot)
         files = plot(Path(out), {k: v for k, v in given.items() if k in named})
         tables = Path(out) / "tables"
         print(f"read {', '.join(t for t in TABLES_READ if (tables / t).exists())} from {tables}")

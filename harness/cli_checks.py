@@ -9,7 +9,7 @@ import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 from harness.overrides import split_override
 
@@ -378,3 +378,10 @@ def hydra_argv(args: list[str], *extra: str) -> list[str]:
         else:
             overrides.append(a)
     return [*flags, *overrides, *extra, searchpath()]
+
+
+def as_dict(node: Any) -> dict[str, Any]:
+    """A config node (a DictConfig) as a plain dict, interpolations resolved."""
+    from omegaconf import OmegaConf
+
+    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))

@@ -15,12 +15,13 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from common.errors import DataError, HarnessError
 from harness.backfill_hint import missing_tasks
 from harness.cli_checks import (
     CONF_DIR,
+    as_dict,
     check_group_overrides,
     check_override_keys,
     check_resolved_paths,
@@ -267,7 +268,6 @@ def plan_command(args: list[str]) -> None:
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> None:
-        from omegaconf import OmegaConf
 
         from harness.coverage import warn_uncovered
         from harness.tracking import make_tracker
@@ -275,8 +275,7 @@ def plan_command(args: list[str]) -> None:
         try:
             spec = run_spec(cfg)
             # as `run` does before launching (the tracker is built, nothing is logged)
-            logger = cast(dict[str, Any], OmegaConf.to_container(cfg.logger, resolve=True))
-            make_tracker(logger, Path(cfg.out_root))
+            make_tracker(as_dict(cfg.logger), Path(cfg.out_root))
             _PLAN_ROWS.append(plan_row(spec, Path(cfg.out_root)))
             warn_uncovered(spec)  # after the row: a bad corpus is one error line, no warning
         except HarnessError as err:
@@ -346,7 +345,6 @@ def print_plan(rows: list[dict[str, Any]], launcher: dict[str, Any] | None) -> N
 def _launcher_config(args: list[str]) -> dict:
     """The resolved hydra.launcher node of the first config of the sweep (no SLURM needed)."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     from harness.overrides import first_choice, split_override
 
@@ -359,4 +357,4 @@ def _launcher_config(args: list[str]) -> dict:
         cfg = compose(
             config_name="config", overrides=[*first, searchpath()], return_hydra_config=True
         )
-    return cast(dict[str, Any], OmegaConf.to_container(cfg.hydra.launcher, resolve=True))
+    return as_dict(cfg.hydra.launcher)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from common.atomic import write_json
 from common.errors import ConfigError
+from harness.cli_checks import as_dict
 
 FILE = "analysis_defaults.json"
 
@@ -70,4 +71,4 @@ def merged(defaults: dict[str, Any], stored: dict[str, Any], args: list[str]) ->
         if key.startswith("analysis."):
             path = key[len("analysis.") :]
             OmegaConf.update(out, path, OmegaConf.select(base, path), merge=False)
-    return cast(dict[str, Any], OmegaConf.to_container(out, resolve=True))
+    return as_dict(out)

@@ -240,7 +240,7 @@ def _relative_data_files(data_files: object) -> object | None:
     return rel(data_files)
 
 
-_HF_BUILDERS: dict[str, str] = {}
+_HF_BUILDERS: dict[str, tuple[str, str]] = {}
 
 
 def _hf_content(spec: SourceSpec) -> str:
@@ -260,8 +260,8 @@ def _hf_content(spec: SourceSpec) -> str:
             builder = datasets.load_dataset_builder(opts["path"], **_hf_kwargs(opts))
         except Exception as err:  # hub unreachable and not cached, unknown config, missing files
             raise _hf_error(spec, "", err) from None
-        _HF_BUILDERS[key] = f"{builder.hash}\0{builder.config_id}\0"
-    builder_hash, config_id = _HF_BUILDERS[key].split("\0")[:2]
+        _HF_BUILDERS[key] = (str(builder.hash), str(builder.config_id))
+    builder_hash, config_id = _HF_BUILDERS[key]
     local = _relative_data_files(opts.get("data_files"))
     # the config id hashes the files' absolute paths: left out where every file is local,
     # whose relative layout (in keyed_options) and bytes (below) say what the data is
