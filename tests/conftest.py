@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -17,6 +18,14 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HARNESS_NO_PROGRESS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The tests marked slurm share one cluster of 2 CPUs and time their waits on it: under
+    pytest-xdist (`make test`) they run on one worker, one after another."""
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 def tiny_overrides(cache: Path, out: Path, tasks: bool = False) -> list[str]:
@@ -123,6 +132,30 @@ def _warnings_as_a_process_shows_them() -> None:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
     warnings.showwarning = show
+
+
+def harness_process(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600, **kw
+) -> subprocess.CompletedProcess:
+    """`python -m harness.cli <args>` in its own process, as a shell runs it: offline, no
+    progress bars, output captured as text. For tests where the process boundary is what is
+    tested (exit codes, signals, a sweep's subprocesses); `env` adds to this environment."""
+    full_env = {
+        **os.environ,
+        "HARNESS_NO_PROGRESS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def call_main(*args: str) -> int:

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
+from tests.conftest import harness_process as harness
 from tests.conftest import tiny_overrides
 
 pytestmark = pytest.mark.slow  # end to end: a sweep, analysis and plots in subprocesses
-
-
-def harness(*args: str, cwd) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "HARNESS_NO_PROGRESS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_sweep_then_analyze_then_plot(tmp_path):

@@ -8,13 +8,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, harness_process
 
 pytestmark = pytest.mark.slow  # trains two tiny models and indexes lm-eval in subprocesses
 
@@ -98,23 +97,9 @@ def _write_study(study: Path, corpus: Path) -> None:
 
 
 def _harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "HARNESS_NO_PROGRESS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "WANDB_MODE": "offline",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    # the checkout's code without writing its bytecode there; W&B offline as in `make test`
+    env = {"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "WANDB_MODE": "offline"}
+    return harness_process(*args, cwd=cwd, env=env)
 
 
 def _run_ids(plan_stdout: str) -> dict[str, str]:

@@ -16,23 +16,13 @@ import pytest
 from harness.config import run_spec
 from harness.runner import execute
 from tests.conftest import compose, tiny_overrides
+from tests.conftest import harness_process as harness
 from tests.slurm_util import slurm_available
 
 ok, reason = slurm_available()
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.skipif(not ok, reason=reason)]
 
 ENV = {**os.environ, "HARNESS_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def harness(*args: str, cwd: Path, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        **kw,
-    )
 
 
 def records(out: Path) -> list[dict]:
@@ -158,23 +148,15 @@ def test_unreachable_controller_is_a_clear_error(tmp_path, shared_cache):
         if not ln.startswith("SlurmctldPort")
     ]
     conf.write_text("\n".join(lines + ["SlurmctldPort=9"]) + "\n")  # nothing listens there
-    env = {**ENV, "SLURM_CONF": str(conf)}
     t0 = time.time()
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness.cli",
-            "run",
-            "-m",
-            "hydra/launcher=slurm",
-            "+cluster=local",
-            *tiny_overrides(shared_cache, tmp_path / "out"),
-        ],
+    res = harness(
+        "run",
+        "-m",
+        "hydra/launcher=slurm",
+        "+cluster=local",
+        *tiny_overrides(shared_cache, tmp_path / "out"),
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        env={"SLURM_CONF": str(conf)},
         timeout=120,
     )
     assert res.returncode == 2 and time.time() - t0 < 60
