@@ -66,7 +66,7 @@ def _wait(predicate, timeout: float, what: str):
 def test_requeued_run_resumes_to_the_uninterrupted_result(tmp_path, shared_cache):
     ov = tiny_overrides(shared_cache, tmp_path / "ref") + [
         "model=cpu-100k",
-        "train.tokens=400000",
+        "train.tokens=200000",  # 390 steps, requeued after ~20; trained here and again on SLURM
         "train.checkpoint_every=5",
         "train.num_threads=1",
         "eval.num_checkpoints=2",
