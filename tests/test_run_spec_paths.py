@@ -6,9 +6,6 @@ line before any run folder or record exists."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ import yaml
 from harness.cli_checks import group_options
 from harness.config import build_dataclass, run_spec, spec_from_dict, to_dict
 from harness.identity import run_id
-from tests.conftest import ROOT, compose, tiny_overrides
+from tests.conftest import compose, tiny_overrides
 from train.specs import TrainSpec
 
 # what conf/train/gpu.yaml sets differently from the CPU defaults, on purpose
@@ -115,23 +112,17 @@ def test_run_bad_compile_mode_or_parallel_leaves_no_record(run_cli, tmp_path):
         )
 
 
-def test_interpolated_sweep_name_checked_before_hydra_writes(tmp_path):
+def test_interpolated_sweep_name_checked_before_hydra_writes(tmp_path, run_cli, monkeypatch):
     """sweep_name='${oc.env:X}' with X=../../evilx: refused before Hydra writes its log folder
     (outputs/../../evilx/hydra/.../cli.log) outside outputs/."""
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
-    env = {**os.environ, "X": "../../evilx", "PYTHONPATH": str(ROOT)}
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("X", "../../evilx")
     ov = [o for o in tiny_overrides(tmp_path / "cache", tmp_path) if not o.startswith("out_root")]
-    res = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "sweep_name=${oc.env:X}", *ov],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert res.returncode == 2, res.stderr
-    assert res.stderr.count("\n") == 1 and "sweep_name: '../../evilx'" in res.stderr, res.stderr
+    code, _, err = run_cli("run", "sweep_name=${oc.env:X}", *ov)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "sweep_name: '../../evilx'" in err, err
     assert not (tmp_path / "evilx").exists()
     assert not (work / "outputs").exists()
 

@@ -6,9 +6,6 @@ with other settings is never silently replaced."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -57,47 +54,43 @@ def test_a_report_of_other_settings_is_refused_unless_overwrite(tmp_path):
     check_settings(tmp_path / "empty", {"points": "final"})  # no report yet
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", "analyze", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def test_analyze_root_uses_the_sweeps_settings_and_never_overwrites_silently(tmp_path):
+def test_analyze_root_uses_the_sweeps_settings_and_never_overwrites_silently(
+    tmp_path, run_cli, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
     sweep = tmp_path / "sweep"
     write_records(sweep, sweep_records(n_ckpt=3))
     store(sweep, "demo", {"points": "all"})
-    r = _cli(f"root={sweep}", *FAST, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
+    code, _, err = run_cli("analyze", f"root={sweep}", *FAST)
+    assert code == 0, err[-2000:]
     assert json.loads((sweep / "analysis_config.json").read_text())["points"] == "all"
     head = (sweep / "report.md").read_text().split("## Findings")[0]
     assert "rests on every checkpoint (with final checkpoints only: " in head
     assert "validation loss as the x-axis (against compute: " in head
     before = (sweep / "report.md").read_bytes()
-    r = _cli(f"root={sweep}", "analysis.points=final", *FAST, cwd=tmp_path)
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1].startswith("error: out: ")
-    assert "points: all -> final" in r.stderr and "overwrite=true" in r.stderr
+    code, _, err = run_cli("analyze", f"root={sweep}", "analysis.points=final", *FAST)
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("error: out: ")
+    assert "points: all -> final" in err and "overwrite=true" in err
     assert (sweep / "report.md").read_bytes() == before
-    r = _cli(f"root={sweep}", "analysis.points=final", "overwrite=true", *FAST, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
+    code, _, err = run_cli(
+        "analyze", f"root={sweep}", "analysis.points=final", "overwrite=true", *FAST
+    )
+    assert code == 0, err[-2000:]
     assert json.loads((sweep / "analysis_config.json").read_text())["points"] == "final"
 
 
-def test_run_refuses_a_bad_preset_analysis_key_before_any_run(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "sweep=demo", f"out_root={tmp_path / 'o'}"]
-        + [f"cache_dir={tmp_path / 'c'}", "+analysis.pointz=all"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_run_refuses_a_bad_preset_analysis_key_before_any_run(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(
+        "run",
+        "sweep=demo",
+        f"out_root={tmp_path / 'o'}",
+        f"cache_dir={tmp_path / 'c'}",
+        "+analysis.pointz=all",
     )
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1].startswith("error: analysis.pointz: unknown key")
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("error: analysis.pointz: unknown key")
     assert not (tmp_path / "o" / "runs").exists() and not (tmp_path / "o" / FILE).exists()
 
 

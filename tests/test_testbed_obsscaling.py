@@ -4,8 +4,6 @@ leave-one-out axis, bad input as one line, and `harness analyze source=obsscalin
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -127,16 +125,6 @@ def test_capability_is_the_same_with_one_or_two_threads():
         np.testing.assert_array_equal(one[k].to_numpy(), two[k].to_numpy())
 
 
-def _analyze(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", "analyze", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def _drop_file(root: Path, name: str) -> None:
     (root / "eval_results" / name).unlink()
 
@@ -173,16 +161,17 @@ def test_missing_file_or_column_is_one_line_exit_2(raw, tmp_path, damage, messag
 
 
 @pytest.mark.slow
-def test_analyze_fixture_end_to_end(raw, tmp_path):
+def test_analyze_fixture_end_to_end(raw, tmp_path, run_cli):
     out = tmp_path / "out"
-    res = _analyze(
+    code, _, err = run_cli(
+        "analyze",
         "source=obsscaling",
         f"path={raw}",
         f"out={out}",
         "analysis.bootstrap.n_resamples=40",
         "analysis.bootstrap.loss_law_resamples=0",
     )
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert code == 0, err[-2000:]
     cap = pd.read_csv(out / "tables" / "capability_predictable.csv")
     assert list(cap["corpus"])[0] == "all" and {"Alpha", "Beta", "Gamma"} <= set(cap["corpus"])
     assert "Solo" not in set(cap["corpus"])  # one size: only pooled
