@@ -51,10 +51,11 @@ demo-large: install  # 7 sizes x 2 data mixes x 2 training seeds, 28 runs (~23 m
 
 # Two pytest-xdist workers, one thread each. Most of the suite's time is processes that train
 # or wait (a run's imports alone are ~4 s of CPU; SLURM requeues wait 20 s), so two workers
-# keep both cores busy: 488 s instead of 800 s from a fresh clone here. One thread per worker:
-# torch's all-core kernels spin against the other worker (5% more CPU at two threads), and
-# results do not depend on the thread count (tests/test_fastpath.py). The tests marked slurm
-# run on one worker, one after another (conftest.py). TEST_WORKERS=0: one process, as before.
+# keep both cores busier: 488-523 s instead of 800 s from a fresh clone here (README). One
+# thread per worker: torch's all-core kernels spin against the other worker (5% more CPU at
+# two threads), and results do not depend on the thread count (tests/test_fastpath.py). The
+# tests marked slurm run on one worker, one after another (conftest.py). TEST_WORKERS=0: one
+# process, as before.
 TEST_WORKERS ?= 2
 PYTEST := $(OFFLINE) OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
