@@ -134,6 +134,23 @@ def _warnings_as_a_process_shows_them() -> None:
     warnings.showwarning = show
 
 
+def local_mc_task(name: str, data: Path, **fields) -> dict:
+    """An lm-eval multiple-choice task config over a local JSONL of {q, choices, gold} items;
+    `fields` add to it or replace its defaults."""
+    return {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "doc_to_text": "{{q}}",
+        "doc_to_target": "{{gold}}",
+        "doc_to_choice": "{{choices}}",
+        "num_fewshot": 0,
+        **fields,
+    }
+
+
 def harness_process(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600, **kw
 ) -> subprocess.CompletedProcess:

@@ -4,11 +4,13 @@ uniform guessing among each item's choices (before, `chance: None`, and no chanc
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from eval.lm_eval_runner import TaskRunner
+from tests.conftest import local_mc_task
 
 pytestmark = pytest.mark.slow  # builds lm-eval tasks (local files only)
 
@@ -20,19 +22,15 @@ ITEMS = [  # 2, 4, 4 and 5 choices: chance (1/2 + 1/4 + 1/4 + 1/5) / 4 = 0.3
 ]
 
 
-def _task(name: str, data: str, **extra) -> dict:
-    return {
-        "task": name,
-        "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": data}},
-        "test_split": "test",
-        "output_type": "multiple_choice",
-        "doc_to_text": "{{q}}",
-        "doc_to_target": "gold",
-        "doc_to_choice": "choices",
-        "metric_list": [{"metric": "acc"}],
+def _task(name: str, data: Path, **extra) -> dict:
+    return local_mc_task(
+        name,
+        data,
+        doc_to_target="gold",
+        doc_to_choice="choices",
+        metric_list=[{"metric": "acc"}],
         **extra,
-    }
+    )
 
 
 @pytest.fixture
@@ -42,8 +40,8 @@ def task_dir(tmp_path):
     folder = tmp_path / "tasks"
     folder.mkdir()
     tasks = {
-        "c_mc": _task("c_mc", str(data)),
-        "c_declared": _task("c_declared", str(data), metadata={"chance": 0.1}),
+        "c_mc": _task("c_mc", data),
+        "c_declared": _task("c_declared", data, metadata={"chance": 0.1}),
     }
     for name, cfg in tasks.items():
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(cfg))

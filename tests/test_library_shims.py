@@ -11,7 +11,7 @@ import lm_eval
 import pytest
 import yaml
 
-from tests.conftest import ROOT, compose
+from tests.conftest import ROOT, compose, local_mc_task
 
 
 def test_lm_eval_evaluate_builds_then_reads_task_instances():
@@ -46,20 +46,7 @@ def task_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("shim_tasks")
     (root / "d.jsonl").write_text('{"q": "1+1=", "gold": 0, "choices": ["2", "3"]}\n' * 4)
     (root / "t_base.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "tag": ["my_tag"],
-                "task": "t_base",
-                "dataset_path": "json",
-                "dataset_kwargs": {"data_files": {"test": str(root / "d.jsonl")}},
-                "test_split": "test",
-                "output_type": "multiple_choice",
-                "doc_to_text": "{{q}}",
-                "doc_to_target": "{{gold}}",
-                "doc_to_choice": "{{choices}}",
-                "num_fewshot": 0,
-            }
-        )
+        yaml.safe_dump(local_mc_task("t_base", root / "d.jsonl", tag=["my_tag"]))
     )
     (root / "t_gone.yaml").write_text(
         yaml.safe_dump(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, harness_process
+from tests.conftest import ROOT, harness_process, local_mc_task
 
 pytestmark = pytest.mark.slow  # trains two tiny models and indexes lm-eval in subprocesses
 
@@ -80,19 +80,7 @@ def _write_study(study: Path, corpus: Path) -> None:
     ]
     (tasks / "graph_qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tasks / "graph_qa.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "task": "graph_qa",
-                "dataset_path": "json",
-                "dataset_kwargs": {"data_files": {"test": str(tasks / "graph_qa.jsonl")}},
-                "test_split": "test",
-                "output_type": "multiple_choice",
-                "doc_to_text": "{{q}}",
-                "doc_to_target": "{{gold}}",
-                "doc_to_choice": "{{choices}}",
-                "num_fewshot": 0,
-            }
-        )
+        yaml.safe_dump(local_mc_task("graph_qa", tasks / "graph_qa.jsonl"))
     )
 
 
