@@ -47,7 +47,7 @@ def cmd_run(args: list[str]) -> None:
     from omegaconf import DictConfig
 
     from harness.config import run_spec
-    from harness.slurm_check import check_cluster_launcher
+    from harness.slurm_check import arg_value, check_cluster_launcher
     from harness.slurm_check import preflight as slurm_preflight
     from harness.tracking import make_tracker
 
@@ -65,7 +65,7 @@ def cmd_run(args: list[str]) -> None:
     check_resolved_paths("config", args)
     if not any(a in ("--cfg", "-c", "--info", "-i") for a in args):  # those only print config
         guard(lambda: slurm_preflight(args))
-    if _arg_value(args, "hydra/launcher") == "slurm":
+    if arg_value(args, "hydra/launcher") == "slurm":
         _register_slurm_launcher(wait)
     _quiet_transformers()
     _FAILED.clear()  # main() may be called more than once in a process (tests, notebooks)
@@ -113,19 +113,17 @@ def cmd_run(args: list[str]) -> None:
         raise SystemExit(1)
 
 
-def _arg_value(args: list[str], key: str) -> str | None:
-    return next((a.partition("=")[2] for a in args if a.lstrip("+").startswith(f"{key}=")), None)
-
-
 def _no_wait(args: list[str]) -> tuple[list[str], bool]:
     """`--no-wait`: a SLURM sweep returns once its array job is submitted (then `harness
     status` / `harness cancel` follow it); only meaningful with -m and the slurm launcher."""
+    from harness.slurm_check import arg_value
+
     if "--no-wait" not in args:
         return args, True
     if (
         "-m" not in args
         and "--multirun" not in args
-        or _arg_value(args, "hydra/launcher") != "slurm"
+        or arg_value(args, "hydra/launcher") != "slurm"
     ):
         die(
             "--no-wait: only with a SLURM sweep (harness run -m --no-wait hydra/launcher=slurm ...)"

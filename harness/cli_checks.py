@@ -11,8 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from harness.overrides import split_override
-
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 # Cluster presets (group `cluster`, `+cluster=<name>`) live beside the cluster scripts.
@@ -144,10 +142,7 @@ def replace_mix(args: list[str]) -> list[str]:
     with its old weight), so the override becomes `~data.weights +data.weights={...}`, and
     the mix is named after its sources unless `data.name=` is given. `+data.weights={...}`
     without `~data.weights` would merge silently: refused, with the one-override form."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    from harness.overrides import choices
+    from harness.overrides import split_override
 
     deleted = "~data.weights" in args
     named = any(a.lstrip("+").startswith("data.name=") for a in args)
@@ -166,6 +161,12 @@ def replace_mix(args: list[str]) -> list[str]:
         if prefix == "+":
             out.append(arg)
             continue
+        # Hydra's parser only here: most commands never replace the mix (~0.1 s of imports)
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.errors import HydraException
+
+        from harness.overrides import choices
+
         if len(choices(value)) > 1:
             die(
                 f"data.weights: one mix per override, got {value}; sweep mixes with data=a,b "
@@ -245,7 +246,7 @@ def _is_group(key: str) -> bool:
 def check_override_keys(config_name: str, overrides: list[str]) -> None:
     """One line with a close match for an unknown key: compose one config of the sweep (group
     choices only, first value of each list) and look every `key=value` up in it."""
-    from harness.overrides import check_keys, first_choice
+    from harness.overrides import check_keys, first_choice, split_override
 
     groups, keys = [], []
     for arg in overrides:
@@ -266,7 +267,7 @@ def check_override_keys(config_name: str, overrides: list[str]) -> None:
         and "(" not in p[2]
         and not p[1].startswith(("hydra.", "hydra/"))
     ]
-    resolve_all(compose_raw(config_name, groups + plain))
+    resolve_all(compose_raw(config_name, groups + plain) if plain else base)
 
 
 def _deletion(arg: str) -> tuple[str, str, str] | None:

@@ -48,17 +48,19 @@ def remote_sources(spec: RunSpec) -> list[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def tokenizer_cached(tok: TokenizerSpec) -> bool:
-    """A pretrained tokenizer already in the local Hugging Face cache (nothing downloaded)."""
+def cached_tokenizer_size(tok: TokenizerSpec) -> int | None:
+    """The vocabulary size of a pretrained tokenizer already in the local Hugging Face cache
+    (nothing downloaded); None when it is not there."""
     try:
         from transformers import AutoTokenizer
 
-        AutoTokenizer.from_pretrained(
-            tok.name, local_files_only=True, trust_remote_code=tok.trust_remote_code
+        return len(
+            AutoTokenizer.from_pretrained(
+                tok.name, local_files_only=True, trust_remote_code=tok.trust_remote_code
+            )
         )
     except Exception:  # noqa: BLE001 - not cached, or no name: unknown, not an error here
-        return False
-    return True
+        return None
 
 
 def epochs(

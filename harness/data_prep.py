@@ -13,7 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from common.errors import ConfigError, DataError
-from harness.data_budget import remote_sources, tokenizer_cached
+from harness.data_budget import cached_tokenizer_size, remote_sources
 from toyworld.world import world_from_options, world_options
 from train.cache_lock import build_dir_once
 from train.mixture import eval_windows
@@ -55,7 +55,7 @@ def available_tokens(spec: RunSpec) -> dict[str, int | None]:
         return {n: c.n_tokens for n, c in prepare_data(spec).train_caches.items()}
     tok_spec = spec.tokenizer
     unknown: dict[str, int | None] = {n: None for n in spec.mix.weights}
-    if tok_spec.kind == "pretrained" and not tokenizer_cached(tok_spec):
+    if tok_spec.kind == "pretrained" and cached_tokenizer_size(tok_spec) is None:
         return unknown
     if tok_spec.kind == "bpe" and remote & set(tok_spec.train_sources):
         return unknown

@@ -57,12 +57,11 @@ def _runs(root: Path) -> list[tuple[Path, str, str, str | None, str | None]]:
     return out
 
 
-def resolve(root: Path, selector: str, key: str) -> Side:
-    """The run and checkpoint `selector` (RUN[@STEP]) names."""
+def resolve(root: Path, runs: list, selector: str, key: str) -> Side:
+    """The run and checkpoint `selector` (RUN[@STEP]) names among `runs` (`_runs(root)`)."""
     from eval.samples import sample_steps
 
     run, _, step = selector.partition("@")
-    runs = _runs(root)
     size, _, mix = run.partition("/")
     hits = [r for r in runs if r[1].startswith(run)] or [
         r for r in runs if r[3] == size and mix in ("", r[4])
@@ -101,7 +100,8 @@ def items(args: list[str]) -> None:
 
     opts = parse(args)
     root = Path(opts["root"])
-    a, b = resolve(root, opts["a"], "a"), resolve(root, opts["b"], "b")
+    runs = _runs(root)  # every record read once for both sides
+    a, b = resolve(root, runs, opts["a"], "a"), resolve(root, runs, opts["b"], "b")
     metric = opts.get("metric", "acc")
     ranked, summary = movers(
         read_samples(a.path, a.step), read_samples(b.path, b.step), opts["task"], metric

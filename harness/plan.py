@@ -12,12 +12,12 @@ so they are the counts the run will record; the vocabulary is the tokenizer conf
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Any
 
 from common.errors import DataError, HarnessError
+from common.record import RunRecord
 from harness.backfill_hint import missing_tasks
 from harness.cli_checks import (
     CONF_DIR,
@@ -30,7 +30,14 @@ from harness.cli_checks import (
     hydra_argv,
     searchpath,
 )
-from harness.data_budget import REMOTE, epochs, format_epochs, remote_sources, repetition_warnings
+from harness.data_budget import (
+    REMOTE,
+    cached_tokenizer_size,
+    epochs,
+    format_epochs,
+    remote_sources,
+    repetition_warnings,
+)
 from harness.data_prep import available_tokens
 from harness.identity import run_id
 from harness.run_setup import check_tasks, plan_steps
@@ -71,20 +78,9 @@ def gpu_hours(flops: float) -> float:
     return flops / (ASSUMED_MFU * ASSUMED_PEAK_FLOPS) / 3600
 
 
-@functools.lru_cache(maxsize=8)
 def _vocab(tok: TokenizerSpec) -> int | None:
-    if tok.kind != "pretrained":
-        return tok.vocab_size
-    try:  # no download: only a tokenizer already in the local Hugging Face cache
-        from transformers import AutoTokenizer
-
-        return len(
-            AutoTokenizer.from_pretrained(
-                tok.name, local_files_only=True, trust_remote_code=tok.trust_remote_code
-            )
-        )
-    except Exception:  # not cached: the row says '?' rather than guess
-        return None
+    # a pretrained tokenizer only from the local cache: not cached, the row says '?'
+    return tok.vocab_size if tok.kind != "pretrained" else cached_tokenizer_size(tok)
 
 
 def _stats(spec: RunSpec) -> ModelStats | None:
@@ -97,9 +93,9 @@ def _stats(spec: RunSpec) -> ModelStats | None:
         return model_stats(build_model(spec.model, vocab, seed=spec.seed))
 
 
-def _action(spec: RunSpec, out_root: Path, rid: str) -> str:
+def _action(spec: RunSpec, out_root: Path, rid: str, rec: RunRecord | None) -> str:
+    """What `harness run` would do with the run `rid` whose record (None: none yet) is `rec`."""
     path = run_dir(out_root, rid)
-    rec = read_record(path) if path.exists() else None
     if rec is not None and rec.is_complete:
         lacking = missing_tasks(spec, out_root)
         return (
@@ -140,7 +136,7 @@ def plan_row(spec: RunSpec, out_root: Path) -> dict[str, Any]:
         if known is not None and known.n_params and known.n_params_nonembedding is not None
         else _stats(spec)
     )
-    action = _action(spec, out_root, rid) if rid else "train? (id needs the remote dataset)"
+    action = _action(spec, out_root, rid, rec) if rid else "train? (id needs the remote dataset)"
     row: dict[str, Any] = {
         "run_id": rid or "?",
         "size": spec.model.name,

@@ -15,7 +15,8 @@ from common.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _arg(args: list[str], key: str) -> str | None:
+def arg_value(args: list[str], key: str) -> str | None:
+    """The value of the first `key=value` (or `+key=value`) among `args`; None without one."""
     for a in args:
         k, _, v = a.lstrip("+").partition("=")
         if k == key:
@@ -25,10 +26,10 @@ def _arg(args: list[str], key: str) -> str | None:
 
 def requested_partition(args: list[str]) -> str | None:
     """The partition a launch will ask for: command line, else the preset, else the default."""
-    explicit = _arg(args, "hydra.launcher.partition")
+    explicit = arg_value(args, "hydra.launcher.partition")
     if explicit is not None:
         return None if explicit in ("null", "") else explicit
-    preset = _arg(args, "cluster")
+    preset = arg_value(args, "cluster")
     sources = [ROOT / "slurm" / "cluster" / f"{preset}.yaml"] if preset else []
     sources.append(ROOT / "conf" / "hydra" / "launcher" / "slurm.yaml")
     for path in sources:
@@ -42,8 +43,8 @@ def requested_partition(args: list[str]) -> str | None:
 def check_cluster_launcher(args: list[str]) -> None:
     """`+cluster=NAME` sets fields of the SLURM launcher: without `hydra/launcher=slurm` Hydra
     fails on a ConfigKeyError whose first line says nothing; say what is missing instead."""
-    preset = _arg(args, "cluster")
-    if preset is not None and _arg(args, "hydra/launcher") != "slurm":
+    preset = arg_value(args, "cluster")
+    if preset is not None and arg_value(args, "hydra/launcher") != "slurm":
         raise ConfigError(
             f"cluster: the preset '{preset}' configures the SLURM launcher; "
             f"add hydra/launcher=slurm (harness run -m hydra/launcher=slurm +cluster={preset} ...)"
@@ -59,7 +60,7 @@ def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 def preflight(args: list[str]) -> None:
     """Raise ConfigError when a SLURM launch named in `args` cannot work."""
-    if _arg(args, "hydra/launcher") != "slurm":
+    if arg_value(args, "hydra/launcher") != "slurm":
         return
     if shutil.which("sbatch") is None:
         raise ConfigError(

@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis import testbeds
 from analysis.config import AnalysisConfig
-from analysis.ingest.axes import axis_label
+from analysis.ingest.axes import AXES, axis_label, axis_phrase
 from analysis.report.observational import capability_section
 from analysis.results import AnalysisResults
 from analysis.testbeds.olmo_ladder.loader import PUBLISHED_SOURCE
@@ -27,8 +27,6 @@ def axis_line(cfg: AnalysisConfig) -> str:
 
 
 def _count(row) -> str:
-    if row is None:
-        return ""
     if row["frac"] != row["frac"]:
         return "n/a (too few sizes)"
     return f"{int(row['n_predictable'])} of {int(row['n_tasks'])} predictable"
@@ -58,9 +56,9 @@ def choices_line(res: AnalysisResults) -> str:
         parts.append(f"{name} (with {alt_name}: {_count(alt.iloc[0])})")
     else:
         parts.append(name)
-    if v not in ("compute", "params"):
+    if v not in AXES:
         alt_axis = f" (against compute: {_count(comp.iloc[0])})" if not comp.empty else ""
-        parts.append(f"`{v}` validation loss as the x-axis{alt_axis}")
+        parts.append(f"{axis_phrase(v)} as the x-axis{alt_axis}")
     n = here.iloc[0]
     head = (
         f"{int(n['n_predictable'])} of {int(n['n_tasks'])} predictable"
