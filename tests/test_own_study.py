@@ -80,11 +80,11 @@ def test_every_group_finds_a_study_option(tmp_path, config_name, group):
 
 
 @pytest.mark.parametrize("form", [0, 1, 3])
-def test_plan_with_a_study_conf(tmp_path, run_cli, form):
+def test_plan_with_a_study_conf(tmp_path, run_cli, form, shared_cache):
     conf = _study_conf(tmp_path)
     out = tmp_path / "out"
     code, stdout, err = run_cli(
-        "plan", *_forms(conf)[form], "data=mine", *tiny_overrides(tmp_path / "c", out)
+        "plan", *_forms(conf)[form], "data=mine", *tiny_overrides(shared_cache, out)
     )
     assert code == 0, err
     assert " mine " in stdout.splitlines()[1]
@@ -225,7 +225,7 @@ def test_replaced_mix_is_the_given_map_named_after_its_sources():
     }
 
 
-def test_uncovered_sources_warn_once_in_one_line(tmp_path, run_cli):
+def test_uncovered_sources_warn_once_in_one_line(tmp_path, run_cli, shared_cache):
     from harness.coverage import uncovered
 
     corpus = _corpus(tmp_path / "corpus")
@@ -251,7 +251,7 @@ def test_uncovered_sources_warn_once_in_one_line(tmp_path, run_cli):
     code, _, err = run_cli(
         "plan",
         "-m",
-        *tiny_overrides(tmp_path / "c", tmp_path / "o"),
+        *tiny_overrides(shared_cache, tmp_path / "o"),
         *_files_override(f"{corpus}/*.md"),
         "model=cpu-40k,cpu-50k",
     )

@@ -246,8 +246,7 @@ def test_wilson_interval_is_never_a_point():
     assert lo == 0 and hi == pytest.approx(0.7935, abs=1e-4)
     for k, n in [(0, 1), (1, 1), (0, 5), (3, 5), (18, 46)]:
         lo, hi = wilson(k, n)
-        assert 0 <= lo < k / n + 1e-12 or k == 0
-        assert lo < hi <= 1
+        assert 0 <= lo <= k / n <= hi <= 1 and lo < hi
 
 
 def test_findings_line_for_one_task_has_an_honest_interval(tmp_path):

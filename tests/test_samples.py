@@ -123,8 +123,8 @@ def test_log_samples_is_not_part_of_the_run_identity(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def logged_run(tmp_path_factory):
-    cache, out = tmp_path_factory.mktemp("samplescache"), tmp_path_factory.mktemp("samplesout")
+def logged_run(tmp_path_factory, shared_cache):
+    cache, out = shared_cache, tmp_path_factory.mktemp("samplesout")
     ov = tiny_overrides(cache, out, tasks=True) + ["model=cpu-40k", "eval.log_samples=true"]
     outcome = execute(run_spec(compose(ov)), out)
     return out, outcome, cache

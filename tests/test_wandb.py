@@ -184,26 +184,26 @@ def test_ctrl_c_finishes_the_wandb_run(shared_cache, tmp_path):
 
 
 @pytest.mark.slow
-def test_analyze_with_wandb_logs_the_analysis_as_an_artifact(no_key, monkeypatch, tmp_path):
+def test_analyze_with_wandb_logs_the_analysis_as_an_artifact(
+    no_key, monkeypatch, tmp_path, run_cli
+):
     """`harness analyze root=... logger=wandb`, offline: the offline run holds one `analysis`
     artifact whose manifest lists the report, every figure and every table written."""
-    from harness.cli import main
     from tests.fixtures.analysis_make import sweep_records, write_records
 
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))  # artifact staging
     write_records(tmp_path / "sweep", sweep_records())
     out = tmp_path / "out"
-    main(
-        [
-            "analyze",
-            f"root={tmp_path / 'sweep'}",
-            f"out={out}",
-            "analysis.bootstrap.n_resamples=40",
-            "analysis.bootstrap.loss_law_resamples=10",
-            "analysis.plot.max_flip_figures=2",
-            "logger=wandb",
-        ]
+    code, _, err = run_cli(
+        "analyze",
+        f"root={tmp_path / 'sweep'}",
+        f"out={out}",
+        "analysis.bootstrap.n_resamples=40",
+        "analysis.bootstrap.loss_law_resamples=10",
+        "analysis.plot.max_flip_figures=2",
+        "logger=wandb",
     )
+    assert code == 0, err[-2000:]
     (run_dir,) = (out / "wandb").glob("offline-run-*")
     logged = read_offline_run(run_dir)
     (artifact,) = logged["artifacts"]
