@@ -14,6 +14,7 @@ import dataclasses
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,8 +104,8 @@ def analyze(
     `overwrite`, a report in `out_dir` made with other settings is refused before any write."""
     t0 = time.time()
     out_dir = Path(out_dir)
-    res = compute(table, cfg)
-    check_settings(out_dir, res.cfg.to_dict(), overwrite)
+    # the settings check needs the resolved reference axis, but runs before any fitting
+    res = compute(table, cfg, lambda settled: check_settings(out_dir, settled.to_dict(), overwrite))
     res.warnings = list(dict.fromkeys([*(load_warnings or []), *res.warnings]))
     files = write_outputs(out_dir, res, t0)
     for m in res.warnings:  # surface them to the caller too
@@ -143,9 +144,15 @@ def ingest(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.DataFrame:
     return conform(with_axes(table, cfg.x_axes))
 
 
-def compute(table: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisResults:
+def compute(
+    table: pd.DataFrame,
+    cfg: AnalysisConfig | None = None,
+    before_fitting: Callable[[AnalysisConfig], None] | None = None,
+) -> AnalysisResults:
     """Every stage of the analysis, in memory: ingest -> groups -> trends and laws ->
-    flips -> extras and calibration -> predictions (analysis.predict). Nothing is written."""
+    flips -> extras and calibration -> predictions (analysis.predict). Nothing is written.
+    `before_fitting` sees the settings as resolved (the reference axis the data has) before
+    the first fit; it may raise to stop."""
     cfg = cfg or AnalysisConfig()
     with warnings.catch_warnings(record=True) as caught0:
         warnings.simplefilter("always", AnalysisWarning)
@@ -154,6 +161,8 @@ def compute(table: pd.DataFrame, cfg: AnalysisConfig | None = None) -> AnalysisR
     main = main_suite(table)
     points = select_points(main, cfg.points, cfg.checkpoint_min_frac)
     cfg = with_present_reference(cfg, points)
+    if before_fitting is not None:
+        before_fitting(cfg)
     # a bad labels setting fails now, not after minutes of fitting
     sources = sorted(table["source"].dropna().unique())
     labels = testbeds.labels_for(cfg.calibration.labels, sources)

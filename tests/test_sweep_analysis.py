@@ -102,3 +102,23 @@ def test_a_run_stores_its_presets_analysis_settings(run_cli, tmp_path, shared_ca
     assert code == 0, err[-2000:]
     assert load(tmp_path) == {"points": "all"}
     assert json.loads((tmp_path / FILE).read_text())["sweep"] == "default"
+
+
+def test_a_refused_report_is_refused_before_any_fitting(tmp_path, monkeypatch):
+    """The settings check runs on the resolved settings before the first fit: a refusal
+    costs seconds, not the whole analysis (gadre2024: ~50 s)."""
+    from analysis import pipeline
+    from analysis.config import AnalysisConfig
+    from tests.fixtures.analysis_make import sweep_table
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "analysis_config.json").write_text(json.dumps({"points": "all"}))
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("fitting started before the settings check")
+
+    monkeypatch.setattr(pipeline, "_core", no_fitting)
+    table = sweep_table(n_ckpt=3)
+    with pytest.raises(AnalysisError, match=r"points: all -> final"):
+        pipeline.analyze(table, out, AnalysisConfig(points="final"), overwrite=False)
