@@ -51,13 +51,15 @@ demo-large: install  # 7 sizes x 2 data mixes x 2 training seeds, 28 runs (~23 m
 
 # Two pytest-xdist workers, one thread each. Most of the suite's time is processes that train
 # or wait (a run's imports alone are ~4 s of CPU; SLURM requeues wait 20 s), so two workers
-# keep both cores busier: 488-523 s instead of 800 s from a fresh clone here (README). One
+# keep both cores busier: 478-523 s instead of 800 s from a fresh clone here (README). One
 # thread per worker: torch's all-core kernels spin against the other worker (5% more CPU at
-# two threads), and results do not depend on the thread count (tests/test_fastpath.py). The
-# tests marked slurm run on one worker, one after another (conftest.py). TEST_WORKERS=0: one
-# process, as before.
+# two threads), and results do not depend on the thread count (tests/test_fastpath.py).
+# --dist loadfile with tests/xdist_schedule.py: each file is one unit of work (a module's
+# fixtures are built once), the two SLURM files one unit on one worker, one test after another,
+# handed out first; the long files next (--no-loadscope-reorder keeps that order).
+# TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-PYTEST := $(OFFLINE) OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+PYTEST := $(OFFLINE) OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: install-dev
 	$(PYTEST) -q -ra --durations=15

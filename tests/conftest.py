@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import xdist_schedule
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -20,12 +22,19 @@ os.environ.setdefault("HARNESS_NO_PROGRESS", "1")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` (`make test`): files as units, the SLURM files one unit together
+    (tests/xdist_schedule.py)."""
+    if config.getvalue("dist") == "loadfile":
+        return xdist_schedule.make_scheduler(config, log)
+    return None
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """The tests marked slurm share one cluster of 2 CPUs and time their waits on it: under
-    pytest-xdist (`make test`) they run on one worker, one after another."""
-    for item in items:
-        if item.get_closest_marker("slurm"):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+    """The SLURM files first, then the long ones, then the rest as collected (the order
+    xdist hands the files out: tests/xdist_schedule.py). Stable: a file keeps its order."""
+    items.sort(key=xdist_schedule.start_rank)
 
 
 def tiny_overrides(cache: Path, out: Path, tasks: bool = False) -> list[str]:
