@@ -7,7 +7,7 @@ import pytest
 
 from analysis.config import AnalysisConfig
 from analysis.pipeline import analyze
-from analysis.report.summary import write_summary
+from analysis.report.summary import _share, _unclassified, write_summary
 from analysis.testbeds import settings_for
 from analysis.testbeds.olmo_ladder.loader import read_raw as read_olmo
 from analysis.testbeds.pythia.loader import read_raw as read_pythia
@@ -52,6 +52,24 @@ def test_summary_answers_how_often_and_what_breaks(tmp_path):
         counts.columns
     )
     assert (counts["n_flipped"] <= counts["n_tasks"]).all()
+
+
+@pytest.mark.parametrize(
+    ("categories", "share"),
+    [
+        ([], None),
+        (["insufficient", "insufficient"], None),
+        (["not_a_scale"], None),  # read 0% before: only `insufficient` counted as unclassified
+        (["not_a_scale", "insufficient"], None),
+        (["predictable", "insufficient"], 0.5),
+        (["predictable", "noisy", "not_a_scale"], 1 / 3),
+    ],
+)
+def test_share_is_na_when_no_task_was_classified(categories, share):
+    got = _share(pd.Series(categories, dtype=object))
+    assert (share is None and pd.isna(got)) or got == pytest.approx(share)
+    trends = pd.DataFrame({"val_set": "v", "corpus": "c", "category": categories}, dtype=object)
+    assert _unclassified(trends, "v", "c") == (bool(categories) and share is None)
 
 
 def test_cli_splits_sources_and_names_an_unknown_one(capsys):

@@ -17,31 +17,35 @@ import pandas as pd
 from analysis.config import AnalysisConfig
 from analysis.output import files as io
 from analysis.predict.stage import predictions_summary
-from analysis.trends.classify import INSUFFICIENT
+from analysis.trends.classify import INSUFFICIENT, NOT_A_SCALE
+
+#: categories that say a task could not be classified (too few models or sizes; an x-axis
+#: that is not a scale): a group of only these has no share predictable, n/a, not 0%
+UNCLASSIFIED = (INSUFFICIENT, NOT_A_SCALE)
 
 #: a flip counts when its Benjamini-Hochberg q-value is below this (analysis.flips.evidence)
 SIGNIFICANT_Q = 0.05
 
 
 def _share(category: pd.Series) -> float:
-    """Share of tasks predictable; NaN (shown n/a) when no task had enough models to be
-    classified at all: 0 of 0 classified is no evidence of 0%."""
-    if category.empty or (category == INSUFFICIENT).all():
+    """Share of tasks predictable; NaN (shown n/a) when no task could be classified at all
+    (UNCLASSIFIED): 0 of 0 classified is no evidence of 0%."""
+    if category.empty or category.isin(UNCLASSIFIED).all():
         return np.nan
     return float((category == "predictable").mean())
 
 
 def _unclassified(trends: pd.DataFrame, val_set: str, corpus: str) -> bool:
-    """Whether the group has trends rows and every one is `insufficient`."""
+    """Whether the group has trends rows and none could be classified (UNCLASSIFIED)."""
     if "category" not in trends:
         return False
     t = trends[(trends["val_set"] == val_set) & (trends["corpus"] == corpus)]
-    return not t.empty and bool((t["category"] == INSUFFICIENT).all())
+    return not t.empty and bool(t["category"].isin(UNCLASSIFIED).all())
 
 
 def _axis_row(name: str, r, reference: bool, unclassified: bool = False) -> dict:
     """A summary row of one x-axis's fraction predictable (a predictable.csv row);
-    `unclassified`: every task of the group lacked models, so no share (n/a)."""
+    `unclassified`: no task of the group could be classified, so no share (n/a)."""
     na = np.nan if unclassified else None
     return {
         "testbed": name,
