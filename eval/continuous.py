@@ -23,10 +23,17 @@ import numpy as np
 METRICS = ("logprob", "logprob_per_token", "logprob_per_byte", "bpb", "prob_correct", "brier")
 
 
-def continuations(sample: dict[str, Any]) -> list[str] | None:
+def request_args(sample: dict[str, Any]) -> list[tuple]:
+    """A logged sample's requests as (context, continuation, ...) tuples, one per request,
+    whichever form this lm-eval logs them in; [] when it logged none."""
     args = sample.get("arguments")
     if isinstance(args, dict):  # newer lm-eval: {"gen_args_0": {"arg_0": ctx, "arg_1": cont}, ...}
         args = [tuple(v.values()) for v in args.values()]
+    return list(args) if isinstance(args, (list, tuple)) else []
+
+
+def continuations(sample: dict[str, Any]) -> list[str] | None:
+    args = request_args(sample)
     if not args:
         return None
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import atomic_path
-from eval.continuous import choice_logliks
+from eval.continuous import choice_logliks, request_args
 
 SAMPLES_DIR = "samples"
 _PREFIX = "step_"
@@ -56,9 +56,7 @@ def _metric(value: Any) -> float | None:
 
 
 def _context(sample: dict[str, Any]) -> str | None:
-    args = sample.get("arguments")
-    if isinstance(args, dict):  # newer lm-eval: {"gen_args_0": {"arg_0": ctx, ...}, ...}
-        args = [tuple(v.values()) for v in args.values()]
+    args = request_args(sample)
     try:
         return str(args[0][0]) if args else None
     except (IndexError, TypeError, KeyError):
