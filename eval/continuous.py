@@ -16,6 +16,7 @@ Each is averaged over items, with the standard error of the mean as `<metric>_st
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,12 +24,12 @@ import numpy as np
 METRICS = ("logprob", "logprob_per_token", "logprob_per_byte", "bpb", "prob_correct", "brier")
 
 
-def request_args(sample: dict[str, Any]) -> list[tuple]:
-    """A logged sample's requests as (context, continuation, ...) tuples, one per request,
+def request_args(sample: dict[str, Any]) -> list[Sequence[Any]]:
+    """A logged sample's requests as (context, continuation, ...) sequences, one per request,
     whichever form this lm-eval logs them in; [] when it logged none."""
     args = sample.get("arguments")
     if isinstance(args, dict):  # newer lm-eval: {"gen_args_0": {"arg_0": ctx, "arg_1": cont}, ...}
-        args = [tuple(v.values()) for v in args.values()]
+        args = [tuple(v.values()) if isinstance(v, dict) else v for v in args.values()]
     return list(args) if isinstance(args, (list, tuple)) else []
 
 

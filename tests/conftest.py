@@ -24,16 +24,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # a pytest-xdist hook
 def pytest_xdist_make_scheduler(config, log):
-    """`--dist loadfile` (`make test`): files as units, the SLURM files one unit together
-    (tests/xdist_schedule.py)."""
-    if config.getvalue("dist") == "loadfile":
+    """Any distributing mode but `each` (`make test`: --dist loadfile): files as units, the
+    SLURM files one unit together (tests/xdist_schedule.py), so that no `pytest -n N` runs two
+    SLURM tests at once on the one small cluster."""
+    if config.getvalue("dist") != "each":
         return xdist_schedule.make_scheduler(config, log)
     return None
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     """The SLURM files first, then the long ones, then the rest as collected (the order
-    xdist hands the files out: tests/xdist_schedule.py). Stable: a file keeps its order."""
+    xdist hands the files out: tests/xdist_schedule.py). Stable: a file keeps its order. A
+    test marked slurm outside SLURM_FILES would run beside the others: refused."""
+    for item in items:
+        if item.get_closest_marker("slurm") and item.path.name not in xdist_schedule.SLURM_FILES:
+            raise pytest.UsageError(
+                f"{item.nodeid}: marked slurm but its file is not in "
+                "tests/xdist_schedule.SLURM_FILES (the SLURM tests run one after another)"
+            )
     items.sort(key=xdist_schedule.start_rank)
 
 

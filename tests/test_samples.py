@@ -8,6 +8,7 @@ import pytest
 
 from analysis.errors import AnalysisError
 from analysis.items import format_movers, movers
+from eval.continuous import continuations, request_args
 from eval.samples import (
     drop_after,
     read_samples,
@@ -45,6 +46,28 @@ def test_a_multiple_choice_item_keeps_its_choices_and_logliks():
     assert row["doc_id"] == 3 and row["gold"] == 2 and row["acc"] == 1.0
     assert row["loglik"] == [-1.0, -2.5, -0.5] and row["choices"] == [" c0", " c1", " c2"]
     assert row["prompt"] == "Question 3: which one?" and row["response"] is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "prompt", "conts"),
+    [
+        ([["ctx", " a"], ["ctx", " b"]], "ctx", [" a", " b"]),  # older lm-eval: lists
+        ({"gen_args_0": {"arg_0": "ctx", "arg_1": " a"}}, "ctx", [" a"]),  # newer: dicts
+        ({"gen_args_0": ["ctx", " a"]}, "ctx", [" a"]),  # a dict of lists
+        (None, None, None),
+        ([], None, None),
+        ({}, None, None),
+        ("ctx", None, None),  # not a list of requests: none, not its first character
+        (5, None, None),
+        ([None], None, None),
+        ([["ctx"]], "ctx", None),  # a request without a continuation
+    ],
+)
+def test_request_arguments_in_each_logged_form(arguments, prompt, conts):
+    sample = {"doc_id": 0, "arguments": arguments}
+    assert sample_row(sample)["prompt"] == prompt
+    assert continuations(sample) == conts
+    assert isinstance(request_args(sample), list)
 
 
 def test_a_generation_item_keeps_its_response():

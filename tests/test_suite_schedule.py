@@ -63,7 +63,8 @@ def test_each_file_on_one_worker_and_the_slurm_files_first(pytester, monkeypatch
     pytester.makeconftest(
         "from tests.conftest import pytest_xdist_make_scheduler, pytest_collection_modifyitems"
     )
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
     res = pytester.runpytest_subprocess(
         "-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "-p", "no:cacheprovider"
     )

@@ -1,4 +1,5 @@
-"""How `make test` hands the suite to its pytest-xdist workers (`-n 2 --dist loadfile`).
+"""How `make test` hands the suite to its pytest-xdist workers (`-n 2 --dist loadfile`; any
+`pytest -n N` but `--dist each` gets the same units).
 
 Each test file is one unit of work, so a module-scoped fixture (a trained run, an analysed
 sweep) is built once, not once per worker. The two SLURM files are one unit together: they
