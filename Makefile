@@ -51,7 +51,7 @@ demo-large: install  # 7 sizes x 2 data mixes x 2 training seeds, 28 runs (~23 m
 
 # Two pytest-xdist workers, one thread each. Most of the suite's time is processes that train
 # or wait (a run's imports alone are ~4 s of CPU; SLURM requeues wait 20 s), so two workers
-# keep both cores busier: 474-478 s instead of 800 s from a fresh clone here (README). One
+# keep both cores busier: 445-478 s instead of 800 s from a fresh clone here (README). One
 # thread per worker: torch's all-core kernels spin against the other worker (5% more CPU at
 # two threads), and results do not depend on the thread count (tests/test_fastpath.py).
 # --dist loadfile with tests/xdist_schedule.py: each file is one unit of work (a module's
