@@ -161,31 +161,38 @@ def replace_mix(args: list[str]) -> list[str]:
         if prefix == "+":
             out.append(arg)
             continue
-        # Hydra's parser only here: most commands never replace the mix (~0.1 s of imports)
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from hydra.errors import HydraException
-
-        from harness.overrides import choices
-
-        if len(choices(value)) > 1:
-            die(
-                f"data.weights: one mix per override, got {value}; sweep mixes with data=a,b "
-                "(one YAML per mix in a data/ folder)"
-            )
-        _check_duplicate_keys("data.weights", value)  # before the parser keeps the last
-        try:
-            weights = OverridesParser.create().parse_override(f"w={value}").value()
-        except HydraException as err:
-            die(f"data.weights={value}: {hydra_error_line(err)}")
-        if not isinstance(weights, dict) or not weights:
-            die(
-                f"data.weights: must be a map of source names to weights like {{node: 1.0}}, "
-                f"got {value}"
-            )
+        weights = _weights_map(value)
         out += ["~data.weights", f"+data.weights={value}"]
         if not named:
             out.append(f"data.name='{'+'.join(str(k) for k in weights)}'")
     return out
+
+
+def _weights_map(value: str) -> dict:
+    """The map `data.weights={...}` gives, parsed as Hydra will; one line and exit 2 for a
+    sweep list, a source named twice or anything that is not a non-empty map. Hydra's parser
+    is imported only here: most commands never replace the mix (~0.1 s of imports)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from harness.overrides import choices
+
+    if len(choices(value)) > 1:
+        die(
+            f"data.weights: one mix per override, got {value}; sweep mixes with data=a,b "
+            "(one YAML per mix in a data/ folder)"
+        )
+    _check_duplicate_keys("data.weights", value)  # before the parser keeps the last
+    try:
+        weights = OverridesParser.create().parse_override(f"w={value}").value()
+    except HydraException as err:
+        die(f"data.weights={value}: {hydra_error_line(err)}")
+    if not isinstance(weights, dict) or not weights:
+        die(
+            f"data.weights: must be a map of source names to weights like {{node: 1.0}}, "
+            f"got {value}"
+        )
+    return weights
 
 
 def check_group_overrides(args: list[str]) -> None:

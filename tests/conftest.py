@@ -172,19 +172,15 @@ def harness_process(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600, **kw
 ) -> subprocess.CompletedProcess:
     """`python -m harness.cli <args>` in its own process, as a shell runs it: offline, no
-    progress bars, output captured as text. For tests where the process boundary is what is
-    tested (exit codes, signals, a sweep's subprocesses); `env` adds to this environment."""
-    full_env = {
-        **os.environ,
-        "HARNESS_NO_PROGRESS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        **(env or {}),
-    }
+    progress bars (fault_injection.child_env), output captured as text. For tests where the
+    process boundary is what is tested (exit codes, signals, a sweep's subprocesses); `env`
+    adds to that environment."""
+    from tests.fault_injection import child_env
+
     return subprocess.run(
         [sys.executable, "-m", "harness.cli", *args],
         cwd=cwd,
-        env=full_env,
+        env=child_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -85,9 +85,8 @@ def _write_study(study: Path, corpus: Path) -> None:
 
 
 def _harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    # the checkout's code without writing its bytecode there; W&B offline as in `make test`
-    env = {"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "WANDB_MODE": "offline"}
-    return harness_process(*args, cwd=cwd, env=env)
+    # the checkout's code (child_env's PYTHONPATH) without writing its bytecode there
+    return harness_process(*args, cwd=cwd, env={"PYTHONDONTWRITEBYTECODE": "1"})
 
 
 def _run_ids(plan_stdout: str) -> dict[str, str]:

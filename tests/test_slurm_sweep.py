@@ -4,7 +4,6 @@ resume, status. Skipped with a reason when no cluster answers (slurm/local_clust
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,12 +16,13 @@ from harness.config import run_spec
 from harness.runner import execute
 from tests.conftest import compose, tiny_overrides
 from tests.conftest import harness_process as harness
+from tests.fault_injection import child_env
 from tests.slurm_util import slurm_available
 
 ok, reason = slurm_available()
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.skipif(not ok, reason=reason)]
 
-ENV = {**os.environ, "HARNESS_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+ENV = child_env()  # what harness_process gives its processes, for the ones started here
 
 
 def records(out: Path) -> list[dict]:
